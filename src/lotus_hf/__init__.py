@@ -1,0 +1,23 @@
+"""lotus-hf: LoTUS machine unlearning for Hugging Face image classifiers."""
+
+__version__ = "0.1.0"
+
+from .config import UnlearningConfig
+from .data import ForgetRequest, PixelDataset, UnlearningData, load_image_dataset, prepare_unlearning_data
+from .evaluation import UnlearningReport, evaluate_unlearning
+from .rf_jsd import rf_jsd
+from .trainer import UnlearningTrainer
+
+__all__ = [
+    "ForgetRequest",
+    "PixelDataset",
+    "UnlearningConfig",
+    "UnlearningData",
+    "UnlearningReport",
+    "UnlearningTrainer",
+    "__version__",
+    "evaluate_unlearning",
+    "load_image_dataset",
+    "prepare_unlearning_data",
+    "rf_jsd",
+]

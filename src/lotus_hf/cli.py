@@ -1,0 +1,209 @@
+"""The `lotus-hf` command: parse, call the library, print. No logic of its own.
+
+    lotus-hf unlearn                      # bundled ResNet, Fashion-MNIST, first 10% of each class
+    lotus-hf train --model-config vit-small --output-dir my-vit
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+
+
+def _forget_flags(parser: argparse.ArgumentParser, default_first_percent: float | None) -> None:
+    group = parser.add_argument_group("forget request (one of)").add_mutually_exclusive_group()
+    group.add_argument(
+        "--forget-first-percent",
+        type=float,
+        default=None,
+        metavar="P",
+        help=f"forget the first P%% of each class's training samples (the paper's protocol; default "
+        f"{default_first_percent if default_first_percent is not None else 'none'})",
+    )
+    group.add_argument("--forget-classes", metavar="A,B", help="forget whole classes, by name or id")
+    group.add_argument("--forget-fraction", type=float, metavar="F", help="forget a seeded stratified fraction F")
+    group.add_argument("--forget-indices", metavar="I,J,...", help="forget these training-split indices")
+    group.add_argument("--forget-indices-file", metavar="PATH", help="file of training-split indices, one a line")
+
+
+def _data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist, an image folder or a Hub data set id")
+    parser.add_argument("--image-column", default=None, help="image column (default: found automatically)")
+    parser.add_argument("--label-column", default=None, help="label column (default: found automatically)")
+    parser.add_argument("--seed", type=int, default=3407, help="seed of the splits and the run (paper: 3407, 13, 12)")
+
+
+def _forget_request(args: argparse.Namespace, default_first_percent: float | None):
+    from .data import ForgetRequest
+
+    if args.forget_classes:
+        return ForgetRequest.classes([c.strip() for c in args.forget_classes.split(",") if c.strip()])
+    if args.forget_fraction is not None:
+        return ForgetRequest.fraction(args.forget_fraction, seed=args.seed)
+    if args.forget_indices is not None or args.forget_indices_file:
+        text = args.forget_indices if args.forget_indices is not None else _read(args.forget_indices_file)
+        tokens = text.replace("\n", ",").split(",")
+        try:
+            return ForgetRequest.indices([int(t) for t in tokens if t.strip()])
+        except ValueError:
+            raise ValueError("`--forget-indices` must be integers separated by commas or newlines.") from None
+    percent = args.forget_first_percent if args.forget_first_percent is not None else default_first_percent
+    return None if percent is None else ForgetRequest.first_percent(percent)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as error:
+        raise ValueError(f"`--forget-indices-file` {path!r} cannot be read ({error.strerror}).") from None
+
+
+def _default_output(prefix: str) -> str:
+    return str(Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lotus-hf", description="LoTUS machine unlearning for image classifiers.")
+    parser.add_argument("--version", action="version", version=f"lotus-hf {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    unlearn = commands.add_parser("unlearn", help="make a model forget part of its training data (LoTUS)")
+    unlearn.add_argument("--model", default="fashion-mnist-resnet", help="bundled name, model folder or Hub id[@rev]")
+    unlearn.add_argument("--revision", default=None, help="Hub revision of --model")
+    _data_flags(unlearn)
+    _forget_flags(unlearn, default_first_percent=10)
+    unlearn.add_argument("--alpha", type=float, default=None, help="temperature sharpness (default 2; paper CIFAR-10: 8)")
+    unlearn.add_argument("--epochs", type=float, default=None, help="maximum epochs (default 10)")
+    unlearn.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
+    unlearn.add_argument("--learning-rate", type=float, default=None, help="AdamW learning rate (default 1e-4)")
+    unlearn.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 5e-4)")
+    unlearn.add_argument("--retain-fraction", type=float, default=None, help="share rho of the retain set (0.3)")
+    unlearn.add_argument("--prob-transform", choices=("gumbel_softmax", "softmax"), default=None)
+    unlearn.add_argument(
+        "--class-forgetting",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="target unseen accuracy 0 (default: on with --forget-classes)",
+    )
+    unlearn.add_argument("--retrained", default=None, help="a retrained model folder: adds JSD and Avg Gap to the report")
+    unlearn.add_argument("--output-dir", default=None, help="new folder for the model and report (default runs/...)")
+
+    train = commands.add_parser("train", help="train an original classifier, or retrain one without a forget set")
+    train.add_argument("--model-config", default="resnet-small", help="resnet-small, vit-small or a config.json")
+    train.add_argument("--like", default=None, help="reuse the recipe of a model trained by `lotus-hf train`")
+    _data_flags(train)
+    _forget_flags(train, default_first_percent=None)
+    train.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
+    train.add_argument("--learning-rate", type=float, default=None, help="AdamW learning rate (default 1e-3)")
+    train.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 5e-4)")
+    train.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
+    train.add_argument("--output-dir", default=None, help="new folder for the model (default runs/...)")
+    return parser
+
+
+def _unlearn(args: argparse.Namespace) -> None:
+    from .config import UnlearningConfig
+    from .data import load_image_dataset, prepare_unlearning_data
+    from .hub import check_labels, check_output_dir, load_model
+    from .pipeline import save_unlearned, unlearn
+
+    output_dir = args.output_dir or _default_output(f"{Path(args.model.split('@')[0]).name}-unlearned")
+    check_output_dir(output_dir)
+    request = _forget_request(args, default_first_percent=10)
+    overrides = {
+        "alpha": args.alpha,
+        "num_train_epochs": args.epochs,
+        "per_device_train_batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "weight_decay": args.weight_decay,
+        "retain_fraction": args.retain_fraction,
+        "prob_transform": args.prob_transform,
+    }
+    class_forgetting = args.class_forgetting if args.class_forgetting is not None else request.kind == "classes"
+    config = UnlearningConfig(
+        output_dir=output_dir,
+        seed=args.seed,
+        class_forgetting=class_forgetting,
+        disable_tqdm=True,
+        logging_strategy="no",
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
+    model, processor = load_model(args.model, args.revision)
+    dataset = load_image_dataset(args.dataset, image_column=args.image_column, label_column=args.label_column)
+    from .data import class_names_of
+
+    check_labels(model, class_names_of(dataset))
+    retrained = load_model(args.retrained)[0] if args.retrained else None
+    print(f"lotus-hf {__version__}: unlearning {request.describe()} of {args.dataset} from {args.model}", flush=True)
+    data = prepare_unlearning_data(dataset, request, processor, seed=args.seed)
+    print(
+        f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}",
+        flush=True,
+    )
+    result = unlearn(model, data, config, retrained=retrained)
+    for entry in result.trainer.history:
+        print(
+            f"epoch {entry['epoch']}: forget acc {entry['forget_accuracy']:.4f}, unseen acc "
+            f"{entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, tau {entry['tau']:.3f}"
+            + (" -> stop" if entry["stop"] else "")
+        )
+    print()
+    print(result.report.to_markdown())
+    print(f"\nunlearning took {result.report.unlearning_seconds:.1f} s (rf_jsd: textbook JSD variant)")
+    path = save_unlearned(result, processor, output_dir, base_model=model.config._name_or_path)
+    print(f"saved the unlearned model, model card and report.json to {path}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .data import load_image_dataset
+    from .hub import check_output_dir
+    from .pipeline import Recipe, grey_image_processor, train_original
+
+    recipe = Recipe.from_dir(args.like) if args.like else Recipe(model_config=args.model_config)
+    for field, value in (
+        ("epochs", args.epochs),
+        ("learning_rate", args.learning_rate),
+        ("weight_decay", args.weight_decay),
+        ("batch_size", args.batch_size),
+    ):
+        if value is not None:
+            setattr(recipe, field, value)
+    recipe.seed = args.seed
+    request = _forget_request(args, default_first_percent=None)
+    name = f"{Path(args.dataset).name}-{recipe.model_config.replace('.json', '')}" + ("-retrained" if request else "")
+    output_dir = args.output_dir or _default_output(name)
+    check_output_dir(output_dir)
+    dataset = load_image_dataset(args.dataset, image_column=args.image_column, label_column=args.label_column)
+    print(f"training {recipe.model_config} on {args.dataset}" + (f" without {request.describe()}" if request else ""))
+    summary = train_original(
+        dataset, grey_image_processor(), recipe, output_dir, request=request, dataset_name=args.dataset
+    )
+    print(
+        f"train accuracy {summary['train_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}, "
+        f"{summary['training_seconds']:.0f} s; saved to {output_dir}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        {"unlearn": _unlearn, "train": _train}[args.command](args)
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        message = message if len(message) < 800 else message[:800] + " ..."
+        print(f"lotus-hf {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lotus-hf {args.command}: interrupted; no output folder was written.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Evaluate an unlearned model: accuracies, entropy MIA, RF-JSD, JSD and Avg Gap, in one report.
+
+Everything runs batched, in eval mode, without augmentation; numbers are rounded only for display.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .data import UnlearningData, collate
+from .rf_jsd import divergence, rf_jsd
+
+ROW_KEYS = ("acc_forget", "acc_retain", "acc_test", "mia", "rf_jsd", "rf_jsd_reference", "jsd", "jsd_reference")
+GAP_KEYS = ("mia", "acc_forget", "acc_retain", "acc_test")
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int = 512,
+    device: torch.device | str | None = None,
+    indices=None,
+) -> torch.Tensor:
+    """Logits of `model` (put in eval mode, then restored) on `dataset` items `indices` (default: all), on CPU."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    order = range(len(dataset)) if indices is None else indices
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        if hasattr(dataset, "pixel_values"):  # a PixelDataset: slice the tensor, skip per-item dicts
+            index = torch.as_tensor(list(order), dtype=torch.long)
+            for start in range(0, len(index), batch_size):
+                pixels = dataset.pixel_values[index[start : start + batch_size]].to(device)
+                outputs.append(model(pixel_values=pixels).logits.float().cpu())
+        else:
+            order = list(order)
+            for start in range(0, len(order), batch_size):
+                batch = collate([dataset[i] for i in order[start : start + batch_size]])
+                outputs.append(model(pixel_values=batch["pixel_values"].to(device)).logits.float().cpu())
+    finally:
+        model.train(was_training)
+    if not outputs:
+        num_labels = getattr(getattr(model, "config", None), "num_labels", 0)
+        return torch.empty(0, num_labels)
+    return torch.cat(outputs)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy. `accuracy(torch.tensor([[0., 1.]]), torch.tensor([1]))` -> 1.0"""
+    if len(labels) == 0:
+        return float("nan")
+    return float((logits.argmax(dim=-1) == labels).float().mean())
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Shannon entropy in nats of each probability row."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(probs > 0, probs * np.log(probs), 0.0).sum(axis=1)
+
+
+def membership_inference(
+    retain_probs: np.ndarray,
+    nonmember_probs: np.ndarray,
+    forget_probs: np.ndarray,
+    seed: int = 0,
+    max_members: int = 10_000,
+) -> float:
+    """Entropy MIA: fraction of forget samples a member/non-member classifier calls "member".
+
+    A logistic regression with balanced class weights is fitted on the entropy of each output, members
+    being (a seeded subsample of) the retain set and non-members unseen data (test + val).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    if len(retain_probs) > max_members:
+        retain_probs = retain_probs[rng.choice(len(retain_probs), max_members, replace=False)]
+    features = np.concatenate([entropy(retain_probs), entropy(nonmember_probs)])[:, None]
+    targets = np.concatenate([np.ones(len(retain_probs)), np.zeros(len(nonmember_probs))])
+    classifier = LogisticRegression(class_weight="balanced", random_state=seed)
+    classifier.fit(features, targets)
+    return float(classifier.predict(entropy(forget_probs)[:, None]).mean())
+
+
+def _softmax(logits: torch.Tensor) -> np.ndarray:
+    return torch.softmax(logits.double(), dim=-1).numpy()
+
+
+@dataclass
+class UnlearningReport:
+    """Metrics of each model (`original`, `unlearned`, optionally `retrained`), plus run facts.
+
+    `rows[name]` holds `acc_forget`, `acc_retain`, `acc_test`, `mia`, `rf_jsd` (textbook JSD variant),
+    `rf_jsd_reference` (the paper's form; its tables print it x1e4), and with a retrained model `jsd`,
+    `jsd_reference` and `avg_gap`.
+    """
+
+    rows: dict[str, dict[str, float]]
+    unlearning_seconds: float | None = None
+    retrain_seconds: float | None = None
+    forget: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return _finite(asdict(self))
+
+    def to_json(self, path=None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            with open(path, "w") as handle:
+                handle.write(text + "\n")
+        return text
+
+    def to_markdown(self) -> str:
+        """The before/after table, rounded for display only."""
+        keys = [k for k in (*ROW_KEYS, "avg_gap") if any(k in row for row in self.rows.values())]
+        lines = ["| model | " + " | ".join(keys) + " | seconds |", "|---" * (len(keys) + 2) + "|"]
+        seconds = {"unlearned": self.unlearning_seconds, "retrained": self.retrain_seconds}
+        for name, row in self.rows.items():
+            cells = [_fmt(row.get(k)) for k in keys]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(seconds.get(name), 1)} |")
+        return "\n".join(lines)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def evaluate_unlearning(
+    original: torch.nn.Module,
+    unlearned: torch.nn.Module,
+    data: UnlearningData,
+    *,
+    retrained: torch.nn.Module | None = None,
+    unlearning_seconds: float | None = None,
+    retrain_seconds: float | None = None,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> UnlearningReport:
+    """Evaluate the original, the unlearned and (when given) the retrained model on the four splits.
+
+    RF-JSD compares each model on the forget set with the original on the test split. JSD and Avg Gap need
+    `retrained`. Example:
+        >>> report = evaluate_unlearning(original, trainer.model, data)  # doctest: +SKIP
+        >>> print(report.to_markdown())  # doctest: +SKIP
+    """
+    models = {"original": original, "unlearned": unlearned}
+    if retrained is not None:
+        models["retrained"] = retrained
+    splits = {"forget": data.forget, "retain": data.retain, "test": data.test, "unseen": data.unseen}
+    probs: dict[str, dict[str, np.ndarray]] = {}
+    rows: dict[str, dict[str, float]] = {}
+    for name, model in models.items():
+        logits = {split: predict_logits(model, ds, batch_size) for split, ds in splits.items()}
+        probs[name] = {split: _softmax(value) for split, value in logits.items()}
+        rows[name] = {f"acc_{split}": accuracy(logits[split], splits[split].labels) for split in ("forget", "retain", "test")}
+        nonmembers = np.concatenate([probs[name]["test"], probs[name]["unseen"]])
+        rows[name]["mia"] = membership_inference(probs[name]["retain"], nonmembers, probs[name]["forget"], seed)
+    test_reference = probs["original"]["test"]
+    forget_labels, test_labels = data.forget.labels.numpy(), data.test.labels.numpy()
+    for name in models:
+        for variant, key in (("jsd", "rf_jsd"), ("reference", "rf_jsd_reference")):
+            rows[name][key] = rf_jsd(probs[name]["forget"], forget_labels, test_reference, test_labels, variant)
+    if retrained is not None:
+        gold = rows["retrained"]
+        for name in models:
+            rows[name]["jsd"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "jsd")
+            rows[name]["jsd_reference"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "reference")
+            rows[name]["avg_gap"] = float(np.mean([abs(rows[name][k] - gold[k]) for k in GAP_KEYS]))
+    return UnlearningReport(
+        rows=rows,
+        unlearning_seconds=unlearning_seconds,
+        retrain_seconds=retrain_seconds,
+        forget=dict(data.fingerprint),
+    )

@@ -1,0 +1,130 @@
+"""Models in and out: load by name (bundled, local folder or Hub id) and save atomically with a card."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+BUNDLED_MODELS = ("fashion-mnist-resnet", "fashion-mnist-vit")
+DEFAULT_MODEL = "fashion-mnist-resnet"
+
+
+class ModelError(ValueError):
+    """A model the user must fix or name differently; the message says how."""
+
+
+class OutputError(ValueError):
+    """An output folder that cannot be used; the message says how to fix it."""
+
+
+def resolve_model(name: str) -> str:
+    """A bundled model's folder for `fashion-mnist-resnet` / `fashion-mnist-vit`, else `name` unchanged."""
+    if name in BUNDLED_MODELS:
+        return str(BUNDLED_DIR / name)
+    return name
+
+
+def load_model(name: str, revision: str | None = None, trust_remote_code: bool = False):
+    """`(model, image_processor)` from a bundled name, a local folder or a Hub id (`ORG/NAME[@REV]`).
+
+    Weights are read as safetensors only; remote code runs only when asked for.
+
+    Example:
+        >>> model, processor = load_model("fashion-mnist-resnet")
+        >>> model.config.num_labels
+        10
+    """
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    if revision is None and "@" in name and not Path(name).exists():
+        name, revision = name.rsplit("@", 1)
+    path = resolve_model(name)
+    local = Path(path)
+    if (local.is_absolute() or path.startswith(".")) and not local.exists():
+        raise ModelError(f"`model` {name!r} does not exist: pass a model folder, a Hub id or one of {BUNDLED_MODELS}.")
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+        processor = AutoImageProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise ModelError(
+            f"`model` {name!r}{'@' + revision if revision else ''} could not be loaded as an image classifier with "
+            f"safetensors weights: pass a model folder, a Hub id or one of {BUNDLED_MODELS}. "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:300]})"
+        ) from None
+    model.config._name_or_path = name if revision is None else f"{name}@{revision}"
+    return model, processor
+
+
+def check_labels(model, class_names: list[str]) -> None:
+    """Raise `ModelError` when the model's head does not match the data set's classes."""
+    num_labels = model.config.num_labels
+    if num_labels != len(class_names):
+        raise ModelError(
+            f"the model has {num_labels} labels but the data set has {len(class_names)} classes: pass a model "
+            "trained on this data set (or fine-tune a new head on it first)."
+        )
+    names = [str(model.config.id2label.get(i, "")) for i in range(num_labels)]
+    if all(name.startswith("LABEL_") for name in names):
+        return  # a head with no label names: the count is all we can check
+    mismatched = [(a, b) for a, b in zip(names, class_names, strict=True) if a.lower() != b.lower()]
+    if mismatched:
+        model_name, data_name = mismatched[0]
+        raise ModelError(
+            f"the model's labels do not match the data set's classes (first difference: model {model_name!r}, "
+            f"data set {data_name!r}): pass a model trained on this data set, in the same label order."
+        )
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Fail early unless `path` is absent or an empty folder in a writable place."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise OutputError(
+            f"`output_dir` {str(path)!r} exists and is not empty: pass a new folder (nothing is ever overwritten)."
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise OutputError(
+            f"`output_dir` {str(path)!r} cannot be written ({error.strerror}): pass a folder you can write to."
+        ) from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike):
+    """Yield a hidden temporary folder beside `path` and rename it to `path` only when the block succeeds.
+
+    An interrupted or failed run leaves no folder at `path`, so nothing half-written looks complete.
+    """
+    path = check_output_dir(path)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.incomplete-", dir=path.parent))
+    try:
+        yield staging
+        if path.exists():
+            path.rmdir()  # an empty folder, checked above
+        os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def save_pretrained_bundle(directory: Path, model, image_processor, card: str, report: dict | None = None) -> None:
+    """Write config, safetensors weights, image processor, README.md (card) and report.json into `directory`."""
+    model.save_pretrained(directory)
+    image_processor.save_pretrained(directory)
+    (directory / "README.md").write_text(card)
+    if report is not None:
+        (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    # save_pretrained writes the weights 0600; a published checkpoint is meant to be read.
+    for file in directory.iterdir():
+        file.chmod(0o644)

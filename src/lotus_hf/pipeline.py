@@ -1,0 +1,258 @@
+"""End-to-end runs the CLI (and the Space) call: train an original or retrained classifier, and unlearn.
+
+Each function composes the library's parts (data, trainer, evaluation, hub) in the order a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+import numpy as np
+import torch
+from transformers import AutoModelForImageClassification, Trainer, TrainingArguments
+
+from .config import UnlearningConfig
+from .data import ForgetRequest, PixelDataset, UnlearningData, collate, forget_fingerprint, preprocess
+from .evaluation import UnlearningReport, accuracy, evaluate_unlearning, predict_logits
+from .hub import atomic_output_dir, save_pretrained_bundle
+from .trainer import UnlearningTrainer, render_model_card
+
+RECIPE_FILE = "training_recipe.json"
+_ORIGINAL_TEMPLATE = Path(__file__).parent / "templates" / "original_card.md"
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+
+
+# ---------------------------------------------------------------------------------------- presets
+def preset_config(preset: str, class_names: list[str], image_size: int = 28, num_channels: int = 1):
+    """Small architectures for 28x28 data: `resnet-small` (~1.2M parameters) and `vit-small` (~0.5M)."""
+    from transformers import ResNetConfig, ViTConfig
+
+    labels = {"id2label": dict(enumerate(class_names)), "label2id": {n: i for i, n in enumerate(class_names)}}
+    if preset == "resnet-small":
+        return ResNetConfig(
+            num_channels=num_channels,
+            embedding_size=32,
+            hidden_sizes=[32, 64, 128, 256],
+            depths=[1, 1, 1, 1],
+            layer_type="basic",
+            downsample_in_first_stage=False,
+            **labels,
+        )
+    if preset == "vit-small":
+        return ViTConfig(
+            image_size=image_size,
+            patch_size=7,
+            num_channels=num_channels,
+            hidden_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=256,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            **labels,
+        )
+    raise ValueError(f"`model_config` must be 'resnet-small', 'vit-small' or a config.json path, got {preset!r}.")
+
+
+def build_model(model_config: str, class_names: list[str], seed: int):
+    """A randomly initialised classifier from a preset name or a config.json path (seeded)."""
+    from transformers import AutoConfig
+
+    torch.manual_seed(seed)
+    if Path(model_config).is_file():
+        config = AutoConfig.from_pretrained(model_config)
+        config.id2label = dict(enumerate(class_names))
+        config.label2id = {n: i for i, n in enumerate(class_names)}
+    else:
+        config = preset_config(model_config, class_names)
+    return AutoModelForImageClassification.from_config(config)
+
+
+def grey_image_processor(image_size: int = 28, mean: float = FASHION_MNIST_MEAN, std: float = FASHION_MNIST_STD):
+    """The image processor of the bundled models: resize to `image_size`, scale to [0, 1], normalise (1 channel)."""
+    try:  # transformers >= 5 without torchvision: the PIL backend, named explicitly to skip a warning
+        from transformers import ViTImageProcessorPil as Processor
+    except ImportError:
+        from transformers import ViTImageProcessor as Processor
+    return Processor(size={"height": image_size, "width": image_size}, image_mean=[mean], image_std=[std])
+
+
+# --------------------------------------------------------------------------------------- training
+@dataclass
+class Recipe:
+    """How an original (and its retrained gold standard) is trained with the ordinary Trainer."""
+
+    model_config: str = "resnet-small"
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.0
+    seed: int = 3407
+
+    @classmethod
+    def from_dir(cls, directory: str | Path) -> Recipe:
+        path = Path(directory) / RECIPE_FILE
+        if not path.is_file():
+            raise ValueError(f"`like` {str(directory)!r} has no {RECIPE_FILE}: pass a model trained by `lotus-hf train`.")
+        return cls(**json.loads(path.read_text())["recipe"])
+
+
+def train_classifier(
+    model,
+    train: PixelDataset,
+    recipe: Recipe,
+    work_dir: str | Path,
+    eval_data: PixelDataset | None = None,
+) -> tuple[torch.nn.Module, float]:
+    """Train `model` on `train` with cross-entropy through `transformers.Trainer`; returns (model, seconds)."""
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=recipe.epochs,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=512,
+        lr_scheduler_type=recipe.lr_scheduler_type,
+        warmup_steps=recipe.warmup_ratio,
+        seed=recipe.seed,
+        save_strategy="no",
+        eval_strategy="epoch" if eval_data is not None else "no",
+        logging_strategy="epoch",
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_drop_last=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=eval_data,
+        data_collator=collate,
+        compute_metrics=lambda p: {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())},
+    )
+    start = time.perf_counter()
+    trainer.train()
+    return trainer.model.eval(), time.perf_counter() - start
+
+
+def train_original(
+    dataset,
+    image_processor,
+    recipe: Recipe,
+    output_dir: str | Path,
+    *,
+    request: ForgetRequest | None = None,
+    dataset_name: str = "fashion_mnist",
+) -> dict:
+    """Train a classifier on `dataset["train"]` (or on the retain set of `request`: the retrained gold
+    standard) and save it with its image processor, recipe and card into `output_dir`, atomically.
+    Returns the training summary (accuracies, seconds)."""
+    from .data import class_names_of
+
+    class_names = class_names_of(dataset)
+    train = preprocess(dataset["train"], image_processor)
+    test = preprocess(dataset["test"], image_processor)
+    fingerprint = None
+    if request is not None:
+        forget_indices = request.resolve(train.labels.numpy(), class_names)
+        fingerprint = forget_fingerprint(request, forget_indices, train.labels.numpy(), class_names)
+        keep = np.ones(len(train), dtype=bool)
+        keep[forget_indices] = False
+        train = train.select(np.flatnonzero(keep))
+    with atomic_output_dir(output_dir) as staging:
+        model = build_model(recipe.model_config, class_names, recipe.seed)
+        model, seconds = train_classifier(model, train, recipe, staging / "trainer", eval_data=None)
+        summary = {
+            "recipe": recipe.__dict__,
+            "dataset": dataset_name,
+            "trained_on": "retain set" if request is not None else "full training split",
+            "forget": fingerprint,
+            "train_samples": len(train),
+            "train_accuracy": accuracy(predict_logits(model, train), train.labels),
+            "test_accuracy": accuracy(predict_logits(model, test), test.labels),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "training_seconds": seconds,
+        }
+        import shutil
+
+        shutil.rmtree(staging / "trainer", ignore_errors=True)
+        card = Template(_ORIGINAL_TEMPLATE.read_text()).substitute(
+            name=Path(output_dir).name,
+            dataset=dataset_name,
+            architecture=model.config.model_type,
+            parameters=f"{summary['parameters']:,}",
+            trained_on=summary["trained_on"],
+            train_samples=summary["train_samples"],
+            recipe="\n".join(f"| `{k}` | {v} |" for k, v in recipe.__dict__.items()),
+            train_accuracy=f"{summary['train_accuracy']:.4f}",
+            test_accuracy=f"{summary['test_accuracy']:.4f}",
+            seconds=f"{seconds:.0f}",
+            forget=json.dumps(fingerprint) if fingerprint else "none",
+        )
+        save_pretrained_bundle(staging, model, image_processor, card)
+        (staging / RECIPE_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# -------------------------------------------------------------------------------------- unlearning
+@dataclass
+class UnlearningResult:
+    trainer: UnlearningTrainer
+    report: UnlearningReport
+
+
+def unlearn(
+    model,
+    data: UnlearningData,
+    config: UnlearningConfig,
+    *,
+    retrained=None,
+    retrain_seconds: float | None = None,
+) -> UnlearningResult:
+    """Run LoTUS on `model` (modified in place, becomes the unlearned model) and evaluate it.
+
+    The original is kept as a frozen copy for the report. `unlearning_seconds` covers the trainer's set-up
+    (the retain subset), the unseen-accuracy pass, the teacher pass, every probe and every update.
+    """
+    import copy
+
+    original = copy.deepcopy(model).eval()
+    start = time.perf_counter()
+    trainer = UnlearningTrainer(
+        model=model, args=config, forget_dataset=data.forget, retain_dataset=data.retain, unseen_dataset=data.unseen
+    )
+    trainer.train()
+    seconds = time.perf_counter() - start
+    report = evaluate_unlearning(
+        original,
+        trainer.model,
+        data,
+        retrained=retrained,
+        unlearning_seconds=seconds,
+        retrain_seconds=retrain_seconds,
+        seed=config.seed,
+    )
+    report.training = {"history": trainer.history, "stopped_at_epoch": trainer.stopped_at_epoch}
+    return UnlearningResult(trainer=trainer, report=report)
+
+
+def save_unlearned(result: UnlearningResult, image_processor, output_dir: str | Path, base_model: str) -> Path:
+    """Write the unlearned model, image processor, model card and report.json into `output_dir` atomically."""
+    report = result.report.to_dict()
+    card = render_model_card(
+        model_name=Path(output_dir).name,
+        base_model=base_model,
+        config=result.trainer.args,
+        history=result.trainer.history,
+        forget=result.report.forget,
+        report=report,
+    )
+    with atomic_output_dir(output_dir) as staging:
+        save_pretrained_bundle(staging, result.trainer.model, image_processor, card, report)
+    return Path(output_dir)

@@ -1,0 +1,73 @@
+import math
+
+import numpy as np
+import pytest
+
+from lotus_hf.rf_jsd import divergence, rf_jsd, rf_jsd_per_class
+
+FORGET = [[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]
+FORGET_LABELS = [0, 0, 1, 2]
+UNSEEN = [[0.6, 0.3, 0.1], [0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8]]
+UNSEEN_LABELS = [0, 0, 1, 2, 2]
+
+
+@pytest.mark.parametrize(
+    "forget, labels, variant, expected",
+    [
+        (FORGET, FORGET_LABELS, "jsd", 0.007851796809445479),
+        (FORGET, FORGET_LABELS, "reference", 0.002680123408475369),
+        ([[0.1, 0.8, 0.1]], [1], "jsd", 0.010162855274365355),
+        ([[0.1, 0.8, 0.1]], [1], "reference", 0.010504109055246407),
+    ],
+)
+def test_spec_vectors(forget, labels, variant, expected):
+    assert rf_jsd(forget, labels, UNSEEN, UNSEEN_LABELS, variant=variant) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("variant", ["jsd", "reference"])
+def test_identical_inputs_give_zero(variant):
+    assert rf_jsd(UNSEEN, UNSEEN_LABELS, UNSEEN, UNSEEN_LABELS, variant=variant) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_disjoint_one_class():
+    assert rf_jsd([[1.0, 0.0]], [0], [[0.0, 1.0]], [0]) == pytest.approx(math.log(2), abs=1e-12)
+    assert rf_jsd([[1.0, 0.0]], [0], [[0.0, 1.0]], [0], "reference") == pytest.approx(8.517193201416237, abs=1e-9)
+
+
+def test_per_class_values_average_to_the_metric():
+    per_class = rf_jsd_per_class(FORGET, FORGET_LABELS, UNSEEN, UNSEEN_LABELS)
+    assert sorted(per_class) == [0, 1, 2]
+    assert sum(per_class.values()) / 3 == pytest.approx(0.007851796809445479, abs=1e-12)
+
+
+def test_divergence_variants():
+    assert divergence([[1.0, 0.0]], [[0.0, 1.0]]) == pytest.approx(math.log(2))
+    # the per-sample reference form on one row equals the class-level reference form
+    assert divergence([[0.1, 0.8, 0.1]], [[0.2, 0.7, 0.1]], "reference") == pytest.approx(
+        rf_jsd([[0.1, 0.8, 0.1]], [1], [[0.2, 0.7, 0.1]], [1], "reference")
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(forget_probs=[[0.5, 0.6]]), "`forget_probs` row 0 sums to 1.1"),
+        (dict(forget_probs=[[-0.1, 1.1]]), "negative"),
+        (dict(forget_probs=[[float("nan"), 1.0]]), "NaN"),
+        (dict(forget_probs=[]), "2-D"),
+        (dict(forget_probs=[[0.5, 0.5]], forget_labels=[0, 1]), "one label per probability row"),
+        (dict(forget_probs=[[0.5, 0.5]], unseen_probs=[[0.2, 0.3, 0.5]]), "same label set"),
+        (dict(forget_labels=[1], unseen_labels=[0]), "forget class 1 has no unseen sample"),
+        (dict(variant="kl"), "`variant`"),
+    ],
+)
+def test_bad_inputs_name_the_problem(kwargs, message):
+    args = dict(forget_probs=[[0.5, 0.5]], forget_labels=[0], unseen_probs=[[0.4, 0.6]], unseen_labels=[0])
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        rf_jsd(**args)
+
+
+def test_empty_rows_error():
+    with pytest.raises(ValueError, match="`forget_probs` is empty"):
+        rf_jsd(np.zeros((0, 2)), [], [[0.4, 0.6]], [0])

@@ -1,0 +1,121 @@
+"""Integration: real `train()` runs of UnlearningTrainer on tiny ResNet / ViT models and real digits."""
+
+import copy
+
+import pytest
+import torch
+from conftest import tiny_model, unlearning_config
+
+from lotus_hf import UnlearningTrainer
+from lotus_hf.data import PixelDataset
+from lotus_hf.evaluation import predict_logits
+
+
+def _params(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def _changed(before, model):
+    return [name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach())]
+
+
+@pytest.mark.parametrize("kind", ["resnet", "vit"])
+def test_student_changes_teacher_does_not_and_keys_are_logged(kind, digits_data, tmp_path):
+    model = tiny_model(kind)
+    before = _params(model)
+    config = unlearning_config(tmp_path, cache_teacher_logits=False, class_forgetting=True, learning_rate=1e-3)
+    trainer = UnlearningTrainer(
+        model, config, forget_dataset=digits_data.forget, retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )  # fmt: skip
+    teacher_before = _params(trainer.teacher)
+    trainer.train()
+
+    assert _changed(before, trainer.model), "the student did not change"
+    assert not _changed(teacher_before, trainer.teacher), "the teacher changed"
+    assert not _changed(before, trainer.teacher), "the teacher is not the original"
+    assert not trainer.teacher.training
+    logged = set().union(*(entry.keys() for entry in trainer.state.log_history))
+    assert {"tau", "delta", "forget_accuracy", "unseen_accuracy", "forget_loss", "retain_loss"} <= logged
+    probes = [e for e in trainer.state.log_history if "tau" in e]
+    assert len(probes) == 2 and all(e["unseen_accuracy"] == 0.0 for e in probes)  # class-forgetting mode
+    # the stream: all forget samples + floor(0.3 * |retain|) retain samples, per epoch
+    n_retain = int(0.3 * len(digits_data.retain))
+    assert trainer.samples_seen() == {"forget": 2 * len(digits_data.forget), "retain": 2 * n_retain}
+
+
+def test_cached_teacher_logits_equal_the_original_models_outputs(trained_resnet, digits_data, tmp_path):
+    original = copy.deepcopy(trained_resnet)
+    config = unlearning_config(tmp_path, num_train_epochs=1, class_forgetting=True)
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
+    )  # fmt: skip
+    assert trainer.teacher is None  # no teacher in memory
+    trainer.train()
+    stream = trainer.stream
+    expected = predict_logits(original, stream.pixel_items())
+    assert torch.allclose(stream.teacher_logits, expected, atol=1e-5)
+    assert stream[0]["is_forget"] == 1 and stream[len(stream) - 1]["is_forget"] == 0
+    assert torch.equal(stream[0]["pixel_values"], digits_data.forget[0]["pixel_values"])
+
+
+def test_cached_and_live_teacher_give_the_same_first_step_loss(trained_resnet, digits_data, tmp_path):
+    losses = []
+    for cache in (True, False):
+        config = unlearning_config(tmp_path, max_steps=1, logging_steps=1, cache_teacher_logits=cache, seed=1)
+        trainer = UnlearningTrainer(
+            copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
+            retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
+        )  # fmt: skip
+        trainer.train()
+        losses.append(next(e["loss"] for e in trainer.state.log_history if "loss" in e))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_stop_before_first_epoch_leaves_the_model_untouched(trained_resnet, digits_data, tmp_path):
+    # Unseen labels = the model's own predictions (A_u = 1), forget labels = never its prediction (A_f = 0):
+    # delta = -1, so the probe before epoch 1 stops and no step may run.
+    model = copy.deepcopy(trained_resnet)
+    unseen_pred = predict_logits(model, digits_data.unseen).argmax(-1)
+    forget_pred = predict_logits(model, digits_data.forget).argmax(-1)
+    unseen = PixelDataset(digits_data.unseen.pixel_values, unseen_pred)
+    forget = PixelDataset(digits_data.forget.pixel_values, (forget_pred + 1) % 10)
+    before = _params(model)
+    trainer = UnlearningTrainer(
+        model, unlearning_config(tmp_path), forget_dataset=forget, retain_dataset=digits_data.retain,
+        unseen_dataset=unseen,
+    )  # fmt: skip
+    trainer.train()
+    assert trainer.stopped_at_epoch == 1
+    assert trainer.history[0]["delta"] == -1.0
+    assert trainer.state.global_step == 0
+    assert not _changed(before, trainer.model)
+
+
+def test_lotus_forgets_and_stops_on_a_trained_model(trained_resnet, digits_data, tmp_path):
+    """A memorising original: forget accuracy starts above unseen accuracy and falls until the rule stops."""
+    config = unlearning_config(tmp_path, num_train_epochs=10, learning_rate=3e-3, alpha=32.0)
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
+    )  # fmt: skip
+    trainer.train()
+    history = trainer.history
+    assert history[0]["forget_accuracy"] > history[0]["unseen_accuracy"]
+    assert history[0]["tau"] > 1.0
+    assert trainer.stopped_at_epoch is not None and trainer.stopped_at_epoch > 1
+    last = history[-1]
+    assert last["stop"] and last["delta"] <= -0.01
+    assert trainer.state.epoch == pytest.approx(trainer.stopped_at_epoch - 1)
+
+
+def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
+    from transformers import TrainingArguments
+
+    model = tiny_model("resnet")
+    with pytest.raises(TypeError, match="`args` must be an `UnlearningConfig`"):
+        UnlearningTrainer(model, TrainingArguments(output_dir=str(tmp_path)), forget_dataset=digits_data.forget)
+    with pytest.raises(ValueError, match="`forget_dataset` must be a non-empty"):
+        UnlearningTrainer(model, unlearning_config(tmp_path), forget_dataset=digits_data.forget.select([]),
+                          retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
