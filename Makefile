@@ -1,0 +1,29 @@
+# The two README commands. Each installs what it needs into .venv (CPU torch pinned here, not in the package).
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup unlearn test test-slow lint
+
+.venv/.installed: pyproject.toml
+	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1) || true
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0 -e ".[dev]"
+	touch $@
+
+setup: .venv/.installed
+
+unlearn: setup            ## the main job: bundled ResNet, Fashion-MNIST, forget the first 10% of each class
+	.venv/bin/lotus-hf unlearn
+
+test: setup               ## the default test suite (slow tests excluded)
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	.venv/bin/ruff check src tests && .venv/bin/ruff format --check src tests
