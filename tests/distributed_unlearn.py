@@ -1,0 +1,33 @@
+"""Run by tests/test_distributed.py under torchrun (1 or 2 processes): LoTUS on digits, result as JSON."""
+
+import copy
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import torch  # noqa: E402
+from conftest import digits_dataset, tiny_model, tiny_processor, unlearning_config  # noqa: E402
+
+from lotus_hf import UnlearningTrainer  # noqa: E402
+from lotus_hf.data import ForgetRequest, prepare_unlearning_data  # noqa: E402
+
+out_path, per_device_batch = sys.argv[1], int(sys.argv[2])
+data = prepare_unlearning_data(digits_dataset(), ForgetRequest.first_percent(10), tiny_processor(), seed=3407)
+# The original's weights come from the test (trained once there): the same starting point everywhere.
+original = tiny_model("resnet")
+original.load_state_dict(torch.load(sys.argv[3], weights_only=True))
+config = unlearning_config(Path(tempfile.mkdtemp()), num_train_epochs=10, learning_rate=1e-2, alpha=64.0,
+                           per_device_train_batch_size=per_device_batch)  # fmt: skip
+trainer = UnlearningTrainer(copy.deepcopy(original), config, forget_dataset=data.forget,
+                            retain_dataset=data.retain, unseen_dataset=data.unseen)  # fmt: skip
+trainer.train()
+seen = trainer.samples_seen()
+histories = [None] * trainer.accelerator.num_processes
+torch.distributed.all_gather_object(histories, trainer.history) if trainer.accelerator.num_processes > 1 else None
+if trainer.accelerator.num_processes == 1:
+    histories = [trainer.history]
+if trainer.accelerator.is_main_process:
+    Path(out_path).write_text(json.dumps({"stopped_at_epoch": trainer.stopped_at_epoch, "seen": seen,
+                                          "histories": histories, "world": trainer.accelerator.num_processes}))
