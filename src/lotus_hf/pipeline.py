@@ -6,6 +6,7 @@ Each function composes the library's parts (data, trainer, evaluation, hub) in t
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,7 @@ def train_classifier(
         per_device_train_batch_size=recipe.batch_size,
         per_device_eval_batch_size=512,
         lr_scheduler_type=recipe.lr_scheduler_type,
-        warmup_steps=recipe.warmup_ratio,
+        warmup_steps=recipe.warmup_ratio,  # transformers 5 reads a value below 1 as a ratio
         seed=recipe.seed,
         save_strategy="no",
         eval_strategy="epoch" if eval_data is not None else "no",
@@ -179,8 +180,6 @@ def train_original(
             "parameters": sum(p.numel() for p in model.parameters()),
             "training_seconds": seconds,
         }
-        import shutil
-
         shutil.rmtree(staging / "trainer", ignore_errors=True)
         card = Template(_ORIGINAL_TEMPLATE.read_text()).substitute(
             name=Path(output_dir).name,
