@@ -57,8 +57,12 @@ def main() -> None:
 
     RESULTS.mkdir(exist_ok=True)
     command = "python " + " ".join(sys.argv)
-    (RESULTS / "fashion_mnist_resnet.json").write_text(json.dumps({"command": command, "runs": runs}, indent=2))
-    lines = [f"# Fashion-MNIST, bundled ResNet, forget first 10% per class\n\nCommand: `{command}` ({time.ctime()})\n"]
+    (RESULTS / "fashion_mnist_resnet.json").write_text(
+        json.dumps({"command": command, "runs": runs}, indent=2)
+    )
+    lines = [
+        f"# Fashion-MNIST, bundled ResNet, forget first 10% per class\n\nCommand: `{command}` ({time.ctime()})\n"
+    ]
     for run in runs:
         lines.append(f"## LoTUS alpha={run['alpha']} epochs={run['epochs']}\n")
         rows = run["rows"]
@@ -66,10 +70,18 @@ def main() -> None:
         lines.append("| model | " + " | ".join(keys) + " |")
         lines.append("|---" * (len(keys) + 1) + "|")
         for name, row in rows.items():
-            lines.append(f"| {name} | " + " | ".join("-" if row.get(k) is None else f"{row[k]:.4f}" for k in keys) + " |")
-        share = run["unlearning_seconds"] / run["retrain_seconds"] if run.get("retrain_seconds") else float("nan")
-        lines.append(f"\nLoTUS {run['unlearning_seconds']:.1f} s, retrain {run['retrain_seconds']:.0f} s "
-                     f"({100 * share:.1f}% of retraining)\n")
+            lines.append(
+                f"| {name} | "
+                + " | ".join("-" if row.get(k) is None else f"{row[k]:.4f}" for k in keys)
+                + " |"
+            )
+        share = (
+            run["unlearning_seconds"] / run["retrain_seconds"] if run.get("retrain_seconds") else float("nan")
+        )
+        lines.append(
+            f"\nLoTUS {run['unlearning_seconds']:.1f} s, retrain {run['retrain_seconds']:.0f} s "
+            f"({100 * share:.1f}% of retraining)\n"
+        )
     (RESULTS / "fashion_mnist_resnet.md").write_text("\n".join(lines) + "\n")
 
 

@@ -55,7 +55,12 @@ def tiny_model(kind: str, seed: int = 0):
     labels = {"id2label": dict(enumerate(DIGIT_NAMES)), "label2id": {n: i for i, n in enumerate(DIGIT_NAMES)}}
     if kind == "resnet":
         config = ResNetConfig(
-            num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", **labels
+            num_channels=1,
+            embedding_size=8,
+            hidden_sizes=[8, 16],
+            depths=[1, 1],
+            layer_type="basic",
+            **labels,
         )
     else:
         config = ViTConfig(

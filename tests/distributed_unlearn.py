@@ -25,9 +25,19 @@ trainer = UnlearningTrainer(copy.deepcopy(original), config, forget_dataset=data
 trainer.train()
 seen = trainer.samples_seen()
 histories = [None] * trainer.accelerator.num_processes
-torch.distributed.all_gather_object(histories, trainer.history) if trainer.accelerator.num_processes > 1 else None
+torch.distributed.all_gather_object(
+    histories, trainer.history
+) if trainer.accelerator.num_processes > 1 else None
 if trainer.accelerator.num_processes == 1:
     histories = [trainer.history]
 if trainer.accelerator.is_main_process:
-    Path(out_path).write_text(json.dumps({"stopped_at_epoch": trainer.stopped_at_epoch, "seen": seen,
-                                          "histories": histories, "world": trainer.accelerator.num_processes}))
+    Path(out_path).write_text(
+        json.dumps(
+            {
+                "stopped_at_epoch": trainer.stopped_at_epoch,
+                "seen": seen,
+                "histories": histories,
+                "world": trainer.accelerator.num_processes,
+            }
+        )
+    )

@@ -56,7 +56,18 @@ def test_unlearn_end_to_end_on_a_tiny_model(digits_folder, tmp_path, capsys):
 def test_bad_requests_exit_nonzero_with_a_clear_message(extra, message, digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     out = tmp_path / "out"
-    code = main(["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--output-dir", str(out), *extra])
+    code = main(
+        [
+            "unlearn",
+            "--model",
+            str(model_dir),
+            "--dataset",
+            str(digits_folder),
+            "--output-dir",
+            str(out),
+            *extra,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and "Traceback" not in err

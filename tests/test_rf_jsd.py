@@ -26,12 +26,16 @@ def test_spec_vectors(forget, labels, variant, expected):
 
 @pytest.mark.parametrize("variant", ["jsd", "reference"])
 def test_identical_inputs_give_zero(variant):
-    assert rf_jsd(UNSEEN, UNSEEN_LABELS, UNSEEN, UNSEEN_LABELS, variant=variant) == pytest.approx(0.0, abs=1e-12)
+    assert rf_jsd(UNSEEN, UNSEEN_LABELS, UNSEEN, UNSEEN_LABELS, variant=variant) == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_disjoint_one_class():
     assert rf_jsd([[1.0, 0.0]], [0], [[0.0, 1.0]], [0]) == pytest.approx(math.log(2), abs=1e-12)
-    assert rf_jsd([[1.0, 0.0]], [0], [[0.0, 1.0]], [0], "reference") == pytest.approx(8.517193201416237, abs=1e-9)
+    assert rf_jsd([[1.0, 0.0]], [0], [[0.0, 1.0]], [0], "reference") == pytest.approx(
+        8.517193201416237, abs=1e-9
+    )
 
 
 def test_per_class_values_average_to_the_metric():

@@ -23,7 +23,9 @@ def _changed(before, model):
 def test_student_changes_teacher_does_not_and_keys_are_logged(kind, digits_data, tmp_path):
     model = tiny_model(kind)
     before = _params(model)
-    config = unlearning_config(tmp_path, cache_teacher_logits=False, class_forgetting=True, learning_rate=1e-3)
+    config = unlearning_config(
+        tmp_path, cache_teacher_logits=False, class_forgetting=True, learning_rate=1e-3
+    )
     trainer = UnlearningTrainer(
         model, config, forget_dataset=digits_data.forget, retain_dataset=digits_data.retain,
         unseen_dataset=digits_data.unseen,
@@ -115,7 +117,9 @@ def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
 
     model = tiny_model("resnet")
     with pytest.raises(TypeError, match="`args` must be an `UnlearningConfig`"):
-        UnlearningTrainer(model, TrainingArguments(output_dir=str(tmp_path)), forget_dataset=digits_data.forget)
+        UnlearningTrainer(
+            model, TrainingArguments(output_dir=str(tmp_path)), forget_dataset=digits_data.forget
+        )
     with pytest.raises(ValueError, match="`forget_dataset` must be a non-empty"):
         UnlearningTrainer(model, unlearning_config(tmp_path), forget_dataset=digits_data.forget.select([]),
                           retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip

@@ -1,7 +1,7 @@
 """The `lotus-hf` command: parse, call the library, print. No logic of its own.
 
-    lotus-hf unlearn                      # bundled ResNet, Fashion-MNIST, first 10% of each class
-    lotus-hf train --model-config vit-small --output-dir my-vit
+lotus-hf unlearn                      # bundled ResNet, Fashion-MNIST, first 10% of each class
+lotus-hf train --model-config vit-small --output-dir my-vit
 """
 
 from __future__ import annotations
@@ -26,16 +26,24 @@ def _forget_flags(parser: argparse.ArgumentParser, default_first_percent: float 
         f"{default_first_percent if default_first_percent is not None else 'none'})",
     )
     group.add_argument("--forget-classes", metavar="A,B", help="forget whole classes, by name or id")
-    group.add_argument("--forget-fraction", type=float, metavar="F", help="forget a seeded stratified fraction F")
+    group.add_argument(
+        "--forget-fraction", type=float, metavar="F", help="forget a seeded stratified fraction F"
+    )
     group.add_argument("--forget-indices", metavar="I,J,...", help="forget these training-split indices")
-    group.add_argument("--forget-indices-file", metavar="PATH", help="file of training-split indices, one a line")
+    group.add_argument(
+        "--forget-indices-file", metavar="PATH", help="file of training-split indices, one a line"
+    )
 
 
 def _data_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="fashion_mnist", help="fashion_mnist, an image folder or a Hub data set id")
+    parser.add_argument(
+        "--dataset", default="fashion_mnist", help="fashion_mnist, an image folder or a Hub data set id"
+    )
     parser.add_argument("--image-column", default=None, help="image column (default: found automatically)")
     parser.add_argument("--label-column", default=None, help="label column (default: found automatically)")
-    parser.add_argument("--seed", type=int, default=3407, help="seed of the splits and the run (paper: 3407, 13, 12)")
+    parser.add_argument(
+        "--seed", type=int, default=3407, help="seed of the splits and the run (paper: 3407, 13, 12)"
+    )
 
 
 def _forget_request(args: argparse.Namespace, default_first_percent: float | None):
@@ -68,21 +76,31 @@ def _default_output(prefix: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lotus-hf", description="LoTUS machine unlearning for image classifiers.")
+    parser = argparse.ArgumentParser(
+        prog="lotus-hf", description="LoTUS machine unlearning for image classifiers."
+    )
     parser.add_argument("--version", action="version", version=f"lotus-hf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     unlearn = commands.add_parser("unlearn", help="make a model forget part of its training data (LoTUS)")
-    unlearn.add_argument("--model", default="fashion-mnist-resnet", help="bundled name, model folder or Hub id[@rev]")
+    unlearn.add_argument(
+        "--model", default="fashion-mnist-resnet", help="bundled name, model folder or Hub id[@rev]"
+    )
     unlearn.add_argument("--revision", default=None, help="Hub revision of --model")
     _data_flags(unlearn)
     _forget_flags(unlearn, default_first_percent=10)
-    unlearn.add_argument("--alpha", type=float, default=None, help="temperature sharpness (default 2; paper CIFAR-10: 8)")
+    unlearn.add_argument(
+        "--alpha", type=float, default=None, help="temperature sharpness (default 2; paper CIFAR-10: 8)"
+    )
     unlearn.add_argument("--epochs", type=float, default=None, help="maximum epochs (default 10)")
     unlearn.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
-    unlearn.add_argument("--learning-rate", type=float, default=None, help="AdamW learning rate (default 1e-4)")
+    unlearn.add_argument(
+        "--learning-rate", type=float, default=None, help="AdamW learning rate (default 1e-4)"
+    )
     unlearn.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 5e-4)")
-    unlearn.add_argument("--retain-fraction", type=float, default=None, help="share rho of the retain set (0.3)")
+    unlearn.add_argument(
+        "--retain-fraction", type=float, default=None, help="share rho of the retain set (0.3)"
+    )
     unlearn.add_argument("--prob-transform", choices=("gumbel_softmax", "softmax"), default=None)
     unlearn.add_argument(
         "--class-forgetting",
@@ -90,11 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="target unseen accuracy 0 (default: on with --forget-classes)",
     )
-    unlearn.add_argument("--retrained", default=None, help="a retrained model folder: adds JSD and Avg Gap to the report")
-    unlearn.add_argument("--output-dir", default=None, help="new folder for the model and report (default runs/...)")
+    unlearn.add_argument(
+        "--retrained", default=None, help="a retrained model folder: adds JSD and Avg Gap to the report"
+    )
+    unlearn.add_argument(
+        "--output-dir", default=None, help="new folder for the model and report (default runs/...)"
+    )
 
-    train = commands.add_parser("train", help="train an original classifier, or retrain one without a forget set")
-    train.add_argument("--model-config", default="resnet-small", help="resnet-small, vit-small or a config.json")
+    train = commands.add_parser(
+        "train", help="train an original classifier, or retrain one without a forget set"
+    )
+    train.add_argument(
+        "--model-config", default="resnet-small", help="resnet-small, vit-small or a config.json"
+    )
     train.add_argument("--like", default=None, help="reuse the recipe of a model trained by `lotus-hf train`")
     _data_flags(train)
     _forget_flags(train, default_first_percent=None)
@@ -124,7 +150,9 @@ def _unlearn(args: argparse.Namespace) -> None:
         "retain_fraction": args.retain_fraction,
         "prob_transform": args.prob_transform,
     }
-    class_forgetting = args.class_forgetting if args.class_forgetting is not None else request.kind == "classes"
+    class_forgetting = (
+        args.class_forgetting if args.class_forgetting is not None else request.kind == "classes"
+    )
     config = UnlearningConfig(
         output_dir=output_dir,
         seed=args.seed,
@@ -139,7 +167,10 @@ def _unlearn(args: argparse.Namespace) -> None:
 
     check_labels(model, class_names_of(dataset))
     retrained = load_model(args.retrained)[0] if args.retrained else None
-    print(f"lotus-hf {__version__}: unlearning {request.describe()} of {args.dataset} from {args.model}", flush=True)
+    print(
+        f"lotus-hf {__version__}: unlearning {request.describe()} of {args.dataset} from {args.model}",
+        flush=True,
+    )
     data = prepare_unlearning_data(dataset, request, processor, seed=args.seed)
     print(
         f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}",
@@ -175,11 +206,16 @@ def _train(args: argparse.Namespace) -> None:
             setattr(recipe, field, value)
     recipe.seed = args.seed
     request = _forget_request(args, default_first_percent=None)
-    name = f"{Path(args.dataset).name}-{recipe.model_config.replace('.json', '')}" + ("-retrained" if request else "")
+    name = f"{Path(args.dataset).name}-{recipe.model_config.replace('.json', '')}" + (
+        "-retrained" if request else ""
+    )
     output_dir = args.output_dir or _default_output(name)
     check_output_dir(output_dir)
     dataset = load_image_dataset(args.dataset, image_column=args.image_column, label_column=args.label_column)
-    print(f"training {recipe.model_config} on {args.dataset}" + (f" without {request.describe()}" if request else ""))
+    print(
+        f"training {recipe.model_config} on {args.dataset}"
+        + (f" without {request.describe()}" if request else "")
+    )
     summary = train_original(
         dataset, grey_image_processor(), recipe, output_dir, request=request, dataset_name=args.dataset
     )

@@ -40,10 +40,12 @@ class UnlearningConfig(TrainingArguments):
 
     alpha: float = field(default=2.0, metadata={"help": "Temperature sharpness: tau = exp(alpha * delta)."})
     retain_fraction: float = field(
-        default=0.3, metadata={"help": "Share rho of the retain set mixed into the unlearning stream, in (0, 1]."}
+        default=0.3,
+        metadata={"help": "Share rho of the retain set mixed into the unlearning stream, in (0, 1]."},
     )
     prob_transform: str = field(
-        default="gumbel_softmax", metadata={"help": "Target transform: 'gumbel_softmax' (paper) or 'softmax'."}
+        default="gumbel_softmax",
+        metadata={"help": "Target transform: 'gumbel_softmax' (paper) or 'softmax'."},
     )
     class_forgetting: bool = field(
         default=False, metadata={"help": "Whole classes are forgotten: the target unseen accuracy is 0."}
@@ -52,7 +54,8 @@ class UnlearningConfig(TrainingArguments):
         default=0.01, metadata={"help": "Stop once forget accuracy is this far below unseen accuracy."}
     )
     cache_teacher_logits: bool = field(
-        default=True, metadata={"help": "Compute teacher logits once instead of running a teacher every step."}
+        default=True,
+        metadata={"help": "Compute teacher logits once instead of running a teacher every step."},
     )
 
     # Paper defaults and settings this trainer relies on, overriding TrainingArguments'.
@@ -64,7 +67,9 @@ class UnlearningConfig(TrainingArguments):
     per_device_eval_batch_size: int = field(default=512, metadata={"help": "Batch size of the probes."})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "The paper uses no LR schedule."})
     logging_steps: float = field(default=10, metadata={"help": "Log forget/retain loss every N steps."})
-    save_strategy: str = field(default="no", metadata={"help": "Checkpointing; the result is saved at the end."})
+    save_strategy: str = field(
+        default="no", metadata={"help": "Checkpointing; the result is saved at the end."}
+    )
     report_to: str | list[str] = field(default="none", metadata={"help": "Trackers to report to."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep `is_forget` in batches."})
 
@@ -76,7 +81,9 @@ class UnlearningConfig(TrainingArguments):
                 f"`retain_fraction` must be in (0, 1], got {self.retain_fraction}: the paper uses 0.3."
             )
         if self.prob_transform not in PROB_TRANSFORMS:
-            raise ValueError(f"`prob_transform` must be one of {PROB_TRANSFORMS}, got {self.prob_transform!r}.")
+            raise ValueError(
+                f"`prob_transform` must be one of {PROB_TRANSFORMS}, got {self.prob_transform!r}."
+            )
         if not 0.0 <= self.stop_margin < 1.0:
             raise ValueError(f"`stop_margin` must be in [0, 1), got {self.stop_margin}: the paper uses 0.01.")
         if self.num_train_epochs is not None and self.num_train_epochs < 1:

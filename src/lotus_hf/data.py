@@ -41,7 +41,10 @@ def _fashion_mnist_from_files(directory: Path):
     import datasets
 
     features = datasets.Features(
-        {"image": datasets.Array2D((28, 28), "uint8"), "label": datasets.ClassLabel(names=list(FASHION_MNIST_LABELS))}
+        {
+            "image": datasets.Array2D((28, 28), "uint8"),
+            "label": datasets.ClassLabel(names=list(FASHION_MNIST_LABELS)),
+        }
     )
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
@@ -53,7 +56,9 @@ def _fashion_mnist_from_files(directory: Path):
     return datasets.DatasetDict(splits)
 
 
-def _find_column(names: list[str], requested: str | None, candidates: tuple[str, ...], what: str, flag: str) -> str:
+def _find_column(
+    names: list[str], requested: str | None, candidates: tuple[str, ...], what: str, flag: str
+) -> str:
     if requested is not None:
         if requested not in names:
             raise DataError(f"`{flag}` is {requested!r}, but the data set has only the columns {names}.")
@@ -213,7 +218,9 @@ def _class_id(value, class_names: list[str]) -> int:
         class_id = int(value)
         if 0 <= class_id < len(class_names):
             return class_id
-    raise DataError(f"`forget_classes` names {value!r}, which the data set lacks: its classes are {class_names}.")
+    raise DataError(
+        f"`forget_classes` names {value!r}, which the data set lacks: its classes are {class_names}."
+    )
 
 
 def forget_fingerprint(request: ForgetRequest, indices: np.ndarray, labels: np.ndarray, class_names) -> dict:

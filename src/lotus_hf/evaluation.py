@@ -15,7 +15,16 @@ import torch
 from .data import UnlearningData, collate
 from .rf_jsd import divergence, rf_jsd
 
-ROW_KEYS = ("acc_forget", "acc_retain", "acc_test", "mia", "rf_jsd", "rf_jsd_reference", "jsd", "jsd_reference")
+ROW_KEYS = (
+    "acc_forget",
+    "acc_retain",
+    "acc_test",
+    "mia",
+    "rf_jsd",
+    "rf_jsd_reference",
+    "jsd",
+    "jsd_reference",
+)
 GAP_KEYS = ("mia", "acc_forget", "acc_retain", "acc_test")
 
 
@@ -170,19 +179,28 @@ def evaluate_unlearning(
     for name, model in models.items():
         logits = {split: predict_logits(model, ds, batch_size) for split, ds in splits.items()}
         probs[name] = {split: _softmax(value) for split, value in logits.items()}
-        rows[name] = {f"acc_{split}": accuracy(logits[split], splits[split].labels) for split in ("forget", "retain", "test")}
+        rows[name] = {
+            f"acc_{split}": accuracy(logits[split], splits[split].labels)
+            for split in ("forget", "retain", "test")
+        }
         nonmembers = np.concatenate([probs[name]["test"], probs[name]["unseen"]])
-        rows[name]["mia"] = membership_inference(probs[name]["retain"], nonmembers, probs[name]["forget"], seed)
+        rows[name]["mia"] = membership_inference(
+            probs[name]["retain"], nonmembers, probs[name]["forget"], seed
+        )
     test_reference = probs["original"]["test"]
     forget_labels, test_labels = data.forget.labels.numpy(), data.test.labels.numpy()
     for name in models:
         for variant, key in (("jsd", "rf_jsd"), ("reference", "rf_jsd_reference")):
-            rows[name][key] = rf_jsd(probs[name]["forget"], forget_labels, test_reference, test_labels, variant)
+            rows[name][key] = rf_jsd(
+                probs[name]["forget"], forget_labels, test_reference, test_labels, variant
+            )
     if retrained is not None:
         gold = rows["retrained"]
         for name in models:
             rows[name]["jsd"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "jsd")
-            rows[name]["jsd_reference"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "reference")
+            rows[name]["jsd_reference"] = divergence(
+                probs[name]["forget"], probs["retrained"]["forget"], "reference"
+            )
             rows[name]["avg_gap"] = float(np.mean([abs(rows[name][k] - gold[k]) for k in GAP_KEYS]))
     return UnlearningReport(
         rows=rows,

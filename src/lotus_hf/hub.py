@@ -46,12 +46,16 @@ def load_model(name: str, revision: str | None = None, trust_remote_code: bool =
     path = resolve_model(name)
     local = Path(path)
     if (local.is_absolute() or path.startswith(".")) and not local.exists():
-        raise ModelError(f"`model` {name!r} does not exist: pass a model folder, a Hub id or one of {BUNDLED_MODELS}.")
+        raise ModelError(
+            f"`model` {name!r} does not exist: pass a model folder, a Hub id or one of {BUNDLED_MODELS}."
+        )
     try:
         model = AutoModelForImageClassification.from_pretrained(
             path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code
         )
-        processor = AutoImageProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        processor = AutoImageProcessor.from_pretrained(
+            path, revision=revision, trust_remote_code=trust_remote_code
+        )
     except (OSError, ValueError) as error:
         raise ModelError(
             f"`model` {name!r}{'@' + revision if revision else ''} could not be loaded as an image classifier with "
@@ -118,7 +122,9 @@ def atomic_output_dir(path: str | os.PathLike):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save_pretrained_bundle(directory: Path, model, image_processor, card: str, report: dict | None = None) -> None:
+def save_pretrained_bundle(
+    directory: Path, model, image_processor, card: str, report: dict | None = None
+) -> None:
     """Write config, safetensors weights, image processor, README.md (card) and report.json into `directory`."""
     model.save_pretrained(directory)
     image_processor.save_pretrained(directory)

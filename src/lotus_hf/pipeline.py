@@ -56,7 +56,9 @@ def preset_config(preset: str, class_names: list[str], image_size: int = 28, num
             attention_probs_dropout_prob=0.0,
             **labels,
         )
-    raise ValueError(f"`model_config` must be 'resnet-small', 'vit-small' or a config.json path, got {preset!r}.")
+    raise ValueError(
+        f"`model_config` must be 'resnet-small', 'vit-small' or a config.json path, got {preset!r}."
+    )
 
 
 def build_model(model_config: str, class_names: list[str], seed: int):
@@ -73,7 +75,9 @@ def build_model(model_config: str, class_names: list[str], seed: int):
     return AutoModelForImageClassification.from_config(config)
 
 
-def grey_image_processor(image_size: int = 28, mean: float = FASHION_MNIST_MEAN, std: float = FASHION_MNIST_STD):
+def grey_image_processor(
+    image_size: int = 28, mean: float = FASHION_MNIST_MEAN, std: float = FASHION_MNIST_STD
+):
     """The image processor of the bundled models: resize to `image_size`, scale to [0, 1], normalise (1 channel)."""
     try:  # transformers >= 5 without torchvision: the PIL backend, named explicitly to skip a warning
         from transformers import ViTImageProcessorPil as Processor
@@ -100,7 +104,9 @@ class Recipe:
     def from_dir(cls, directory: str | Path) -> Recipe:
         path = Path(directory) / RECIPE_FILE
         if not path.is_file():
-            raise ValueError(f"`like` {str(directory)!r} has no {RECIPE_FILE}: pass a model trained by `lotus-hf train`.")
+            raise ValueError(
+                f"`like` {str(directory)!r} has no {RECIPE_FILE}: pass a model trained by `lotus-hf train`."
+            )
         return cls(**json.loads(path.read_text())["recipe"])
 
 
@@ -224,7 +230,11 @@ def unlearn(
     original = copy.deepcopy(model).eval()
     start = time.perf_counter()
     trainer = UnlearningTrainer(
-        model=model, args=config, forget_dataset=data.forget, retain_dataset=data.retain, unseen_dataset=data.unseen
+        model=model,
+        args=config,
+        forget_dataset=data.forget,
+        retain_dataset=data.retain,
+        unseen_dataset=data.unseen,
     )
     trainer.train()
     seconds = time.perf_counter() - start
@@ -241,7 +251,9 @@ def unlearn(
     return UnlearningResult(trainer=trainer, report=report)
 
 
-def save_unlearned(result: UnlearningResult, image_processor, output_dir: str | Path, base_model: str) -> Path:
+def save_unlearned(
+    result: UnlearningResult, image_processor, output_dir: str | Path, base_model: str
+) -> Path:
     """Write the unlearned model, image processor, model card and report.json into `output_dir` atomically."""
     report = result.report.to_dict()
     card = render_model_card(

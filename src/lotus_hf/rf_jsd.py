@@ -42,13 +42,17 @@ def _as_probabilities(values, name: str) -> np.ndarray:
 def _as_labels(values, name: str, length: int, num_classes: int) -> np.ndarray:
     labels = np.asarray(values)
     if labels.ndim != 1 or labels.shape[0] != length:
-        raise ValueError(f"`{name}` must hold one label per probability row ({length}), got shape {labels.shape}.")
+        raise ValueError(
+            f"`{name}` must hold one label per probability row ({length}), got shape {labels.shape}."
+        )
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         if not np.all(np.mod(labels, 1) == 0):
             raise ValueError(f"`{name}` must hold integer class ids, got {labels.dtype} values.")
         labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"`{name}` holds class ids outside [0, {num_classes}): got {labels.min()}..{labels.max()}.")
+        raise ValueError(
+            f"`{name}` holds class ids outside [0, {num_classes}): got {labels.min()}..{labels.max()}."
+        )
     return labels.astype(np.int64)
 
 

@@ -45,8 +45,16 @@ class _UnlearningStream(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         in_forget = index < len(self.forget)
-        source = self.forget[index] if in_forget else self.retain[int(self.retain_indices[index - len(self.forget)])]
-        item = {"pixel_values": source["pixel_values"], "labels": source["labels"], "is_forget": self._is_forget[in_forget]}
+        source = (
+            self.forget[index]
+            if in_forget
+            else self.retain[int(self.retain_indices[index - len(self.forget)])]
+        )
+        item = {
+            "pixel_values": source["pixel_values"],
+            "labels": source["labels"],
+            "is_forget": self._is_forget[in_forget],
+        }
         if self.teacher_logits is not None:
             item["teacher_logits"] = self.teacher_logits[index]
         return item
@@ -128,7 +136,11 @@ class UnlearningTrainer(Trainer):
             raise ValueError("`unseen_dataset` is required unless `class_forgetting=True`.")
         if retain_dataset is None:
             raise ValueError("`retain_dataset` must be given: the retain subset keeps the model's behaviour.")
-        self.forget_dataset, self.retain_dataset, self.unseen_dataset = forget_dataset, retain_dataset, unseen_dataset
+        self.forget_dataset, self.retain_dataset, self.unseen_dataset = (
+            forget_dataset,
+            retain_dataset,
+            unseen_dataset,
+        )
         # The retain subset is drawn once per run, seeded, before anything else touches the RNG.
         generator = torch.Generator().manual_seed(args.seed)
         size = math.floor(args.retain_fraction * len(retain_dataset))
@@ -198,11 +210,15 @@ class UnlearningTrainer(Trainer):
             self.unseen_accuracy = accuracy(logits, _labels_of(self.unseen_dataset))
         if self.args.cache_teacher_logits:
             self.stream.teacher_logits = self._global_logits(self.model, self.stream.pixel_items())
-        self._noise = torch.Generator(device=self.args.device).manual_seed(self.args.seed + self.args.process_index)
+        self._noise = torch.Generator(device=self.args.device).manual_seed(
+            self.args.seed + self.args.process_index
+        )
 
     def _begin_epoch(self) -> bool:
         """Probe the student on the whole forget set; set tau or return True to stop. Same on every rank."""
-        forget_accuracy = accuracy(self._global_logits(self.model, self.forget_dataset), _labels_of(self.forget_dataset))
+        forget_accuracy = accuracy(
+            self._global_logits(self.model, self.forget_dataset), _labels_of(self.forget_dataset)
+        )
         delta = accuracy_gap(forget_accuracy, self.unseen_accuracy)
         stop = should_stop(delta, self.args.stop_margin)
         self.tau = temperature(delta, self.args.alpha)
@@ -365,5 +381,7 @@ def _report_table(report: dict) -> str:
     keys = [k for k in next(iter(rows.values()))]
     lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, row in rows.items():
-        lines.append(f"| {name} | " + " | ".join("-" if row.get(k) is None else f"{row[k]:.4f}" for k in keys) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join("-" if row.get(k) is None else f"{row[k]:.4f}" for k in keys) + " |"
+        )
     return "\n".join(lines)
