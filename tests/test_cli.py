@@ -96,3 +96,88 @@ def test_model_labels_must_match_the_dataset(tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")  # digit labels vs Fashion-MNIST classes
     assert main(["unlearn", "--model", str(model_dir), "--output-dir", str(tmp_path / "o")]) == 2
     assert "labels do not match" in capsys.readouterr().err
+
+
+def test_output_folder_that_cannot_be_written(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["unlearn", "--output-dir", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be written" in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"
+
+
+def test_dataset_without_a_label_column(tmp_path, capsys):
+    from PIL import Image
+
+    flat = tmp_path / "flat"  # images with no class sub-folders: no label column
+    flat.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(flat / f"{i}.png")
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    out = str(tmp_path / "o")
+    assert main(["unlearn", "--model", str(model_dir), "--dataset", str(flat), "--output-dir", out]) == 2
+    err = capsys.readouterr().err
+    assert "no label column among ['image']" in err and "--label-column" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_dataset_without_an_image_column(tmp_path, capsys):
+    table = tmp_path / "table"
+    table.mkdir()
+    (table / "train.csv").write_text("text,label\nhello,0\nworld,1\n")
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    out = str(tmp_path / "o")
+    assert main(["unlearn", "--model", str(model_dir), "--dataset", str(table), "--output-dir", out]) == 2
+    err = capsys.readouterr().err
+    assert "no image column among ['text', 'label']" in err and "--image-column" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, tmp_path):
+    """A real `lotus-hf` process gets SIGINT while it trains: exit 130, no folder at --output-dir.
+    (A trained model and a tiny learning rate: the stop rule cannot end the run before the signal.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    model_dir = save_tiny(trained_resnet, tmp_path / "trained")
+    out = tmp_path / "unlearned"
+    command = [sys.executable, "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir), "--dataset",
+               str(digits_folder), "--epochs", "1000", "--batch-size", "8", "--learning-rate", "1e-6",
+               "--output-dir", str(out)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    lines = []
+    for line in process.stdout:  # wait until the second epoch's probe: training is under way
+        lines.append(line)
+        if "'epoch': '2'" in line:
+            break
+    assert "'epoch': '2'" in lines[-1], "".join(lines)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, rest
+    assert "interrupted" in rest and "Traceback" not in rest
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".incomplete-" in p.name]
+
+
+def test_model_folder_unlearning_config_sets_defaults_and_flags_win(digits_folder, tmp_path, capsys):
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    (model_dir / "unlearning_config.json").write_text(json.dumps({"_why": "measured", "alpha": 3.0,
+                                                                  "num_train_epochs": 1}))  # fmt: skip
+    base = ["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--batch-size", "64",
+            "--class-forgetting"]  # fmt: skip
+    assert main([*base, "--output-dir", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    assert "alpha=3.0, num_train_epochs=1" in printed and "LoTUS: alpha 3.0, 1 epochs at most" in printed
+    assert main([*base, "--epochs", "2", "--output-dir", str(tmp_path / "b")]) == 0
+    printed = capsys.readouterr().out
+    assert "settings from the model's unlearning_config.json: alpha=3.0 (" in printed
+    assert "LoTUS: alpha 3.0, 2 epochs at most" in printed
+
+    (model_dir / "unlearning_config.json").write_text(json.dumps({"alpah": 3.0}))
+    assert main([*base, "--output-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "names ['alpah'], which are not `UnlearningConfig` fields" in err and "Traceback" not in err

@@ -123,3 +123,30 @@ def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
     with pytest.raises(ValueError, match="`forget_dataset` must be a non-empty"):
         UnlearningTrainer(model, unlearning_config(tmp_path), forget_dataset=digits_data.forget.select([]),
                           retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+
+
+def test_gradient_accumulation_matches_one_big_batch(digits_data, tmp_path):
+    """Batch 8 in one step == batch 4 with 2 accumulation steps: same update, same logged losses.
+    (ViT: LayerNorm, so the batch split does not change the forward pass; softmax targets: no noise.)"""
+    torch.manual_seed(0)
+    original = tiny_model("vit")
+    results = []
+    for batch, accumulation in ((8, 1), (4, 2)):
+        config = unlearning_config(
+            tmp_path, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+            max_steps=1, logging_steps=1, prob_transform="softmax", learning_rate=1e-3, class_forgetting=True,
+        )  # fmt: skip
+        trainer = UnlearningTrainer(
+            copy.deepcopy(original), config, forget_dataset=digits_data.forget,
+            retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
+        )  # fmt: skip
+        trainer.train()
+        logged = next(e for e in trainer.state.log_history if "loss" in e)
+        results.append((_params(trainer.model), logged, trainer.samples_seen()))
+    (params_a, log_a, seen_a), (params_b, log_b, seen_b) = results
+    assert _changed(params_a, original)
+    for name, value in params_a.items():
+        assert torch.allclose(value, params_b[name], atol=1e-6), name
+    assert seen_a == seen_b and sum(seen_a.values()) == 8
+    for key in ("loss", "forget_loss", "retain_loss"):
+        assert log_a[key] == pytest.approx(log_b[key], rel=1e-5), key

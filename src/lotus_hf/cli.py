@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -133,9 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _unlearn(args: argparse.Namespace) -> None:
+    # Trainer creates its `output_dir` at once; point it at a scratch folder so that only a finished run
+    # ever creates `--output-dir` (written atomically by `save_unlearned`).
+    with tempfile.TemporaryDirectory(prefix="lotus-hf-") as scratch:
+        _unlearn_in(args, scratch)
+
+
+def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     from .config import UnlearningConfig
     from .data import load_image_dataset, prepare_unlearning_data
-    from .hub import check_labels, check_output_dir, load_model
+    from .hub import check_labels, check_output_dir, load_model, unlearning_defaults
     from .pipeline import save_unlearned, unlearn
 
     output_dir = args.output_dir or _default_output(f"{Path(args.model.split('@')[0]).name}-unlearned")
@@ -153,13 +161,15 @@ def _unlearn(args: argparse.Namespace) -> None:
     class_forgetting = (
         args.class_forgetting if args.class_forgetting is not None else request.kind == "classes"
     )
+    recommended = unlearning_defaults(args.model)
+    settings = {**recommended, **{k: v for k, v in overrides.items() if v is not None}}
     config = UnlearningConfig(
-        output_dir=output_dir,
+        output_dir=scratch,
         seed=args.seed,
         class_forgetting=class_forgetting,
         disable_tqdm=True,
         logging_strategy="no",
-        **{k: v for k, v in overrides.items() if v is not None},
+        **settings,
     )
     model, processor = load_model(args.model, args.revision)
     dataset = load_image_dataset(args.dataset, image_column=args.image_column, label_column=args.label_column)
@@ -170,6 +180,17 @@ def _unlearn(args: argparse.Namespace) -> None:
     print(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {args.dataset} from {args.model}",
         flush=True,
+    )
+    used = {k: v for k, v in recommended.items() if overrides.get(k) is None}
+    if used:
+        print(
+            "settings from the model's unlearning_config.json: "
+            + ", ".join(f"{k}={v}" for k, v in used.items())
+            + " (the command's flags override them)",
+            flush=True,
+        )
+    print(
+        f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
     )
     data = prepare_unlearning_data(dataset, request, processor, seed=args.seed)
     print(

@@ -36,6 +36,9 @@ class UnlearningConfig(TrainingArguments):
             Compute the teacher's logits on the unlearning stream once, before the first update, instead of
             running a frozen teacher every step. Exact when inputs are not augmented (they are not here);
             the Gumbel noise is still drawn fresh every step. Removes the teacher from memory.
+        channels_last (`bool`, defaults to `True`):
+            Train convolutional models in the channels-last memory format (about 20% faster steps for the
+            bundled ResNet on CPU; see benchmarks/). Models without `Conv2d` layers are left as they are.
     """
 
     alpha: float = field(default=2.0, metadata={"help": "Temperature sharpness: tau = exp(alpha * delta)."})
@@ -56,6 +59,9 @@ class UnlearningConfig(TrainingArguments):
     cache_teacher_logits: bool = field(
         default=True,
         metadata={"help": "Compute teacher logits once instead of running a teacher every step."},
+    )
+    channels_last: bool = field(
+        default=True, metadata={"help": "Train conv models in channels-last memory format (faster)."}
     )
 
     # Paper defaults and settings this trainer relies on, overriding TrainingArguments'.

@@ -66,7 +66,11 @@ def _find_column(
     for candidate in candidates:
         if candidate in names:
             return candidate
-    raise DataError(f"the data set has no {what} column among {names}: name it with `{flag}`.")
+    raise DataError(
+        f"the data set has no {what} column among {names}: name it with `{flag}` "
+        f"(`--{flag.replace('_', '-')}` on the command line)"
+        + (", or put each class's images in a sub-folder named after the class." if what == "label" else ".")
+    )
 
 
 def load_image_dataset(
@@ -94,7 +98,8 @@ def load_image_dataset(
     hub_id = FASHION_MNIST_HUB_ID if name_or_path in FASHION_MNIST_IDS else name_or_path
     try:
         if Path(hub_id).is_dir():
-            dataset = datasets.load_dataset("imagefolder", data_dir=hub_id)
+            # `datasets` infers the builder from the files: imagefolder for images, csv/parquet/json too.
+            dataset = datasets.load_dataset(hub_id)
         else:
             dataset = datasets.load_dataset(hub_id, revision=revision)
     except (FileNotFoundError, ConnectionError, OSError, ValueError) as error:

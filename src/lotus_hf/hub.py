@@ -66,6 +66,35 @@ def load_model(name: str, revision: str | None = None, trust_remote_code: bool =
     return model, processor
 
 
+UNLEARNING_CONFIG_NAME = "unlearning_config.json"
+
+
+def unlearning_defaults(name: str) -> dict:
+    """`UnlearningConfig` fields a model folder recommends for itself, from its `unlearning_config.json`.
+
+    Like `generation_config.json` for text models: settings measured for this model (the bundled ResNet's
+    come from benchmarks/results/fashion_mnist_resnet.md). Keys starting with `_` are comments. A folder
+    without the file, or a Hub id, gives `{}`.
+
+    Example:
+        >>> unlearning_defaults("fashion-mnist-resnet")
+        {'alpha': 14.0, 'num_train_epochs': 2}
+    """
+    from .config import UnlearningConfig
+
+    path = Path(resolve_model(name)) / UNLEARNING_CONFIG_NAME
+    if not path.is_file():
+        return {}
+    values = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    known = set(UnlearningConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ModelError(
+            f"{str(path)!r} names {unknown}, which are not `UnlearningConfig` fields: remove them."
+        )
+    return values
+
+
 def check_labels(model, class_names: list[str]) -> None:
     """Raise `ModelError` when the model's head does not match the data set's classes."""
     num_labels = model.config.num_labels

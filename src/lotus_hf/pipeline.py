@@ -20,7 +20,7 @@ from .config import UnlearningConfig
 from .data import ForgetRequest, PixelDataset, UnlearningData, collate, forget_fingerprint, preprocess
 from .evaluation import UnlearningReport, accuracy, evaluate_unlearning, predict_logits
 from .hub import atomic_output_dir, save_pretrained_bundle
-from .trainer import UnlearningTrainer, render_model_card
+from .trainer import UnlearningTrainer, render_model_card, to_channels_last
 
 RECIPE_FILE = "training_recipe.json"
 _ORIGINAL_TEMPLATE = Path(__file__).parent / "templates" / "original_card.md"
@@ -136,7 +136,7 @@ def train_classifier(
         dataloader_drop_last=False,
     )
     trainer = Trainer(
-        model=model,
+        model=to_channels_last(model),
         args=args,
         train_dataset=train,
         eval_dataset=eval_data,

@@ -32,6 +32,16 @@ LOTUS_CITATION = """@inproceedings{spartalis2025lotus,
 }"""
 
 
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Put a model with `Conv2d` layers in the channels-last memory format, in place; others are untouched.
+
+    Convolutions run about 20% faster this way on CPU (oneDNN) and with mixed precision on GPU. Values are
+    unchanged, and `save_pretrained` writes the same safetensors either way."""
+    if any(isinstance(module, torch.nn.Conv2d) for module in model.modules()):
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 class _UnlearningStream(torch.utils.data.Dataset):
     """Forget items (is_forget=1) followed by the chosen retain items (is_forget=0), with cached teacher logits."""
 
@@ -146,6 +156,8 @@ class UnlearningTrainer(Trainer):
         size = math.floor(args.retain_fraction * len(retain_dataset))
         retain_indices = torch.randperm(len(retain_dataset), generator=generator)[:size].sort().values
         stream = _UnlearningStream(forget_dataset, retain_dataset, retain_indices)
+        if args.channels_last:
+            to_channels_last(model)
 
         super().__init__(
             model=model,
