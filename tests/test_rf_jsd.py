@@ -75,3 +75,24 @@ def test_bad_inputs_name_the_problem(kwargs, message):
 def test_empty_rows_error():
     with pytest.raises(ValueError, match="`forget_probs` is empty"):
         rf_jsd(np.zeros((0, 2)), [], [[0.4, 0.6]], [0])
+
+
+@pytest.mark.parametrize("module", ["rf_jsd", "losses", "evaluation", "data", "config", "trainer", "hub"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    results = doctest.testmod(importlib.import_module(f"lotus_hf.{module}"), optionflags=doctest.ELLIPSIS)
+    assert results.failed == 0
+
+
+def test_interval_brackets_the_estimate_per_variant():
+    from lotus_hf.rf_jsd import rf_jsd_interval
+
+    rng = np.random.default_rng(3)
+    forget, labels = rng.dirichlet([6, 2, 1], size=80), rng.integers(0, 3, size=80)
+    unseen, unseen_labels = rng.dirichlet([1, 2, 6], size=90), rng.integers(0, 3, size=90)
+    for variant in ("jsd", "reference"):
+        value = rf_jsd(forget, labels, unseen, unseen_labels, variant)
+        low, high = rf_jsd_interval(forget, labels, unseen, unseen_labels, variant, n_resamples=300, seed=0)
+        assert low < value < high

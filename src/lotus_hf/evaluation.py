@@ -102,6 +102,38 @@ def _softmax(logits: torch.Tensor) -> np.ndarray:
     return torch.softmax(logits.double(), dim=-1).numpy()
 
 
+def rf_jsd_inputs(
+    unlearned: torch.nn.Module,
+    original: torch.nn.Module,
+    forget,
+    unseen,
+    batch_size: int = 512,
+) -> dict[str, np.ndarray]:
+    """The inputs of the RF-JSD metric, from one batched eval-mode pass of each model.
+
+    Returns `predictions` (softmax of `unlearned` on `forget`), `references` (the forget labels),
+    `unseen_predictions` (softmax of `original` on `unseen`) and `unseen_references`: the keyword
+    arguments of the `evaluate` metric under metrics/rf_jsd/, and in this order those of `rf_jsd`.
+
+    Example:
+        >>> inputs = rf_jsd_inputs(trainer.model, original, data.forget, data.test)  # doctest: +SKIP
+        >>> evaluate.load("metrics/rf_jsd").compute(**inputs)  # doctest: +SKIP
+        {'rf_jsd': 0.0032...}
+    """
+    return {
+        "predictions": _softmax(predict_logits(unlearned, forget, batch_size)),
+        "references": _labels(forget),
+        "unseen_predictions": _softmax(predict_logits(original, unseen, batch_size)),
+        "unseen_references": _labels(unseen),
+    }
+
+
+def _labels(dataset) -> np.ndarray:
+    if hasattr(dataset, "labels"):
+        return np.asarray(dataset.labels)
+    return np.array([int(dataset[i]["labels"]) for i in range(len(dataset))])
+
+
 @dataclass
 class UnlearningReport:
     """Metrics of each model (`original`, `unlearned`, optionally `retrained`), plus run facts.
@@ -187,13 +219,13 @@ def evaluate_unlearning(
         rows[name]["mia"] = membership_inference(
             probs[name]["retain"], nonmembers, probs[name]["forget"], seed
         )
-    test_reference = probs["original"]["test"]
-    forget_labels, test_labels = data.forget.labels.numpy(), data.test.labels.numpy()
-    for name in models:
+    for name, model in models.items():
+        inputs = rf_jsd_inputs(model, original, data.forget, data.test, batch_size)
         for variant, key in (("jsd", "rf_jsd"), ("reference", "rf_jsd_reference")):
             rows[name][key] = rf_jsd(
-                probs[name]["forget"], forget_labels, test_reference, test_labels, variant
-            )
+                inputs["predictions"], inputs["references"], inputs["unseen_predictions"],
+                inputs["unseen_references"], variant,
+            )  # fmt: skip
     if retrained is not None:
         gold = rows["retrained"]
         for name in models:

@@ -18,7 +18,13 @@ _SUM_TOLERANCE = 1e-3
 
 
 def _as_probabilities(values, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"`{name}` must be rows of numbers of one width (one probability per class); its rows differ "
+            "in length or hold something else."
+        ) from None
     if array.ndim != 2:
         raise ValueError(
             f"`{name}` must be a 2-D array of probability rows (samples x classes), got shape {array.shape}."
@@ -153,7 +159,7 @@ def rf_jsd(
 
     Example:
         >>> round(rf_jsd([[0.1, 0.8, 0.1]], [1], [[0.2, 0.7, 0.1]], [1]), 6)
-        0.006705
+        0.010163
     """
     if variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {VARIANTS}, got {variant!r}.")
@@ -172,3 +178,57 @@ def rf_jsd_per_class(
     """Textbook JSD of each forget class: `{class_id: JSD(P_c, Q_c)}`; `rf_jsd` (`jsd`) is their mean."""
     classes, p, q = class_means(forget_probs, forget_labels, unseen_probs, unseen_labels)
     return {int(c): float(v) for c, v in zip(classes, _textbook_jsd_rows(p, q), strict=True)}
+
+
+def rf_jsd_interval(
+    forget_probs: Sequence,
+    forget_labels: Sequence,
+    unseen_probs: Sequence,
+    unseen_labels: Sequence,
+    variant: str = "jsd",
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Seeded percentile-bootstrap confidence interval of `rf_jsd`: `(low, high)`.
+
+    Each resample draws, within every forget class, the forget rows and the unseen rows of that class with
+    replacement (a stratified bootstrap: every class keeps its sample count, so none goes missing). Same
+    `seed`, same interval.
+
+    Example:
+        >>> low, high = rf_jsd_interval([[0.7, 0.3], [0.6, 0.4]], [0, 0], [[0.5, 0.5], [0.9, 0.1]], [0, 0])
+        >>> bool(low <= rf_jsd([[0.7, 0.3], [0.6, 0.4]], [0, 0], [[0.5, 0.5], [0.9, 0.1]], [0, 0]) <= high)
+        True
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"`variant` must be one of {VARIANTS}, got {variant!r}.")
+    if not (isinstance(n_resamples, int) and n_resamples >= 10):
+        raise ValueError(f"`n_resamples` must be an integer >= 10, got {n_resamples!r}: 1000 is usual.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}: 0.95 is usual.")
+    class_means(forget_probs, forget_labels, unseen_probs, unseen_labels)  # validates every input
+    forget, unseen = np.asarray(forget_probs, np.float64), np.asarray(unseen_probs, np.float64)
+    f_labels, u_labels = (
+        np.asarray(forget_labels).astype(np.int64),
+        np.asarray(unseen_labels).astype(np.int64),
+    )
+    rng = np.random.default_rng(seed)
+    classes = np.unique(f_labels)
+    p = np.empty((n_resamples, len(classes), forget.shape[1]))
+    q = np.empty_like(p)
+    for k, c in enumerate(classes):
+        for rows, out in ((forget[f_labels == c], p), (unseen[u_labels == c], q)):
+            draws = rng.integers(0, len(rows), size=(n_resamples, len(rows)))
+            chunk = max(1, 2**22 // max(1, rows.size))  # bound memory: about 4M gathered values at a time
+            for start in range(0, n_resamples, chunk):
+                out[start : start + chunk, k] = rows[draws[start : start + chunk]].mean(axis=1)
+    p /= p.sum(axis=-1, keepdims=True)
+    q /= q.sum(axis=-1, keepdims=True)
+    if variant == "jsd":
+        values = _textbook_jsd_rows(p, q).mean(axis=1)
+    else:
+        values = np.array([_reference_divergence(p[b], q[b]) for b in range(n_resamples)])
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
