@@ -181,3 +181,50 @@ def test_model_folder_unlearning_config_sets_defaults_and_flags_win(digits_folde
     assert main([*base, "--output-dir", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "names ['alpah'], which are not `UnlearningConfig` fields" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def colour_digits_folder(tmp_path_factory):
+    """The digits as 12x12 RGB PNGs (ink in red, background in blue), train/ and test/ by class."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("colour")
+    digits = load_digits()
+    for i, (image, label) in enumerate(zip(digits.images[:360], digits.target[:360], strict=True)):
+        ink = np.kron(np.clip(image * 16, 0, 255), np.ones((1, 1)))
+        rgb = np.stack([ink, np.zeros_like(ink), 255 - ink], axis=-1).astype(np.uint8)
+        folder = root / ("train" if i < 300 else "test") / DIGIT_NAMES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).resize((12, 12)).save(folder / f"{i}.png")
+    return root
+
+
+def test_train_fits_the_processor_to_rgb_data_and_retrains_like_it(colour_digits_folder, tmp_path, capsys):
+    from transformers import AutoConfig, AutoImageProcessor
+
+    original = tmp_path / "original"
+    code = main(["train", "--dataset", str(colour_digits_folder), "--model-config", "resnet-small", "--epochs", "2",
+                 "--batch-size", "64", "--output-dir", str(original)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "train accuracy" in capsys.readouterr().out
+    config = AutoConfig.from_pretrained(original)
+    processor = AutoImageProcessor.from_pretrained(original)
+    assert config.num_channels == 3 and processor.size == {"height": 12, "width": 12}
+    assert len(processor.image_mean) == 3 and processor.image_mean[1] == 0.0  # no green in these images
+    assert processor.image_mean[0] + processor.image_mean[2] == pytest.approx(
+        1.0, abs=2e-3
+    )  # red + blue = 255
+    recipe = json.loads((original / "training_recipe.json").read_text())
+    assert recipe["trained_on"] == "full training split" and recipe["train_samples"] == 300
+
+    retrained = tmp_path / "retrained"
+    code = main(["train", "--dataset", str(colour_digits_folder), "--like", str(original), "--forget-classes",
+                 "digit-0", "--output-dir", str(retrained)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((retrained / "training_recipe.json").read_text())
+    assert (
+        summary["trained_on"] == "retain set" and summary["forget"]["size"] == 300 - summary["train_samples"]
+    )
+    assert summary["recipe"] == {**recipe["recipe"], "seed": summary["recipe"]["seed"]}
+    assert AutoImageProcessor.from_pretrained(retrained).to_dict() == processor.to_dict()

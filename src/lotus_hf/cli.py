@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     _data_flags(train)
     _forget_flags(train, default_first_percent=None)
     train.add_argument("--epochs", type=int, default=None, help="epochs (default 30)")
+    train.add_argument(
+        "--image-size", type=int, default=None, help="input size (default: the data's; ignored with --like)"
+    )
     train.add_argument("--learning-rate", type=float, default=None, help="AdamW learning rate (default 1e-3)")
     train.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 5e-4)")
     train.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
@@ -213,10 +216,12 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from .data import load_image_dataset
-    from .hub import check_output_dir
-    from .pipeline import Recipe, grey_image_processor, train_original
+    from .hub import check_output_dir, resolve_model
+    from .pipeline import Recipe, image_processor_for, train_original
 
-    recipe = Recipe.from_dir(args.like) if args.like else Recipe(model_config=args.model_config)
+    recipe = (
+        Recipe.from_dir(resolve_model(args.like)) if args.like else Recipe(model_config=args.model_config)
+    )
     for field, value in (
         ("epochs", args.epochs),
         ("learning_rate", args.learning_rate),
@@ -237,8 +242,14 @@ def _train(args: argparse.Namespace) -> None:
         f"training {recipe.model_config} on {args.dataset}"
         + (f" without {request.describe()}" if request else "")
     )
+    if args.like:  # the retrained gold standard must see its inputs exactly as the original did
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(resolve_model(args.like))
+    else:
+        processor = image_processor_for(dataset["train"], image_size=args.image_size, seed=args.seed)
     summary = train_original(
-        dataset, grey_image_processor(), recipe, output_dir, request=request, dataset_name=args.dataset
+        dataset, processor, recipe, output_dir, request=request, dataset_name=args.dataset
     )
     print(
         f"train accuracy {summary['train_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}, "

@@ -61,8 +61,9 @@ def preset_config(preset: str, class_names: list[str], image_size: int = 28, num
     )
 
 
-def build_model(model_config: str, class_names: list[str], seed: int):
-    """A randomly initialised classifier from a preset name or a config.json path (seeded)."""
+def build_model(model_config: str, class_names: list[str], seed: int, image_processor=None):
+    """A randomly initialised classifier from a preset name or a config.json path (seeded); a preset takes
+    its input size and channel count from `image_processor` (default: 28x28 grey)."""
     from transformers import AutoConfig
 
     torch.manual_seed(seed)
@@ -71,7 +72,10 @@ def build_model(model_config: str, class_names: list[str], seed: int):
         config.id2label = dict(enumerate(class_names))
         config.label2id = {n: i for i, n in enumerate(class_names)}
     else:
-        config = preset_config(model_config, class_names)
+        size, channels = 28, 1
+        if image_processor is not None:
+            size, channels = image_processor.size["height"], len(image_processor.image_mean)
+        config = preset_config(model_config, class_names, image_size=size, num_channels=channels)
     return AutoModelForImageClassification.from_config(config)
 
 
@@ -79,11 +83,43 @@ def grey_image_processor(
     image_size: int = 28, mean: float = FASHION_MNIST_MEAN, std: float = FASHION_MNIST_STD
 ):
     """The image processor of the bundled models: resize to `image_size`, scale to [0, 1], normalise (1 channel)."""
+    return _vit_processor(image_size, [mean], [std])
+
+
+def image_processor_for(split, image_size: int | None = None, sample: int = 1000, seed: int = 0):
+    """An image processor fitted to a data set split (column `image`): grey or RGB after the images, resized
+    to `image_size` (default: the first image's height), normalised with the per-channel mean and std of
+    a seeded sample of `sample` images. Fashion-MNIST gives the bundled models' processor."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(split), size=min(sample, len(split)), replace=False)
+    pixels = [
+        np.asarray(_grey_or_rgb(split[int(i)]["image"]), dtype=np.float64) / 255.0 for i in sorted(rows)
+    ]
+    grey = all(p.ndim == 2 or p.shape[-1] == 1 for p in pixels)
+    if image_size is None:
+        image_size = int(pixels[0].shape[0])
+    if grey:
+        values = np.concatenate([p.reshape(-1) for p in pixels])[None, :]
+    else:
+        rgb = [p[..., :3] if p.ndim == 3 else np.repeat(p[..., None], 3, axis=-1) for p in pixels]
+        values = np.concatenate([p.reshape(-1, 3) for p in rgb]).T
+    mean, std = values.mean(axis=1), values.std(axis=1)
+    std[std < 1e-3] = 1.0  # a constant channel: centre it, do not divide by ~0
+    return _vit_processor(image_size, [round(float(m), 4) for m in mean], [round(float(s), 4) for s in std])
+
+
+def _grey_or_rgb(image):
+    if hasattr(image, "convert"):  # PIL: palette, RGBA, CMYK... become RGB; 1-bit and 16-bit grey become L
+        return image.convert("L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+    return image
+
+
+def _vit_processor(image_size: int, mean: list[float], std: list[float]):
     try:  # transformers >= 5 without torchvision: the PIL backend, named explicitly to skip a warning
         from transformers import ViTImageProcessorPil as Processor
     except ImportError:
         from transformers import ViTImageProcessor as Processor
-    return Processor(size={"height": image_size, "width": image_size}, image_mean=[mean], image_std=[std])
+    return Processor(size={"height": image_size, "width": image_size}, image_mean=mean, image_std=std)
 
 
 # --------------------------------------------------------------------------------------- training
@@ -173,7 +209,7 @@ def train_original(
         keep[forget_indices] = False
         train = train.select(np.flatnonzero(keep))
     with atomic_output_dir(output_dir) as staging:
-        model = build_model(recipe.model_config, class_names, recipe.seed)
+        model = build_model(recipe.model_config, class_names, recipe.seed, image_processor)
         model, seconds = train_classifier(model, train, recipe, staging / "trainer", eval_data=None)
         summary = {
             "recipe": recipe.__dict__,
