@@ -7,7 +7,7 @@ import tempfile
 
 # Offline and quiet before transformers / datasets are imported anywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="lotus-hf-test-home-"))
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lotus-hf-test-home-")  # evaluate.load writes here
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.pop("HF_TOKEN", None)

@@ -16,13 +16,13 @@ UNSEEN_LABELS = [0, 0, 1, 2, 2]
 
 
 @pytest.fixture(scope="module")
-def hf_home(tmp_path_factory):
-    """evaluate.load writes its module cache into $HF_HOME: keep it in a temp dir."""
-    with pytest.MonkeyPatch.context() as patch:
-        home = tmp_path_factory.mktemp("hf_home")
-        patch.setenv("HF_HOME", str(home))
-        patch.setenv("HF_EVALUATE_OFFLINE", "1")
-        yield home
+def hf_home():
+    """evaluate.load writes its module cache into $HF_HOME, a temp dir set by conftest before any import."""
+    import os
+
+    home = Path(os.environ["HF_HOME"])
+    assert Path(evaluate.config.HF_MODULES_CACHE).is_relative_to(home) and "lotus-hf-test-home-" in home.name
+    return home
 
 
 @pytest.fixture(scope="module")
