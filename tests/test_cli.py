@@ -147,8 +147,10 @@ def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, 
     command = [sys.executable, "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir), "--dataset",
                str(digits_folder), "--epochs", "1000", "--batch-size", "8", "--learning-rate", "1e-6",
                "--output-dir", str(out)]  # fmt: skip
+    # A job started in the background (CI, nohup) inherits SIGINT ignored; give the child the default back.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     lines = []
     for line in process.stdout:  # wait until the second epoch's probe: training is under way
         lines.append(line)

@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     unlearn.add_argument(
         "--output-dir", default=None, help="new folder for the model and report (default runs/...)"
     )
+    unlearn.add_argument(
+        "--push-to-hub", metavar="ORG/NAME", default=None, help="push the unlearned model to this Hub repo"
+    )
+    unlearn.add_argument("--private", action="store_true", help="create the --push-to-hub repo as private")
 
     train = commands.add_parser(
         "train", help="train an original classifier, or retrain one without a forget set"
@@ -146,11 +150,20 @@ def _unlearn(args: argparse.Namespace) -> None:
 def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     from .config import UnlearningConfig
     from .data import load_image_dataset, prepare_unlearning_data
-    from .hub import check_labels, check_output_dir, load_model, unlearning_defaults
+    from .hub import (
+        check_labels,
+        check_output_dir,
+        check_push_token,
+        load_model,
+        push_folder,
+        unlearning_defaults,
+    )
     from .pipeline import save_unlearned, unlearn
 
     output_dir = args.output_dir or _default_output(f"{Path(args.model.split('@')[0]).name}-unlearned")
     check_output_dir(output_dir)
+    if args.push_to_hub:
+        check_push_token()  # before any work: a run must not end in a push that cannot happen
     request = _forget_request(args, default_first_percent=10)
     overrides = {
         "alpha": args.alpha,
@@ -175,6 +188,7 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
         **settings,
     )
     model, processor = load_model(args.model, args.revision)
+    base_model = model.config._name_or_path  # `name@revision` when a revision was asked for
     dataset = load_image_dataset(args.dataset, image_column=args.image_column, label_column=args.label_column)
     from .data import class_names_of
 
@@ -210,8 +224,10 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     print()
     print(result.report.to_markdown())
     print(f"\nunlearning took {result.report.unlearning_seconds:.1f} s (rf_jsd: textbook JSD variant)")
-    path = save_unlearned(result, processor, output_dir, base_model=model.config._name_or_path)
+    path = save_unlearned(result, processor, output_dir, base_model=base_model, dataset=args.dataset)
     print(f"saved the unlearned model, model card and report.json to {path}")
+    if args.push_to_hub:
+        print(f"pushed to {push_folder(path, args.push_to_hub, private=args.private)}")
 
 
 def _train(args: argparse.Namespace) -> None:

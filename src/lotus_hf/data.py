@@ -93,6 +93,8 @@ def load_image_dataset(
     """
     import datasets
 
+    if revision is None and "@" in name_or_path and not Path(name_or_path).exists():
+        name_or_path, revision = name_or_path.rsplit("@", 1)  # ORG/NAME@REVISION, as for models
     if name_or_path in FASHION_MNIST_IDS and (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
         return _fashion_mnist_from_files(FASHION_MNIST_DIR)
     hub_id = FASHION_MNIST_HUB_ID if name_or_path in FASHION_MNIST_IDS else name_or_path

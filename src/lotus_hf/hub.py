@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .trainer import hub_id  # noqa: F401  (re-exported: the Hub helpers live here for users)
+
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 BUNDLED_MODELS = ("fashion-mnist-resnet", "fashion-mnist-vit")
 DEFAULT_MODEL = "fashion-mnist-resnet"
@@ -57,6 +59,19 @@ def load_model(name: str, revision: str | None = None, trust_remote_code: bool =
             path, revision=revision, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as error:
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        causes = (error, error.__cause__, error.__context__)
+        if any(isinstance(cause, RevisionNotFoundError) for cause in causes):
+            raise ModelError(
+                f"`revision` {revision!r} does not exist in {name!r}: pass a branch, tag or commit id of that repo "
+                "(default: main)."
+            ) from None
+        if any(isinstance(cause, RepositoryNotFoundError) for cause in causes):
+            raise ModelError(
+                f"`model` {name!r} does not exist on the Hub (or is private and your token cannot read it): check "
+                f"the id, log in with `hf auth login`, or pass a model folder or one of {BUNDLED_MODELS}."
+            ) from None
         raise ModelError(
             f"`model` {name!r}{'@' + revision if revision else ''} could not be loaded as an image classifier with "
             f"safetensors weights: pass a model folder, a Hub id or one of {BUNDLED_MODELS}. "
@@ -163,3 +178,55 @@ def save_pretrained_bundle(
     # save_pretrained writes the weights 0600; a published checkpoint is meant to be read.
     for file in directory.iterdir():
         file.chmod(0o644)
+
+
+class HubError(ValueError):
+    """A Hub operation the user can fix (token, repo id, permissions); the message says how."""
+
+
+def check_push_token() -> str:
+    """Fail before any work when `--push-to-hub` cannot succeed: no token, or one the Hub refuses.
+
+    The token comes from the usual places (`HF_TOKEN`, `hf auth login`); it is never printed or stored.
+    Returns the user name."""
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if get_token() is None:
+        raise HubError(
+            "`push_to_hub` needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login`."
+        )
+    try:
+        return HfApi().whoami()["name"]
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        raise HubError(
+            f"the Hub refused the token (HTTP {status}): set HF_TOKEN to a valid token with write access, or "
+            "run `hf auth login`."
+        ) from None
+
+
+def push_folder(
+    folder: str | os.PathLike, repo_id: str, private: bool = False, message: str | None = None
+) -> str:
+    """Upload a finished model folder to `repo_id` in one commit (created if needed); returns the commit URL.
+
+    One commit: the repo on the Hub never holds part of a model."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            commit_message=message or "Upload unlearned model (lotus-hf)",
+        )
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        raise HubError(
+            f"pushing to `push_to_hub` repo {repo_id!r} failed (HTTP {status}: {str(error).splitlines()[0][:200]}): "
+            f"check the repo id and that your token can write to it. The model is saved locally in {str(folder)!r}."
+        ) from None
+    return info.commit_url

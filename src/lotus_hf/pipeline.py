@@ -20,7 +20,7 @@ from .config import UnlearningConfig
 from .data import ForgetRequest, PixelDataset, UnlearningData, collate, forget_fingerprint, preprocess
 from .evaluation import UnlearningReport, accuracy, evaluate_unlearning, predict_logits
 from .hub import atomic_output_dir, save_pretrained_bundle
-from .trainer import UnlearningTrainer, render_model_card, to_channels_last
+from .trainer import UnlearningTrainer, lineage_entry, render_model_card, to_channels_last
 
 RECIPE_FILE = "training_recipe.json"
 _ORIGINAL_TEMPLATE = Path(__file__).parent / "templates" / "original_card.md"
@@ -288,10 +288,21 @@ def unlearn(
 
 
 def save_unlearned(
-    result: UnlearningResult, image_processor, output_dir: str | Path, base_model: str
+    result: UnlearningResult,
+    image_processor,
+    output_dir: str | Path,
+    base_model: str,
+    dataset: str | None = None,
 ) -> Path:
-    """Write the unlearned model, image processor, model card and report.json into `output_dir` atomically."""
+    """Write the unlearned model, image processor, model card and report.json into `output_dir` atomically.
+
+    The model's config keeps the chain of unlearning steps (`lotus_hf_unlearning`): a model unlearned
+    again keeps its earlier base models and forget fingerprints, and its card lists them all."""
     report = result.report.to_dict()
+    config = result.trainer.model.config
+    lineage = list(getattr(config, "lotus_hf_unlearning", None) or [])
+    lineage.append(lineage_entry(base_model, result.report.forget, dataset))
+    config.lotus_hf_unlearning = lineage
     card = render_model_card(
         model_name=Path(output_dir).name,
         base_model=base_model,
@@ -299,6 +310,8 @@ def save_unlearned(
         history=result.trainer.history,
         forget=result.report.forget,
         report=report,
+        lineage=lineage,
+        dataset=dataset,
     )
     with atomic_output_dir(output_dir) as staging:
         save_pretrained_bundle(staging, result.trainer.model, image_processor, card, report)

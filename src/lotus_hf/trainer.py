@@ -9,6 +9,7 @@ the teacher's logits into LoTUS targets. Ground-truth labels never enter the los
 from __future__ import annotations
 
 import copy
+import json
 import math
 import platform
 from pathlib import Path
@@ -325,6 +326,12 @@ def _yaml_list(values) -> str:
     return "\n".join(f"- {v}" for v in values)
 
 
+def lineage_entry(base_model: str, forget: dict, dataset: str | None = None) -> dict:
+    """One step of a checkpoint's unlearning history, as kept in `config.lotus_hf_unlearning`."""
+    keys = ("kind", "request", "size", "per_class", "sha256")
+    return {"base_model": base_model, "dataset": dataset, "forget": {k: forget.get(k) for k in keys}}
+
+
 def render_model_card(
     model_name: str,
     base_model: str,
@@ -332,8 +339,13 @@ def render_model_card(
     history: list[dict],
     forget: dict,
     report: dict,
+    lineage: list[dict] | None = None,
+    dataset: str | None = None,
 ) -> str:
-    """Render templates/model_card.md: what was unlearned, how, and what it measured."""
+    """Render templates/model_card.md: what was unlearned, how, and what it measured.
+
+    `base_model` may carry `@revision`; it becomes the card's `base_model` field when it is a Hub id.
+    `lineage` is the chain of unlearning steps (`lineage_entry`), oldest first, ending with this one."""
     import transformers
 
     import lotus_hf
@@ -341,7 +353,7 @@ def render_model_card(
     rows = report.get("rows", {})
     unlearned = rows.get("unlearned", {})
     results = "\n".join(
-        f"      - type: {key}\n        value: {value:.6f}\n        name: {key}"
+        f"          - type: {key}\n            value: {value:.6f}\n            name: {key}"
         for key, value in unlearned.items()
         if isinstance(value, float) and math.isfinite(value)
     )
@@ -364,11 +376,27 @@ def render_model_card(
     )
     per_class = ", ".join(f"{k}: {v}" for k, v in forget.get("per_class", {}).items())
     seconds = report.get("unlearning_seconds")
+    lineage = lineage or [lineage_entry(base_model, forget, dataset)]
+    steps = "\n".join(
+        f"| {i} | {step['base_model']} | {step['forget'].get('request') or '-'} | {step['forget'].get('size') or '-'} "
+        f"| `{step['forget'].get('sha256') or '-'}` |"
+        for i, step in enumerate(lineage, 1)
+    )
+    datasets = list(dict.fromkeys(step.get("dataset") for step in lineage if hub_id(step.get("dataset"))))
+    hub_fields = []
+    if hub_id(base_model):
+        hub_fields += [f"base_model: {hub_id(base_model)}", "base_model_relation: finetune"]
+    if datasets:
+        hub_fields.append("datasets:\n" + _yaml_list(datasets))
     return Template(_TEMPLATE.read_text()).substitute(
         model_name=model_name,
+        hub_fields="\n".join(hub_fields),
+        dataset_name=json.dumps(dataset or "unknown"),
+        dataset_type=json.dumps(hub_id(dataset) or Path(str(dataset or "unknown")).name),
+        lineage=steps,
         base_model=base_model,
         tags=_yaml_list(UnlearningTrainer._tag_names),
-        results=results or "      []",
+        results=results or "          []",
         forget_kind=forget.get("kind", "-"),
         forget_request=forget.get("request", "-"),
         forget_size=forget.get("size", "-"),
@@ -384,6 +412,17 @@ def render_model_card(
         python_version=platform.python_version(),
         citation=LOTUS_CITATION,
     )
+
+
+def hub_id(name: str | None) -> str | None:
+    """`name` without its `@revision` when it names a Hub repo (`ORG/NAME`), else None (a bundled name or
+    a local path)."""
+    if not name:
+        return None
+    bare = name.split("@")[0]
+    if bare.count("/") != 1 or bare.startswith((".", "/", "~")) or Path(bare).exists():
+        return None
+    return bare
 
 
 def _report_table(report: dict) -> str:

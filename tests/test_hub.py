@@ -1,0 +1,150 @@
+"""The Hub, end to end, against a local server that speaks its API (tests/hub_server.py).
+
+The real huggingface_hub / transformers / datasets clients and the real `lotus-hf` command run in
+subprocesses with HF_ENDPOINT pointed at the server (the clients read it when they are imported)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hub_server import TOKEN, HubServer
+
+TESTS = Path(__file__).resolve().parent
+EXPECTED_FILES = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "report.json"}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubServer() as server:
+        server.env = {
+            **os.environ,
+            "HF_ENDPOINT": server.url,
+            "HF_TOKEN": TOKEN,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
+            "PYTHONPATH": str(TESTS),
+        }
+        _python(server.env, """
+from tiny import digits_image_dataset, tiny_model, tiny_processor
+for kind in ("vit", "resnet"):
+    model = tiny_model(kind)
+    model.push_to_hub(f"me/tiny-{kind}")
+    tiny_processor().push_to_hub(f"me/tiny-{kind}")
+digits_image_dataset().push_to_hub("me/tiny-digits")
+from transformers import AutoConfig, AutoModelForImageClassification
+config = AutoConfig.from_pretrained("me/tiny-vit")
+config.id2label = {i: f"class-{i}" for i in range(10)}
+config.label2id = {v: k for k, v in config.id2label.items()}
+AutoModelForImageClassification.from_config(config).push_to_hub("me/other-labels")
+tiny_processor().push_to_hub("me/other-labels")
+""")  # fmt: skip
+        yield server
+
+
+def _python(env, code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def _cli(env, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lotus_hf.cli", "unlearn", *args], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def _download(env, repo_id: str, folder: Path) -> Path:
+    _python(env, f"""
+from huggingface_hub import snapshot_download
+snapshot_download({repo_id!r}, local_dir={str(folder)!r})
+""")  # fmt: skip
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["vit", "resnet"])
+def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "out"
+    run = _cli(hub.env, "--model", f"me/tiny-{kind}", "--dataset", "me/tiny-digits", "--forget-classes",
+               "digit-3", "--epochs", "1", "--batch-size", "64", "--output-dir", str(out),
+               "--push-to-hub", f"me/tiny-{kind}-unlearned")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "pushed to" in run.stdout and TOKEN not in run.stdout + run.stderr
+
+    assert set(hub.files(f"me/tiny-{kind}-unlearned")) == EXPECTED_FILES  # never forget-set data
+    copy = _download(hub.env, f"me/tiny-{kind}-unlearned", tmp_path / "copy")
+    assert (copy / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+
+    card = ModelCard.load(copy / "README.md")
+    data = card.data.to_dict()
+    assert data["base_model"] == f"me/tiny-{kind}" and data["datasets"] == ["me/tiny-digits"]
+    assert {"lotus-hf", "machine-unlearning", "image-classification"} <= set(data["tags"])
+    metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    report = json.loads((out / "report.json").read_text())
+    assert metrics["acc_forget"] == pytest.approx(report["rows"]["unlearned"]["acc_forget"], abs=1e-6)
+    assert report["forget"]["sha256"] in card.text and "digit-3: " in card.text
+    assert "| `alpha` |" in card.text and "transformers " in card.text and "@inproceedings{" in card.text
+    assert "Unlearning took" in card.text
+    config = json.loads((copy / "config.json").read_text())
+    assert [step["base_model"] for step in config["lotus_hf_unlearning"]] == [f"me/tiny-{kind}"]
+    assert TOKEN not in "".join(p.read_text(errors="ignore") for p in out.iterdir())
+
+
+def test_unlearning_again_keeps_the_chain(hub, tmp_path):
+    first = _cli(hub.env, "--model", "me/tiny-vit", "--dataset", "me/tiny-digits@main", "--forget-classes", "digit-1",
+                 "--epochs", "1", "--output-dir", str(tmp_path / "a"), "--push-to-hub", "me/vit-step-1")  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _cli(hub.env, "--model", "me/vit-step-1", "--dataset", "me/tiny-digits", "--forget-classes", "digit-2",
+                  "--epochs", "1", "--output-dir", str(tmp_path / "b"), "--push-to-hub", "me/vit-step-2")  # fmt: skip
+    assert second.returncode == 0, second.stderr[-3000:]
+    from huggingface_hub import ModelCard
+
+    copy = _download(hub.env, "me/vit-step-2", tmp_path / "copy")
+    card = ModelCard.load(copy / "README.md")
+    assert card.data.base_model == "me/vit-step-1"
+    steps = json.loads((copy / "config.json").read_text())["lotus_hf_unlearning"]
+    assert [s["base_model"] for s in steps] == ["me/tiny-vit", "me/vit-step-1"]
+    assert [s["forget"]["request"] for s in steps] == ["classes=digit-1", "classes=digit-2"]
+    assert all(s["forget"]["sha256"] in card.text for s in steps)
+
+
+def test_a_model_revision_is_loaded_and_recorded(hub, tmp_path):
+    commit = hub.state.repos[("model", "me/tiny-resnet")].commits[-1]["oid"]
+    run = _cli(hub.env, "--model", f"me/tiny-resnet@{commit}", "--dataset", "me/tiny-digits", "--forget-classes",
+               "digit-4", "--epochs", "1", "--output-dir", str(tmp_path / "out"))  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "base_model: me/tiny-resnet\n" in card and f"me/tiny-resnet@{commit}" in card
+
+
+@pytest.mark.parametrize(
+    "args, env_change, message",
+    [
+        (["--model", "me/no-such-model"], {}, "`model` 'me/no-such-model' does not exist on the Hub"),
+        (["--model", "me/tiny-vit@no-such-revision"], {}, "`revision` 'no-such-revision' does not exist"),
+        (["--model", "me/tiny-vit", "--dataset", "me/no-such-data"], {}, "`dataset` 'me/no-such-data' could not"),
+        (["--model", "me/other-labels"], {}, "labels do not match"),
+        (["--model", "me/tiny-vit", "--push-to-hub", "me/never"], {"HF_TOKEN": None}, "needs a Hugging Face token"),
+        (["--model", "me/tiny-vit", "--push-to-hub", "me/never"], {"HF_TOKEN": "hf_wrong"}, "refused the token"),
+    ],
+)  # fmt: skip
+def test_hub_errors_are_clear_and_leave_nothing(args, env_change, message, hub, tmp_path):
+    env = {k: v for k, v in {**hub.env, **env_change}.items() if v is not None}
+    repos_before = hub.repo_ids()
+    out = tmp_path / "out"
+    defaults = ["--dataset", "me/tiny-digits"] if "--dataset" not in args else []
+    run = _cli(
+        env, *args, *defaults, "--forget-classes", "digit-0", "--epochs", "1", "--output-dir", str(out)
+    )
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
+    assert hub.repo_ids() == repos_before
