@@ -148,3 +148,43 @@ def test_hub_errors_are_clear_and_leave_nothing(args, env_change, message, hub, 
     assert message in run.stderr and "Traceback" not in run.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
     assert hub.repo_ids() == repos_before
+
+
+def test_trainer_push_to_hub_from_python(hub, tmp_path):
+    """The Python path: `UnlearningTrainer(..., processing_class=...)`, `train()`, `push_to_hub()`."""
+    from huggingface_hub import ModelCard
+
+    _python(hub.env, f"""
+from lotus_hf import ForgetRequest, UnlearningConfig, UnlearningTrainer, load_image_dataset, prepare_unlearning_data
+from lotus_hf.hub import load_model
+
+model, processor = load_model("me/tiny-resnet")
+data = prepare_unlearning_data(load_image_dataset("me/tiny-digits"), ForgetRequest.classes(["digit-5"]), processor)
+config = UnlearningConfig(output_dir={str(tmp_path / "out")!r}, num_train_epochs=1, class_forgetting=True,
+                          per_device_train_batch_size=64, hub_model_id="me/python-push", use_cpu=True)
+trainer = UnlearningTrainer(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
+                            unseen_dataset=data.unseen, processing_class=processor)
+trainer.forget_fingerprint, trainer.dataset_name = data.fingerprint, "me/tiny-digits"
+trainer.train()
+trainer.push_to_hub()
+""")  # fmt: skip
+    files = hub.files("me/python-push")
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(files)
+    assert not [name for name in files if name.endswith((".bin", ".pt", ".pkl"))]  # no pickle pushed
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.base_model == "me/tiny-resnet" and "lotus-hf" in card.data.tags
+    assert "classes=digit-5" in card.text
+    steps = json.loads(files["config.json"])["lotus_hf_unlearning"]
+    assert steps[-1]["forget"]["sha256"] in card.text and steps[-1]["dataset"] == "me/tiny-digits"
+
+
+def test_fit_head_makes_a_model_of_other_classes_the_original(hub, tmp_path):
+    out = tmp_path / "out"
+    run = _cli(hub.env, "--model", "me/other-labels", "--dataset", "me/tiny-digits", "--fit-head",
+               "--fit-head-epochs", "1", "--forget-classes", "digit-6", "--epochs", "1",
+               "--output-dir", str(out))  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "fitting a new head for 10 classes" in run.stdout and "head fitted" in run.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"]["6"] == "digit-6"
+    assert config["lotus_hf_unlearning"][-1]["base_model"] == "me/other-labels"

@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--push-to-hub", metavar="ORG/NAME", default=None, help="push the unlearned model to this Hub repo"
     )
     unlearn.add_argument("--private", action="store_true", help="create the --push-to-hub repo as private")
+    unlearn.add_argument(
+        "--fit-head",
+        action="store_true",
+        help="first fine-tune a new head on the data set (for a model trained on other classes)",
+    )
+    unlearn.add_argument("--fit-head-epochs", type=int, default=3, help="epochs of --fit-head (default 3)")
 
     train = commands.add_parser(
         "train", help="train an original classifier, or retrain one without a forget set"
@@ -192,7 +198,17 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     dataset = load_image_dataset(args.dataset, image_column=args.image_column, label_column=args.label_column)
     from .data import class_names_of
 
-    check_labels(model, class_names_of(dataset))
+    class_names = class_names_of(dataset)
+    if args.fit_head:
+        from .pipeline import fit_head
+
+        model, _ = load_model(args.model, args.revision, new_head=class_names)
+        print(
+            f"fitting a new head for {len(class_names)} classes on the training split ({args.fit_head_epochs} epochs)"
+        )
+        seconds = fit_head(model, dataset, processor, epochs=args.fit_head_epochs, seed=args.seed)
+        print(f"head fitted in {seconds:.0f} s; this fine-tuned model is the original to unlearn from")
+    check_labels(model, class_names)
     retrained = load_model(args.retrained)[0] if args.retrained else None
     print(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {args.dataset} from {args.model}",

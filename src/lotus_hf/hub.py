@@ -31,10 +31,13 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def load_model(name: str, revision: str | None = None, trust_remote_code: bool = False):
+def load_model(
+    name: str, revision: str | None = None, trust_remote_code: bool = False, new_head: list[str] | None = None
+):
     """`(model, image_processor)` from a bundled name, a local folder or a Hub id (`ORG/NAME[@REV]`).
 
-    Weights are read as safetensors only; remote code runs only when asked for.
+    Weights are read as safetensors only; remote code runs only when asked for. `new_head=class_names`
+    replaces the classification head by a freshly initialised one for those classes.
 
     Example:
         >>> model, processor = load_model("fashion-mnist-resnet")
@@ -52,8 +55,12 @@ def load_model(name: str, revision: str | None = None, trust_remote_code: bool =
             f"`model` {name!r} does not exist: pass a model folder, a Hub id or one of {BUNDLED_MODELS}."
         )
     try:
+        head = {}
+        if new_head is not None:
+            head = {"num_labels": len(new_head), "id2label": dict(enumerate(new_head)),
+                    "label2id": {n: i for i, n in enumerate(new_head)}, "ignore_mismatched_sizes": True}  # fmt: skip
         model = AutoModelForImageClassification.from_pretrained(
-            path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code
+            path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code, **head
         )
         processor = AutoImageProcessor.from_pretrained(
             path, revision=revision, trust_remote_code=trust_remote_code
@@ -116,7 +123,7 @@ def check_labels(model, class_names: list[str]) -> None:
     if num_labels != len(class_names):
         raise ModelError(
             f"the model has {num_labels} labels but the data set has {len(class_names)} classes: pass a model "
-            "trained on this data set (or fine-tune a new head on it first)."
+            "trained on this data set, or add `--fit-head` to fine-tune a new head on it first."
         )
     names = [str(model.config.id2label.get(i, "")) for i in range(num_labels)]
     if all(name.startswith("LABEL_") for name in names):
@@ -126,7 +133,8 @@ def check_labels(model, class_names: list[str]) -> None:
         model_name, data_name = mismatched[0]
         raise ModelError(
             f"the model's labels do not match the data set's classes (first difference: model {model_name!r}, "
-            f"data set {data_name!r}): pass a model trained on this data set, in the same label order."
+            f"data set {data_name!r}): pass a model trained on this data set, in the same label order, or add "
+            "`--fit-head` to fine-tune a new head on the data set first."
         )
 
 

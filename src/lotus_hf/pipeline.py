@@ -20,7 +20,7 @@ from .config import UnlearningConfig
 from .data import ForgetRequest, PixelDataset, UnlearningData, collate, forget_fingerprint, preprocess
 from .evaluation import UnlearningReport, accuracy, evaluate_unlearning, predict_logits
 from .hub import atomic_output_dir, save_pretrained_bundle
-from .trainer import UnlearningTrainer, lineage_entry, render_model_card, to_channels_last
+from .trainer import UnlearningTrainer, render_model_card, to_channels_last
 
 RECIPE_FILE = "training_recipe.json"
 _ORIGINAL_TEMPLATE = Path(__file__).parent / "templates" / "original_card.md"
@@ -184,6 +184,20 @@ def train_classifier(
     return trainer.model.eval(), time.perf_counter() - start
 
 
+def fit_head(
+    model, dataset, image_processor, epochs: int = 3, seed: int = 3407, learning_rate: float = 1e-3
+) -> float:
+    """Fine-tune `model` (with a new head for the data set's classes) on `dataset["train"]` with the ordinary
+    Trainer, in place; it then serves as the original to unlearn from. Returns the seconds it took."""
+    import tempfile
+
+    train = preprocess(dataset["train"], image_processor)
+    recipe = Recipe(model_config="fit-head", epochs=epochs, learning_rate=learning_rate, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="lotus-hf-fit-head-") as work:
+        _, seconds = train_classifier(model, train, recipe, work)
+    return seconds
+
+
 def train_original(
     dataset,
     image_processor,
@@ -284,6 +298,7 @@ def unlearn(
         seed=config.seed,
     )
     report.training = {"history": trainer.history, "stopped_at_epoch": trainer.stopped_at_epoch}
+    trainer.forget_fingerprint, trainer.report = dict(data.fingerprint), report.to_dict()
     return UnlearningResult(trainer=trainer, report=report)
 
 
@@ -299,10 +314,10 @@ def save_unlearned(
     The model's config keeps the chain of unlearning steps (`lotus_hf_unlearning`): a model unlearned
     again keeps its earlier base models and forget fingerprints, and its card lists them all."""
     report = result.report.to_dict()
-    config = result.trainer.model.config
-    lineage = list(getattr(config, "lotus_hf_unlearning", None) or [])
-    lineage.append(lineage_entry(base_model, result.report.forget, dataset))
-    config.lotus_hf_unlearning = lineage
+    trainer = result.trainer
+    trainer._base_model, trainer.dataset_name = base_model, dataset
+    lineage = trainer.unlearning_lineage()
+    trainer.model.config.lotus_hf_unlearning = lineage
     card = render_model_card(
         model_name=Path(output_dir).name,
         base_model=base_model,

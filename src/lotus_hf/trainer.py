@@ -180,6 +180,13 @@ class UnlearningTrainer(Trainer):
             self.teacher.requires_grad_(False)
             self.teacher.eval()
             self.teacher.to(args.device)
+        # What the model card records: the original (with its revision), its earlier unlearning steps, and
+        # what was forgotten; `pipeline.unlearn` fills in the last three.
+        self._base_model = getattr(self.model.config, "_name_or_path", None) or "unknown"
+        self._previous_lineage = list(getattr(self.model.config, "lotus_hf_unlearning", None) or [])
+        self.forget_fingerprint: dict = {}
+        self.report: dict = {}
+        self.dataset_name: str | None = None
         self.tau = 1.0
         self.unseen_accuracy: float | None = None
         self.history: list[dict] = []  # one entry per probe: epoch, accuracies, delta, tau, stop
@@ -293,6 +300,23 @@ class UnlearningTrainer(Trainer):
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------------------------ model card
+    # ------------------------------------------------------------------------------ saving and cards
+    def unlearning_lineage(self) -> list[dict]:
+        """The model's chain of unlearning steps: those it came with, plus this run (kept in its config)."""
+        return [
+            *self._previous_lineage,
+            lineage_entry(self._base_model, self.forget_fingerprint, self.dataset_name),
+        ]
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save as `Trainer` does, with the unlearning chain in the config and without `training_args.bin`
+        (a pickle: lotus-hf writes none)."""
+        self.model.config.lotus_hf_unlearning = self.unlearning_lineage()
+        super().save_model(output_dir, _internal_call)
+        pickled = Path(output_dir or self.args.output_dir) / "training_args.bin"
+        if self.args.should_save and pickled.exists():
+            pickled.unlink()
+
     def create_model_card(
         self,
         model_name: str | None = None,
@@ -301,16 +325,21 @@ class UnlearningTrainer(Trainer):
         report: dict | None = None,
         **kwargs,
     ) -> None:
-        """Write README.md (the model card) into `args.output_dir`; called by `push_to_hub` too."""
+        """Write README.md (the model card) into `args.output_dir`; `push_to_hub()` calls it too.
+
+        Defaults: `self.forget_fingerprint`, `self.report` and `self.dataset_name` (set them, or let
+        `lotus_hf.pipeline.unlearn` do it, before pushing)."""
         if not self.is_world_process_zero():
             return
         text = render_model_card(
             model_name=model_name or Path(self.args.output_dir).name,
-            base_model=base_model or getattr(self.model.config, "_name_or_path", None) or "unknown",
+            base_model=base_model or self._base_model,
             config=self.args,
             history=self.history,
-            forget=forget or {},
-            report=report or {},
+            forget=forget or self.forget_fingerprint,
+            report=report or self.report,
+            lineage=self.unlearning_lineage(),
+            dataset=self.dataset_name,
         )
         Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(self.args.output_dir) / "README.md").write_text(text)
