@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup unlearn test test-slow lint
+.PHONY: setup browser unlearn test test-slow lint
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -19,11 +19,15 @@ setup: .venv/.installed
 unlearn: setup            ## the main job: bundled ResNet, Fashion-MNIST, forget the first 10% of each class
 	.venv/bin/lotus-hf unlearn
 
-test: setup               ## the default test suite (slow tests excluded)
+browser:                  ## Debian's chromium for the Space's browser test (Playwright never downloads one)
+	-@command -v chromium >/dev/null || (command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1) || true
+
+test: setup browser       ## the default test suite (slow tests excluded)
 	$(PY) -m pytest -q
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 lint: setup
-	.venv/bin/ruff check src tests && .venv/bin/ruff format --check src tests
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -338,9 +338,15 @@ def prepare_unlearning_data(
                 f"the data set has no {split!r} split (it has {list(dataset)}): name the splits with "
                 "`train_split` / `test_split`."
             )
-    class_names = class_names_of(dataset)
     train = preprocess(dataset[train_split], image_processor)
     held_out = preprocess(dataset[test_split], image_processor)
+    return split_unlearning_data(train, held_out, class_names_of(dataset), request, seed=seed)
+
+
+def split_unlearning_data(
+    train: PixelDataset, held_out: PixelDataset, class_names: list[str], request: ForgetRequest, *, seed: int
+) -> UnlearningData:
+    """`prepare_unlearning_data` on splits already preprocessed (reuse them across several requests)."""
     train_labels = train.labels.numpy()
     forget_indices = request.resolve(train_labels, class_names)
     keep = np.ones(len(train), dtype=bool)

@@ -269,6 +269,7 @@ def unlearn(
     *,
     retrained=None,
     retrain_seconds: float | None = None,
+    callbacks: list | None = None,
 ) -> UnlearningResult:
     """Run LoTUS on `model` (modified in place, becomes the unlearned model) and evaluate it.
 
@@ -285,6 +286,7 @@ def unlearn(
         forget_dataset=data.forget,
         retain_dataset=data.retain,
         unseen_dataset=data.unseen,
+        callbacks=callbacks,
     )
     trainer.train()
     seconds = time.perf_counter() - start
