@@ -204,7 +204,8 @@ class Handler(BaseHTTPRequestHandler):
         if (kind, name) in self.state.repos:  # the client reads the url of the existing repo from the 409
             message = "You already created this model repo"
             return self._send(409, {"error": message, "url": url}, {"X-Error-Code": "Conflict"})
-        self.state.create(kind, name, bool(body.get("private")))
+        private = body.get("visibility", "private" if body.get("private") else "public") != "public"
+        self.state.create(kind, name, private)
         return self._send(200, {"url": url, "name": name})
 
     def _api(self, method, kind, repo_id, action, revision, rest, query) -> None:

@@ -100,8 +100,10 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
 
 def test_unlearning_again_keeps_the_chain(hub, tmp_path):
     first = _cli(hub.env, "--model", "me/tiny-vit", "--dataset", "me/tiny-digits@main", "--forget-classes", "digit-1",
-                 "--epochs", "1", "--output-dir", str(tmp_path / "a"), "--push-to-hub", "me/vit-step-1")  # fmt: skip
+                 "--epochs", "1", "--output-dir", str(tmp_path / "a"), "--push-to-hub", "me/vit-step-1",
+                 "--private")  # fmt: skip
     assert first.returncode == 0, first.stderr[-3000:]
+    assert hub.state.repos[("model", "me/vit-step-1")].private  # and the token lets step 2 read it
     second = _cli(hub.env, "--model", "me/vit-step-1", "--dataset", "me/tiny-digits", "--forget-classes", "digit-2",
                   "--epochs", "1", "--output-dir", str(tmp_path / "b"), "--push-to-hub", "me/vit-step-2")  # fmt: skip
     assert second.returncode == 0, second.stderr[-3000:]

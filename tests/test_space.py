@@ -153,3 +153,46 @@ def test_two_browser_sessions_unlearn_compare_and_download(app, tmp_path):
             browser.close()
     finally:
         demo.close()
+
+
+def test_cancel_stops_the_sessions_training(app):
+    """The Cancel button closes the run's generator, which sets the session's event; the callback then
+    stops training at the next step."""
+    import queue
+    import threading
+
+    from transformers import TrainerControl
+
+    cancel, events = threading.Event(), queue.Queue()
+    progress = app._Progress(events, cancel)
+    control = TrainerControl()
+    progress.on_step_end(None, None, control)
+    assert not control.should_training_stop
+    progress.on_log(None, None, control, logs={"tau": 2.0, "forget_accuracy": 0.5})
+    assert events.get_nowait() == ("probe", {"tau": 2.0, "forget_accuracy": 0.5})
+    cancel.set()
+    progress.on_step_end(None, None, control)
+    assert control.should_training_stop and control.should_epoch_stop
+
+
+def test_push_uses_the_users_token_once(app, tmp_path, monkeypatch, capsys):
+    """Push a run's folder to the local Hub server with a token typed in the page; nothing keeps it."""
+    import huggingface_hub
+    from hub_server import TOKEN, HubServer
+    from tiny import save_tiny, tiny_model
+
+    folder = save_tiny(tiny_model("resnet"), tmp_path / "unlearned-model")
+    run = app.RunResult(folder, folder, {}, None, None, None, [])
+    with HubServer() as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)  # the server speaks LFS
+        with pytest.raises(Exception, match="401"):
+            app.push(run, "me/space-push", "hf_not_the_token")
+        assert app.push(run, "me/space-push", f" {TOKEN} ").startswith("Pushed: ")
+        assert {"config.json", "model.safetensors"} <= set(hub.files("me/space-push"))
+        assert hub.state.repos[("model", "me/space-push")].private
+    printed = capsys.readouterr()
+    assert TOKEN not in printed.out + printed.err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert huggingface_hub.get_token() is None  # nothing was saved as the default token
