@@ -5,14 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_rf_jsd import FORGET, FORGET_LABELS, SPEC_VECTORS, UNSEEN, UNSEEN_LABELS
 
 evaluate = pytest.importorskip("evaluate")
 
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "rf_jsd"
-FORGET = [[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]
-FORGET_LABELS = [0, 0, 1, 2]
-UNSEEN = [[0.6, 0.3, 0.1], [0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8]]
-UNSEEN_LABELS = [0, 0, 1, 2, 2]
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +32,7 @@ def _compute(metric, forget, forget_labels, **kwargs):
                           unseen_references=UNSEEN_LABELS, **kwargs)  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    "forget, labels, variant, expected",
-    [
-        (FORGET, FORGET_LABELS, "jsd", 0.007851796809445479),
-        (FORGET, FORGET_LABELS, "reference", 0.002680123408475369),
-        ([[0.1, 0.8, 0.1]], [1], "jsd", 0.010162855274365355),
-        ([[0.1, 0.8, 0.1]], [1], "reference", 0.010504109055246407),
-    ],
-)
+@pytest.mark.parametrize("forget, labels, variant, expected", SPEC_VECTORS)
 def test_spec_vectors_through_evaluate_load(metric, forget, labels, variant, expected):
     assert _compute(metric, forget, labels, variant=variant)["rf_jsd"] == pytest.approx(expected, abs=1e-9)
 

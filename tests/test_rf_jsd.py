@@ -11,15 +11,16 @@ UNSEEN = [[0.6, 0.3, 0.1], [0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], 
 UNSEEN_LABELS = [0, 0, 1, 2, 2]
 
 
-@pytest.mark.parametrize(
-    "forget, labels, variant, expected",
-    [
-        (FORGET, FORGET_LABELS, "jsd", 0.007851796809445479),
-        (FORGET, FORGET_LABELS, "reference", 0.002680123408475369),
-        ([[0.1, 0.8, 0.1]], [1], "jsd", 0.010162855274365355),
-        ([[0.1, 0.8, 0.1]], [1], "reference", 0.010504109055246407),
-    ],
-)
+# The test vectors of ../shared/spec/rf_jsd.md (also used by test_metric.py).
+SPEC_VECTORS = [
+    (FORGET, FORGET_LABELS, "jsd", 0.007851796809445479),
+    (FORGET, FORGET_LABELS, "reference", 0.002680123408475369),
+    ([[0.1, 0.8, 0.1]], [1], "jsd", 0.010162855274365355),
+    ([[0.1, 0.8, 0.1]], [1], "reference", 0.010504109055246407),
+]
+
+
+@pytest.mark.parametrize("forget, labels, variant, expected", SPEC_VECTORS)
 def test_spec_vectors(forget, labels, variant, expected):
     assert rf_jsd(forget, labels, UNSEEN, UNSEEN_LABELS, variant=variant) == pytest.approx(expected, abs=1e-9)
 
