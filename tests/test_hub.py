@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hub_server import TOKEN, HubServer
 
@@ -96,6 +97,13 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
     config = json.loads((copy / "config.json").read_text())
     assert [step["base_model"] for step in config["lotus_hf_unlearning"]] == [f"me/tiny-{kind}"]
     assert TOKEN not in "".join(p.read_text(errors="ignore") for p in out.iterdir())
+    # no sample data: neither the forgotten images' ids nor their pixels are in the card or the report
+    from sklearn.datasets import load_digits
+
+    forgotten = np.flatnonzero(load_digits().target[:300] == 3)
+    texts = card.content + (out / "report.json").read_text()
+    assert ", ".join(map(str, forgotten[:3])) not in texts and ",".join(map(str, forgotten[:3])) not in texts
+    assert "pixel" not in texts.lower()
 
 
 def test_unlearning_again_keeps_the_chain(hub, tmp_path):
