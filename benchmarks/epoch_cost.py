@@ -73,7 +73,36 @@ def time_epoch(data, channels_last: bool, seed: int) -> dict:
     start = time.perf_counter()
     output = trainer.train()
     return {"seconds": time.perf_counter() - start, "train_runtime": output.metrics["train_runtime"],
-            "steps": trainer.state.global_step}  # fmt: skip
+            "steps": trainer.state.global_step, "samples": len(trainer.stream),
+            "samples_per_second": len(trainer.stream) / (time.perf_counter() - start)}  # fmt: skip
+
+
+def time_finetune_epoch(data, trainer_stream_size: int, seed: int) -> dict:
+    """A plain fine-tuning epoch (ordinary Trainer, cross-entropy) of the same model on as many samples as
+    one LoTUS epoch sees (forget set + retain subset): the floor LoTUS's per-step overhead is measured on."""
+    from torch.utils.data import ConcatDataset
+
+    from lotus_hf.pipeline import Recipe, train_classifier
+
+    model, _ = load_model("fashion-mnist-resnet")
+    retain = data.retain.select(torch.arange(trainer_stream_size - len(data.forget)))
+    stream = ConcatDataset([data.forget, retain])
+    recipe = Recipe(epochs=1, learning_rate=1e-4, lr_scheduler_type="constant", seed=seed)
+    _, seconds = train_classifier(model, stream, recipe, "/tmp/lotus-epoch-cost-finetune")
+    return {"samples": len(stream), "seconds": seconds, "samples_per_second": len(stream) / seconds}
+
+
+def time_evaluation(data) -> dict:
+    """The whole evaluation suite (two models, four splits, MIA, RF-JSD both variants), per 10k images."""
+    from lotus_hf.evaluation import evaluate_unlearning
+
+    original, _ = load_model("fashion-mnist-resnet")
+    unlearned, _ = load_model("fashion-mnist-resnet")
+    images = sum(len(split) for split in (data.forget, data.retain, data.unseen, data.test))
+    start = time.perf_counter()
+    evaluate_unlearning(original, unlearned, data)
+    seconds = time.perf_counter() - start
+    return {"images": images, "seconds": seconds, "seconds_per_10k_images": seconds * 10_000 / images}
 
 
 def main() -> None:
@@ -99,9 +128,15 @@ def main() -> None:
         for name, flag in formats:
             runs[name].append(time_epoch(data, flag, args.seed))
             print(name, runs[name][-1], flush=True)
+    stream_size = runs["channels_last"][0]["samples"]
+    result["finetune_epoch"] = time_finetune_epoch(data, stream_size, args.seed)
+    result["evaluation"] = time_evaluation(data)
+    print(result["finetune_epoch"], result["evaluation"], flush=True)
     for name, epochs in runs.items():
         seconds = sorted(epoch["seconds"] for epoch in epochs)
-        result["epoch"][name] = {"steps": epochs[0]["steps"], "median_seconds": seconds[len(seconds) // 2],
+        median = seconds[len(seconds) // 2]
+        result["epoch"][name] = {"steps": epochs[0]["steps"], "median_seconds": median,
+                                 "samples_per_second": epochs[0]["samples"] / median,
                                  "seconds": [epoch["seconds"] for epoch in epochs]}  # fmt: skip
 
     RESULTS.mkdir(exist_ok=True)
@@ -126,6 +161,19 @@ def main() -> None:
     for name, epoch in result["epoch"].items():
         runs_text = ", ".join(f"{s:.1f}" for s in epoch["seconds"])
         lines.append(f"| {name} | {epoch['steps']} | {epoch['median_seconds']:.1f} | {runs_text} |")
+    lotus, plain = result["epoch"]["channels_last"], result["finetune_epoch"]
+    evaluation = result["evaluation"]
+    lines.append(
+        f"\nLoTUS epoch (channels-last, median, teacher cache and probes included): "
+        f"{lotus['samples_per_second']:.0f} samples/s. A plain fine-tuning epoch of the same model "
+        f"(ordinary Trainer, cross-entropy, {plain['samples']} samples): {plain['samples_per_second']:.0f} "
+        f"samples/s ({plain['seconds']:.1f} s).\n"
+    )
+    lines.append(
+        f"Evaluation suite (original and unlearned model; forget, retain, unseen and test splits; MIA; RF-JSD "
+        f"in both variants): {evaluation['seconds']:.1f} s for {evaluation['images']} images, "
+        f"{evaluation['seconds_per_10k_images']:.2f} s per 10k images.\n"
+    )
     (RESULTS / "epoch_cost.md").write_text("\n".join(lines) + "\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from .losses import PROB_TRANSFORMS
@@ -97,3 +98,5 @@ class UnlearningConfig(TrainingArguments):
         if self.output_dir is None:
             self.output_dir = "lotus-hf-output"
         super().__post_init__()
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every epoch
