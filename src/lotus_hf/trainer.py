@@ -19,7 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .config import UnlearningConfig
-from .data import collate
+from .data import FASHION_MNIST_HUB_ID, FASHION_MNIST_IDS, collate
 from .evaluation import accuracy, predict_logits
 from .losses import accuracy_gap, lotus_targets, should_stop, soft_cross_entropy, temperature
 
@@ -411,13 +411,24 @@ def render_model_card(
         f"| `{step['forget'].get('sha256') or '-'}` |"
         for i, step in enumerate(lineage, 1)
     )
-    datasets = list(dict.fromkeys(step.get("dataset") for step in lineage if hub_id(step.get("dataset"))))
+    dataset = _dataset_id(dataset)
+    datasets = [
+        hub_id(d) for d in dict.fromkeys(_dataset_id(step.get("dataset")) for step in lineage) if hub_id(d)
+    ]
     hub_fields = []
     if hub_id(base_model):
         hub_fields += [f"base_model: {hub_id(base_model)}", "base_model_relation: finetune"]
     if datasets:
         hub_fields.append("datasets:\n" + _yaml_list(datasets))
+    stopped = next((e["epoch"] for e in history if e["stop"]), None)
+    if stopped is not None:
+        outcome = f"Here the stop rule ended training before epoch {stopped}."
+    elif history:
+        outcome = f"Here it ran all {len(history)} epochs allowed; the stop rule did not fire."
+    else:
+        outcome = ""
     return Template(_TEMPLATE.read_text()).substitute(
+        outcome=outcome,
         model_name=model_name,
         hub_fields="\n".join(hub_fields),
         dataset_name=json.dumps(dataset or "unknown"),
@@ -441,6 +452,11 @@ def render_model_card(
         python_version=platform.python_version(),
         citation=LOTUS_CITATION,
     )
+
+
+def _dataset_id(name: str | None) -> str | None:
+    """`fashion_mnist` (read from the Debian package when installed) is this Hub data set."""
+    return FASHION_MNIST_HUB_ID if name in FASHION_MNIST_IDS else name
 
 
 def hub_id(name: str | None) -> str | None:
