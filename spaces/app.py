@@ -103,6 +103,11 @@ def gallery_indices(n_train: int, size: int = GALLERY_SIZE) -> list[int]:
     )
 
 
+def add_pick(shown: list[int], picked: list[int], position: int) -> list[int]:
+    """The gallery click at `position` adds that training sample to the picked ones (once)."""
+    return sorted(set(picked) | {shown[position]})
+
+
 def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> pd.DataFrame:
     """Accuracy of each class: rows (class, accuracy)."""
     hits = (logits.argmax(-1) == labels).float()
@@ -161,6 +166,7 @@ class RunResult:
     unlearned: torch.nn.Module
     processor: object
     class_names: list[str]
+    data: object = None  # the run's `UnlearningData` (forget / retain / unseen / test)
 
 
 class _Progress(TrainerCallback):
@@ -200,13 +206,13 @@ def run_unlearning(model_name, dataset_name, request, alpha, epochs, events=None
     )
     archive = Path(shutil.make_archive(str(work / "unlearned-model"), "zip", folder))
     return RunResult(folder, archive, result.report.to_dict(), original.eval(), result.trainer.model.eval(),
-                     processor, class_names)  # fmt: skip
+                     processor, class_names, data)  # fmt: skip
 
 
-def before_after(run: RunResult, model_name: str, dataset_name: str, request: ForgetRequest):
+def before_after(run: RunResult, model_name: str, dataset_name: str):
     """Per-class accuracy bars, entropy histograms and the forgotten-samples gallery, before and after."""
-    _, _, class_names, train_split, train, held_out = prepared(model_name, dataset_name)
-    data = split_unlearning_data(train, held_out, class_names, request, seed=SEED)
+    _, _, class_names, train_split, train, _ = prepared(model_name, dataset_name)
+    data = run.data
     bars, histograms = [], []
     for name, model in (("original", run.original), ("unlearned", run.unlearned)):
         retain = data.retain.select(np.arange(min(len(data.retain), len(data.test))))  # a sample is enough
@@ -290,7 +296,7 @@ def build_demo():
         return gr.Dropdown(choices=class_names, value=[]), gallery, shown, []
 
     def pick(shown, picked, event: gr.SelectData):
-        picked = sorted(set(picked) | {shown[event.index]})
+        picked = add_pick(shown, picked, event.index)
         return picked, ", ".join(f"#{i}" for i in picked)
 
     def run(
@@ -317,7 +323,7 @@ def build_demo():
                 outcome["run"] = run_unlearning(
                     model_name, dataset_name, request, alpha, int(epochs), events, cancel
                 )
-                outcome["plots"] = before_after(outcome["run"], model_name, dataset_name, request)
+                outcome["plots"] = before_after(outcome["run"], model_name, dataset_name)
             except Exception as error:  # shown to the user below
                 outcome["error"] = error
             events.put(("done", None))

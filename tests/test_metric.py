@@ -174,3 +174,24 @@ def test_app_serves_on_localhost_and_answers_a_client(tmp_path, monkeypatch):
         assert [row[0] for row in bars["data"]] == ["0", "1", "2"]
     finally:
         demo.close()
+
+
+def test_rf_jsd_inputs_feed_the_metric_and_agree_with_the_report(metric, trained_resnet, digits_data):
+    """`rf_jsd_inputs` (one pass of each model) -> the metric == the RF-JSD in the evaluation report."""
+    import copy
+
+    import torch
+
+    from lotus_hf.evaluation import evaluate_unlearning, rf_jsd_inputs
+
+    unlearned = copy.deepcopy(trained_resnet)
+    with torch.no_grad():
+        unlearned.classifier[-1].weight.mul_(0.5)  # a different model from the original
+    inputs = rf_jsd_inputs(unlearned, trained_resnet, digits_data.forget, digits_data.test)
+    assert inputs["predictions"].shape == (len(digits_data.forget), 10)
+    assert (inputs["unseen_references"] == digits_data.test.labels.numpy()).all()
+    report = evaluate_unlearning(trained_resnet, unlearned, digits_data)
+    for variant, key in (("jsd", "rf_jsd"), ("reference", "rf_jsd_reference")):
+        value = metric.compute(**inputs, variant=variant)["rf_jsd"]
+        assert value == pytest.approx(report.rows["unlearned"][key], abs=1e-9)
+    assert report.rows["unlearned"]["rf_jsd"] != pytest.approx(report.rows["original"]["rf_jsd"], abs=1e-9)

@@ -43,6 +43,15 @@ def test_resolve_choice_and_requests(app):
             app.make_request(mode, classes, fraction, picked)
 
 
+def test_gallery_picks(app):
+    shown = app.gallery_indices(60_000)
+    assert len(shown) == app.GALLERY_SIZE and shown == app.gallery_indices(60_000)  # the same for everyone
+    picked = app.add_pick(shown, [], 3)
+    picked = app.add_pick(shown, picked, 0)
+    assert app.add_pick(shown, picked, 3) == sorted([shown[0], shown[3]])
+    assert app.make_request("samples", [], 10, picked).value == tuple(sorted([shown[0], shown[3]]))
+
+
 def test_tables_and_histograms_by_hand(app):
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [3.0, 0.0]])
     labels = torch.tensor([0, 1, 1, 0])

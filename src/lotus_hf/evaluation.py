@@ -219,13 +219,13 @@ def evaluate_unlearning(
         rows[name]["mia"] = membership_inference(
             probs[name]["retain"], nonmembers, probs[name]["forget"], seed
         )
-    for name, model in models.items():
-        inputs = rf_jsd_inputs(model, original, data.forget, data.test, batch_size)
+    # RF-JSD from the outputs above (what `rf_jsd_inputs` would compute, without a second pass).
+    forget_labels, test_labels = _labels(data.forget), _labels(data.test)
+    for name in models:
         for variant, key in (("jsd", "rf_jsd"), ("reference", "rf_jsd_reference")):
             rows[name][key] = rf_jsd(
-                inputs["predictions"], inputs["references"], inputs["unseen_predictions"],
-                inputs["unseen_references"], variant,
-            )  # fmt: skip
+                probs[name]["forget"], forget_labels, probs["original"]["test"], test_labels, variant
+            )
     if retrained is not None:
         gold = rows["retrained"]
         for name in models:

@@ -317,7 +317,7 @@ def save_unlearned(
     again keeps its earlier base models and forget fingerprints, and its card lists them all."""
     report = result.report.to_dict()
     trainer = result.trainer
-    trainer._base_model, trainer.dataset_name = base_model, dataset
+    trainer.base_model, trainer.dataset_name = base_model, dataset
     lineage = trainer.unlearning_lineage()
     trainer.model.config.lotus_hf_unlearning = lineage
     card = render_model_card(

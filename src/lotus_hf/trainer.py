@@ -182,7 +182,7 @@ class UnlearningTrainer(Trainer):
             self.teacher.to(args.device)
         # What the model card records: the original (with its revision), its earlier unlearning steps, and
         # what was forgotten; `pipeline.unlearn` fills in the last three.
-        self._base_model = getattr(self.model.config, "_name_or_path", None) or "unknown"
+        self.base_model = getattr(self.model.config, "_name_or_path", None) or "unknown"
         self._previous_lineage = list(getattr(self.model.config, "lotus_hf_unlearning", None) or [])
         self.forget_fingerprint: dict = {}
         self.report: dict = {}
@@ -305,7 +305,7 @@ class UnlearningTrainer(Trainer):
         """The model's chain of unlearning steps: those it came with, plus this run (kept in its config)."""
         return [
             *self._previous_lineage,
-            lineage_entry(self._base_model, self.forget_fingerprint, self.dataset_name),
+            lineage_entry(self.base_model, self.forget_fingerprint, self.dataset_name),
         ]
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -333,7 +333,7 @@ class UnlearningTrainer(Trainer):
             return
         text = render_model_card(
             model_name=model_name or Path(self.args.output_dir).name,
-            base_model=base_model or self._base_model,
+            base_model=base_model or self.base_model,
             config=self.args,
             history=self.history,
             forget=forget or self.forget_fingerprint,
