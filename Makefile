@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser unlearn test test-slow lint
+.PHONY: setup browser unlearn test test-slow lint benchmark benchmark-scale
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -28,6 +28,12 @@ test: setup browser       ## the default test suite (slow tests excluded)
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and ViT, 2 requests, 3 seeds, 9 methods
+	$(PY) benchmarks/fashion_mnist.py
+
+benchmark-scale: setup   ## throughput and peak memory, cached vs live teacher (add DEVICE=cuda on a GPU)
+	$(PY) benchmarks/scale.py --device $(or $(DEVICE),cpu)
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .baselines import BaselineConfig, BaselineTrainer
 from .config import UnlearningConfig
 from .data import ForgetRequest, PixelDataset, UnlearningData, load_image_dataset, prepare_unlearning_data
 from .evaluation import UnlearningReport, evaluate_unlearning
@@ -9,6 +10,8 @@ from .rf_jsd import rf_jsd
 from .trainer import UnlearningTrainer
 
 __all__ = [
+    "BaselineConfig",
+    "BaselineTrainer",
     "ForgetRequest",
     "PixelDataset",
     "UnlearningConfig",

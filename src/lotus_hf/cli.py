@@ -72,6 +72,21 @@ def _read(path: str) -> str:
         raise ValueError(f"`--forget-indices-file` {path!r} cannot be read ({error.strerror}).") from None
 
 
+def _baseline_fields() -> list[tuple[str, type, str]]:
+    """(name, type, help) of the `BaselineConfig` fields that are a baseline's own hyper-parameters."""
+    import dataclasses
+
+    from .baselines import BaselineConfig
+
+    shared = {"method", "retain_fraction", "channels_last"}
+    own = ("neggrad_", "bad_teacher_", "scrub_", "ssd_", "salun_")
+    return [
+        (f.name, type(f.default), f.metadata.get("help", ""))
+        for f in dataclasses.fields(BaselineConfig)
+        if f.name.startswith(own) and f.name not in shared
+    ]
+
+
 def _default_output(prefix: str) -> str:
     return str(Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -80,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lotus-hf", description="LoTUS machine unlearning for image classifiers."
     )
+    from .baselines import METHODS
+
     parser.add_argument("--version", action="version", version=f"lotus-hf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -88,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="fashion-mnist-resnet", help="bundled name, model folder or Hub id[@rev]"
     )
     unlearn.add_argument("--revision", default=None, help="Hub revision of --model")
+    unlearn.add_argument(
+        "--method",
+        default="lotus",
+        choices=METHODS,
+        help="lotus (default) or a baseline of the paper's comparison (lotus_hf.baselines)",
+    )
     _data_flags(unlearn)
     _forget_flags(unlearn, default_first_percent=10)
     unlearn.add_argument(
@@ -109,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="target unseen accuracy 0 (default: on with --forget-classes)",
     )
+    baseline = unlearn.add_argument_group(
+        "baseline hyper-parameters (BaselineConfig fields; default: the method's)"
+    )
+    for name, kind, help_text in _baseline_fields():
+        baseline.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=help_text)
     unlearn.add_argument(
         "--retrained", default=None, help="a retrained model folder: adds JSD and Avg Gap to the report"
     )
@@ -125,6 +153,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="first fine-tune a new head on the data set (for a model trained on other classes)",
     )
     unlearn.add_argument("--fit-head-epochs", type=int, default=3, help="epochs of --fit-head (default 3)")
+
+    bench = commands.add_parser(
+        "benchmark", help="compare LoTUS with retraining and the baselines: tables, JSON and plots"
+    )
+    bench.add_argument(
+        "--model", default="fashion-mnist-resnet", help="the original: bundled name, folder or Hub id"
+    )
+    bench.add_argument(
+        "--dataset", default="fashion_mnist", help="fashion_mnist, an image folder or a Hub data set"
+    )
+    _forget_flags(bench, default_first_percent=10)
+    bench.add_argument("--seeds", default="3407,13,12", help="comma-separated seeds (default: the paper's)")
+    bench.add_argument("--methods", default="all", help="comma-separated methods, or all (default)")
+    bench.add_argument(
+        "--train-subset",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use a stratified subset of N training images; the original is then trained on it (cached)",
+    )
+    bench.add_argument("--recipe-epochs", type=int, default=None, help="epochs of the original's recipe")
+    bench.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="override a method's config field, e.g. lotus.alpha=8 or scrub.num_train_epochs=2 (repeatable)",
+    )
+    bench.add_argument(
+        "--cache-dir", default=None, help="where retrained models are cached (~/.cache/lotus-hf)"
+    )
+    bench.add_argument("--output-dir", default=None, help="new folder for results.md/json and plots")
 
     train = commands.add_parser(
         "train", help="train an original classifier, or retrain one without a forget set"
@@ -183,16 +243,19 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     class_forgetting = (
         args.class_forgetting if args.class_forgetting is not None else request.kind == "classes"
     )
-    recommended = unlearning_defaults(args.model)
+    recommended = unlearning_defaults(args.model) if args.method == "lotus" else {}
     settings = {**recommended, **{k: v for k, v in overrides.items() if v is not None}}
-    config = UnlearningConfig(
-        output_dir=scratch,
-        seed=args.seed,
-        class_forgetting=class_forgetting,
-        disable_tqdm=True,
-        logging_strategy="no",
-        **settings,
-    )
+    if args.method == "lotus":
+        config = UnlearningConfig(
+            output_dir=scratch,
+            seed=args.seed,
+            class_forgetting=class_forgetting,
+            disable_tqdm=True,
+            logging_strategy="no",
+            **settings,
+        )
+    else:
+        config = _baseline_config(args, settings, scratch)
     model, processor = load_model(args.model, args.revision)
     base_model = model.config._name_or_path  # `name@revision` when a revision was asked for
     dataset = load_image_dataset(args.dataset, image_column=args.image_column, label_column=args.label_column)
@@ -222,16 +285,26 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
             + " (the command's flags override them)",
             flush=True,
         )
-    print(
-        f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
-    )
+    if args.method == "lotus":
+        print(
+            f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
+        )
+    else:
+        hyper = config.method_hyperparameters()
+        print(
+            f"{args.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k != "method"), flush=True
+        )
     data = prepare_unlearning_data(dataset, request, processor, seed=args.seed)
     print(
         f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}",
         flush=True,
     )
     result = unlearn(model, data, config, retrained=retrained)
-    for entry in result.trainer.history:
+    accelerator = result.trainer.accelerator
+    if not accelerator.is_main_process:  # under `accelerate launch`, one process reports and writes
+        accelerator.wait_for_everyone()
+        return
+    for entry in result.trainer.history if args.method == "lotus" else ():
         print(
             f"epoch {entry['epoch']}: forget acc {entry['forget_accuracy']:.4f}, unseen acc "
             f"{entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, tau {entry['tau']:.3f}"
@@ -244,6 +317,94 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     print(f"saved the unlearned model, model card and report.json to {path}")
     if args.push_to_hub:
         print(f"pushed to {push_folder(path, args.push_to_hub, private=args.private)}")
+    accelerator.wait_for_everyone()
+
+
+def _baseline_config(args: argparse.Namespace, settings: dict, scratch: str):
+    """The `BaselineConfig` of `--method`: its defaults, the model's training recipe for `retrain` (when the
+    model folder has one), then the command's flags."""
+    from .baselines import BaselineConfig
+    from .hub import resolve_model
+    from .pipeline import RECIPE_FILE, Recipe, retrain_config
+
+    lotus_only = {
+        "alpha": args.alpha,
+        "prob_transform": args.prob_transform,
+        "class_forgetting": args.class_forgetting,
+    }
+    given = [name for name, value in lotus_only.items() if value is not None]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ValueError(f"`{flag}` applies to `--method lotus` only; drop it or use `--method lotus`.")
+    if args.method != "bad_teacher" and settings.pop("retain_fraction", None) is not None:
+        raise ValueError("`--retain-fraction` applies to `--method lotus` and `--method bad_teacher` only.")
+    fields = dict(settings, output_dir=scratch, seed=args.seed, disable_tqdm=True, logging_strategy="no")
+    fields.update(
+        {name: getattr(args, name) for name, _, _ in _baseline_fields() if getattr(args, name) is not None}
+    )
+    if args.method == "retrain":
+        folder = Path(resolve_model(args.model))  # a Hub id has no local recipe: the method's defaults
+        if (folder / RECIPE_FILE).is_file():
+            recipe = Recipe.from_dir(folder)
+            print(f"retrain: the recipe of {args.model} ({RECIPE_FILE}), flags override it")
+            return retrain_config(recipe, **fields)
+    return BaselineConfig(method=args.method, **fields)
+
+
+def _method_overrides(items: list[str]) -> dict[str, dict]:
+    """`["lotus.alpha=8", "scrub.num_train_epochs=2"]` -> `{"lotus": {"alpha": 8}, "scrub": {...}}`."""
+    import json
+
+    overrides: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"`--config` {item!r} must look like METHOD.FIELD=VALUE, e.g. lotus.alpha=8.")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        overrides.setdefault(method, {})[name] = parsed
+    return overrides
+
+
+def _benchmark(args: argparse.Namespace, argv: list[str] | None = None) -> None:
+    from .baselines import METHODS
+    from .benchmark import BenchmarkSpec, method_config, run_benchmark
+    from .hub import check_output_dir
+
+    output_dir = args.output_dir or _default_output(f"benchmark-{Path(args.model).name}")
+    check_output_dir(output_dir)
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"`--seeds` must be integers separated by commas, got {args.seeds!r}.") from None
+    methods = (
+        METHODS if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    )
+    spec = BenchmarkSpec(
+        model=args.model,
+        dataset=args.dataset,
+        request=_forget_request(args, default_first_percent=10),
+        seeds=seeds,
+        methods=methods,
+        train_subset=args.train_subset,
+        recipe_epochs=args.recipe_epochs,
+        config=_method_overrides(args.config),
+        **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
+    )
+    with tempfile.TemporaryDirectory(prefix="lotus-hf-") as scratch:
+        for method in spec.methods:  # every config is valid before hours of training start
+            if method != "retrain":
+                method_config(method, spec, seeds[0], scratch)
+    command = "lotus-hf " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = run_benchmark(spec, output_dir, log=lambda line: print(line, flush=True), command=command)
+    print()
+    print(Path(output_dir, "results.md").read_text())
+    print(
+        f"wrote results.md, results.json and plots to {output_dir} in {results['wall_seconds'] / 60:.1f} min"
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -293,7 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
-        {"unlearn": _unlearn, "train": _train}[args.command](args)
+        if args.command == "benchmark":
+            _benchmark(args, argv)
+        else:
+            {"unlearn": _unlearn, "train": _train}[args.command](args)
     except (ValueError, TypeError) as error:
         message = str(error)
         message = message if len(message) < 800 else message[:800] + " ..."

@@ -40,6 +40,14 @@ class UnlearningConfig(TrainingArguments):
         channels_last (`bool`, defaults to `True`):
             Train convolutional models in the channels-last memory format (about 20% faster steps for the
             bundled ResNet on CPU; see benchmarks/). Models without `Conv2d` layers are left as they are.
+        retain_samples (`int`, *optional*):
+            When the retain set is a stream (an `IterableDataset`), how many of its samples a seeded reservoir
+            keeps for the run; only these are ever held in memory. Default: `retain_fraction` times its length,
+            for streams that know it.
+
+    Mixed precision (`bf16=True`) and activation (gradient) checkpointing (`activation_checkpointing=True`;
+    `gradient_checkpointing` before transformers 5.24) pass through to `Trainer`; checkpointing is skipped,
+    with a warning, for models that do not support it, such as ResNet.
     """
 
     alpha: float = field(default=2.0, metadata={"help": "Temperature sharpness: tau = exp(alpha * delta)."})
@@ -64,6 +72,12 @@ class UnlearningConfig(TrainingArguments):
     channels_last: bool = field(
         default=True, metadata={"help": "Train conv models in channels-last memory format (faster)."}
     )
+    retain_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Retain samples drawn from a streamed retain set (default: retain_fraction x its length)."
+        },
+    )
 
     # Paper defaults and settings this trainer relies on, overriding TrainingArguments'.
     output_dir: str | None = field(default=None, metadata={"help": "Where checkpoints and the model go."})
@@ -80,6 +94,12 @@ class UnlearningConfig(TrainingArguments):
     report_to: str | list[str] = field(default="none", metadata={"help": "Trackers to report to."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep `is_forget` in batches."})
 
+    def method_hyperparameters(self) -> dict:
+        """The fields that define this run, for the model card and the benchmark tables."""
+        fields = ("alpha", "retain_fraction", "prob_transform", "class_forgetting", "stop_margin", "learning_rate",
+                  "weight_decay", "num_train_epochs", "per_device_train_batch_size", "seed")  # fmt: skip
+        return {"method": "lotus", **{name: getattr(self, name) for name in fields}}
+
     def __post_init__(self):
         if not self.alpha > 0:
             raise ValueError(f"`alpha` must be > 0, got {self.alpha}: the paper uses 2, 4, 8, 16 or 32.")
@@ -95,8 +115,23 @@ class UnlearningConfig(TrainingArguments):
             raise ValueError(f"`stop_margin` must be in [0, 1), got {self.stop_margin}: the paper uses 0.01.")
         if self.num_train_epochs is not None and self.num_train_epochs < 1:
             raise ValueError(f"`num_train_epochs` must be >= 1, got {self.num_train_epochs}.")
+        if self.retain_samples is not None and self.retain_samples < 0:
+            raise ValueError(f"`retain_samples` must be >= 0, got {self.retain_samples}.")
+        self.use_cpu = self.use_cpu or launched_on_cpu()
         if self.output_dir is None:
             self.output_dir = "lotus-hf-output"
         super().__post_init__()
         if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
             self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every epoch
+
+
+def launched_on_cpu() -> bool:
+    """True when several processes were launched (torchrun, accelerate launch) on a machine without an
+    accelerator. transformers 5.24 then sets up no process group unless `use_cpu=True`: every process would
+    run alone on all the data, so CPU processes are made to train together."""
+    import os
+
+    accelerated = (
+        torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    )
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerated

@@ -297,6 +297,47 @@ def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset
     return PixelDataset(torch.cat(chunks), labels)
 
 
+def is_streamed(dataset) -> bool:
+    """True for data read as a stream (a `torch` `IterableDataset` or a `datasets.IterableDataset`)."""
+    import datasets
+
+    return isinstance(dataset, (torch.utils.data.IterableDataset, datasets.IterableDataset))
+
+
+def reservoir_sample(items, size: int, seed: int) -> list:
+    """A uniform sample of `size` items from an iterable read once, holding only `size` items (Algorithm R,
+    seeded). Fewer items than `size` are all kept, in order.
+
+    >>> reservoir_sample(range(5), 10, seed=0)
+    [0, 1, 2, 3, 4]
+    >>> len(reservoir_sample(range(1000), 3, seed=0))
+    3
+    """
+    rng = np.random.default_rng(seed)
+    reservoir: list = []
+    for seen, item in enumerate(items):
+        if seen < size:
+            reservoir.append(item)
+        else:
+            slot = int(rng.integers(0, seen + 1))
+            if slot < size:
+                reservoir[slot] = item
+    return reservoir
+
+
+class ItemList(torch.utils.data.Dataset):
+    """Items held in a list (the forget set or retain reservoir read from a stream)."""
+
+    def __init__(self, items: list[dict]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
+
+
 def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
     """Stack a list of item dicts into a batch (keys: `pixel_values`, `labels`, optional `is_forget`...)."""
     return {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in examples[0]}

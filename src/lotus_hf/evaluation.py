@@ -194,11 +194,16 @@ def evaluate_unlearning(
     retrain_seconds: float | None = None,
     batch_size: int = 512,
     seed: int = 0,
+    probs_out: dict | None = None,
+    logits_cache: dict | None = None,
 ) -> UnlearningReport:
     """Evaluate the original, the unlearned and (when given) the retrained model on the four splits.
 
     RF-JSD compares each model on the forget set with the original on the test split. JSD and Avg Gap need
-    `retrained`. Example:
+    `retrained`. Pass a dict as `probs_out` to receive every model's softmax outputs per split (the
+    benchmark draws its entropy histograms from them, without another pass). Pass the same dict as
+    `logits_cache` to calls on the same data and the same `original` / `retrained` models: their logits are
+    computed by the first call only. Example:
         >>> report = evaluate_unlearning(original, trainer.model, data)  # doctest: +SKIP
         >>> print(report.to_markdown())  # doctest: +SKIP
     """
@@ -209,7 +214,10 @@ def evaluate_unlearning(
     probs: dict[str, dict[str, np.ndarray]] = {}
     rows: dict[str, dict[str, float]] = {}
     for name, model in models.items():
-        logits = {split: predict_logits(model, ds, batch_size) for split, ds in splits.items()}
+        cached = logits_cache.get(name) if logits_cache is not None and name != "unlearned" else None
+        logits = cached or {split: predict_logits(model, ds, batch_size) for split, ds in splits.items()}
+        if logits_cache is not None and name != "unlearned":
+            logits_cache[name] = logits
         probs[name] = {split: _softmax(value) for split, value in logits.items()}
         rows[name] = {
             f"acc_{split}": accuracy(logits[split], splits[split].labels)
@@ -219,6 +227,8 @@ def evaluate_unlearning(
         rows[name]["mia"] = membership_inference(
             probs[name]["retain"], nonmembers, probs[name]["forget"], seed
         )
+    if probs_out is not None:
+        probs_out.update(probs)
     # RF-JSD from the outputs above (what `rf_jsd_inputs` would compute, without a second pass).
     forget_labels, test_labels = _labels(data.forget), _labels(data.test)
     for name in models:

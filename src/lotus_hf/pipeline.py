@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageClassification, Trainer, TrainingArguments
 
+from .baselines import BaselineConfig, BaselineTrainer
 from .config import UnlearningConfig
 from .data import ForgetRequest, PixelDataset, UnlearningData, collate, forget_fingerprint, preprocess
 from .evaluation import UnlearningReport, accuracy, evaluate_unlearning, predict_logits
@@ -170,6 +171,7 @@ def train_classifier(
         report_to="none",
         remove_unused_columns=False,
         dataloader_drop_last=False,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning without an accelerator only warns
     )
     trainer = Trainer(
         model=to_channels_last(model),
@@ -258,36 +260,61 @@ def train_original(
 # -------------------------------------------------------------------------------------- unlearning
 @dataclass
 class UnlearningResult:
-    trainer: UnlearningTrainer
+    trainer: UnlearningTrainer | BaselineTrainer
     report: UnlearningReport
+
+
+def retrain_config(recipe: Recipe, **fields) -> BaselineConfig:
+    """The `BaselineConfig` of `method="retrain"` that trains as `recipe` did (the original's recipe)."""
+    return BaselineConfig(
+        method="retrain",
+        num_train_epochs=recipe.epochs,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        per_device_train_batch_size=recipe.batch_size,
+        lr_scheduler_type=recipe.lr_scheduler_type,
+        warmup_steps=recipe.warmup_ratio,
+        **fields,
+    )
 
 
 def unlearn(
     model,
     data: UnlearningData,
-    config: UnlearningConfig,
+    config: UnlearningConfig | BaselineConfig,
     *,
     retrained=None,
     retrain_seconds: float | None = None,
     callbacks: list | None = None,
+    original=None,
+    probs_out: dict | None = None,
+    logits_cache: dict | None = None,
 ) -> UnlearningResult:
-    """Run LoTUS on `model` (modified in place, becomes the unlearned model) and evaluate it.
+    """Run LoTUS (an `UnlearningConfig`) or a baseline (a `BaselineConfig`) on `model` (modified in place,
+    it becomes the unlearned model) and evaluate it.
 
-    The original is kept as a frozen copy for the report. `unlearning_seconds` covers the trainer's set-up
-    (the retain subset), the unseen-accuracy pass, the teacher pass, every probe and every update.
+    The original is kept as a frozen copy for the report (pass `original` to share one across runs, and
+    `logits_cache` to evaluate it and `retrained` once; see `evaluate_unlearning`).
+    `unlearning_seconds` covers the trainer's set-up (the retain subset), the passes it makes before
+    training (unseen accuracy, teacher logits, importances), every probe and every update.
     """
     import copy
 
-    original = copy.deepcopy(model).eval()
+    original = original if original is not None else copy.deepcopy(model).eval()
     start = time.perf_counter()
-    trainer = UnlearningTrainer(
-        model=model,
-        args=config,
-        forget_dataset=data.forget,
-        retain_dataset=data.retain,
-        unseen_dataset=data.unseen,
-        callbacks=callbacks,
-    )
+    if isinstance(config, BaselineConfig):
+        trainer = BaselineTrainer(
+            model, config, forget_dataset=data.forget, retain_dataset=data.retain, callbacks=callbacks
+        )
+    else:
+        trainer = UnlearningTrainer(
+            model=model,
+            args=config,
+            forget_dataset=data.forget,
+            retain_dataset=data.retain,
+            unseen_dataset=data.unseen,
+            callbacks=callbacks,
+        )
     trainer.train()
     seconds = time.perf_counter() - start
     report = evaluate_unlearning(
@@ -298,8 +325,15 @@ def unlearn(
         unlearning_seconds=seconds,
         retrain_seconds=retrain_seconds,
         seed=config.seed,
+        probs_out=probs_out,
+        logits_cache=logits_cache,
     )
-    report.training = {"history": trainer.history, "stopped_at_epoch": trainer.stopped_at_epoch}
+    report.training = {
+        "method": config.method_hyperparameters()["method"],
+        "hyperparameters": config.method_hyperparameters(),
+        "history": trainer.history,
+        "stopped_at_epoch": trainer.stopped_at_epoch,
+    }
     trainer.forget_fingerprint, trainer.report = dict(data.fingerprint), report.to_dict()
     return UnlearningResult(trainer=trainer, report=report)
 

@@ -9,6 +9,7 @@ the teacher's logits into LoTUS targets. Ground-truth labels never enter the los
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import platform
@@ -17,13 +18,23 @@ from string import Template
 
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.utils import logging
 
 from .config import UnlearningConfig
-from .data import FASHION_MNIST_HUB_ID, FASHION_MNIST_IDS, collate
+from .data import FASHION_MNIST_HUB_ID, FASHION_MNIST_IDS, ItemList, collate, is_streamed, reservoir_sample
 from .evaluation import accuracy, predict_logits
 from .losses import accuracy_gap, lotus_targets, should_stop, soft_cross_entropy, temperature
 
+logger = logging.get_logger(__name__)
 _TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+PROBE_SECTION = """Per-epoch probe (forget accuracy of the student, unseen accuracy of the original, their rounded gap,
+the temperature, and the decision):
+
+| epoch | forget acc | unseen acc | delta | tau | decision |
+|---|---|---|---|---|---|
+{epochs}
+
+"""
 LOTUS_CITATION = """@inproceedings{spartalis2025lotus,
   title     = {LoTUS: Large-Scale Machine Unlearning with a Taste of Uncertainty},
   author    = {Spartalis, Christoforos N. and Semertzidis, Theodoros and Gavves, Efstratios and Daras, Petros},
@@ -31,6 +42,55 @@ LOTUS_CITATION = """@inproceedings{spartalis2025lotus,
   year      = {2025},
   note      = {arXiv:2503.18314}
 }"""
+
+
+def prepare_teacher(teacher: torch.nn.Module, accelerator) -> torch.nn.Module:
+    """Place the frozen teacher for the run's strategy, as TRL prepares its reference model.
+
+    - DeepSpeed: its own inference engine; ZeRO-3 shards it like the student, other stages keep it whole.
+    - FSDP (1 or 2): wrapped with the run's FSDP plugin, so each process holds a shard; forward only.
+    - DDP, one process: moved to the device, unwrapped (it never takes a gradient, so it needs no DDP).
+    Every process then calls it once per step, which sharded strategies need.
+    """
+    from accelerate.utils import DistributedType
+
+    teacher.requires_grad_(False)
+    teacher.eval()
+    state = accelerator.state
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        import deepspeed
+
+        config = copy.deepcopy(state.deepspeed_plugin.deepspeed_config)
+        stage = config.get("zero_optimization", {}).get("stage", 0)
+        config = {
+            "train_micro_batch_size_per_gpu": 1,  # unused: the engine only runs forward passes
+            "zero_optimization": {"stage": 3} if stage == 3 else {"stage": 0},
+            **{key: config[key] for key in ("bf16", "fp16") if key in config},
+        }
+        engine, *_ = deepspeed.initialize(model=teacher, config=config)
+        engine.eval()
+        return engine
+    if accelerator.distributed_type == DistributedType.FSDP:
+        if accelerator.is_fsdp2:
+            from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+            teacher = fsdp2_prepare_model(accelerator, teacher)
+        else:
+            from torch.distributed.fsdp import FullyShardedDataParallel
+
+            plugin = state.fsdp_plugin
+            plugin.set_auto_wrap_policy(teacher)
+            teacher = FullyShardedDataParallel(
+                teacher,
+                sharding_strategy=plugin.sharding_strategy,
+                cpu_offload=plugin.cpu_offload,
+                auto_wrap_policy=plugin.auto_wrap_policy,
+                mixed_precision=plugin.mixed_precision_policy,
+                device_id=accelerator.device,
+            )
+        teacher.eval()
+        return teacher
+    return teacher.to(accelerator.device)
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -101,7 +161,61 @@ class _LotusCallback(TrainerCallback):
             control.should_training_stop = True
 
 
-class UnlearningTrainer(Trainer):
+class CardMixin:
+    """Saving and model cards, shared by `UnlearningTrainer` and the baselines' `BaselineTrainer`.
+
+    Needs `base_model`, `forget_fingerprint`, `report`, `dataset_name`, `history` and `_previous_lineage`."""
+
+    def unlearning_lineage(self) -> list[dict]:
+        """The model's chain of unlearning steps: those it came with, plus this run (kept in its config)."""
+        return [
+            *self._previous_lineage,
+            lineage_entry(
+                self.base_model,
+                self.forget_fingerprint,
+                self.dataset_name,
+                self.args.method_hyperparameters()["method"],
+            ),
+        ]
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save as `Trainer` does, with the unlearning chain in the config and without `training_args.bin`
+        (a pickle: lotus-hf writes none)."""
+        self.model.config.lotus_hf_unlearning = self.unlearning_lineage()
+        super().save_model(output_dir, _internal_call)
+        pickled = Path(output_dir or self.args.output_dir) / "training_args.bin"
+        if self.args.should_save and pickled.exists():
+            pickled.unlink()
+
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        base_model: str | None = None,
+        forget: dict | None = None,
+        report: dict | None = None,
+        **kwargs,
+    ) -> None:
+        """Write README.md (the model card) into `args.output_dir`; `push_to_hub()` calls it too.
+
+        Defaults: `self.forget_fingerprint`, `self.report` and `self.dataset_name` (set them, or let
+        `lotus_hf.pipeline.unlearn` do it, before pushing)."""
+        if not self.is_world_process_zero():
+            return
+        text = render_model_card(
+            model_name=model_name or Path(self.args.output_dir).name,
+            base_model=base_model or self.base_model,
+            config=self.args,
+            history=self.history,
+            forget=forget or self.forget_fingerprint,
+            report=report or self.report,
+            lineage=self.unlearning_lineage(),
+            dataset=self.dataset_name,
+        )
+        Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(self.args.output_dir) / "README.md").write_text(text)
+
+
+class UnlearningTrainer(CardMixin, Trainer):
     """Unlearn a forget set from an image classifier with LoTUS (Spartalis et al., CVPR 2025).
 
     Args:
@@ -140,25 +254,44 @@ class UnlearningTrainer(Trainer):
             args = UnlearningConfig(output_dir="lotus-hf-output")
         if not isinstance(args, UnlearningConfig):
             raise TypeError(f"`args` must be an `UnlearningConfig`, got {type(args).__name__}.")
+        if is_streamed(forget_dataset):  # a forget set is small: it is read once and held
+            forget_dataset = ItemList(list(forget_dataset))
         for name, dataset in (("forget_dataset", forget_dataset), ("unseen_dataset", unseen_dataset)):
-            if dataset is None or len(dataset) == 0:
+            if dataset is None or (not is_streamed(dataset) and len(dataset) == 0):
                 raise ValueError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
         if args.class_forgetting is False and unseen_dataset is None:
             raise ValueError("`unseen_dataset` is required unless `class_forgetting=True`.")
         if retain_dataset is None:
             raise ValueError("`retain_dataset` must be given: the retain subset keeps the model's behaviour.")
+        # The retain subset is drawn once per run, seeded, before anything else touches the RNG.
+        if is_streamed(retain_dataset):
+            retain_dataset = ItemList(
+                reservoir_sample(retain_dataset, _reservoir_size(retain_dataset, args), args.seed)
+            )
+            retain_indices = torch.arange(len(retain_dataset))
+        else:
+            generator = torch.Generator().manual_seed(args.seed)
+            size = math.floor(args.retain_fraction * len(retain_dataset))
+            retain_indices = torch.randperm(len(retain_dataset), generator=generator)[:size].sort().values
         self.forget_dataset, self.retain_dataset, self.unseen_dataset = (
             forget_dataset,
             retain_dataset,
             unseen_dataset,
         )
-        # The retain subset is drawn once per run, seeded, before anything else touches the RNG.
-        generator = torch.Generator().manual_seed(args.seed)
-        size = math.floor(args.retain_fraction * len(retain_dataset))
-        retain_indices = torch.randperm(len(retain_dataset), generator=generator)[:size].sort().values
         stream = _UnlearningStream(forget_dataset, retain_dataset, retain_indices)
         if args.channels_last:
             to_channels_last(model)
+        # transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name is an
+        # alias until v6); read and clear both.
+        wants = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
+        if wants and not getattr(model, "supports_gradient_checkpointing", False):
+            logger.warning(
+                f"{type(model).__name__} does not support gradient checkpointing: training without it."
+            )
+            off = {"gradient_checkpointing": False}
+            if hasattr(args, "activation_checkpointing"):
+                off["activation_checkpointing"] = False
+            args = dataclasses.replace(args, **off)
 
         super().__init__(
             model=model,
@@ -176,10 +309,8 @@ class UnlearningTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.teacher = None
         if not args.cache_teacher_logits:
-            self.teacher = teacher_model if teacher_model is not None else copy.deepcopy(self.model)
-            self.teacher.requires_grad_(False)
-            self.teacher.eval()
-            self.teacher.to(args.device)
+            teacher = teacher_model if teacher_model is not None else copy.deepcopy(self.model)
+            self.teacher = prepare_teacher(teacher, self.accelerator)
         # What the model card records: the original (with its revision), its earlier unlearning steps, and
         # what was forgotten; `pipeline.unlearn` fills in the last three.
         self.base_model = getattr(self.model.config, "_name_or_path", None) or "unknown"
@@ -193,6 +324,7 @@ class UnlearningTrainer(Trainer):
         self._noise = None
         self._loss_sums = torch.zeros(4, device=args.device)  # forget sum, forget n, retain sum, retain n
         self._seen = torch.zeros(2, dtype=torch.long, device=args.device)  # forget, retain rows trained on
+        self._epoch_rows = 0  # rows this process has trained on in the current epoch, padding included
 
     # ------------------------------------------------------------------------------------ data hooks
     def _set_signature_columns_if_needed(self):
@@ -220,11 +352,51 @@ class UnlearningTrainer(Trainer):
         # gathered is rank-major: row (r, j) is sample r + j * world.
         return gathered.view(world, per_rank, -1).transpose(0, 1).reshape(world * per_rank, -1)[:n]
 
+    @torch.inference_mode()
+    def _streamed_accuracy(self, model: torch.nn.Module, stream) -> float:
+        """Accuracy of `model` on a stream read once: item i goes to process i mod world, counts are summed.
+        Every process runs as many forward passes as the busiest one (sharded models need all of them)."""
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        device, batch = self.args.device, self.args.per_device_eval_batch_size
+        counts = torch.zeros(2, device=device)  # correct, total
+        pending: list = []
+        passes, spare = 0, None
+        was_training = model.training
+        model.eval()
+
+        def count(items: list) -> None:
+            inputs = collate(items)
+            predicted = model(pixel_values=inputs["pixel_values"].to(device)).logits.argmax(-1).cpu()
+            counts.add_(torch.tensor([(predicted == inputs["labels"]).sum(), len(items)], device=device))
+
+        for index, item in enumerate(stream):
+            spare = item["pixel_values"] if spare is None else spare
+            if index % world == rank:
+                pending.append({"pixel_values": item["pixel_values"], "labels": item["labels"]})
+            if len(pending) == batch:
+                count(pending)
+                pending, passes = [], passes + 1
+        if pending:
+            count(pending)
+            passes += 1
+        if world > 1 and spare is not None:
+            most = torch.tensor([passes], device=device)
+            torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)
+            for _ in range(int(most) - passes):
+                model(pixel_values=torch.as_tensor(spare)[None].to(device))
+        model.train(was_training)
+        total = self.accelerator.reduce(counts, reduction="sum")
+        if total[1] == 0:
+            raise ValueError("`unseen_dataset` yielded no items: pass held-out data of the same classes.")
+        return float(total[0] / total[1])
+
     def _prepare_unlearning(self) -> None:
         """Before the first epoch: the unseen accuracy A_u and, when enabled, the teacher's logits."""
         teacher = self.teacher if self.teacher is not None else self.model  # the student is still f0 here
         if self.args.class_forgetting:
             self.unseen_accuracy = 0.0
+        elif is_streamed(self.unseen_dataset):
+            self.unseen_accuracy = self._streamed_accuracy(teacher, self.unseen_dataset)
         else:
             logits = self._global_logits(teacher, self.unseen_dataset)
             self.unseen_accuracy = accuracy(logits, _labels_of(self.unseen_dataset))
@@ -239,6 +411,7 @@ class UnlearningTrainer(Trainer):
         forget_accuracy = accuracy(
             self._global_logits(self.model, self.forget_dataset), _labels_of(self.forget_dataset)
         )
+        self._epoch_rows = 0
         delta = accuracy_gap(forget_accuracy, self.unseen_accuracy)
         stop = should_stop(delta, self.args.stop_margin)
         self.tau = temperature(delta, self.args.alpha)
@@ -282,14 +455,30 @@ class UnlearningTrainer(Trainer):
         outputs = model(**inputs)
         targets = lotus_targets(teacher_logits, is_forget, self.tau, self.args.prob_transform, self._noise)
         per_row = soft_cross_entropy(outputs.logits, targets)
-        forget = is_forget.bool()
-        self._seen += torch.stack([forget.sum(), (~forget).sum()]).to(self._seen)
+        real = self._real_rows(len(per_row))
+        forget, retain = is_forget.bool() & real, ~is_forget.bool() & real
+        self._seen += torch.stack([forget.sum(), retain.sum()]).to(self._seen)
         with torch.no_grad():
             self._loss_sums += torch.stack(
-                [per_row[forget].sum(), forget.sum(), per_row[~forget].sum(), (~forget).sum()]
+                [per_row[forget].sum(), forget.sum(), per_row[retain].sum(), retain.sum()]
             ).to(self._loss_sums)
-        loss = per_row.mean()
+        loss = (per_row * real).sum() / real.sum().clamp_min(1)
         return (loss, outputs) if return_outputs else loss
+
+    def _real_rows(self, rows: int) -> torch.Tensor:
+        """Mask of the rows that are not padding. With several processes, accelerate completes the last batch
+        of an epoch with repeated samples (`even_batches`); this rank's share of real rows per epoch is known,
+        so rows past it are masked out of the loss and the counts, and N processes train on exactly the
+        samples one process does."""
+        mask = torch.ones(rows, dtype=torch.bool, device=self.args.device)
+        world = self.accelerator.num_processes
+        if world > 1 and self.accelerator.even_batches and not self.accelerator.split_batches:
+            batch, rank = self.args.per_device_train_batch_size, self.accelerator.process_index
+            full, remainder = divmod(len(self.stream), batch * world)
+            quota = full * batch + min(max(remainder - rank * batch, 0), batch)
+            mask[max(quota - self._epoch_rows, 0) :] = False
+        self._epoch_rows += rows
+        return mask
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log, reached on every rank at the same step
@@ -299,50 +488,16 @@ class UnlearningTrainer(Trainer):
             self._loss_sums.zero_()
         super().log(logs, start_time)
 
-    # ------------------------------------------------------------------------------------ model card
-    # ------------------------------------------------------------------------------ saving and cards
-    def unlearning_lineage(self) -> list[dict]:
-        """The model's chain of unlearning steps: those it came with, plus this run (kept in its config)."""
-        return [
-            *self._previous_lineage,
-            lineage_entry(self.base_model, self.forget_fingerprint, self.dataset_name),
-        ]
 
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Save as `Trainer` does, with the unlearning chain in the config and without `training_args.bin`
-        (a pickle: lotus-hf writes none)."""
-        self.model.config.lotus_hf_unlearning = self.unlearning_lineage()
-        super().save_model(output_dir, _internal_call)
-        pickled = Path(output_dir or self.args.output_dir) / "training_args.bin"
-        if self.args.should_save and pickled.exists():
-            pickled.unlink()
-
-    def create_model_card(
-        self,
-        model_name: str | None = None,
-        base_model: str | None = None,
-        forget: dict | None = None,
-        report: dict | None = None,
-        **kwargs,
-    ) -> None:
-        """Write README.md (the model card) into `args.output_dir`; `push_to_hub()` calls it too.
-
-        Defaults: `self.forget_fingerprint`, `self.report` and `self.dataset_name` (set them, or let
-        `lotus_hf.pipeline.unlearn` do it, before pushing)."""
-        if not self.is_world_process_zero():
-            return
-        text = render_model_card(
-            model_name=model_name or Path(self.args.output_dir).name,
-            base_model=base_model or self.base_model,
-            config=self.args,
-            history=self.history,
-            forget=forget or self.forget_fingerprint,
-            report=report or self.report,
-            lineage=self.unlearning_lineage(),
-            dataset=self.dataset_name,
-        )
-        Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(self.args.output_dir) / "README.md").write_text(text)
+def _reservoir_size(retain, args: UnlearningConfig) -> int:
+    if args.retain_samples is not None:
+        return args.retain_samples
+    try:
+        return math.floor(args.retain_fraction * len(retain))
+    except TypeError:
+        raise ValueError(
+            "the streamed `retain_dataset` has no length: set `retain_samples` (how many retain samples to draw)."
+        ) from None
 
 
 def _labels_of(dataset) -> torch.Tensor:
@@ -355,10 +510,11 @@ def _yaml_list(values) -> str:
     return "\n".join(f"- {v}" for v in values)
 
 
-def lineage_entry(base_model: str, forget: dict, dataset: str | None = None) -> dict:
+def lineage_entry(base_model: str, forget: dict, dataset: str | None = None, method: str = "lotus") -> dict:
     """One step of a checkpoint's unlearning history, as kept in `config.lotus_hf_unlearning`."""
     keys = ("kind", "request", "size", "per_class", "sha256")
-    return {"base_model": base_model, "dataset": dataset, "forget": {k: forget.get(k) for k in keys}}
+    forget = {k: forget.get(k) for k in keys}
+    return {"base_model": base_model, "dataset": dataset, "method": method, "forget": forget}
 
 
 def render_model_card(
@@ -386,23 +542,26 @@ def render_model_card(
         for key, value in unlearned.items()
         if isinstance(value, float) and math.isfinite(value)
     )
-    hyper = {
-        "alpha": config.alpha,
-        "retain_fraction": config.retain_fraction,
-        "prob_transform": config.prob_transform,
-        "class_forgetting": config.class_forgetting,
-        "stop_margin": config.stop_margin,
-        "learning_rate": config.learning_rate,
-        "weight_decay": config.weight_decay,
-        "num_train_epochs": config.num_train_epochs,
-        "per_device_train_batch_size": config.per_device_train_batch_size,
-        "seed": config.seed,
-    }
-    epochs = "\n".join(
-        f"| {e['epoch']} | {e['forget_accuracy']:.4f} | {e['unseen_accuracy']:.4f} | {e['delta']:+.2f} | "
-        f"{e['tau']:.4f} | {'stop' if e['stop'] else 'train'} |"
-        for e in history
-    )
+    hyper = config.method_hyperparameters()
+    method = hyper.get("method", "lotus")
+    if method == "lotus":
+        intro = (
+            "with [LoTUS](https://arxiv.org/abs/2503.18314) (Spartalis et al., CVPR 2025), run by lotus-hf. "
+            "LoTUS\nfine-tunes a model towards smoothed, uncertain versions of its own predictions on the forget "
+            "set, and\nstops once its accuracy there falls to what the original model reaches on data it never saw."
+        )
+        epochs = "\n".join(
+            f"| {e['epoch']} | {e['forget_accuracy']:.4f} | {e['unseen_accuracy']:.4f} | {e['delta']:+.2f} | "
+            f"{e['tau']:.4f} | {'stop' if e['stop'] else 'train'} |"
+            for e in history
+        )
+        probe_section = PROBE_SECTION.format(epochs=epochs or "| - | - | - | - | - | - |")
+    else:
+        intro = (
+            f"with the `{method}` baseline of lotus-hf (see `lotus_hf.baselines`), not with LoTUS: a "
+            "comparison\nmethod of the LoTUS paper (Spartalis et al., CVPR 2025)."
+        )
+        probe_section = ""
     per_class = ", ".join(f"{k}: {v}" for k, v in forget.get("per_class", {}).items())
     seconds = report.get("unlearning_seconds")
     lineage = lineage or [lineage_entry(base_model, forget, dataset)]
@@ -420,8 +579,10 @@ def render_model_card(
         hub_fields += [f"base_model: {hub_id(base_model)}", "base_model_relation: finetune"]
     if datasets:
         hub_fields.append("datasets:\n" + _yaml_list(datasets))
-    stopped = next((e["epoch"] for e in history if e["stop"]), None)
-    if stopped is not None:
+    stopped = next((e["epoch"] for e in history if e.get("stop")), None)
+    if method != "lotus":
+        outcome = ""
+    elif stopped is not None:
         outcome = f"Here the stop rule ended training before epoch {stopped}."
     elif history:
         outcome = f"Here it ran all {len(history)} epochs allowed; the stop rule did not fire."
@@ -443,7 +604,8 @@ def render_model_card(
         forget_per_class=per_class or "-",
         forget_sha256=forget.get("sha256", "-"),
         hyperparameters="\n".join(f"| `{k}` | {v} |" for k, v in hyper.items()),
-        epochs=epochs or "| - | - | - | - | - | - |",
+        intro=intro,
+        probe_section=probe_section,
         metrics_table=_report_table(report),
         seconds="-" if seconds is None else f"{seconds:.1f}",
         lotus_hf_version=lotus_hf.__version__,

@@ -1,0 +1,89 @@
+"""`lotus-hf benchmark` end to end on a tiny configuration: every method, two seeds, the cache, the outputs."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import save_tiny, tiny_model
+from test_cli import digits_folder  # noqa: F401  (the PNG image-folder fixture)
+
+from lotus_hf.benchmark import stratified_subset
+from lotus_hf.cli import main
+
+TINY = [
+    "--seeds", "1,2", "--train-subset", "200", "--recipe-epochs", "3",
+    "--config", "lotus.num_train_epochs=1", "--config", "lotus.per_device_train_batch_size=32",
+    *[item for m in ("finetune", "neggrad_plus", "random_labels", "salun", "scrub", "bad_teacher")
+      for item in ("--config", f"{m}.num_train_epochs=1")],
+]  # fmt: skip
+
+
+def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path, capsys):  # noqa: F811
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    common = ["benchmark", "--model", str(model_dir), "--dataset", str(digits_folder),
+              "--cache-dir", str(tmp_path / "cache"), *TINY]  # fmt: skip
+    assert main([*common, "--output-dir", str(tmp_path / "first")]) == 0
+    out = capsys.readouterr().out
+    assert "training original" in out and out.count("training retrained") == 2
+
+    results = json.loads((tmp_path / "first" / "results.json").read_text())
+    methods = {"original", "retrain", "lotus", "finetune", "neggrad_plus", "random_labels", "bad_teacher",
+               "scrub", "ssd", "salun"}  # fmt: skip
+    assert set(results["summary"]) == methods
+    assert len(results["runs"]) == 2 * len(methods)
+    retrain = results["summary"]["retrain"]
+    assert retrain["avg_gap"]["mean"] == 0 and retrain["jsd"]["mean"] == 0
+    for method in methods - {"original", "retrain"}:
+        row = results["summary"][method]
+        assert row["avg_gap"]["mean"] >= 0 and row["avg_gap"]["std"] >= 0
+        assert row["seconds"]["mean"] > 0 and row["share_of_retrain"]["mean"] > 0
+        assert row["hyperparameters"]["method"] == method
+    assert results["summary"]["lotus"]["hyperparameters"]["num_train_epochs"] == 1
+    assert results["pearson_rf_jsd_vs_jsd"] is None or -1 <= results["pearson_rf_jsd_vs_jsd"] <= 1
+    assert results["train_samples"] == 200
+    files = {p.name for p in (tmp_path / "first").iterdir()}
+    assert files == {
+        "results.json",
+        "results.md",
+        "avg_gap_vs_time.png",
+        "rf_jsd_vs_jsd.png",
+        "entropy_histograms.png",
+    }
+    for png in ("avg_gap_vs_time.png", "rf_jsd_vs_jsd.png", "entropy_histograms.png"):
+        assert (tmp_path / "first" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "first" / "results.md").read_text()
+    assert "| lotus |" in table and "Pearson r" in table and "`salun_sparsity`=0.1" in table
+
+    # Same request again: the original and both retrained models come from the cache, with their times.
+    assert main([*common, "--methods", "lotus", "--output-dir", str(tmp_path / "second")]) == 0
+    out = capsys.readouterr().out
+    assert "training original" not in out and "training retrained" not in out
+    assert out.count("cached retrained") == 2
+    again = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert again["summary"]["retrain"]["seconds"] == results["summary"]["retrain"]["seconds"]
+    assert again["summary"]["original"]["acc_test"] == results["summary"]["original"]["acc_test"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--methods", "lotus,magic"], "`methods` names ['magic']"),
+        (["--config", "lotus.alpa=3"], "not UnlearningConfig fields"),
+        (["--config", "lotus=3"], "METHOD.FIELD=VALUE"),
+        (["--seeds", "a,b"], "`--seeds` must be integers"),
+        (["--config", "scrub.scrub_temperature=-1"], "`scrub_temperature` must be > 0"),
+    ],
+)
+def test_bad_benchmark_flags_fail_before_any_work(extra, message, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["benchmark", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_stratified_subset_keeps_class_shares():
+    labels = np.repeat(np.arange(4), [10, 20, 30, 40])
+    chosen = stratified_subset(labels, 50, seed=3)
+    assert len(chosen) == 50 and len(set(chosen.tolist())) == 50
+    assert np.bincount(labels[chosen]).tolist() == [5, 10, 15, 20]
+    assert np.array_equal(chosen, stratified_subset(labels, 50, seed=3))
