@@ -1,4 +1,5 @@
-"""Run by tests/test_distributed.py under torchrun (1 or 2 processes): LoTUS on digits, result as JSON."""
+"""Run by tests/test_distributed.py under torchrun or `accelerate launch` (1 or 2 processes): LoTUS on digits,
+result as JSON. Arguments: out.json per_device_batch original.pt [live-teacher]."""
 
 import copy
 import json
@@ -18,8 +19,10 @@ data = prepare_unlearning_data(digits_dataset(), ForgetRequest.first_percent(10)
 # The original's weights come from the test (trained once there): the same starting point everywhere.
 original = tiny_model("resnet")
 original.load_state_dict(torch.load(sys.argv[3], weights_only=True))
+live_teacher = len(sys.argv) > 4 and sys.argv[4] == "live-teacher"
 config = unlearning_config(Path(tempfile.mkdtemp()), num_train_epochs=10, learning_rate=1e-2, alpha=64.0,
-                           per_device_train_batch_size=per_device_batch)  # fmt: skip
+                           per_device_train_batch_size=per_device_batch,
+                           cache_teacher_logits=not live_teacher)  # fmt: skip
 trainer = UnlearningTrainer(copy.deepcopy(original), config, forget_dataset=data.forget,
                             retain_dataset=data.retain, unseen_dataset=data.unseen)  # fmt: skip
 trainer.train()
@@ -38,6 +41,9 @@ if trainer.accelerator.is_main_process:
                 "seen": seen,
                 "histories": histories,
                 "world": trainer.accelerator.num_processes,
+                "strategy": str(trainer.accelerator.distributed_type),
+                "student": type(trainer.model_wrapped).__name__,
+                "teacher": None if trainer.teacher is None else type(trainer.teacher).__name__,
             }
         )
     )
