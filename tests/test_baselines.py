@@ -121,9 +121,9 @@ def test_bad_teacher_targets_are_a_random_model_on_forget_rows_and_the_original_
     assert len(stream) == n_forget + int(0.3 * len(digits_data.retain))
     retain_rows = torch.utils.data.Subset(stream, range(n_forget, len(stream)))
     assert torch.allclose(
-        stream.target_logits[n_forget:], predict_logits(trained_resnet, retain_rows), atol=1e-5
+        stream.teacher_logits[n_forget:], predict_logits(trained_resnet, retain_rows), atol=1e-5
     )
-    forget_targets = stream.target_logits[:n_forget]
+    forget_targets = stream.teacher_logits[:n_forget]
     assert accuracy(forget_targets, digits_data.forget.labels) < 0.5  # incompetent
     assert not torch.allclose(forget_targets, predict_logits(trained_resnet, digits_data.forget), atol=1e-2)
 

@@ -28,9 +28,9 @@ from transformers import AutoModelForImageClassification, Trainer, TrainerCallba
 from transformers.trainer_utils import TrainOutput
 
 from .config import launched_on_cpu
-from .data import collate
+from .data import PixelDataset, collate
 from .evaluation import predict_logits
-from .trainer import CardMixin, to_channels_last
+from .trainer import CardMixin, UnlearningStream, to_channels_last
 
 BASELINES = ("finetune", "neggrad_plus", "random_labels", "bad_teacher", "scrub", "ssd", "salun", "retrain")
 METHODS = ("lotus", *BASELINES)
@@ -149,34 +149,6 @@ class BaselineConfig(TrainingArguments):
         return {name: getattr(getattr(self, name), "value", getattr(self, name)) for name in fields}
 
 
-class _Stream(torch.utils.data.Dataset):
-    """Forget items (is_forget=1) then retain items (is_forget=0), optionally with target logits per row."""
-
-    def __init__(self, forget, retain, retain_indices=None):
-        self.forget, self.retain = forget, retain
-        self.retain_indices = range(len(retain)) if retain_indices is None else retain_indices
-        self.target_logits: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.forget) + len(self.retain_indices)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        in_forget = index < len(self.forget)
-        source = (
-            self.forget[index]
-            if in_forget
-            else self.retain[int(self.retain_indices[index - len(self.forget)])]
-        )
-        item = {**source, "is_forget": torch.tensor(int(in_forget))}
-        if self.target_logits is not None:
-            item["target_logits"] = self.target_logits[index]
-        return item
-
-
-def _empty(dataset):
-    return dataset.select([]) if hasattr(dataset, "select") else torch.utils.data.Subset(dataset, [])
-
-
 class _BaselineCallback(TrainerCallback):
     def __init__(self, trainer: BaselineTrainer):
         self.trainer = trainer
@@ -228,15 +200,16 @@ class BaselineTrainer(CardMixin, Trainer):
         if args.channels_last:
             to_channels_last(model)
         self.forget_dataset, self.retain_dataset = forget_dataset, retain_dataset
-        if method in ("finetune", "retrain", "neggrad_plus", "scrub"):
-            stream = _Stream(_empty(forget_dataset), retain_dataset)  # forget batches come separately
+        everything = torch.arange(len(retain_dataset))
+        if method in ("finetune", "retrain", "neggrad_plus", "scrub"):  # forget batches come separately
+            stream = UnlearningStream([], retain_dataset, everything)
         elif method == "bad_teacher":
             generator = torch.Generator().manual_seed(args.seed)
             size = math.floor(args.retain_fraction * len(retain_dataset))
             chosen = torch.randperm(len(retain_dataset), generator=generator)[:size].sort().values
-            stream = _Stream(forget_dataset, retain_dataset, chosen)
+            stream = UnlearningStream(forget_dataset, retain_dataset, chosen)
         else:  # random_labels, salun: the forget set plus all of the retain set; ssd: both, one pass
-            stream = _Stream(forget_dataset, retain_dataset)
+            stream = UnlearningStream(forget_dataset, retain_dataset, everything)
         super().__init__(
             model=model, args=args, data_collator=collate, train_dataset=stream, callbacks=callbacks
         )
@@ -255,7 +228,7 @@ class BaselineTrainer(CardMixin, Trainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["pixel_values", "labels", "is_forget", "target_logits"]
+            self._signature_columns = ["pixel_values", "labels", "is_forget", "teacher_logits"]
 
     stopped_at_epoch = None  # baselines have no stop rule
 
@@ -283,14 +256,14 @@ class BaselineTrainer(CardMixin, Trainer):
             incompetent = AutoModelForImageClassification.from_config(self.model.config).to(self.args.device)
             stream, n_forget = self.train_dataset, len(self.forget_dataset)
             retain_part = torch.utils.data.Subset(stream, range(n_forget, len(stream)))
-            self.train_dataset.target_logits = torch.cat(
+            self.train_dataset.teacher_logits = torch.cat(
                 [
                     predict_logits(incompetent, self.forget_dataset, batch),
                     predict_logits(self.model, retain_part, batch),
                 ]
             )
         elif method == "scrub":
-            self.train_dataset.target_logits = predict_logits(self.model, self.train_dataset, batch)
+            self.train_dataset.teacher_logits = predict_logits(self.model, self.train_dataset, batch)
             self._forget_logits = predict_logits(self.model, self.forget_dataset, batch)
         elif method == "salun":
             self.saliency_mask = saliency_mask(
@@ -321,7 +294,7 @@ class BaselineTrainer(CardMixin, Trainer):
         method = self.args.method
         is_forget = inputs.pop("is_forget").bool()
         labels = inputs.pop("labels")
-        targets = inputs.pop("target_logits", None)
+        targets = inputs.pop("teacher_logits", None)
         if method == "neggrad_plus":
             forget = self._next_forget_batch()
             pixels = torch.cat([inputs["pixel_values"], forget["pixel_values"]])
@@ -388,17 +361,19 @@ def _rows(dataset, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _batches(datasets, batch_size: int, seed: int | None = None):
     """Batches of (pixel_values, labels) over `datasets` joined; shuffled (seeded) when `seed` is given, so
     that batches mix rows of every data set as a shuffled training loader does."""
-    joined = torch.utils.data.ConcatDataset(datasets) if len(datasets) > 1 else datasets[0]
+    if len(datasets) == 1:
+        joined = datasets[0]
+    elif all(isinstance(d, PixelDataset) for d in datasets):  # one tensor: batches are slices, not items
+        joined = PixelDataset(
+            torch.cat([d.pixel_values for d in datasets]), torch.cat([d.labels for d in datasets])
+        )
+    else:
+        joined = torch.utils.data.ConcatDataset(datasets)
     order = torch.arange(len(joined))
     if seed is not None:
         order = torch.randperm(len(joined), generator=torch.Generator().manual_seed(seed))
     for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        if len(datasets) == 1:
-            yield _rows(joined, rows)
-        else:
-            batch = collate([joined[int(i)] for i in rows])
-            yield batch["pixel_values"], batch["labels"]
+        yield _rows(joined, order[start : start + batch_size])
 
 
 def _squared_gradients(model, datasets, batch_size: int, seed: int = 0) -> list[torch.Tensor]:

@@ -356,6 +356,17 @@ def render_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _scatter(ax, summary: dict, methods: list[str], x: str, y: str) -> None:
+    """One labelled point per method at the mean of metrics `x`, `y`, with sample-std error bars; LoTUS in red."""
+    for method in methods:
+        row = summary[method]
+        ax.errorbar(row[x]["mean"], row[y]["mean"], xerr=row[x]["std"], yerr=row[y]["std"], fmt="o", capsize=3,
+                    color="C3" if method == "lotus" else "C0")  # fmt: skip
+        ax.annotate(
+            method, (row[x]["mean"], row[y]["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
+
+
 def plot(results: dict, folder: Path) -> None:
     """avg_gap_vs_time.png, rf_jsd_vs_jsd.png (with Pearson r) and entropy_histograms.png."""
     import matplotlib
@@ -368,18 +379,7 @@ def plot(results: dict, folder: Path) -> None:
     title = f"{results['model']} / {results['forget']}"
     methods = [m for m in summary if m != "original"]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in methods:
-        row = summary[method]
-        colour = "C3" if method == "lotus" else "C0"
-        ax.errorbar(row["seconds"]["mean"], row["avg_gap"]["mean"], xerr=row["seconds"]["std"],
-                    yerr=row["avg_gap"]["std"], fmt="o", capsize=3, color=colour)  # fmt: skip
-        ax.annotate(
-            method,
-            (row["seconds"]["mean"], row["avg_gap"]["mean"]),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
+    _scatter(ax, summary, methods, "seconds", "avg_gap")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -391,23 +391,7 @@ def plot(results: dict, folder: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    for method in results["pearson_points"]:
-        row = summary[method]
-        ax.errorbar(
-            row["jsd"]["mean"],
-            row["rf_jsd"]["mean"],
-            xerr=row["jsd"]["std"],
-            yerr=row["rf_jsd"]["std"],
-            fmt="o",
-            capsize=3,
-        )
-        ax.annotate(
-            method,
-            (row["jsd"]["mean"], row["rf_jsd"]["mean"]),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
+    _scatter(ax, summary, results["pearson_points"], "jsd", "rf_jsd")
     r = results["pearson_rf_jsd_vs_jsd"]
     ax.set_xlabel("JSD to the retrained model (forget set)")
     ax.set_ylabel("RF-JSD (no retrained model)")

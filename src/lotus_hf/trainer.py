@@ -103,8 +103,9 @@ def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-class _UnlearningStream(torch.utils.data.Dataset):
-    """Forget items (is_forget=1) followed by the chosen retain items (is_forget=0), with cached teacher logits."""
+class UnlearningStream(torch.utils.data.Dataset):
+    """Forget items (is_forget=1) followed by the chosen retain items (is_forget=0), with cached teacher
+    logits per row once set (LoTUS's teacher; Bad Teacher's and SCRUB's targets in lotus_hf.baselines)."""
 
     def __init__(self, forget, retain, retain_indices: torch.Tensor):
         self.forget, self.retain, self.retain_indices = forget, retain, retain_indices
@@ -136,7 +137,7 @@ class _UnlearningStream(torch.utils.data.Dataset):
 
 
 class _Pixels(torch.utils.data.Dataset):
-    def __init__(self, stream: _UnlearningStream):
+    def __init__(self, stream: UnlearningStream):
         self.stream = stream
 
     def __len__(self) -> int:
@@ -278,7 +279,7 @@ class UnlearningTrainer(CardMixin, Trainer):
             retain_dataset,
             unseen_dataset,
         )
-        stream = _UnlearningStream(forget_dataset, retain_dataset, retain_indices)
+        stream = UnlearningStream(forget_dataset, retain_dataset, retain_indices)
         if args.channels_last:
             to_channels_last(model)
         # transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name is an
@@ -333,7 +334,7 @@ class UnlearningTrainer(CardMixin, Trainer):
             self._signature_columns = ["pixel_values", "labels", "is_forget", "teacher_logits"]
 
     @property
-    def stream(self) -> _UnlearningStream:
+    def stream(self) -> UnlearningStream:
         return self.train_dataset
 
     # ------------------------------------------------------------------------------ the LoTUS probes
