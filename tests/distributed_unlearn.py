@@ -47,3 +47,7 @@ if trainer.accelerator.is_main_process:
             }
         )
     )
+# Every process waits for the JSON, then tears the process group down: exiting with a live gloo group can
+# abort a process (torch 2.13, seen in CI).
+trainer.accelerator.wait_for_everyone()
+trainer.accelerator.end_training()

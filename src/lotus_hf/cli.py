@@ -303,6 +303,7 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     accelerator = result.trainer.accelerator
     if not accelerator.is_main_process:  # under `accelerate launch`, one process reports and writes
         accelerator.wait_for_everyone()
+        accelerator.end_training()
         return
     for entry in result.trainer.history if args.method == "lotus" else ():
         print(
@@ -318,6 +319,9 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     if args.push_to_hub:
         print(f"pushed to {push_folder(path, args.push_to_hub, private=args.private)}")
     accelerator.wait_for_everyone()
+    # Tear the process group down before exit: torch 2.13's gloo can abort ("terminate called without an
+    # active exception") when a process exits while its group is alive.
+    accelerator.end_training()
 
 
 def _baseline_config(args: argparse.Namespace, settings: dict, scratch: str):
