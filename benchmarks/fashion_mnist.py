@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -21,7 +23,9 @@ import numpy as np
 from lotus_hf.benchmark import plot, render_markdown
 from lotus_hf.cli import main as lotus_hf
 
-RESULTS = Path(__file__).parent / "results" / "fashion_mnist"
+# relative to the working directory where possible, so the commands written into the results carry no
+# machine's absolute paths (run from the repository root: `make benchmark`)
+RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnist"))
 CELLS = {
     "resnet-first10": ["--model", "fashion-mnist-resnet", "--forget-first-percent", "10"],
     "resnet-class": ["--model", "fashion-mnist-resnet", "--forget-classes", "Sandal"],
@@ -31,7 +35,7 @@ CELLS = {
 # LoTUS's alpha and epochs per cell, picked on seed 3407 by benchmarks/lotus_sweep.py (results in
 # sweep-<cell>.md); every baseline runs with the spec's defaults (lotus_hf.baselines.METHOD_DEFAULTS).
 LOTUS = {
-    "resnet-first10": {"alpha": 14, "num_train_epochs": 3},
+    "resnet-first10": {"alpha": 8, "num_train_epochs": 1, "learning_rate": 3e-4},
     "resnet-class": {"alpha": 64, "num_train_epochs": 5},
     "vit-first10": {"alpha": 2, "num_train_epochs": 10},
     "vit-class": {"alpha": 64, "num_train_epochs": 5},
@@ -58,8 +62,17 @@ def main() -> None:
             argv = ["benchmark", *CELLS[cell], *lotus, "--train-subset", str(args.train_subset),
                     "--cache-dir", str(RESULTS.parent / "cache"), "--output-dir", str(RESULTS / cell)]  # fmt: skip
             print(f"== {cell}: lotus-hf {' '.join(argv)}", flush=True)
+            # `lotus-hf benchmark` never overwrites a folder: the committed results step aside while the cell
+            # reruns, and come back if it fails.
+            previous = RESULTS / f".{cell}.previous"
+            shutil.rmtree(previous, ignore_errors=True)
+            if (RESULTS / cell).exists():
+                (RESULTS / cell).rename(previous)
             if lotus_hf(argv) != 0:
+                if previous.exists():
+                    previous.rename(RESULTS / cell)
                 raise SystemExit(f"{cell} failed")
+            shutil.rmtree(previous, ignore_errors=True)
     summarise(time.perf_counter() - start if not args.summary_only else None)
 
 

@@ -1,9 +1,12 @@
-"""Pick LoTUS's alpha and epochs for a benchmark cell on one seed (the baselines keep the spec's defaults).
+"""Pick LoTUS's alpha, epochs and learning rate for a benchmark cell on one or more seeds (the baselines keep
+the spec's defaults).
 
-    .venv/bin/python benchmarks/lotus_sweep.py --cell resnet-first10 --grid 2:2,4:2,8:2 [--seed 3407]
+    .venv/bin/python benchmarks/lotus_sweep.py --cell resnet-first10 --grid 2:2,4:2,8:2:3e-4 [--seeds 1,2]
 
-Runs `lotus-hf benchmark --methods lotus` per grid point (originals and retrained models come from the cache
-of benchmarks/fashion_mnist.py) and writes benchmarks/results/fashion_mnist/sweep-<cell>.{md,json}.
+Runs `lotus-hf benchmark --methods lotus` per grid point, `alpha:epochs[:learning_rate]` (the learning rate
+defaults to the model's bundled one), with originals and retrained models from the cache of
+benchmarks/fashion_mnist.py. Rows are added to benchmarks/results/fashion_mnist/sweep-<cell>[-seeds-...].{md,json}
+(a point run again replaces its row), so the files keep every point tried and every command.
 """
 
 from __future__ import annotations
@@ -21,13 +24,21 @@ from lotus_hf.cli import main as lotus_hf
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cell", required=True, choices=list(CELLS))
-    parser.add_argument("--grid", required=True, help="alpha:epochs pairs, comma-separated")
-    parser.add_argument("--seed", type=int, default=3407)
+    parser.add_argument("--grid", required=True, help="alpha:epochs[:learning_rate] points, comma-separated")
+    parser.add_argument(
+        "--seeds",
+        default="3407",
+        help="comma-separated; best kept apart from the reported seeds (3407, 13, 12)",
+    )
     parser.add_argument("--train-subset", type=int, default=6000)
     args = parser.parse_args()
-    rows = []
+    tag = "" if args.seeds == "3407" else "-seeds-" + args.seeds.replace(",", "-")
+    record = RESULTS / f"sweep-{args.cell}{tag}.json"
+    previous = json.loads(record.read_text()) if record.exists() else {}
+    # rows from before the learning rate was swept ran at the bundled 1e-4
+    rows = {_key(r): r for r in ({"learning_rate": 1e-4, **r} for r in previous.get("rows", []))}
     for point in args.grid.split(","):
-        alpha, epochs = point.split(":")
+        alpha, epochs, *lr = point.split(":")
         with tempfile.TemporaryDirectory() as tmp:
             argv = [
                 "benchmark",
@@ -37,13 +48,14 @@ def main() -> None:
                 "--methods",
                 "lotus",
                 "--seeds",
-                str(args.seed),
+                args.seeds,
                 "--cache-dir",
                 str(RESULTS.parent / "cache"),
                 "--config",
                 f"lotus.alpha={alpha}",
                 "--config",
                 f"lotus.num_train_epochs={epochs}",
+                *(["--config", f"lotus.learning_rate={lr[0]}"] if lr else []),
                 "--output-dir",
                 f"{tmp}/out",
             ]
@@ -51,36 +63,40 @@ def main() -> None:
                 raise SystemExit(f"{point} failed")
             result = json.loads(Path(tmp, "out", "results.json").read_text())
         lotus = result["summary"]["lotus"]
-        rows.append(
-            {
-                "alpha": float(alpha),
-                "epochs": int(epochs),
-                **{
-                    k: lotus[k]["mean"]
-                    for k in ("avg_gap", "acc_forget", "acc_retain", "acc_test", "mia", "seconds")
-                },
-                "share_of_retrain": lotus["share_of_retrain"]["mean"],
-            }
-        )
-    command = (
-        f".venv/bin/python benchmarks/lotus_sweep.py --cell {args.cell} --grid {args.grid} --seed {args.seed}"
-    )
+        row = {
+            "alpha": float(alpha),
+            "epochs": int(epochs),
+            "learning_rate": float(lotus["hyperparameters"]["learning_rate"]),
+            **{
+                k: lotus[k]["mean"]
+                for k in ("avg_gap", "acc_forget", "acc_retain", "acc_test", "mia", "seconds")
+            },
+            "share_of_retrain": lotus["share_of_retrain"]["mean"],
+        }
+        rows[_key(row)] = row
+    command = f".venv/bin/python benchmarks/lotus_sweep.py --cell {args.cell} --grid {args.grid} --seeds {args.seeds}"
+    commands = [*previous.get("commands", [previous["command"]] if "command" in previous else []), command]
     lines = [
-        f"# LoTUS sweep, {args.cell}, seed {args.seed}\n",
-        f"Command: `{command}`\n",
-        "| alpha | epochs | Avg Gap | acc forget | acc retain | acc test | MIA | s | share of retrain |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"# LoTUS sweep, {args.cell}, seeds {args.seeds} (means over the seeds)\n",
+        "Commands:\n",
+        *[f"- `{c}`" for c in commands],
+        "",
+        "| alpha | epochs | lr | Avg Gap | acc forget | acc retain | acc test | MIA | s | share of retrain |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    for r in sorted(rows.values(), key=lambda r: r["avg_gap"]):
         lines.append(
-            f"| {r['alpha']:g} | {r['epochs']} | {r['avg_gap']:.4f} | {r['acc_forget']:.4f} | {r['acc_retain']:.4f} "
+            f"| {r['alpha']:g} | {r['epochs']} | {r['learning_rate']:g} | {r['avg_gap']:.4f} | {r['acc_forget']:.4f} "
+            f"| {r['acc_retain']:.4f} "
             f"| {r['acc_test']:.4f} | {r['mia']:.4f} | {r['seconds']:.1f} | {100 * r['share_of_retrain']:.1f}% |"
         )
-    (RESULTS / f"sweep-{args.cell}.json").write_text(
-        json.dumps({"command": command, "rows": rows}, indent=2) + "\n"
-    )
-    (RESULTS / f"sweep-{args.cell}.md").write_text("\n".join(lines) + "\n")
+    record.write_text(json.dumps({"commands": commands, "rows": list(rows.values())}, indent=2) + "\n")
+    (RESULTS / f"sweep-{args.cell}{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _key(row: dict) -> tuple:
+    return row["alpha"], row["epochs"], row["learning_rate"]
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ LoTUS itself lives in trainer.py; nothing here is imported by it.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -168,6 +169,13 @@ class _BaselineCallback(TrainerCallback):
                     param.grad.mul_(mask)
 
 
+def fresh_model(config, seed: int) -> torch.nn.Module:
+    """A randomly initialised model of `config`, seeded: what `retrain` (and the benchmark's originals and
+    gold standards) start from."""
+    torch.manual_seed(seed)
+    return AutoModelForImageClassification.from_config(copy.deepcopy(config))
+
+
 class BaselineTrainer(CardMixin, Trainer):
     """Run one of the baselines (`args.method`) on an image classifier, as LoTUS's `UnlearningTrainer` runs.
 
@@ -194,9 +202,7 @@ class BaselineTrainer(CardMixin, Trainer):
                 raise ValueError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
         method = args.method
         if method == "retrain":
-            torch.manual_seed(args.seed)
-            fresh = AutoModelForImageClassification.from_config(model.config)
-            model.load_state_dict(fresh.state_dict())
+            model.load_state_dict(fresh_model(model.config, args.seed).state_dict())
         if args.channels_last:
             to_channels_last(model)
         self.forget_dataset, self.retain_dataset = forget_dataset, retain_dataset

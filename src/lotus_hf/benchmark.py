@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import METHODS, BaselineConfig
+from .baselines import METHODS, BaselineConfig, fresh_model
 from .config import UnlearningConfig
 from .data import (
     PAPER_SEEDS,
@@ -97,13 +97,6 @@ def _cached_training(
             json.dumps({"seconds": seconds, "parts": parts}, indent=2, default=str)
         )
     return model, seconds
-
-
-def _fresh(config, seed: int) -> torch.nn.Module:
-    from transformers import AutoModelForImageClassification
-
-    torch.manual_seed(seed)
-    return AutoModelForImageClassification.from_config(copy.deepcopy(config))
 
 
 def _architecture(config) -> str:
@@ -192,7 +185,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
         if subset is not None:  # the original must have been trained on exactly this training data
 
             def train_original():
-                model = _fresh(original.config, recipe.seed)
+                model = fresh_model(original.config, recipe.seed)
                 return train_classifier(model, train, recipe, Path(scratch) / "original")
 
             parts = {**base, "kind": "original", "seed": recipe.seed}
@@ -203,7 +196,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             data = split_unlearning_data(train, held_out, class_names, spec.request, seed=seed)
 
             def retrain(seed=seed, data=data):
-                model = _fresh(original.config, seed)
+                model = fresh_model(original.config, seed)
                 return train_classifier(
                     model, data.retain, Recipe(**{**asdict(recipe), "seed": seed}), Path(scratch) / "retrain"
                 )
