@@ -32,7 +32,9 @@ def main() -> None:
     )
     parser.add_argument("--train-subset", type=int, default=6000)
     args = parser.parse_args()
+    subset = args.train_subset
     tag = "" if args.seeds == "3407" else "-seeds-" + args.seeds.replace(",", "-")
+    tag += "" if subset == 6000 else f"-subset-{subset}"  # the first sweeps ran on 6,000 images
     record = RESULTS / f"sweep-{args.cell}{tag}.json"
     previous = json.loads(record.read_text()) if record.exists() else {}
     # rows from before the learning rate was swept ran at the bundled 1e-4
@@ -44,7 +46,7 @@ def main() -> None:
                 "benchmark",
                 *CELLS[args.cell],
                 "--train-subset",
-                str(args.train_subset),
+                str(subset),
                 "--methods",
                 "lotus",
                 "--seeds",
@@ -74,10 +76,13 @@ def main() -> None:
             "share_of_retrain": lotus["share_of_retrain"]["mean"],
         }
         rows[_key(row)] = row
-    command = f".venv/bin/python benchmarks/lotus_sweep.py --cell {args.cell} --grid {args.grid} --seeds {args.seeds}"
+    command = (
+        f".venv/bin/python benchmarks/lotus_sweep.py --cell {args.cell} --grid {args.grid} --seeds {args.seeds}"
+        f" --train-subset {subset}"
+    )
     commands = [*previous.get("commands", [previous["command"]] if "command" in previous else []), command]
     lines = [
-        f"# LoTUS sweep, {args.cell}, seeds {args.seeds} (means over the seeds)\n",
+        f"# LoTUS sweep, {args.cell}, seeds {args.seeds} (means over the seeds), {subset} training images\n",
         "Commands:\n",
         *[f"- `{c}`" for c in commands],
         "",

@@ -62,6 +62,13 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
     again = json.loads((tmp_path / "second" / "results.json").read_text())
     assert again["summary"]["retrain"]["seconds"] == results["summary"]["retrain"]["seconds"]
     assert again["summary"]["original"]["acc_test"] == results["summary"]["original"]["acc_test"]
+    # the second run says how much training it read from the cache instead of running it
+    assert results["cached_training_seconds"] == 0.0
+    reused = again["cached_training_seconds"]
+    retrained = sum(r["seconds"] for r in results["runs"] if r["method"] == "retrain")
+    assert reused > retrained  # both retrained models and the original
+    note = f"plus {reused / 60:.1f} min of training read from the cache"
+    assert note in (tmp_path / "second" / "results.md").read_text()
 
 
 @pytest.mark.parametrize(

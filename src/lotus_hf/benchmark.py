@@ -74,10 +74,10 @@ def _key(parts: dict) -> str:
 
 
 def _cached_training(
-    cache_dir: Path, parts: dict, train_fn, image_processor, log
+    cache_dir: Path, parts: dict, train_fn, image_processor, log, reused: list[float]
 ) -> tuple[torch.nn.Module, float]:
     """A model trained by `train_fn()` -> (model, seconds), saved under `cache_dir/<key of parts>` and read
-    back by any later run with the same parts."""
+    back by any later run with the same parts (whose training seconds are then appended to `reused`)."""
     from transformers import AutoModelForImageClassification
 
     folder = cache_dir / f"{parts['kind']}-{_key(parts)}"
@@ -85,7 +85,9 @@ def _cached_training(
     if meta.is_file():
         log(f"  cached {parts['kind']}: {folder}")
         model = AutoModelForImageClassification.from_pretrained(folder, use_safetensors=True).eval()
-        return model, json.loads(meta.read_text())["seconds"]
+        seconds = json.loads(meta.read_text())["seconds"]
+        reused.append(seconds)
+        return model, seconds
     log(f"  training {parts['kind']} ({folder.name})")
     model, seconds = train_fn()
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +183,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
         f"benchmark: {spec.model} on {spec.dataset} ({len(train)} training samples), forget {spec.request.describe()}"
     )
 
+    reused: list[float] = []
     with tempfile.TemporaryDirectory(prefix="lotus-hf-bench-") as scratch:
         if subset is not None:  # the original must have been trained on exactly this training data
 
@@ -189,7 +192,9 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                 return train_classifier(model, train, recipe, Path(scratch) / "original")
 
             parts = {**base, "kind": "original", "seed": recipe.seed}
-            original, original_seconds = _cached_training(cache_dir, parts, train_original, processor, log)
+            original, original_seconds = _cached_training(
+                cache_dir, parts, train_original, processor, log, reused
+            )
         original.eval()
         runs = []
         for seed in spec.seeds:
@@ -202,7 +207,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                 )
 
             parts = {**base, "kind": "retrained", "seed": seed, "forget": data.fingerprint["sha256"]}
-            retrained, retrain_seconds = _cached_training(cache_dir, parts, retrain, processor, log)
+            retrained, retrain_seconds = _cached_training(cache_dir, parts, retrain, processor, log, reused)
             retrained.eval()
             logits_cache: dict = {}
             for method in spec.methods:
@@ -223,6 +228,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                                  probs["retrained"]))  # fmt: skip
 
     results = summarise(spec, runs, subset_size=len(train), wall_seconds=time.perf_counter() - start)
+    results["cached_training_seconds"] = sum(reused)  # trainings read from the cache, not run this time
     results["command"] = command or " ".join(
         Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)
     )
@@ -253,6 +259,11 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _cache_note(results: dict) -> str:
+    cached = results.get("cached_training_seconds") or 0.0
+    return f", plus {cached / 60:.1f} min of training read from the cache" if cached else ""
 
 
 def summarise(spec: BenchmarkSpec, runs: list[dict], subset_size: int, wall_seconds: float) -> dict:
@@ -315,7 +326,9 @@ def render_markdown(results: dict) -> str:
     )
     lines = [
         f"# {results['model']} on {results['dataset']}: forget {results['forget']}\n",
-        f"Command: `{results['command']}` ({results['date']}; {results['wall_seconds'] / 60:.1f} min in all).\n",
+        f"Command: `{results['command']}` ({results['date']}; {results['wall_seconds'] / 60:.1f} min in all"
+        + _cache_note(results)
+        + ").\n",
         f"Trained and unlearned on {subset}; the original and the retrained models use the model's recipe"
         + (f" with {results['recipe_epochs']} epochs" if results["recipe_epochs"] else "")
         + f". Seeds {', '.join(map(str, results['seeds']))}: mean ± sample std. Times are wall-clock seconds of the "
