@@ -31,6 +31,13 @@ def main() -> None:
         help="comma-separated; best kept apart from the reported seeds (3407, 13, 12)",
     )
     parser.add_argument("--train-subset", type=int, default=6000)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="another UnlearningConfig field, every point",
+    )
     args = parser.parse_args()
     subset = args.train_subset
     tag = "" if args.seeds == "3407" else "-seeds-" + args.seeds.replace(",", "-")
@@ -38,7 +45,7 @@ def main() -> None:
     record = RESULTS / f"sweep-{args.cell}{tag}.json"
     previous = json.loads(record.read_text()) if record.exists() else {}
     # rows from before the learning rate was swept ran at the bundled 1e-4
-    rows = {_key(r): r for r in ({"learning_rate": 1e-4, **r} for r in previous.get("rows", []))}
+    rows = {_key(r): r for r in ({"learning_rate": 1e-4, "other": "", **r} for r in previous.get("rows", []))}
     for point in args.grid.split(","):
         alpha, epochs, *lr = point.split(":")
         with tempfile.TemporaryDirectory() as tmp:
@@ -58,6 +65,7 @@ def main() -> None:
                 "--config",
                 f"lotus.num_train_epochs={epochs}",
                 *(["--config", f"lotus.learning_rate={lr[0]}"] if lr else []),
+                *[item for field in args.set for item in ("--config", f"lotus.{field}")],
                 "--output-dir",
                 f"{tmp}/out",
             ]
@@ -69,6 +77,7 @@ def main() -> None:
             "alpha": float(alpha),
             "epochs": int(epochs),
             "learning_rate": float(lotus["hyperparameters"]["learning_rate"]),
+            "other": " ".join(args.set),
             **{
                 k: lotus[k]["mean"]
                 for k in ("avg_gap", "acc_forget", "acc_retain", "acc_test", "mia", "seconds")
@@ -78,7 +87,8 @@ def main() -> None:
         rows[_key(row)] = row
     command = (
         f".venv/bin/python benchmarks/lotus_sweep.py --cell {args.cell} --grid {args.grid} --seeds {args.seeds}"
-        f" --train-subset {subset}"
+        + "".join(f" --set {field}" for field in args.set)
+        + f" --train-subset {subset}"
     )
     commands = [*previous.get("commands", [previous["command"]] if "command" in previous else []), command]
     lines = [
@@ -86,12 +96,13 @@ def main() -> None:
         "Commands:\n",
         *[f"- `{c}`" for c in commands],
         "",
-        "| alpha | epochs | lr | Avg Gap | acc forget | acc retain | acc test | MIA | s | share of retrain |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| alpha | epochs | lr | other | Avg Gap | acc forget | acc retain | acc test | MIA | s | share of retrain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows.values(), key=lambda r: r["avg_gap"]):
         lines.append(
-            f"| {r['alpha']:g} | {r['epochs']} | {r['learning_rate']:g} | {r['avg_gap']:.4f} | {r['acc_forget']:.4f} "
+            f"| {r['alpha']:g} | {r['epochs']} | {r['learning_rate']:g} | {r['other']} | {r['avg_gap']:.4f} "
+            f"| {r['acc_forget']:.4f} "
             f"| {r['acc_retain']:.4f} "
             f"| {r['acc_test']:.4f} | {r['mia']:.4f} | {r['seconds']:.1f} | {100 * r['share_of_retrain']:.1f}% |"
         )
@@ -101,7 +112,7 @@ def main() -> None:
 
 
 def _key(row: dict) -> tuple:
-    return row["alpha"], row["epochs"], row["learning_rate"]
+    return row["alpha"], row["epochs"], row["learning_rate"], row["other"]
 
 
 if __name__ == "__main__":
