@@ -373,6 +373,14 @@ def _scatter(ax, summary: dict, methods: list[str], x: str, y: str) -> None:
         )
 
 
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot(results: dict, folder: Path) -> None:
     """avg_gap_vs_time.png, rf_jsd_vs_jsd.png (with Pearson r) and entropy_histograms.png."""
     import matplotlib
@@ -392,9 +400,7 @@ def plot(results: dict, folder: Path) -> None:
     ax.set_xlabel("wall time of the method (s, log)")
     ax.set_ylabel("Avg Gap to the retrained model")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(folder / "avg_gap_vs_time.png", dpi=110)
-    plt.close(fig)
+    _save(fig, folder / "avg_gap_vs_time.png")
 
     fig, ax = plt.subplots(figsize=(5, 4))
     _scatter(ax, summary, results["pearson_points"], "jsd", "rf_jsd")
@@ -402,9 +408,7 @@ def plot(results: dict, folder: Path) -> None:
     ax.set_xlabel("JSD to the retrained model (forget set)")
     ax.set_ylabel("RF-JSD (no retrained model)")
     ax.set_title(f"{title}\nPearson r = {'-' if r is None else f'{r:.3f}'}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(folder / "rf_jsd_vs_jsd.png", dpi=110)
-    plt.close(fig)
+    _save(fig, folder / "rf_jsd_vs_jsd.png")
 
     names = list(summary)
     cols = 4
@@ -421,6 +425,4 @@ def plot(results: dict, folder: Path) -> None:
         ax.axis("off")
     fig.supxlabel("entropy of the forget-set outputs / ln(classes)")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(folder / "entropy_histograms.png", dpi=110)
-    plt.close(fig)
+    _save(fig, folder / "entropy_histograms.png")
