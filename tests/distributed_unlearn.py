@@ -14,6 +14,22 @@ from conftest import digits_dataset, tiny_model, tiny_processor, unlearning_conf
 from lotus_hf import UnlearningTrainer  # noqa: E402
 from lotus_hf.data import ForgetRequest, prepare_unlearning_data  # noqa: E402
 
+
+def local_share(model) -> float | None:
+    """This process's share of `model`'s parameters: 1 when it holds them all, 1/world when sharded."""
+    if model is None:
+        return None
+    from torch.distributed.tensor import DTensor
+
+    if hasattr(model, "reshard"):  # FSDP2 keeps the root's parameters gathered after a forward pass
+        model.reshard()
+    params = list(model.parameters())
+    if all(hasattr(p, "ds_tensor") for p in params):  # DeepSpeed ZeRO-3: this process's partition
+        return sum(p.ds_tensor.numel() for p in params) / sum(p.ds_numel for p in params)
+    local = sum((p.to_local() if isinstance(p, DTensor) else p).numel() for p in params)
+    return local / sum(p.numel() for p in params)
+
+
 out_path, per_device_batch = sys.argv[1], int(sys.argv[2])
 data = prepare_unlearning_data(digits_dataset(), ForgetRequest.first_percent(10), tiny_processor(), seed=3407)
 # The original's weights come from the test (trained once there): the same starting point everywhere.
@@ -44,6 +60,8 @@ if trainer.accelerator.is_main_process:
                 "strategy": str(trainer.accelerator.distributed_type),
                 "student": type(trainer.model_wrapped).__name__,
                 "teacher": None if trainer.teacher is None else type(trainer.teacher).__name__,
+                "student_share": local_share(trainer.model_wrapped),
+                "teacher_share": local_share(trainer.teacher),
             }
         )
     )

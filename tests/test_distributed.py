@@ -1,5 +1,5 @@
-"""Two processes (torchrun and `accelerate launch`, gloo on CPU) take the same per-epoch decisions as one
-process and train on exactly as many forget and retain samples."""
+"""Two processes (torchrun and `accelerate launch`, gloo on CPU; DDP, FSDP2 and DeepSpeed ZeRO-3) take the
+same per-epoch decisions as one process and train on exactly as many forget and retain samples."""
 
 import json
 import os
@@ -11,18 +11,12 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).parent / "distributed_unlearn.py"
-FSDP_CPU = """compute_environment: LOCAL_MACHINE
-distributed_type: FSDP
-fsdp_config:
-  fsdp_version: 2
-  fsdp_auto_wrap_policy: NO_WRAP
-  fsdp_reshard_after_forward: true
-  fsdp_state_dict_type: FULL_STATE_DICT
-num_machines: 1
-num_processes: 2
-mixed_precision: "no"
-use_cpu: true
-"""
+CONFIGS = Path(__file__).parents[1] / "configs" / "accelerate"  # the shipped accelerate configs
+# config file, accelerate's distributed type, what the student and a live teacher become
+SHARDED = {
+    "fsdp2": ("fsdp_cpu.yaml", "DistributedType.FSDP", "FSDPResNetForImageClassification"),
+    "zero3": ("deepspeed_zero3_cpu.yaml", "DistributedType.DEEPSPEED", "DeepSpeedEngine"),
+}
 
 
 def _run(launcher: list[str], batch: int, weights: Path, out: Path, *extra: str) -> dict:
@@ -68,20 +62,67 @@ def test_two_ddp_processes_reach_the_same_stop_epoch_as_one(weights, one_process
     _assert_same_outcome(one_process, two)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("teacher", ["cached-teacher", "live-teacher"])
-def test_an_fsdp_config_on_cpu_falls_back_to_ddp_and_matches_one_process(
-    teacher, weights, one_process, tmp_path
+def _accelerate(strategy: str) -> list[str]:
+    config = CONFIGS / SHARDED[strategy][0]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+
+
+@pytest.mark.parametrize(
+    "strategy, teacher",
+    [
+        ("fsdp2", "live-teacher"),
+        ("zero3", "live-teacher"),
+        pytest.param("fsdp2", "cached-teacher", marks=pytest.mark.slow),
+        pytest.param("zero3", "cached-teacher", marks=pytest.mark.slow),
+    ],
+)
+def test_sharded_runs_on_two_cpu_processes_hold_half_the_weights_and_match_one_process(
+    strategy, teacher, weights, one_process, tmp_path
 ):
-    # accelerate 1.15 turns FSDP on only for accelerators (MULTI_GPU/NPU/XPU/...): on CPU processes the same
-    # launch runs as MULTI_CPU data parallelism. FSDP sharding itself needs a GPU (benchmarks/scale.py).
-    config = tmp_path / "fsdp.yaml"
-    config.write_text(FSDP_CPU)
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
-    two = _run(launcher, 16, weights, tmp_path / "two.json", teacher)
-    assert two["strategy"] == "DistributedType.MULTI_CPU"
-    assert (two["teacher"] is not None) == (teacher == "live-teacher")
+    # FSDP2: accelerate 1.15 drops it on CPU processes; lotus_hf.trainer.honour_fsdp_on_cpu turns it back on.
+    # ZeRO-3: DeepSpeed runs on its CPU accelerator over gloo.
+    _, distributed_type, wrapped = SHARDED[strategy]
+    two = _run(_accelerate(strategy), 16, weights, tmp_path / "two.json", teacher)
+    assert two["strategy"] == distributed_type and two["student"] == wrapped
+    assert two["student_share"] == pytest.approx(0.5, abs=0.01)  # each process holds half of the weights
+    if teacher == "live-teacher":
+        assert two["teacher"] == wrapped
+        assert two["teacher_share"] == pytest.approx(0.5, abs=0.01)
+    else:
+        assert two["teacher"] is None
     _assert_same_outcome(one_process, two)
+
+
+@pytest.mark.parametrize("strategy", ["fsdp2", pytest.param("zero3", marks=pytest.mark.slow)])
+def test_the_cli_on_sharded_cpu_processes_saves_the_whole_model_it_evaluated(strategy, tmp_path):
+    from conftest import save_tiny, tiny_model
+
+    from lotus_hf.data import ForgetRequest, load_image_dataset, prepare_unlearning_data
+    from lotus_hf.evaluation import accuracy, predict_logits
+    from lotus_hf.hub import load_model
+
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    digits = _digits_folder(tmp_path / "digits")
+    out = tmp_path / "unlearned"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [*_accelerate(strategy), "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir),
+           "--dataset", str(digits), "--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-2",
+           "--class-forgetting", "--output-dir", str(out)]  # fmt: skip
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("saved the unlearned model") == 1
+    saved, processor = load_model(str(out))
+    original, _ = load_model(str(model_dir))
+    for (name, weight), start in zip(saved.state_dict().items(), original.state_dict().values(), strict=True):
+        assert weight.shape == start.shape, name  # whole tensors, not one process's shard
+    assert any(not torch.equal(w, s) for w, s in zip(saved.parameters(), original.parameters(), strict=True))
+    # the saved weights are the ones the report measured (the CLI's split: first 10%, seed 3407)
+    data = prepare_unlearning_data(
+        load_image_dataset(str(digits)), ForgetRequest.first_percent(10), processor, seed=3407
+    )
+    report = json.loads((out / "report.json").read_text())
+    measured = accuracy(predict_logits(saved, data.forget), data.forget.labels)
+    assert measured == pytest.approx(report["rows"]["unlearned"]["acc_forget"])
 
 
 @pytest.mark.slow

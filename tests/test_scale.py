@@ -1,5 +1,5 @@
 """Scale features on CPU: streamed forget / retain / unseen sets (read once, retain never held whole), the
-seeded reservoir, gradient checkpointing pass-through, and the teacher placement helper."""
+seeded reservoir, gradient checkpointing pass-through, the teacher placement helper and FSDP2 readiness."""
 
 import copy
 
@@ -96,3 +96,17 @@ def test_live_teacher_on_one_process_is_on_the_device_frozen_and_unwrapped(
                                 retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
     assert type(trainer.teacher) is type(trained_resnet)
     assert not trainer.teacher.training and not any(p.requires_grad for p in trainer.teacher.parameters())
+
+
+def test_fsdp2_preparation_gets_vision_models_ready_or_names_the_setting_that_cannot_work():
+    from lotus_hf.trainer import fsdp2_compatible
+
+    resnet, vit = tiny_model("resnet"), tiny_model("vit")
+    with pytest.raises(NotImplementedError):
+        resnet.get_input_embeddings()  # what accelerate 1.15's FSDP2 preparation calls
+    assert fsdp2_compatible(resnet).get_input_embeddings() is None
+    patches = vit.get_input_embeddings()
+    assert fsdp2_compatible(vit).get_input_embeddings() is patches  # models with embeddings keep them
+    with pytest.raises(ValueError, match="fsdp_cpu_ram_efficient_loading: false"):
+        fsdp2_compatible(tiny_model("resnet"), cpu_ram_efficient_loading=True)  # BatchNorm buffers
+    assert fsdp2_compatible(tiny_model("vit"), cpu_ram_efficient_loading=True) is not None

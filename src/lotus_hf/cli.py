@@ -245,17 +245,6 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
     )
     recommended = unlearning_defaults(args.model) if args.method == "lotus" else {}
     settings = {**recommended, **{k: v for k, v in overrides.items() if v is not None}}
-    if args.method == "lotus":
-        config = UnlearningConfig(
-            output_dir=scratch,
-            seed=args.seed,
-            class_forgetting=class_forgetting,
-            disable_tqdm=True,
-            logging_strategy="no",
-            **settings,
-        )
-    else:
-        config = _baseline_config(args, settings, scratch)
     model, processor = load_model(args.model, args.revision)
     base_model = model.config._name_or_path  # `name@revision` when a revision was asked for
     dataset = load_image_dataset(args.dataset, image_column=args.image_column, label_column=args.label_column)
@@ -273,6 +262,19 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
         print(f"head fitted in {seconds:.0f} s; this fine-tuned model is the original to unlearn from")
     check_labels(model, class_names)
     retrained = load_model(args.retrained)[0] if args.retrained else None
+    # The config comes after the models: under DeepSpeed ZeRO-3 it turns on `zero.Init`, whose partitioned
+    # weights transformers 5.24 cannot initialise for every model (ResNet); DeepSpeed shards them later.
+    if args.method == "lotus":
+        config = UnlearningConfig(
+            output_dir=scratch,
+            seed=args.seed,
+            class_forgetting=class_forgetting,
+            disable_tqdm=True,
+            logging_strategy="no",
+            **settings,
+        )
+    else:
+        config = _baseline_config(args, settings, scratch)
     print(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {args.dataset} from {args.model}",
         flush=True,

@@ -28,7 +28,9 @@ ROW_KEYS = (
 GAP_KEYS = ("mia", "acc_forget", "acc_retain", "acc_test")
 
 
-@torch.inference_mode()
+# no_grad, not inference_mode: a model sharded by FSDP2 keeps parameters gathered in a forward, and ones
+# gathered under inference mode cannot take part in the next training step (torch 2.13).
+@torch.no_grad()
 def predict_logits(
     model: torch.nn.Module,
     dataset,

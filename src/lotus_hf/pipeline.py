@@ -5,6 +5,7 @@ Each function composes the library's parts (data, trainer, evaluation, hub) in t
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -260,8 +261,32 @@ def train_original(
 # -------------------------------------------------------------------------------------- unlearning
 @dataclass
 class UnlearningResult:
+    """The trainer, the unlearned model (all its weights on every process) and its report."""
+
     trainer: UnlearningTrainer | BaselineTrainer
     report: UnlearningReport
+    model: torch.nn.Module
+
+
+def _whole_model(trainer, original: torch.nn.Module) -> torch.nn.Module:
+    """`trainer.model`, or where each process holds only a shard of it (FSDP, DeepSpeed ZeRO-3) a copy of
+    `original` with the trained weights gathered from every process. Every process must call it."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if trainer.is_fsdp_enabled:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        weights = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True))
+    elif trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled():
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(trainer.model.parameters())):
+            weights = {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
+    else:
+        return trainer.model
+    whole = copy.deepcopy(original)
+    whole.load_state_dict(weights)
+    return whole.eval()
 
 
 def retrain_config(recipe: Recipe, **fields) -> BaselineConfig:
@@ -298,8 +323,6 @@ def unlearn(
     `unlearning_seconds` covers the trainer's set-up (the retain subset), the passes it makes before
     training (unseen accuracy, teacher logits, importances), every probe and every update.
     """
-    import copy
-
     original = original if original is not None else copy.deepcopy(model).eval()
     start = time.perf_counter()
     if isinstance(config, BaselineConfig):
@@ -317,9 +340,10 @@ def unlearn(
         )
     trainer.train()
     seconds = time.perf_counter() - start
+    unlearned = _whole_model(trainer, original)
     report = evaluate_unlearning(
         original,
-        trainer.model,
+        unlearned,
         data,
         retrained=retrained,
         unlearning_seconds=seconds,
@@ -335,7 +359,7 @@ def unlearn(
         "stopped_at_epoch": trainer.stopped_at_epoch,
     }
     trainer.forget_fingerprint, trainer.report = dict(data.fingerprint), report.to_dict()
-    return UnlearningResult(trainer=trainer, report=report)
+    return UnlearningResult(trainer=trainer, report=report, model=unlearned)
 
 
 def save_unlearned(
@@ -353,7 +377,7 @@ def save_unlearned(
     trainer = result.trainer
     trainer.base_model, trainer.dataset_name = base_model, dataset
     lineage = trainer.unlearning_lineage()
-    trainer.model.config.lotus_hf_unlearning = lineage
+    result.model.config.lotus_hf_unlearning = lineage
     card = render_model_card(
         model_name=Path(output_dir).name,
         base_model=base_model,
@@ -365,5 +389,5 @@ def save_unlearned(
         dataset=dataset,
     )
     with atomic_output_dir(output_dir) as staging:
-        save_pretrained_bundle(staging, result.trainer.model, image_processor, card, report)
+        save_pretrained_bundle(staging, result.model, image_processor, card, report)
     return Path(output_dir)

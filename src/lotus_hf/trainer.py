@@ -74,7 +74,8 @@ def prepare_teacher(teacher: torch.nn.Module, accelerator) -> torch.nn.Module:
         if accelerator.is_fsdp2:
             from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 
-            teacher = fsdp2_prepare_model(accelerator, teacher)
+            ram_efficient = state.fsdp_plugin.cpu_ram_efficient_loading
+            teacher = fsdp2_prepare_model(accelerator, fsdp2_compatible(teacher, ram_efficient))
         else:
             from torch.distributed.fsdp import FullyShardedDataParallel
 
@@ -91,6 +92,56 @@ def prepare_teacher(teacher: torch.nn.Module, accelerator) -> torch.nn.Module:
         teacher.eval()
         return teacher
     return teacher.to(accelerator.device)
+
+
+def honour_fsdp_on_cpu(accelerator, fsdp_plugin_args: dict | None) -> bool:
+    """Turn an FSDP2 request into FSDP2 sharding on CPU processes; True when it did.
+
+    accelerate 1.15 enables FSDP only on accelerators: with CPU processes (gloo) it drops an FSDP config and
+    runs plain data parallelism. torch 2.13's FSDP2 (`fully_shard`) shards over gloo on CPU, so a request made
+    through `accelerate launch` (its FSDP environment) or `fsdp`/`fsdp_config` is honoured here. FSDP1 on CPU
+    is left to accelerate's fallback (it needs a device id).
+    """
+    import os
+
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    asked = fsdp_plugin_args is not None or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if not asked or accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    plugin = FullyShardedDataParallelPlugin(**(fsdp_plugin_args or {}))
+    if plugin.fsdp_version != 2:
+        logger.warning("FSDP1 does not run on CPU processes: training with data parallelism (DDP) instead.")
+        return False
+    # AcceleratorState copies PartialState's fields whenever it is built again: set the type in both.
+    PartialState().distributed_type = accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
+    return True
+
+
+def fsdp2_compatible(model: torch.nn.Module, cpu_ram_efficient_loading: bool = False) -> torch.nn.Module:
+    """Make `model` ready for accelerate 1.15's FSDP2 preparation, in place, or say which setting cannot work.
+
+    - `fsdp2_prepare_model` calls `get_input_embeddings()`, which transformers 5.24 raises on for vision
+      models such as ResNet (`NotImplementedError`); such a model answers None, as one without embeddings.
+    - Its RAM-efficient loading takes every state-dict entry for a sharded parameter, so it fails on a
+      model with buffers (BatchNorm statistics): that is a clear error here instead of a deep traceback.
+    """
+    buffers = [name for name, _ in model.named_buffers() if name in model.state_dict()]
+    if cpu_ram_efficient_loading and buffers:
+        raise ValueError(
+            f"FSDP2's `fsdp_cpu_ram_efficient_loading` cannot load {type(model).__name__}: it has buffers "
+            f"({buffers[0]}, ...) and accelerate 1.15 expects only parameters. Set "
+            "`fsdp_cpu_ram_efficient_loading: false` in the accelerate config."
+        )
+    try:
+        model.get_input_embeddings()
+    except NotImplementedError:
+        model.get_input_embeddings = lambda: None
+    except AttributeError:  # not a transformers model: accelerate finds no embeddings either
+        pass
+    return model
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -280,8 +331,6 @@ class UnlearningTrainer(CardMixin, Trainer):
             unseen_dataset,
         )
         stream = UnlearningStream(forget_dataset, retain_dataset, retain_indices)
-        if args.channels_last:
-            to_channels_last(model)
         # transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name is an
         # alias until v6); read and clear both.
         wants = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
@@ -306,6 +355,12 @@ class UnlearningTrainer(CardMixin, Trainer):
             optimizers=optimizers,
         )
         self.add_callback(_LotusCallback(self))
+        if self.is_fsdp_enabled and self.accelerator.is_fsdp2:
+            # Trainer shards it when training starts
+            fsdp2_compatible(self.model, self.accelerator.state.fsdp_plugin.cpu_ram_efficient_loading)
+        if args.channels_last and not (self.is_fsdp_enabled or self.is_deepspeed_enabled):
+            # FSDP2 (torch 2.13) and DeepSpeed 0.19 shard and broadcast only contiguous parameters
+            to_channels_last(self.model)
         # Our loss is a per-row mean; let Trainer scale it for gradient accumulation.
         self.model_accepts_loss_kwargs = False
         self.teacher = None
@@ -326,6 +381,11 @@ class UnlearningTrainer(CardMixin, Trainer):
         self._loss_sums = torch.zeros(4, device=args.device)  # forget sum, forget n, retain sum, retain n
         self._seen = torch.zeros(2, dtype=torch.long, device=args.device)  # forget, retain rows trained on
         self._epoch_rows = 0  # rows this process has trained on in the current epoch, padding included
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        if honour_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
+            self.is_fsdp_enabled = True
 
     # ------------------------------------------------------------------------------------ data hooks
     def _set_signature_columns_if_needed(self):
@@ -353,7 +413,7 @@ class UnlearningTrainer(CardMixin, Trainer):
         # gathered is rank-major: row (r, j) is sample r + j * world.
         return gathered.view(world, per_rank, -1).transpose(0, 1).reshape(world * per_rank, -1)[:n]
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: see evaluation.predict_logits
     def _streamed_accuracy(self, model: torch.nn.Module, stream) -> float:
         """Accuracy of `model` on a stream read once: item i goes to process i mod world, counts are summed.
         Every process runs as many forward passes as the busiest one (sharded models need all of them)."""
