@@ -230,3 +230,18 @@ def test_train_fits_the_processor_to_rgb_data_and_retrains_like_it(colour_digits
     )
     assert summary["recipe"] == {**recipe["recipe"], "seed": summary["recipe"]["seed"]}
     assert AutoImageProcessor.from_pretrained(retrained).to_dict() == processor.to_dict()
+
+
+def test_importing_lotus_hf_drops_deepspeeds_no_gpu_warning_only():
+    import subprocess
+    import sys
+
+    pytest.importorskip("deepspeed")  # installed by `make test`; the warning comes with it
+    if __import__("torch").cuda.is_available():
+        pytest.skip("DeepSpeed warns only on machines without a GPU")
+    code = "import {} deepspeed; import logging; logging.getLogger('DeepSpeed').warning('kept')"
+    plain = subprocess.run([sys.executable, "-c", code.format("")], capture_output=True, text=True)
+    ours = subprocess.run([sys.executable, "-c", code.format("lotus_hf,")], capture_output=True, text=True)
+    assert "Setting accelerator to CPU" in plain.stderr + plain.stdout  # what DeepSpeed alone prints here
+    assert "Setting accelerator to CPU" not in ours.stderr + ours.stdout
+    assert "kept" in ours.stderr + ours.stdout  # DeepSpeed's other messages still show

@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
 def _unlearn(args: argparse.Namespace) -> None:
     # Trainer creates its `output_dir` at once; point it at a scratch folder so that only a finished run
     # ever creates `--output-dir` (written atomically by `save_unlearned`).
@@ -275,29 +279,28 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
         )
     else:
         config = _baseline_config(args, settings, scratch)
-    print(
+    say = print if config.process_index == 0 else _quiet  # several processes: the first one reports
+    say(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {args.dataset} from {args.model}",
         flush=True,
     )
     used = {k: v for k, v in recommended.items() if overrides.get(k) is None}
     if used:
-        print(
+        say(
             "settings from the model's unlearning_config.json: "
             + ", ".join(f"{k}={v}" for k, v in used.items())
             + " (the command's flags override them)",
             flush=True,
         )
     if args.method == "lotus":
-        print(
+        say(
             f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
         )
     else:
         hyper = config.method_hyperparameters()
-        print(
-            f"{args.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k != "method"), flush=True
-        )
+        say(f"{args.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k != "method"), flush=True)
     data = prepare_unlearning_data(dataset, request, processor, seed=args.seed)
-    print(
+    say(
         f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}",
         flush=True,
     )
