@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser unlearn test test-slow lint benchmark benchmark-scale
+.PHONY: setup browser unlearn test test-slow lint benchmark benchmark-scale benchmark-sharded
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -34,6 +34,9 @@ benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and Vi
 
 benchmark-scale: setup   ## throughput and peak memory, cached vs live teacher (add DEVICE=cuda on a GPU)
 	$(PY) benchmarks/scale.py --device $(or $(DEVICE),cpu)
+
+benchmark-sharded: setup ## peak RSS per process on 2 CPU processes: DDP, FSDP2, ZeRO-3, cached vs live teacher
+	$(PY) benchmarks/sharded_memory.py
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -40,19 +40,12 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def measure(device: str, mode: str) -> dict:
-    """One mode in this process: build, train `steps` steps, report step times and peak memory."""
+def model_and_data(device: str):
+    """The randomly initialised ViT of `SETTINGS[device]` and synthetic forget, retain and unseen sets."""
     import torch
-    from transformers import (
-        AutoModelForImageClassification,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-        ViTConfig,
-    )
+    from transformers import AutoModelForImageClassification, ViTConfig
 
-    from lotus_hf import UnlearningConfig, UnlearningTrainer
-    from lotus_hf.data import PixelDataset, collate
+    from lotus_hf.data import PixelDataset
 
     hidden, layers, heads, inter, size, patch, images, batch, steps = SETTINGS[device]
     torch.manual_seed(0)
@@ -67,6 +60,19 @@ def measure(device: str, mode: str) -> dict:
         PixelDataset(pixels[n_forget:], labels[n_forget:]),
     )
     unseen = PixelDataset(torch.randn(images // 4, 3, size, size), torch.randint(0, 10, (images // 4,)))
+    return model, forget, retain, unseen
+
+
+def measure(device: str, mode: str) -> dict:
+    """One mode in this process: build, train `steps` steps, report step times and peak memory."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from lotus_hf import UnlearningConfig, UnlearningTrainer
+    from lotus_hf.data import collate
+
+    hidden, layers, heads, inter, size, patch, images, batch, steps = SETTINGS[device]
+    model, forget, retain, unseen = model_and_data(device)
     step_times: list[float] = []
 
     class Clock(TrainerCallback):
