@@ -10,12 +10,12 @@ logging.getLogger("DeepSpeed").addFilter(
     lambda record: "Setting accelerator to CPU" not in record.getMessage()
 )
 
-from .baselines import BaselineConfig, BaselineTrainer  # noqa: E402  (the imports come after the filter)
-from .config import UnlearningConfig  # noqa: E402
-from .data import ForgetRequest, PixelDataset, UnlearningData, load_image_dataset, prepare_unlearning_data  # noqa: E402
-from .evaluation import UnlearningReport, evaluate_unlearning  # noqa: E402
-from .rf_jsd import rf_jsd  # noqa: E402
-from .trainer import UnlearningTrainer  # noqa: E402
+from .baselines import BaselineConfig, BaselineTrainer
+from .config import UnlearningConfig
+from .data import ForgetRequest, PixelDataset, UnlearningData, load_image_dataset, prepare_unlearning_data
+from .evaluation import UnlearningReport, evaluate_unlearning
+from .rf_jsd import rf_jsd
+from .trainer import UnlearningTrainer
 
 __all__ = [
     "BaselineConfig",

@@ -206,10 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet(*args, **kwargs) -> None:
-    pass
-
-
 def _unlearn(args: argparse.Namespace) -> None:
     # Trainer creates its `output_dir` at once; point it at a scratch folder so that only a finished run
     # ever creates `--output-dir` (written atomically by `save_unlearned`).
@@ -218,6 +214,8 @@ def _unlearn(args: argparse.Namespace) -> None:
 
 
 def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
+    from accelerate import PartialState
+
     from .config import UnlearningConfig
     from .data import load_image_dataset, prepare_unlearning_data
     from .hub import (
@@ -279,7 +277,7 @@ def _unlearn_in(args: argparse.Namespace, scratch: str) -> None:
         )
     else:
         config = _baseline_config(args, settings, scratch)
-    say = print if config.process_index == 0 else _quiet  # several processes: the first one reports
+    say = PartialState().print  # under several processes, the first one reports
     say(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {args.dataset} from {args.model}",
         flush=True,

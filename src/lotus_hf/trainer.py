@@ -128,11 +128,12 @@ def fsdp2_compatible(model: torch.nn.Module, cpu_ram_efficient_loading: bool = F
     - Its RAM-efficient loading takes every state-dict entry for a sharded parameter, so it fails on a
       model with buffers (BatchNorm statistics): that is a clear error here instead of a deep traceback.
     """
-    buffers = [name for name, _ in model.named_buffers() if name in model.state_dict()]
-    if cpu_ram_efficient_loading and buffers:
+    saved = model.state_dict().keys() if cpu_ram_efficient_loading else ()
+    buffer = next((name for name, _ in model.named_buffers() if name in saved), None)
+    if buffer is not None:
         raise ValueError(
             f"FSDP2's `fsdp_cpu_ram_efficient_loading` cannot load {type(model).__name__}: it has buffers "
-            f"({buffers[0]}, ...) and accelerate 1.15 expects only parameters. Set "
+            f"({buffer}, ...) and accelerate 1.15 expects only parameters. Set "
             "`fsdp_cpu_ram_efficient_loading: false` in the accelerate config."
         )
     try:
