@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from fashion_mnist import CELLS, RESULTS
+from fashion_mnist import CELLS, FULL, RESULTS
 
 from lotus_hf.cli import main as lotus_hf
 
@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     subset = args.train_subset
     tag = "" if args.seeds == "3407" else "-seeds-" + args.seeds.replace(",", "-")
-    tag += "" if subset == 6000 else f"-subset-{subset}"  # the first sweeps ran on 6,000 images
+    tag += "" if subset == 6000 or args.cell in FULL else f"-subset-{subset}"  # the first sweeps ran on 6,000
     record = RESULTS / f"sweep-{args.cell}{tag}.json"
     previous = json.loads(record.read_text()) if record.exists() else {}
     # rows from before the learning rate was swept ran at the bundled 1e-4
@@ -52,8 +52,7 @@ def main() -> None:
             argv = [
                 "benchmark",
                 *CELLS[args.cell],
-                "--train-subset",
-                str(subset),
+                *([] if args.cell in FULL else ["--train-subset", str(subset)]),
                 "--methods",
                 "lotus",
                 "--seeds",
@@ -88,11 +87,12 @@ def main() -> None:
     command = (
         f".venv/bin/python benchmarks/lotus_sweep.py --cell {args.cell} --grid {args.grid} --seeds {args.seeds}"
         + "".join(f" --set {field}" for field in args.set)
-        + f" --train-subset {subset}"
+        + ("" if args.cell in FULL else f" --train-subset {subset}")
     )
     commands = [*previous.get("commands", [previous["command"]] if "command" in previous else []), command]
+    images = "all" if args.cell in FULL else subset
     lines = [
-        f"# LoTUS sweep, {args.cell}, seeds {args.seeds} (means over the seeds), {subset} training images\n",
+        f"# LoTUS sweep, {args.cell}, seeds {args.seeds} (means over the seeds), {images} training images\n",
         "Commands:\n",
         *[f"- `{c}`" for c in commands],
         "",
