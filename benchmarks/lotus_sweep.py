@@ -39,9 +39,10 @@ def main() -> None:
         help="another UnlearningConfig field, every point",
     )
     args = parser.parse_args()
-    subset = args.train_subset
+    subset = None if args.cell in FULL else args.train_subset
+    subset_args = [] if subset is None else ["--train-subset", str(subset)]
     tag = "" if args.seeds == "3407" else "-seeds-" + args.seeds.replace(",", "-")
-    tag += "" if subset == 6000 or args.cell in FULL else f"-subset-{subset}"  # the first sweeps ran on 6,000
+    tag += "" if subset in (None, 6000) else f"-subset-{subset}"  # the first sweeps ran on 6,000 images
     record = RESULTS / f"sweep-{args.cell}{tag}.json"
     previous = json.loads(record.read_text()) if record.exists() else {}
     # rows from before the learning rate was swept ran at the bundled 1e-4
@@ -52,7 +53,7 @@ def main() -> None:
             argv = [
                 "benchmark",
                 *CELLS[args.cell],
-                *([] if args.cell in FULL else ["--train-subset", str(subset)]),
+                *subset_args,
                 "--methods",
                 "lotus",
                 "--seeds",
@@ -87,12 +88,11 @@ def main() -> None:
     command = (
         f".venv/bin/python benchmarks/lotus_sweep.py --cell {args.cell} --grid {args.grid} --seeds {args.seeds}"
         + "".join(f" --set {field}" for field in args.set)
-        + ("" if args.cell in FULL else f" --train-subset {subset}")
+        + "".join(f" {a}" for a in subset_args)
     )
     commands = [*previous.get("commands", [previous["command"]] if "command" in previous else []), command]
-    images = "all" if args.cell in FULL else subset
     lines = [
-        f"# LoTUS sweep, {args.cell}, seeds {args.seeds} (means over the seeds), {images} training images\n",
+        f"# LoTUS sweep, {args.cell}, seeds {args.seeds} (means over the seeds), {subset or 'all'} training images\n",
         "Commands:\n",
         *[f"- `{c}`" for c in commands],
         "",
