@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser unlearn test test-slow lint benchmark benchmark-full benchmark-scale benchmark-sharded
+.PHONY: setup browser unlearn test test-slow lint space benchmark benchmark-full benchmark-scale benchmark-sharded
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -40,6 +40,9 @@ benchmark-scale: setup   ## throughput and peak memory, cached vs live teacher (
 
 benchmark-sharded: setup ## peak RSS per process on 2 CPU processes: DDP, FSDP2, ZeRO-3, cached vs live teacher
 	$(PY) benchmarks/sharded_memory.py
+
+space: setup             ## a folder deployable as is to a Gradio Space: app, card, the lotus-hf wheel, requirements
+	$(PY) scripts/build_space.py dist/space
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -82,13 +82,13 @@ def time_finetune_epoch(data, trainer_stream_size: int, seed: int) -> dict:
     one LoTUS epoch sees (forget set + retain subset): the floor LoTUS's per-step overhead is measured on."""
     from torch.utils.data import ConcatDataset
 
-    from lotus_hf.pipeline import Recipe, train_classifier
+    from lotus_hf.research.training import Recipe, train_with_recipe
 
     model, _ = load_model("fashion-mnist-resnet")
     retain = data.retain.select(torch.arange(trainer_stream_size - len(data.forget)))
     stream = ConcatDataset([data.forget, retain])
     recipe = Recipe(epochs=1, learning_rate=1e-4, lr_scheduler_type="constant", seed=seed)
-    _, seconds = train_classifier(model, stream, recipe, "/tmp/lotus-epoch-cost-finetune")
+    _, seconds = train_with_recipe(model, stream, recipe, "/tmp/lotus-epoch-cost-finetune")
     return {"samples": len(stream), "seconds": seconds, "samples_per_second": len(stream) / seconds}
 
 

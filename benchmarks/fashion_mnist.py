@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lotus_hf.benchmark import plot, render_markdown
 from lotus_hf.cli import main as lotus_hf
+from lotus_hf.research.benchmark import render_markdown
+from lotus_hf.research.plots import plot
 
 # relative to the working directory where possible, so the commands written into the results carry no
 # machine's absolute paths (run from the repository root: `make benchmark`)
@@ -72,7 +73,7 @@ def main() -> None:
     start = time.perf_counter()
     if not args.summary_only:
         for cell in cells:
-            lotus = [item for k, v in LOTUS[cell].items() for item in ("--config", f"lotus.{k}={v}")]
+            lotus = ["--method-config", json.dumps({"lotus": LOTUS[cell]})]
             subset = [] if cell in FULL else ["--train-subset", str(args.train_subset)]
             argv = ["benchmark", *CELLS[cell], *lotus, *subset,
                     "--cache-dir", str(RESULTS.parent / "cache"), "--output-dir", str(RESULTS / cell)]  # fmt: skip

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from lotus_hf import ForgetRequest, UnlearningConfig, load_image_dataset, prepare_unlearning_data
-from lotus_hf.hub import load_model, resolve_model
-from lotus_hf.pipeline import Recipe, train_original, unlearn
+from lotus_hf.hub import load_model
+from lotus_hf.research.training import Recipe, train_original
+from lotus_hf.run import unlearn
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -41,7 +42,7 @@ def main() -> None:
     retrained_dir = Path(args.retrained or RESULTS / "retrained-resnet")
     retrain_seconds = None
     if not retrained_dir.exists():
-        recipe = Recipe.from_dir(resolve_model("fashion-mnist-resnet"))
+        recipe = Recipe.from_model("fashion-mnist-resnet")
         summary = train_original(dataset, processor, recipe, retrained_dir, request=request)
         retrain_seconds = summary["training_seconds"]
     else:
@@ -56,7 +57,7 @@ def main() -> None:
         config = UnlearningConfig(output_dir="/tmp/lotus-bench", alpha=alpha, num_train_epochs=epochs,
                                   seed=args.seed, disable_tqdm=True, logging_strategy="no")  # fmt: skip
         result = unlearn(model, data, config, retrained=retrained, retrain_seconds=retrain_seconds)
-        runs.append({"alpha": alpha, "epochs": epochs, "history": result.trainer.history,
+        runs.append({"alpha": alpha, "epochs": epochs, "history": result.history,
                      **result.report.to_dict()})  # fmt: skip
         print(f"alpha {alpha} epochs {epochs}\n{result.report.to_markdown()}", flush=True)
 

@@ -21,6 +21,18 @@ from fashion_mnist import CELLS, FULL, RESULTS
 from lotus_hf.cli import main as lotus_hf
 
 
+def _fields(assignments: list[str]) -> dict:
+    """`["retain_fraction=0.5"]` -> `{"retain_fraction": 0.5}` (values read as JSON where they can be)."""
+    fields = {}
+    for assignment in assignments:
+        name, _, value = assignment.partition("=")
+        try:
+            fields[name] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[name] = value
+    return fields
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cell", required=True, choices=list(CELLS))
@@ -60,12 +72,17 @@ def main() -> None:
                 args.seeds,
                 "--cache-dir",
                 str(RESULTS.parent / "cache"),
-                "--config",
-                f"lotus.alpha={alpha}",
-                "--config",
-                f"lotus.num_train_epochs={epochs}",
-                *(["--config", f"lotus.learning_rate={lr[0]}"] if lr else []),
-                *[item for field in args.set for item in ("--config", f"lotus.{field}")],
+                "--method-config",
+                json.dumps(
+                    {
+                        "lotus": {
+                            "alpha": float(alpha),
+                            "num_train_epochs": float(epochs),
+                            **({"learning_rate": float(lr[0])} if lr else {}),
+                            **_fields(args.set),
+                        }
+                    }
+                ),
                 "--output-dir",
                 f"{tmp}/out",
             ]

@@ -22,11 +22,12 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
-from lotus_hf import ForgetRequest, UnlearningConfig, load_image_dataset
+from lotus_hf import ForgetRequest, load_image_dataset, load_model, push_folder, save_unlearned, unlearn
+from lotus_hf.cards import hub_id
 from lotus_hf.data import class_names_of, preprocess, split_unlearning_data
 from lotus_hf.evaluation import entropy, predict_logits
-from lotus_hf.hub import check_labels, hub_id, load_model
-from lotus_hf.pipeline import save_unlearned, unlearn
+from lotus_hf.hub import check_labels
+from lotus_hf.run import method_config
 
 BUNDLED = {
     "Fashion-MNIST ResNet (bundled)": "fashion-mnist-resnet",
@@ -196,16 +197,14 @@ def run_unlearning(model_name, dataset_name, request, alpha, epochs, events=None
     original = copy.deepcopy(model)
     student = copy.deepcopy(model)
     work = Path(tempfile.mkdtemp(prefix="lotus-space-"))
-    config = UnlearningConfig(output_dir=str(work / "trainer"), alpha=float(alpha), num_train_epochs=float(epochs),
-                              class_forgetting=request.kind == "classes", seed=SEED, disable_tqdm=True,
-                              logging_strategy="no", use_cpu=True, dataloader_pin_memory=False)  # fmt: skip
+    config = method_config("lotus", model_name, request, output_dir=str(work / "trainer"), alpha=float(alpha),
+                           num_train_epochs=float(epochs), seed=SEED, disable_tqdm=True, logging_strategy="no",
+                           use_cpu=True, dataloader_pin_memory=False)  # fmt: skip
     callbacks = [_Progress(events, cancel)] if events is not None else []
-    result = unlearn(student, data, config, callbacks=callbacks)
-    folder = save_unlearned(
-        result, processor, work / "unlearned-model", base_model=model_name, dataset=dataset_name
-    )
+    result = unlearn(student, data, config, base_model=model_name, dataset=dataset_name, callbacks=callbacks)
+    folder = save_unlearned(result, processor, work / "unlearned-model")
     archive = Path(shutil.make_archive(str(work / "unlearned-model"), "zip", folder))
-    return RunResult(folder, archive, result.report.to_dict(), original.eval(), result.trainer.model.eval(),
+    return RunResult(folder, archive, result.report.to_dict(), original.eval(), result.model.eval(),
                      processor, class_names, data)  # fmt: skip
 
 
@@ -261,13 +260,9 @@ def push(run: RunResult | None, repo_id: str, token: str, private: bool = True) 
         raise SpaceError("Name the repo as ORG/NAME, e.g. your-name/my-model-unlearned.")
     if not (token or "").strip():
         raise SpaceError("Paste a Hugging Face token with write access (it is used for this push only).")
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token.strip())
-    api.create_repo(repo_id.strip(), private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id.strip(), folder_path=str(run.folder),
-                             commit_message="Upload unlearned model (lotus-hf Space)")  # fmt: skip
-    return f"Pushed: {info.commit_url}"
+    url = push_folder(run.folder, repo_id.strip(), private=private, token=token.strip(),
+                      message="Upload unlearned model (lotus-hf Space)")  # fmt: skip
+    return f"Pushed: {url}"
 
 
 # ------------------------------------------------------------------------------------------- the app
@@ -281,7 +276,11 @@ def _bundled_classes() -> list[str]:
 
 
 def build_demo():
+    """The app. The default model's data are prepared here, once, at start-up: the first page load only
+    reads them (a Space that prepared them per load showed "processing" for over 15 s)."""
     import gradio as gr
+
+    prepared(*resolve_choice(next(iter(BUNDLED)), "", ""))
 
     def choices_for(model_choice, model_id, dataset_id):
         try:
@@ -444,4 +443,5 @@ def build_demo():
 
 
 if __name__ == "__main__":
-    build_demo().queue(default_concurrency_limit=2).launch(server_name="0.0.0.0", max_file_size="5mb")
+    # The address and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Space sets 0.0.0.0:7860).
+    build_demo().queue(default_concurrency_limit=2).launch(max_file_size="5mb")

@@ -36,13 +36,13 @@ def trained_resnet(digits_data):
 
     from torch.utils.data import ConcatDataset
 
-    from lotus_hf.pipeline import Recipe, train_classifier
+    from lotus_hf.research.training import Recipe, train_with_recipe
 
     model = tiny_model("resnet")
     train = ConcatDataset([digits_data.forget, digits_data.retain])
     recipe = Recipe(model_config="resnet", epochs=15, learning_rate=1e-2, batch_size=64, seed=0)
     with tempfile.TemporaryDirectory() as work:
-        model, _ = train_classifier(model, train, recipe, work)
+        model, _ = train_with_recipe(model, train, recipe, work)
     return copy.deepcopy(model).eval()
 
 

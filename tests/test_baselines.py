@@ -7,22 +7,16 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from lotus_hf.baselines import (
-    BASELINES,
-    BaselineConfig,
-    BaselineTrainer,
-    _dampen,
-    distillation_kl,
-    saliency_mask,
-)
+from lotus_hf.baselines import BASELINES, distillation_kl
+from lotus_hf.baselines.salun import saliency_mask
+from lotus_hf.baselines.ssd import dampen
 from lotus_hf.evaluation import accuracy, predict_logits
-from lotus_hf.pipeline import unlearn
+from lotus_hf.run import method_config, unlearn
 
 
 def _config(tmp_path, method, **overrides):
     fields = dict(
         output_dir=str(tmp_path / "out"),
-        method=method,
         per_device_train_batch_size=32,
         num_train_epochs=2,
         disable_tqdm=True,
@@ -31,7 +25,13 @@ def _config(tmp_path, method, **overrides):
         seed=3407,
     )
     fields.update(overrides)
-    return BaselineConfig(**fields)
+    if method == "ssd":
+        fields.pop("num_train_epochs", None)
+    return method_config(method, **fields)
+
+
+def _trainer(method, model, config, data):
+    return BASELINES[method][1](model, config, data.forget, data.retain)
 
 
 def _state(model):
@@ -47,9 +47,7 @@ def test_each_baseline_runs_changes_the_student_and_not_the_original(
     student = copy.deepcopy(trained_resnet)
     result = unlearn(student, digits_data, _config(tmp_path, method), original=original)
 
-    changed = [
-        k for k, v in result.trainer.model.state_dict().items() if not torch.equal(v, original_state[k])
-    ]
+    changed = [k for k, v in result.model.state_dict().items() if not torch.equal(v, original_state[k])]
     assert changed, f"{method} did not change the student"
     assert all(torch.equal(v, original_state[k]) for k, v in original.state_dict().items()), (
         "original changed"
@@ -62,12 +60,12 @@ def test_each_baseline_runs_changes_the_student_and_not_the_original(
     assert result.report.training["hyperparameters"]["method"] == method
     assert result.report.unlearning_seconds > 0
     if method == "ssd":
-        assert result.trainer.history[0]["dampened_parameters"] > 0
+        assert result.trainer is None and result.history[0]["dampened_parameters"] > 0
 
 
 def test_retrain_starts_from_scratch_and_learns_the_retain_set(trained_resnet, digits_data, tmp_path):
     config = _config(tmp_path, "retrain", num_train_epochs=8, learning_rate=1e-2)
-    trainer = BaselineTrainer(copy.deepcopy(trained_resnet), config, digits_data.forget, digits_data.retain)
+    trainer = _trainer("retrain", copy.deepcopy(trained_resnet), config, digits_data)
     fresh = _state(trainer.model)
     torch.manual_seed(3407)
     expected = tiny_model("resnet", seed=3407)  # same config, same seed -> same initial weights
@@ -78,25 +76,45 @@ def test_retrain_starts_from_scratch_and_learns_the_retain_set(trained_resnet, d
 
 
 def test_method_defaults_follow_the_spec_and_explicit_values_win(tmp_path):
-    finetune = _config(tmp_path, "finetune", num_train_epochs=None)
+    finetune = method_config("finetune", output_dir=str(tmp_path))
     assert (finetune.optim, finetune.learning_rate, finetune.weight_decay, finetune.num_train_epochs) == (
         "sgd", 1e-3, 5e-4, 5,
     )  # fmt: skip
     assert finetune.optim_args == "momentum=0.9"
-    scrub = _config(tmp_path, "scrub", num_train_epochs=None)
+    scrub = method_config("scrub", output_dir=str(tmp_path))
     assert (scrub.optim, scrub.learning_rate, scrub.scrub_temperature) == ("adamw_torch", 5e-4, 4.0)
-    bad = _config(tmp_path, "bad_teacher", learning_rate=3e-5)
+    bad = method_config("bad_teacher", output_dir=str(tmp_path), learning_rate=3e-5)
     assert (bad.learning_rate, bad.bad_teacher_temperature, bad.retain_fraction) == (3e-5, 1.0, 0.3)
     assert set(_config(tmp_path, "ssd").method_hyperparameters()) >= {"ssd_alpha", "ssd_lambda"}
 
 
 @pytest.mark.parametrize(
-    "field, value", [("method", "magic"), ("neggrad_beta", 0.0), ("salun_sparsity", 1.5), ("ssd_alpha", -1)]
-)
-def test_bad_fields_name_themselves(field, value, tmp_path):
-    fields = {"method": "finetune", field: value}
-    with pytest.raises(ValueError, match=f"`{field}`"):
-        _config(tmp_path, **fields)
+    "method, field, value",
+    [("neggrad_plus", "neggrad_beta", 0.0), ("salun", "salun_sparsity", 1.5), ("ssd", "ssd_alpha", -1),
+     ("scrub", "scrub_temperature", 0), ("bad_teacher", "retain_fraction", 2.0)],
+)  # fmt: skip
+def test_bad_fields_name_themselves(method, field, value, tmp_path):
+    with pytest.raises(ValueError, match=f"`{field}` must be"):
+        _config(tmp_path, method, **{field: value})
+
+
+def test_unknown_methods_and_fields_are_named(tmp_path):
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        method_config("magic")
+    with pytest.raises(ValueError, match=r"\['alpha'\] are not fields of `ScrubConfig`"):
+        method_config("scrub", alpha=2.0)
+
+
+def test_each_method_declares_only_its_own_hyperparameters(tmp_path):
+    own = {name: set(method_config(name, output_dir=str(tmp_path)).own_fields()) for name in BASELINES}
+    assert own["neggrad_plus"] == {"neggrad_beta"} and own["salun"] == {"salun_sparsity"}
+    assert own["ssd"] == {"ssd_alpha", "ssd_lambda"} and own["finetune"] == own["retrain"] == set()
+    assert own["scrub"] == {"scrub_temperature", "scrub_max_epochs", "scrub_ce_weight", "scrub_kl_weight"}
+    for name, (config_class, run) in BASELINES.items():
+        assert config_class.method == name
+        assert not isinstance(run, type) or run.config_class is config_class
+    ssd_fields = method_config("ssd", output_dir=str(tmp_path)).method_hyperparameters()
+    assert "learning_rate" not in ssd_fields and ssd_fields["method"] == "ssd"
 
 
 def test_scrub_max_pass_raises_the_forget_kl_and_returns_the_student(trained_resnet, digits_data, tmp_path):
@@ -104,7 +122,7 @@ def test_scrub_max_pass_raises_the_forget_kl_and_returns_the_student(trained_res
     config = _config(
         tmp_path, "scrub", num_train_epochs=1, scrub_max_epochs=1, max_steps=1, learning_rate=1e-3
     )
-    trainer = BaselineTrainer(copy.deepcopy(trained_resnet), config, digits_data.forget, digits_data.retain)
+    trainer = _trainer("scrub", copy.deepcopy(trained_resnet), config, digits_data)
     trainer.train()
     before = predict_logits(trained_resnet, digits_data.forget)
     after = predict_logits(trainer.model, digits_data.forget)
@@ -115,7 +133,7 @@ def test_bad_teacher_targets_are_a_random_model_on_forget_rows_and_the_original_
     trained_resnet, digits_data, tmp_path
 ):
     config = _config(tmp_path, "bad_teacher", max_steps=1)
-    trainer = BaselineTrainer(copy.deepcopy(trained_resnet), config, digits_data.forget, digits_data.retain)
+    trainer = _trainer("bad_teacher", copy.deepcopy(trained_resnet), config, digits_data)
     trainer.train()
     stream, n_forget = trainer.train_dataset, len(digits_data.forget)
     assert len(stream) == n_forget + int(0.3 * len(digits_data.retain))
@@ -142,7 +160,7 @@ def test_ssd_dampening_by_hand():
     forget_importance = [torch.tensor([100.0, 1.0, 50.0])]
     all_importance = [torch.tensor([2.0, 1.0, 10.0])]
     # alpha 10: only the first is selected (100 > 20; 1 !> 10; 50 !> 100); factor min(1 * 2 / 100, 1) = 0.02
-    assert _dampen([param], forget_importance, all_importance, alpha=10.0, lam=1.0) == 1
+    assert dampen([param], forget_importance, all_importance, alpha=10.0, lam=1.0) == 1
     assert torch.allclose(param.detach(), torch.tensor([0.02, 2.0, 3.0]))
 
 
@@ -155,7 +173,7 @@ def test_salun_mask_keeps_the_requested_share_of_weights(trained_resnet, digits_
 
 def test_salun_updates_only_salient_weights(trained_resnet, digits_data, tmp_path):
     config = _config(tmp_path, "salun", max_steps=2, weight_decay=0.0, salun_sparsity=0.05)
-    trainer = BaselineTrainer(copy.deepcopy(trained_resnet), config, digits_data.forget, digits_data.retain)
+    trainer = _trainer("salun", copy.deepcopy(trained_resnet), config, digits_data)
     before = {n: p.detach().clone() for n, p in trained_resnet.named_parameters()}
     trainer.train()
     for (name, param), mask in zip(trainer.model.named_parameters(), trainer.saliency_mask, strict=True):

@@ -7,14 +7,15 @@ import pytest
 from conftest import save_tiny, tiny_model
 from test_cli import digits_folder  # noqa: F401  (the PNG image-folder fixture)
 
-from lotus_hf.benchmark import stratified_subset
 from lotus_hf.cli import main
+from lotus_hf.evaluation import GAP_KEYS
+from lotus_hf.research.benchmark import stratified_subset
 
+ONE_EPOCH = {m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "random_labels", "salun", "scrub",
+                                                  "bad_teacher")}  # fmt: skip
 TINY = [
     "--seeds", "1,2", "--train-subset", "200", "--recipe-epochs", "3",
-    "--config", "lotus.num_train_epochs=1", "--config", "lotus.per_device_train_batch_size=32",
-    *[item for m in ("finetune", "neggrad_plus", "random_labels", "salun", "scrub", "bad_teacher")
-      for item in ("--config", f"{m}.num_train_epochs=1")],
+    "--method-config", json.dumps({"lotus": {"num_train_epochs": 1, "per_device_train_batch_size": 32}, **ONE_EPOCH}),
 ]  # fmt: skip
 
 
@@ -33,13 +34,26 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
     assert len(results["runs"]) == 2 * len(methods)
     retrain = results["summary"]["retrain"]
     assert retrain["avg_gap"]["mean"] == 0 and retrain["jsd"]["mean"] == 0
+    runs = {(r["method"], r["seed"]): r for r in results["runs"]}
     for method in methods - {"original", "retrain"}:
         row = results["summary"][method]
-        assert row["avg_gap"]["mean"] >= 0 and row["avg_gap"]["std"] >= 0
-        assert row["seconds"]["mean"] > 0 and row["share_of_retrain"]["mean"] > 0
+        # Avg Gap of each run: the mean over the four metrics of |method - retrained| on that seed; the
+        # summary is their mean and sample std over the seeds
+        gaps = [np.mean([abs(runs[method, s][k] - runs["retrain", s][k]) for k in GAP_KEYS]) for s in (1, 2)]
+        for seed, gap in zip((1, 2), gaps, strict=True):
+            assert runs[method, seed]["avg_gap"] == pytest.approx(gap, abs=1e-12)
+        assert row["avg_gap"]["mean"] == pytest.approx(np.mean(gaps)) and row["avg_gap"][
+            "std"
+        ] == pytest.approx(np.std(gaps, ddof=1))
+        shares = [runs[method, s]["seconds"] / runs["retrain", s]["seconds"] for s in (1, 2)]
+        assert row["share_of_retrain"]["mean"] == pytest.approx(np.mean(shares))
         assert row["hyperparameters"]["method"] == method
     assert results["summary"]["lotus"]["hyperparameters"]["num_train_epochs"] == 1
-    assert results["pearson_rf_jsd_vs_jsd"] is None or -1 <= results["pearson_rf_jsd_vs_jsd"] <= 1
+    points = results["pearson_points"]
+    assert set(points) == methods - {"original"}
+    x = [results["summary"][m]["rf_jsd"]["mean"] for m in points]
+    y = [results["summary"][m]["jsd"]["mean"] for m in points]
+    assert results["pearson_rf_jsd_vs_jsd"] == pytest.approx(np.corrcoef(x, y)[0, 1])
     assert results["train_samples"] == 200
     files = {p.name for p in (tmp_path / "first").iterdir()}
     assert files == {
@@ -75,10 +89,10 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
     "extra, message",
     [
         (["--methods", "lotus,magic"], "`methods` names ['magic']"),
-        (["--config", "lotus.alpa=3"], "not UnlearningConfig fields"),
-        (["--config", "lotus=3"], "METHOD.FIELD=VALUE"),
+        (["--method-config", '{"lotus": {"alpa": 3}}'], "['alpa'] are not fields of `UnlearningConfig`"),
+        (["--method-config", "lotus.alpha=3"], "`--method-config` must be a JSON object"),
         (["--seeds", "a,b"], "`--seeds` must be integers"),
-        (["--config", "scrub.scrub_temperature=-1"], "`scrub_temperature` must be > 0"),
+        (["--method-config", '{"scrub": {"scrub_temperature": -1}}'], "`scrub_temperature` must be > 0"),
     ],
 )
 def test_bad_benchmark_flags_fail_before_any_work(extra, message, tmp_path, capsys):

@@ -245,3 +245,68 @@ def test_importing_lotus_hf_drops_deepspeeds_no_gpu_warning_only():
     assert "Setting accelerator to CPU" in plain.stderr + plain.stdout  # what DeepSpeed alone prints here
     assert "Setting accelerator to CPU" not in ours.stderr + ours.stdout
     assert "kept" in ours.stderr + ours.stdout  # DeepSpeed's other messages still show
+
+
+def test_a_config_file_loads_a_whole_run_and_flags_override_it(digits_folder, tmp_path, capsys):
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    run = tmp_path / "run.yaml"
+    run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget-classes: digit-2\nnum_train_epochs: 1\n"
+                   f"batch_size: 64\nalpha: 3.5\noutput_dir: {tmp_path / 'from-file'}\n")  # fmt: skip
+    assert main(["unlearn", "--config", str(run), "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "unlearning classes=digit-2 of" in printed and "LoTUS: alpha 3.5, 2 epochs at most" in printed
+    report = json.loads((tmp_path / "from-file" / "report.json").read_text())
+    assert report["training"]["hyperparameters"]["per_device_train_batch_size"] == 64
+    assert report["training"]["hyperparameters"]["class_forgetting"] is True  # a class request
+
+    (tmp_path / "bad.yaml").write_text("aplha: 3\n")
+    assert main(["unlearn", "--config", str(tmp_path / "bad.yaml"), "--output-dir", str(tmp_path / "o")]) == 2
+    assert "['aplha'] are not fields of `UnlearningConfig`" in capsys.readouterr().err
+
+
+def test_help_lists_the_methods_own_fields_and_help_all_every_field(capsys):
+    assert main(["unlearn", "--help"]) == 0
+    short = capsys.readouterr().out
+    assert "--alpha" in short and "--retain-fraction" in short and "--forget-classes" in short
+    assert "--adam_beta1" not in short and "--scrub-temperature" not in short
+    assert main(["unlearn", "--help-all"]) == 0
+    assert "--adam_beta1" in capsys.readouterr().out
+    assert main(["unlearn", "--method", "scrub", "--help"]) == 0
+    scrub = capsys.readouterr().out
+    assert "--scrub-temperature" in scrub and "--alpha" not in scrub and "(default: 4.0)" in scrub
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--method", "scrub", "--alpha", "3"], "unrecognized argument --alpha. It is a field of --method lotus"),
+        (["--forget-classes", "digit-1", "--forget-fraction", "0.1"], "cannot be combined"),
+        (["--method", "magic"], "`method` must be one of ('lotus', 'finetune',"),
+        (["--epochs", "many"], "argument --num_train_epochs/--num-train-epochs/--epochs: invalid float value"),
+    ],
+)  # fmt: skip
+def test_flags_that_do_not_fit_are_named(extra, message, tmp_path, capsys):
+    assert main(["unlearn", "--output-dir", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_precedence_of_settings_is_a_library_function(tmp_path):
+    from lotus_hf.data import ForgetRequest
+    from lotus_hf.run import method_config
+
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    (model_dir / "unlearning_config.json").write_text(json.dumps({"alpha": 3.0, "num_train_epochs": 4}))
+    config = method_config("lotus", str(model_dir), ForgetRequest.classes(["digit-1"]), num_train_epochs=1,
+                           output_dir=str(tmp_path / "o"))  # fmt: skip
+    # defaults < the model's unlearning_config.json < what the request implies < explicit values
+    assert (config.alpha, config.num_train_epochs, config.class_forgetting) == (3.0, 1, True)
+    assert config.retain_fraction == 0.3  # the paper's default
+    explicit = method_config("lotus", str(model_dir), ForgetRequest.classes(["digit-1"]), class_forgetting=False,
+                             output_dir=str(tmp_path / "o"))  # fmt: skip
+    assert explicit.class_forgetting is False
+    samples = method_config(
+        "lotus", str(model_dir), ForgetRequest.first_percent(10), output_dir=str(tmp_path / "o")
+    )
+    assert samples.class_forgetting is None  # decided from the data by `unlearn`: off for samples

@@ -154,3 +154,20 @@ def _digits_folder(root: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(image * 16, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
     return root
+
+
+def test_baselines_forget_batches_are_shared_out_by_accelerate(weights, tmp_path):
+    """NegGrad+'s forget batches and SCRUB's max pass go through data loaders accelerate prepares: with two
+    processes, each trains on its own half of the forget set, and together on all of it, once."""
+    script = Path(__file__).parent / "distributed_baselines.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "seen.json"
+    cmd = [*_torchrun(2), str(script), str(out), "16", str(weights)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(out.read_text())
+    everything = set(range(1000, 1000 + record["forget"]))
+    for method in ("neggrad_plus", "scrub"):
+        first, second = (set(rows) for rows in record["seen"][method])
+        assert len(first) == len(second) == len(everything) // 2, method  # each process its own half
+        assert first | second == everything, method

@@ -1,6 +1,12 @@
 """The `evaluate` metric under metrics/rf_jsd/, loaded offline from its local path, and its Space app."""
 
+import ast
+import contextlib
 import doctest
+import importlib
+import importlib.util
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +14,16 @@ import pytest
 from test_rf_jsd import FORGET, FORGET_LABELS, SPEC_VECTORS, UNSEEN, UNSEEN_LABELS
 
 evaluate = pytest.importorskip("evaluate")
+package = importlib.import_module("lotus_hf.rf_jsd")  # the module: `lotus_hf.rf_jsd` is also a function
 
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "rf_jsd"
+# What the folder may import on a Space, which holds only this folder and its requirements.txt.
+SPACE_REQUIREMENTS = {"evaluate", "datasets", "numpy", "gradio", "pandas"}
+ALLOWED_IMPORTS = {"rf_jsd.py": {"evaluate", "datasets", "numpy"}, "rf_jsd_math.py": {"numpy"}}
+ALLOWED_IMPORTS["app.py"] = ALLOWED_IMPORTS["rf_jsd.py"] | {"gradio", "pandas"}
+# The package's argument names -> the metric's, as the metric's errors say them.
+METRIC_NAMES = {"forget_probs": "predictions", "forget_labels": "references", "unseen_probs": "unseen_predictions",
+                "unseen_labels": "unseen_references", "n_resamples": "n_bootstrap"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +145,31 @@ class _LocalEvaluate:
         return evaluate.load(str(METRIC_DIR) if name == "rf_jsd" else name, *args, **kwargs)
 
 
-def _load_app():
-    import importlib.util
+@contextlib.contextmanager
+def _as_on_a_space():
+    """The metric folder on sys.path (a Space runs `python app.py` in it) and lotus-hf not importable."""
+    names = {name for name in sys.modules if name.split(".")[0] == "lotus_hf"} | {"lotus_hf"}
+    saved = {name: sys.modules.get(name) for name in names}
+    sys.modules.update(dict.fromkeys(names))  # None: `import lotus_hf...` raises ImportError
+    sys.modules.pop("rf_jsd_math", None)
+    sys.path.insert(0, str(METRIC_DIR))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(METRIC_DIR))
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
+
+def _load_app():
     pytest.importorskip("gradio")
     spec = importlib.util.spec_from_file_location("rf_jsd_app", METRIC_DIR / "app.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with _as_on_a_space():
+        spec.loader.exec_module(module)
     return module
 
 
@@ -195,3 +227,164 @@ def test_rf_jsd_inputs_feed_the_metric_and_agree_with_the_report(metric, trained
         value = metric.compute(**inputs, variant=variant)["rf_jsd"]
         assert value == pytest.approx(report.rows["unlearned"][key], abs=1e-9)
     assert report.rows["unlearned"]["rf_jsd"] != pytest.approx(report.rows["original"]["rf_jsd"], abs=1e-9)
+
+
+def _helper():
+    """metrics/rf_jsd/rf_jsd_math.py, the math the metric module and the app share, imported from its file."""
+    spec = importlib.util.spec_from_file_location("rf_jsd_math_under_test", METRIC_DIR / "rf_jsd_math.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _random_inputs(seed):
+    """Random softmax rows (some one-hot, so exact zeros occur) and labels; the unseen set has every class."""
+    rng = np.random.default_rng(seed)
+    classes, n_forget, n_unseen = int(rng.integers(2, 8)), int(rng.integers(1, 50)), int(rng.integers(10, 80))
+    forget_labels = rng.integers(0, classes, size=n_forget)
+    unseen_labels = np.concatenate([np.arange(classes), rng.integers(0, classes, size=n_unseen)])
+    forget = rng.dirichlet(np.full(classes, 0.3), size=n_forget)
+    forget[rng.random(n_forget) < 0.2] = np.eye(classes)[0]
+    unseen = rng.dirichlet(np.full(classes, 0.3), size=len(unseen_labels))
+    unseen[rng.random(len(unseen_labels)) < 0.1] = np.eye(classes)[-1]
+    return forget, forget_labels, unseen, unseen_labels
+
+
+@pytest.mark.parametrize("forget, labels, variant, expected", SPEC_VECTORS)
+def test_spec_vectors_agree_with_the_package(metric, forget, labels, variant, expected):
+    inputs = (forget, labels, UNSEEN, UNSEEN_LABELS)
+    ours = package.rf_jsd(*inputs, variant=variant)
+    assert ours == pytest.approx(expected, abs=1e-9)
+    assert _compute(metric, forget, labels, variant=variant)["rf_jsd"] == pytest.approx(ours, abs=1e-12)
+    assert _helper().rf_jsd(*inputs, variant=variant) == pytest.approx(ours, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("variant", ["jsd", "reference"])
+def test_random_inputs_agree_with_the_package(metric, seed, variant):
+    """Value, per-class JSDs and the seeded bootstrap interval: the metric (via evaluate.load) and its math
+    helper give lotus_hf.rf_jsd's numbers to 1e-12."""
+    inputs = _random_inputs(seed)
+    forget, labels, unseen, unseen_labels = inputs
+    value = package.rf_jsd(*inputs, variant=variant)
+    per_class = package.rf_jsd_per_class(*inputs)
+    low, high = package.rf_jsd_interval(*inputs, variant=variant, n_resamples=120, confidence=0.9, seed=seed)
+    got = metric.compute(predictions=forget, references=labels, unseen_predictions=unseen,
+                         unseen_references=unseen_labels, variant=variant, per_class=True, n_bootstrap=120,
+                         confidence=0.9, seed=seed)  # fmt: skip
+    assert got["rf_jsd"] == pytest.approx(value, abs=1e-12)
+    assert got["per_class"].keys() == per_class.keys()
+    assert got["per_class"] == pytest.approx(per_class, abs=1e-12)
+    assert (got["rf_jsd_low"], got["rf_jsd_high"]) == pytest.approx((low, high), abs=1e-12)
+
+    helper = _helper()
+    assert helper.rf_jsd(*inputs, variant=variant) == pytest.approx(value, abs=1e-12)
+    assert helper.rf_jsd_per_class(*inputs) == pytest.approx(per_class, abs=1e-12)
+    interval = helper.rf_jsd_interval(*inputs, variant=variant, n_bootstrap=120, confidence=0.9, seed=seed)
+    assert interval == pytest.approx((low, high), abs=1e-12)
+    for theirs, ours in zip(package.class_means(*inputs), helper.class_means(*inputs), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    rows = min(len(forget), len(unseen))
+    assert helper.divergence(forget[:rows], unseen[:rows], variant) == pytest.approx(
+        package.divergence(forget[:rows], unseen[:rows], variant), abs=1e-12
+    )
+    assert helper.VARIANTS == package.VARIANTS
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(forget_probs=[[0.5, 0.6]]),
+        dict(forget_probs=[[-0.1, 1.1]]),
+        dict(forget_probs=[[float("inf"), 1.0]]),
+        dict(forget_probs=[]),
+        dict(forget_probs=np.zeros((0, 2)), forget_labels=[]),
+        dict(forget_probs=[[0.5, 0.5], [1.0]], forget_labels=[0, 0]),
+        dict(forget_probs=[[0.5, 0.5]], forget_labels=[0, 1]),
+        dict(forget_labels=[0.5]),
+        dict(forget_labels=[2]),
+        dict(unseen_labels=[-1]),
+        dict(unseen_probs=[[0.2, 0.3, 0.5]]),
+        dict(forget_labels=[1], unseen_labels=[0]),
+        dict(variant="kl"),
+    ],
+)
+def test_the_helpers_errors_are_the_packages_with_the_metrics_names(kwargs):
+    args = dict(forget_probs=[[0.5, 0.5]], forget_labels=[0], unseen_probs=[[0.4, 0.6]], unseen_labels=[0])
+    args.update(kwargs)
+    with pytest.raises(ValueError) as theirs:
+        package.rf_jsd(**args)
+    with pytest.raises(ValueError) as ours:
+        _helper().rf_jsd(*[args[name] for name in list(METRIC_NAMES)[:4]], variant=args.get("variant", "jsd"))
+    expected = str(theirs.value)
+    for name, metric_name in METRIC_NAMES.items():
+        expected = expected.replace(f"`{name}`", f"`{metric_name}`")
+    assert str(ours.value) == expected
+
+
+def test_the_helpers_interval_checks_match_the_package():
+    inputs = (FORGET, FORGET_LABELS, UNSEEN, UNSEEN_LABELS)
+    for kwargs in (dict(n_resamples=3), dict(n_resamples=10.0), dict(confidence=1.0), dict(variant="x")):
+        with pytest.raises(ValueError) as theirs:
+            package.rf_jsd_interval(*inputs, **kwargs)
+        ours = {METRIC_NAMES.get(key, key): value for key, value in kwargs.items()}
+        with pytest.raises(ValueError) as mine:
+            _helper().rf_jsd_interval(*inputs, **ours)
+        assert str(mine.value) == str(theirs.value).replace("`n_resamples`", "`n_bootstrap`")
+
+
+def test_doctests_of_the_math_helper():
+    results = doctest.testmod(_helper(), optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 5 and results.failed == 0
+
+
+def _imports(path):
+    """(absolute top-level module names, relative module names) that a file imports, at any depth."""
+    absolute, relative = set(), set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            absolute.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            relative.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            absolute.add(node.module.split(".")[0])
+    return absolute, relative
+
+
+def test_the_metric_folder_imports_only_what_a_space_installs():
+    """No lotus_hf: only the standard library, the packages in requirements.txt and the folder's own files."""
+    files = sorted(path.name for path in METRIC_DIR.glob("*.py"))
+    assert files == sorted(ALLOWED_IMPORTS)
+    local = {Path(name).stem for name in files}
+    for name in files:
+        absolute, relative = _imports(METRIC_DIR / name)
+        outside = absolute - set(sys.stdlib_module_names) - ALLOWED_IMPORTS[name] - (local - {"rf_jsd"})
+        assert not outside, f"{name} imports {sorted(outside)}"
+        assert relative <= local - {"rf_jsd"}, f"{name} imports {sorted(relative)} relatively"
+    requirements = (METRIC_DIR / "requirements.txt").read_text().splitlines()
+    names = {line.split("#")[0].strip().split(">")[0].split("=")[0].split("<")[0] for line in requirements}
+    assert names - {""} == SPACE_REQUIREMENTS
+
+
+def test_evaluates_import_scanner_reads_the_metric_module():
+    """evaluate checks the library imports it finds and copies the relative ones next to the module."""
+    from evaluate.loading import get_imports
+
+    found = {(kind, name) for kind, name, _, _ in get_imports(str(METRIC_DIR / "rf_jsd.py"))}
+    assert found == {("library", "datasets"), ("library", "evaluate"), ("internal", "rf_jsd_math")}
+    for line in (METRIC_DIR / "rf_jsd.py").read_text().splitlines():
+        assert not (line.startswith("from ") and "," in line), f"one import per line for evaluate: {line}"
+
+
+def test_a_copy_of_the_folder_loads_and_computes_without_lotus_hf(hf_home, tmp_path):
+    """What a Hub metric repo holds: the folder alone, loaded with evaluate.load while lotus_hf is blocked."""
+    copy = tmp_path / "rf_jsd"
+    shutil.copytree(METRIC_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / "rf_jsd.py").open("a") as script:
+        script.write("# a Space's copy\n")  # another hash: evaluate imports this copy afresh
+    with _as_on_a_space():
+        metric = evaluate.load(str(copy))
+        value = _compute(metric, FORGET, FORGET_LABELS, variant="reference")["rf_jsd"]
+    assert value == pytest.approx(0.002680123408475369, abs=1e-12)
+    module_dir = Path(sys.modules[type(metric).__module__].__file__).parent
+    assert (module_dir / "rf_jsd_math.py").is_file() and module_dir != copy

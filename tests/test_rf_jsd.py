@@ -11,7 +11,7 @@ UNSEEN = [[0.6, 0.3, 0.1], [0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], 
 UNSEEN_LABELS = [0, 0, 1, 2, 2]
 
 
-# The test vectors of ../shared/spec/rf_jsd.md (also used by test_metric.py).
+# The test vectors of docs/metric.md (also used by test_metric.py).
 SPEC_VECTORS = [
     (FORGET, FORGET_LABELS, "jsd", 0.007851796809445479),
     (FORGET, FORGET_LABELS, "reference", 0.002680123408475369),
@@ -78,7 +78,22 @@ def test_empty_rows_error():
         rf_jsd(np.zeros((0, 2)), [], [[0.4, 0.6]], [0])
 
 
-@pytest.mark.parametrize("module", ["rf_jsd", "losses", "evaluation", "data", "config", "trainer", "hub"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "rf_jsd",
+        "losses",
+        "evaluation",
+        "data",
+        "config",
+        "trainer",
+        "hub",
+        "cards",
+        "distributed",
+        "run",
+        "baselines",
+    ],
+)
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -99,7 +99,7 @@ def test_live_teacher_on_one_process_is_on_the_device_frozen_and_unwrapped(
 
 
 def test_fsdp2_preparation_gets_vision_models_ready_or_names_the_setting_that_cannot_work():
-    from lotus_hf.trainer import fsdp2_compatible
+    from lotus_hf._compat import fsdp2_compatible
 
     resnet, vit = tiny_model("resnet"), tiny_model("vit")
     with pytest.raises(NotImplementedError):

@@ -103,6 +103,7 @@ def test_two_browser_sessions_unlearn_compare_and_download(app, tmp_path):
     shots.mkdir(parents=True, exist_ok=True)
     demo = app.build_demo().queue(default_concurrency_limit=2)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    prepared_at_start = app.prepared.cache_info()
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
@@ -114,6 +115,8 @@ def test_two_browser_sessions_unlearn_compare_and_download(app, tmp_path):
                 page.locator("#pick-gallery img").first.wait_for(
                     timeout=120_000
                 )  # classes and gallery loaded
+                # the page load read what start-up prepared, and prepared nothing itself
+                assert app.prepared.cache_info().misses == prepared_at_start.misses
                 page.locator("#classes input").fill(cls)
                 page.keyboard.press("Enter")
                 page.keyboard.press("Escape")

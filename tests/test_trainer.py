@@ -56,7 +56,7 @@ def test_cached_teacher_logits_equal_the_original_models_outputs(trained_resnet,
     assert trainer.teacher is None  # no teacher in memory
     trainer.train()
     stream = trainer.stream
-    expected = predict_logits(original, stream.pixel_items())
+    expected = predict_logits(original, stream)
     assert torch.allclose(stream.teacher_logits, expected, atol=1e-5)
     assert stream[0]["is_forget"] == 1 and stream[len(stream) - 1]["is_forget"] == 0
     assert torch.equal(stream[0]["pixel_values"], digits_data.forget[0]["pixel_values"])

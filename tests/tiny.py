@@ -33,7 +33,7 @@ def digits_dataset(n_train: int = 1297):
 
 
 def tiny_processor():
-    from lotus_hf.pipeline import grey_image_processor
+    from lotus_hf.research.training import grey_image_processor
 
     return grey_image_processor(image_size=8, mean=0.3, std=0.4)
 
@@ -43,25 +43,11 @@ def tiny_model(kind: str, seed: int = 0):
 
     labels = {"id2label": dict(enumerate(DIGIT_NAMES)), "label2id": {n: i for i, n in enumerate(DIGIT_NAMES)}}
     if kind == "resnet":
-        config = ResNetConfig(
-            num_channels=1,
-            embedding_size=8,
-            hidden_sizes=[8, 16],
-            depths=[1, 1],
-            layer_type="basic",
-            **labels,
-        )
+        config = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                              **labels)  # fmt: skip
     else:
-        config = ViTConfig(
-            image_size=8,
-            patch_size=4,
-            num_channels=1,
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=32,
-            **labels,
-        )
+        config = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=32, **labels)  # fmt: skip
     torch.manual_seed(seed)
     return AutoModelForImageClassification.from_config(config)
 

@@ -1,7 +1,8 @@
 """The RF-JSD metric's Space: paste or upload two tables of probabilities and labels, get the score.
 
 evaluate's own widget (`evaluate.utils.launch_gradio_widget`) is broken with gradio 6 (`gr.inputs` is
-gone), so this is a small gr.Blocks app on the same implementation the metric module wraps.
+gone), so this is a small gr.Blocks app on the math the metric module uses: rf_jsd_math.py, next to this
+file (a Space runs `python app.py` in this folder, which puts the folder on sys.path; no lotus-hf needed).
 
     python metrics/rf_jsd/app.py            # serves on http://127.0.0.1:7860
 """
@@ -15,8 +16,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pandas as pd
-
-from lotus_hf.rf_jsd import VARIANTS, rf_jsd, rf_jsd_interval, rf_jsd_per_class
+from rf_jsd_math import VARIANTS, results
 
 EXAMPLE_FORGET = "0, 0.7, 0.2, 0.1\n0, 0.5, 0.4, 0.1\n1, 0.1, 0.8, 0.1\n2, 0.2, 0.2, 0.6"
 EXAMPLE_UNSEEN = "0, 0.6, 0.3, 0.1\n0, 0.9, 0.05, 0.05\n1, 0.2, 0.7, 0.1\n2, 0.3, 0.3, 0.4\n2, 0.1, 0.1, 0.8"
@@ -65,16 +65,14 @@ def score(
     try:
         forget, forget_labels = parse_table(_read(forget_text, forget_file), "forget")
         unseen, unseen_labels = parse_table(_read(unseen_text, unseen_file), "unseen")
-        inputs = (forget, forget_labels, unseen, unseen_labels)
-        value = rf_jsd(*inputs, variant=variant)
-        per_class = rf_jsd_per_class(*inputs)
-        lines = [f"**RF-JSD ({variant})** = {value:.6g}"]
-        if n_bootstrap and int(n_bootstrap) > 0:
-            low, high = rf_jsd_interval(
-                *inputs, variant=variant, n_resamples=int(n_bootstrap), seed=int(seed)
-            )
-            lines.append(f"95% bootstrap interval ({int(n_bootstrap)} resamples, seed {int(seed)}): "
-                         f"[{low:.6g}, {high:.6g}]")  # fmt: skip
+        resamples = int(n_bootstrap) if n_bootstrap and int(n_bootstrap) > 0 else 0
+        out = results(forget, forget_labels, unseen, unseen_labels, variant=variant, per_class=True,
+                      n_bootstrap=resamples, seed=int(seed))  # fmt: skip
+        per_class = out["per_class"]
+        lines = [f"**RF-JSD ({variant})** = {out['rf_jsd']:.6g}"]
+        if resamples:
+            lines.append(f"95% bootstrap interval ({resamples} resamples, seed {int(seed)}): "
+                         f"[{out['rf_jsd_low']:.6g}, {out['rf_jsd_high']:.6g}]")  # fmt: skip
     except ValueError as error:
         raise gr.Error(str(error)) from None
     lines.append(f"{len(forget)} forget and {len(unseen)} unseen samples, {forget.shape[1]} classes.")

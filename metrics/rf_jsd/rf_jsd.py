@@ -3,12 +3,13 @@
 
 import datasets
 import evaluate
-from lotus_hf.rf_jsd import VARIANTS
-from lotus_hf.rf_jsd import rf_jsd
-from lotus_hf.rf_jsd import rf_jsd_interval
-from lotus_hf.rf_jsd import rf_jsd_per_class
 
-# One import per line above: evaluate's import scanner misreads several names on one line (0.4.6).
+from .rf_jsd_math import VARIANTS
+from .rf_jsd_math import results
+
+# One import per line above: evaluate's import scanner misreads several names on one line (0.4.6). The
+# relative import makes `evaluate.load` copy rf_jsd_math.py (the math, shared with app.py) next to this
+# module, so this folder needs nothing beyond numpy, datasets and evaluate: no lotus-hf.
 
 _DESCRIPTION = """
 RF-JSD says how far an unlearned classifier is from never having seen its forget set, without a model
@@ -123,32 +124,14 @@ class RfJsd(evaluate.Metric):
             )
         if variant is None:
             variant = self.config_name if self.config_name in VARIANTS else "jsd"
-        inputs = (predictions, references, unseen_predictions, unseen_references)
-        try:
-            results = {"rf_jsd": rf_jsd(*inputs, variant=variant)}
-            if per_class:
-                results["per_class"] = rf_jsd_per_class(*inputs)
-            if n_bootstrap:
-                low, high = rf_jsd_interval(
-                    *inputs, variant=variant, n_resamples=n_bootstrap, confidence=confidence, seed=seed
-                )
-                results["rf_jsd_low"], results["rf_jsd_high"] = low, high
-        except ValueError as error:
-            raise ValueError(_metric_names(str(error))) from None
-        return results
-
-
-def _metric_names(message: str) -> str:
-    """Say `predictions` where the package's checks say `forget_probs`, and so on."""
-    for package, metric in _ARGUMENTS.items():
-        message = message.replace(f"`{package}`", f"`{metric}`")
-    return message
-
-
-_ARGUMENTS = {
-    "forget_probs": "predictions",
-    "forget_labels": "references",
-    "unseen_probs": "unseen_predictions",
-    "unseen_labels": "unseen_references",
-    "n_resamples": "n_bootstrap",
-}
+        return results(
+            predictions,
+            references,
+            unseen_predictions,
+            unseen_references,
+            variant=variant,
+            per_class=per_class,
+            n_bootstrap=n_bootstrap,
+            confidence=confidence,
+            seed=seed,
+        )

@@ -1,25 +1,23 @@
-"""lotus-hf: LoTUS machine unlearning for Hugging Face image classifiers."""
+"""lotus-hf: LoTUS machine unlearning for Hugging Face image classifiers.
+
+The product: `UnlearningConfig` and `UnlearningTrainer` (LoTUS), the data (`ForgetRequest`,
+`prepare_unlearning_data`), the evaluation (`evaluate_unlearning`, `rf_jsd`), the Hub (`load_model`,
+`push_folder`) and one whole run (`unlearn`, `save_unlearned`). The baselines live in `lotus_hf.baselines`;
+the research harness (training originals, the benchmark) in `lotus_hf.research`, outside this API.
+"""
 
 __version__ = "0.1.0"
 
-import logging
-
-# transformers imports DeepSpeed whenever it is installed, and DeepSpeed 0.19 then warns on every machine
-# without a GPU that it "was unable to detect" one, even for runs that never use it: drop that one line.
-logging.getLogger("DeepSpeed").addFilter(
-    lambda record: "Setting accelerator to CPU" not in record.getMessage()
-)
-
-from .baselines import BaselineConfig, BaselineTrainer
+from . import _compat  # noqa: F401  (first: it quiets a DeepSpeed notice before transformers imports it)
 from .config import UnlearningConfig
 from .data import ForgetRequest, PixelDataset, UnlearningData, load_image_dataset, prepare_unlearning_data
 from .evaluation import UnlearningReport, evaluate_unlearning
+from .hub import load_model, push_folder
 from .rf_jsd import rf_jsd
+from .run import save_unlearned, unlearn
 from .trainer import UnlearningTrainer
 
 __all__ = [
-    "BaselineConfig",
-    "BaselineTrainer",
     "ForgetRequest",
     "PixelDataset",
     "UnlearningConfig",
@@ -29,6 +27,10 @@ __all__ = [
     "__version__",
     "evaluate_unlearning",
     "load_image_dataset",
+    "load_model",
     "prepare_unlearning_data",
+    "push_folder",
     "rf_jsd",
+    "save_unlearned",
+    "unlearn",
 ]

@@ -1,17 +1,90 @@
-"""`UnlearningConfig`: `TrainingArguments` plus the LoTUS fields, with the paper's defaults."""
+"""`UnlearningConfig`: `TrainingArguments` plus the LoTUS fields, with the paper's defaults (docs/method.md)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
 
+from ._compat import launched_on_cpu
+from .data import ForgetRequest
+from .hub import ModelError, model_file
 from .losses import PROB_TRANSFORMS
+
+UNLEARNING_CONFIG_NAME = "unlearning_config.json"
 
 
 @dataclass
-class UnlearningConfig(TrainingArguments):
+class MethodConfig(TrainingArguments):
+    """What the config of every unlearning method shares, LoTUS's and the baselines': `TrainingArguments`
+    with the defaults of an unlearning run (paper seed, batch 128, no learning-rate schedule, no checkpoints,
+    no trackers), `channels_last`, and `from_pretrained`, the precedence of settings. A field may carry a
+    `check` in its metadata, `(predicate, "the allowed values")`, that `__post_init__` applies."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "Where checkpoints and the model go."})
+    seed: int = field(
+        default=3407, metadata={"help": "Seed of the data splits and the run (paper: 3407, 13, 12)."}
+    )
+    per_device_train_batch_size: int = field(
+        default=128, metadata={"help": "Batch size per device.", "aliases": ["--batch-size"]}
+    )
+    per_device_eval_batch_size: int = field(
+        default=512, metadata={"help": "Batch size of probes and passes."}
+    )
+    lr_scheduler_type: str = field(
+        default="constant", metadata={"help": "Learning-rate schedule (paper: none)."}
+    )
+    save_strategy: str = field(
+        default="no", metadata={"help": "Checkpointing; the result is saved at the end."}
+    )
+    report_to: str | list[str] = field(default="none", metadata={"help": "Trackers to report to."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep `is_forget` in batches."})
+    channels_last: bool = field(
+        default=True, metadata={"help": "Train conv models in channels-last memory format (faster)."}
+    )
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            ok, allowed = f.metadata.get("check", (None, None))
+            if ok is not None and not ok(getattr(self, f.name)):
+                raise ValueError(f"`{f.name}` must be {allowed}, got {getattr(self, f.name)!r}.")
+        self.use_cpu = self.use_cpu or launched_on_cpu()
+        if self.output_dir is None:
+            self.output_dir = "lotus-hf-output"
+        super().__post_init__()
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every epoch
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str | None = None, *, request: ForgetRequest | None = None,
+                        **kwargs) -> MethodConfig:  # fmt: skip
+        """The config for a run on `model_name_or_path`: the method's defaults, then `kwargs`
+        (`UnlearningConfig` and `RetrainConfig` also read what the model recommends)."""
+        return cls(**kwargs)
+
+    def method_description(self) -> str:
+        """How the model was unlearned, for the model card ("... after machine unlearning <this>")."""
+        raise NotImplementedError
+
+    def method_hyperparameters(self) -> dict:
+        """The fields that define a run, for the model card and the benchmark tables."""
+        raise NotImplementedError
+
+
+def check(predicate, allowed: str) -> tuple:
+    """A field's `check`: `field(default=..., metadata={"help": ..., "check": check(lambda v: v > 0, "> 0")})`."""
+    return (predicate, allowed)
+
+
+IN_UNIT_INTERVAL = check(lambda value: 0.0 < value <= 1.0, "in (0, 1]")  # shares and weights
+POSITIVE = check(lambda value: value > 0, "> 0")  # temperatures and thresholds
+
+
+@dataclass
+class UnlearningConfig(MethodConfig):
     r"""
     Configuration of the [`UnlearningTrainer`]: every `TrainingArguments` field, plus those of LoTUS.
 
@@ -28,9 +101,11 @@ class UnlearningConfig(TrainingArguments):
         prob_transform (`str`, defaults to `"gumbel_softmax"`):
             How teacher logits become targets: `"gumbel_softmax"` (the paper: noisy soft targets on forget
             rows, Gumbel-max one-hot on retain rows) or `"softmax"` (noiseless `softmax(z / tau)` and argmax).
-        class_forgetting (`bool`, defaults to `False`):
+        class_forgetting (`bool`, *optional*):
             Whole classes are forgotten: the unseen accuracy the forget accuracy must reach is 0, not the
-            original model's accuracy on unseen data.
+            original model's accuracy on unseen data. Default: on when the forget request is a class request
+            (`from_pretrained(..., request=...)` and `lotus_hf.run.unlearn` decide it); `UnlearningTrainer`
+            alone reads None as off.
         stop_margin (`float`, defaults to `0.01`):
             Training stops before an epoch once `delta <= -stop_margin`.
         cache_teacher_logits (`bool`, defaults to `True`):
@@ -50,49 +125,97 @@ class UnlearningConfig(TrainingArguments):
     with a warning, for models that do not support it, such as ResNet.
     """
 
-    alpha: float = field(default=2.0, metadata={"help": "Temperature sharpness: tau = exp(alpha * delta)."})
+    alpha: float = field(
+        default=2.0,
+        metadata={
+            "help": "Temperature sharpness: tau = exp(alpha * delta) (paper: 2, 4, 8, 16, 32).",
+            "check": check(lambda value: value > 0, "> 0 (the paper uses 2, 4, 8, 16 or 32)"),
+        },
+    )
     retain_fraction: float = field(
         default=0.3,
-        metadata={"help": "Share rho of the retain set mixed into the unlearning stream, in (0, 1]."},
+        metadata={
+            "help": "Share rho of the retain set mixed into the unlearning stream, in (0, 1].",
+            "check": check(lambda value: 0.0 < value <= 1.0, "in (0, 1] (the paper uses 0.3)"),
+        },
     )
     prob_transform: str = field(
         default="gumbel_softmax",
-        metadata={"help": "Target transform: 'gumbel_softmax' (paper) or 'softmax'."},
+        metadata={
+            "help": "Target transform: 'gumbel_softmax' (paper) or 'softmax'.",
+            "check": check(lambda value: value in PROB_TRANSFORMS, f"one of {PROB_TRANSFORMS}"),
+        },
     )
-    class_forgetting: bool = field(
-        default=False, metadata={"help": "Whole classes are forgotten: the target unseen accuracy is 0."}
+    class_forgetting: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Whole classes are forgotten: the target unseen accuracy is 0 (default: on for a class request)."
+        },
     )
     stop_margin: float = field(
-        default=0.01, metadata={"help": "Stop once forget accuracy is this far below unseen accuracy."}
+        default=0.01,
+        metadata={
+            "help": "Stop once forget accuracy is this far below unseen accuracy.",
+            "check": check(lambda value: 0.0 <= value < 1.0, "in [0, 1) (the paper uses 0.01)"),
+        },
     )
     cache_teacher_logits: bool = field(
         default=True,
         metadata={"help": "Compute teacher logits once instead of running a teacher every step."},
     )
-    channels_last: bool = field(
-        default=True, metadata={"help": "Train conv models in channels-last memory format (faster)."}
-    )
     retain_samples: int | None = field(
         default=None,
         metadata={
-            "help": "Retain samples drawn from a streamed retain set (default: retain_fraction x its length)."
+            "help": "Retain samples drawn from a streamed retain set (default: retain_fraction x its length).",
+            "check": check(lambda value: value is None or value >= 0, ">= 0"),
         },
     )
 
-    # Paper defaults and settings this trainer relies on, overriding TrainingArguments'.
-    output_dir: str | None = field(default=None, metadata={"help": "Where checkpoints and the model go."})
+    # The paper's defaults for ResNet-18, overriding TrainingArguments'.
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (paper: 1e-4 ResNet)."})
     weight_decay: float = field(default=5e-4, metadata={"help": "AdamW weight decay."})
-    num_train_epochs: float = field(default=10, metadata={"help": "Maximum number of epochs E."})
-    per_device_train_batch_size: int = field(default=128, metadata={"help": "Batch size per device."})
-    per_device_eval_batch_size: int = field(default=512, metadata={"help": "Batch size of the probes."})
-    lr_scheduler_type: str = field(default="constant", metadata={"help": "The paper uses no LR schedule."})
-    logging_steps: float = field(default=10, metadata={"help": "Log forget/retain loss every N steps."})
-    save_strategy: str = field(
-        default="no", metadata={"help": "Checkpointing; the result is saved at the end."}
+    num_train_epochs: float = field(
+        default=10,
+        metadata={
+            "help": "Maximum number of epochs E.",
+            "aliases": ["--epochs"],
+            "check": check(lambda value: value is None or value >= 1, ">= 1"),
+        },
     )
-    report_to: str | list[str] = field(default="none", metadata={"help": "Trackers to report to."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep `is_forget` in batches."})
+    logging_steps: float = field(default=10, metadata={"help": "Log forget/retain loss every N steps."})
+
+    @classmethod
+    def from_pretrained(
+        cls, model_name_or_path: str | None = None, *, request: ForgetRequest | None = None, **kwargs
+    ) -> UnlearningConfig:
+        """The config to unlearn `model_name_or_path` with, built in this order (later wins):
+
+        1. the paper's defaults (the fields above);
+        2. what the model recommends for itself in its `unlearning_config.json` (like `generation_config.json`
+           for text models: settings measured for that model; keys starting with `_` are comments) — a bundled
+           name, a folder or a Hub id (`ORG/NAME[@REV]`); none when it has no such file;
+        3. what the forget request implies: `class_forgetting=True` for `ForgetRequest.classes`;
+        4. `kwargs`, your explicit values (the command line's flags).
+
+        This is the precedence `lotus-hf unlearn` applies to its flags.
+
+        Example:
+            >>> config = UnlearningConfig.from_pretrained("fashion-mnist-resnet", num_train_epochs=3)
+            >>> config.alpha, config.num_train_epochs  # alpha from the bundled model's unlearning_config.json
+            (14.0, 3)
+        """
+        fields = recommended_fields(model_name_or_path) if model_name_or_path else {}
+        if request is not None and request.kind == "classes":
+            fields["class_forgetting"] = True
+        return cls(**{**fields, **kwargs})
+
+    def method_description(self) -> str:
+        """How the model was unlearned, for the model card ("... after machine unlearning <this>")."""
+        return (
+            "with [LoTUS](https://arxiv.org/abs/2503.18314) (Spartalis et al., CVPR 2025), run by lotus-hf. LoTUS\n"
+            "fine-tunes a model towards smoothed, uncertain versions of its own predictions on the forget set, and\n"
+            "stops once its accuracy there falls to what the original model reaches on data it never saw."
+        )
 
     def method_hyperparameters(self) -> dict:
         """The fields that define this run, for the model card and the benchmark tables."""
@@ -100,38 +223,24 @@ class UnlearningConfig(TrainingArguments):
                   "weight_decay", "num_train_epochs", "per_device_train_batch_size", "seed")  # fmt: skip
         return {"method": "lotus", **{name: getattr(self, name) for name in fields}}
 
-    def __post_init__(self):
-        if not self.alpha > 0:
-            raise ValueError(f"`alpha` must be > 0, got {self.alpha}: the paper uses 2, 4, 8, 16 or 32.")
-        if not 0.0 < self.retain_fraction <= 1.0:
-            raise ValueError(
-                f"`retain_fraction` must be in (0, 1], got {self.retain_fraction}: the paper uses 0.3."
-            )
-        if self.prob_transform not in PROB_TRANSFORMS:
-            raise ValueError(
-                f"`prob_transform` must be one of {PROB_TRANSFORMS}, got {self.prob_transform!r}."
-            )
-        if not 0.0 <= self.stop_margin < 1.0:
-            raise ValueError(f"`stop_margin` must be in [0, 1), got {self.stop_margin}: the paper uses 0.01.")
-        if self.num_train_epochs is not None and self.num_train_epochs < 1:
-            raise ValueError(f"`num_train_epochs` must be >= 1, got {self.num_train_epochs}.")
-        if self.retain_samples is not None and self.retain_samples < 0:
-            raise ValueError(f"`retain_samples` must be >= 0, got {self.retain_samples}.")
-        self.use_cpu = self.use_cpu or launched_on_cpu()
-        if self.output_dir is None:
-            self.output_dir = "lotus-hf-output"
-        super().__post_init__()
-        if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
-            self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every epoch
 
+def recommended_fields(model_name_or_path: str) -> dict:
+    """`UnlearningConfig` fields a model recommends for itself in its `unlearning_config.json`, or `{}`.
 
-def launched_on_cpu() -> bool:
-    """True when several processes were launched (torchrun, accelerate launch) on a machine without an
-    accelerator. transformers 5.24 then sets up no process group unless `use_cpu=True`: every process would
-    run alone on all the data, so CPU processes are made to train together."""
-    import os
-
-    accelerated = (
-        torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
-    )
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerated
+    Example:
+        >>> recommended_fields("fashion-mnist-resnet")
+        {'alpha': 14.0, 'num_train_epochs': 2}
+    """
+    path = model_file(model_name_or_path, UNLEARNING_CONFIG_NAME)
+    if path is None:
+        return {}
+    try:
+        values = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    except (json.JSONDecodeError, AttributeError):
+        raise ModelError(f"{str(path)!r} must be a JSON object of `UnlearningConfig` fields.") from None
+    unknown = sorted(set(values) - set(UnlearningConfig.__dataclass_fields__))
+    if unknown:
+        raise ModelError(
+            f"{str(path)!r} names {unknown}, which are not `UnlearningConfig` fields: remove them."
+        )
+    return values

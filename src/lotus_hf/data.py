@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +342,54 @@ class ItemList(torch.utils.data.Dataset):
 def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
     """Stack a list of item dicts into a batch (keys: `pixel_values`, `labels`, optional `is_forget`...)."""
     return {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in examples[0]}
+
+
+class UnlearningStream(torch.utils.data.Dataset):
+    """The training stream of an unlearning run: forget items (`is_forget` 1), then the chosen retain items
+    (`is_forget` 0), each with its cached teacher logits once `teacher_logits` is set. Trainer's sampler
+    shuffles it.
+
+    >>> forget = PixelDataset(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]))
+    >>> retain = PixelDataset(torch.ones(3, 1, 2, 2), torch.tensor([0, 1, 1]))
+    >>> stream = UnlearningStream(forget, retain, torch.tensor([2]))
+    >>> len(stream), int(stream[2]["is_forget"]), int(stream[2]["labels"])
+    (3, 0, 1)
+    """
+
+    def __init__(self, forget, retain, retain_indices: torch.Tensor):
+        self.forget, self.retain, self.retain_indices = forget, retain, retain_indices
+        self.teacher_logits: torch.Tensor | None = None
+        self._is_forget = (torch.tensor(0), torch.tensor(1))
+
+    def __len__(self) -> int:
+        return len(self.forget) + len(self.retain_indices)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        in_forget = index < len(self.forget)
+        source = (
+            self.forget[index]
+            if in_forget
+            else self.retain[int(self.retain_indices[index - len(self.forget)])]
+        )
+        item = {
+            "pixel_values": source["pixel_values"],
+            "labels": source["labels"],
+            "is_forget": self._is_forget[in_forget],
+        }
+        if self.teacher_logits is not None:
+            item["teacher_logits"] = self.teacher_logits[index]
+        return item
+
+
+def seeded_subset(size: int, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of `floor(fraction * size)` items of `range(size)`, drawn once with `seed`: the retain
+    subset S_r of LoTUS (and Bad Teacher's share of the retain set).
+
+    >>> seeded_subset(10, 0.3, seed=0).tolist()
+    [1, 4, 7]
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(size, generator=generator)[: math.floor(fraction * size)].sort().values
 
 
 @dataclass

@@ -28,33 +28,24 @@ ROW_KEYS = (
 GAP_KEYS = ("mia", "acc_forget", "acc_retain", "acc_test")
 
 
-# no_grad, not inference_mode: a model sharded by FSDP2 keeps parameters gathered in a forward, and ones
-# gathered under inference mode cannot take part in the next training step (torch 2.13).
 @torch.no_grad()
 def predict_logits(
-    model: torch.nn.Module,
-    dataset,
-    batch_size: int = 512,
-    device: torch.device | str | None = None,
-    indices=None,
+    model: torch.nn.Module, dataset, batch_size: int = 512, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """Logits of `model` (put in eval mode, then restored) on `dataset` items `indices` (default: all), on CPU."""
+    """Logits of `model` (put in eval mode, then restored) on all of `dataset`, on CPU, in one process.
+    (`UnlearningTrainer`'s probes use `Trainer.predict`, which shares the work between processes.)"""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    order = range(len(dataset)) if indices is None else indices
     was_training = model.training
     model.eval()
     outputs = []
     try:
-        if hasattr(dataset, "pixel_values"):  # a PixelDataset: slice the tensor, skip per-item dicts
-            index = torch.as_tensor(list(order), dtype=torch.long)
-            for start in range(0, len(index), batch_size):
-                pixels = dataset.pixel_values[index[start : start + batch_size]].to(device)
-                outputs.append(model(pixel_values=pixels).logits.float().cpu())
-        else:
-            order = list(order)
-            for start in range(0, len(order), batch_size):
-                batch = collate([dataset[i] for i in order[start : start + batch_size]])
-                outputs.append(model(pixel_values=batch["pixel_values"].to(device)).logits.float().cpu())
+        for start in range(0, len(dataset), batch_size):
+            if hasattr(dataset, "pixel_values"):  # a PixelDataset: slice the tensor, skip per-item dicts
+                pixels = dataset.pixel_values[start : start + batch_size]
+            else:
+                rows = range(start, min(start + batch_size, len(dataset)))
+                pixels = collate([dataset[i] for i in rows])["pixel_values"]
+            outputs.append(model(pixel_values=pixels.to(device)).logits.float().cpu())
     finally:
         model.train(was_training)
     if not outputs:

@@ -1,4 +1,7 @@
-"""Models in and out: load by name (bundled, local folder or Hub id) and save atomically with a card."""
+"""Models in and out: load by name (bundled, local folder or Hub id), save atomically with a card, push in
+one commit. `HubMixin` gives every unlearning trainer the same save, card and push path as the CLI and the
+Space.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .trainer import hub_id  # noqa: F401  (re-exported: the Hub helpers live here for users)
+from .cards import unlearning_card, unlearning_lineage
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 BUNDLED_MODELS = ("fashion-mnist-resnet", "fashion-mnist-vit")
@@ -24,11 +27,38 @@ class OutputError(ValueError):
     """An output folder that cannot be used; the message says how to fix it."""
 
 
+def split_revision(name: str) -> tuple[str, str | None]:
+    """`ORG/NAME@REV` -> `("ORG/NAME", "REV")`; a name without `@` (or an existing path) has no revision.
+
+    >>> split_revision("me/model@v1"), split_revision("fashion-mnist-resnet")
+    (('me/model', 'v1'), ('fashion-mnist-resnet', None))
+    """
+    if "@" in name and not Path(name).exists():
+        bare, revision = name.rsplit("@", 1)
+        return bare, revision
+    return name, None
+
+
 def resolve_model(name: str) -> str:
     """A bundled model's folder for `fashion-mnist-resnet` / `fashion-mnist-vit`, else `name` unchanged."""
     if name in BUNDLED_MODELS:
         return str(BUNDLED_DIR / name)
     return name
+
+
+def model_file(name: str, filename: str) -> Path | None:
+    """The path of `filename` in a model (bundled name, folder or Hub id `ORG/NAME[@REV]`, downloaded into the
+    cache), or None when the model has no such file or cannot be reached."""
+    from transformers.utils import cached_file
+
+    name, revision = split_revision(name)
+    try:
+        path = cached_file(resolve_model(name), filename, revision=revision,
+                           _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)  # fmt: skip
+    except OSError:  # no such model: loading it says so, with the fix
+        return None
+    return Path(path) if path else None
 
 
 def load_model(
@@ -46,8 +76,8 @@ def load_model(
     """
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    if revision is None and "@" in name and not Path(name).exists():
-        name, revision = name.rsplit("@", 1)
+    if revision is None:
+        name, revision = split_revision(name)
     path = resolve_model(name)
     local = Path(path)
     if (local.is_absolute() or path.startswith(".")) and not local.exists():
@@ -86,35 +116,6 @@ def load_model(
         ) from None
     model.config._name_or_path = name if revision is None else f"{name}@{revision}"
     return model, processor
-
-
-UNLEARNING_CONFIG_NAME = "unlearning_config.json"
-
-
-def unlearning_defaults(name: str) -> dict:
-    """`UnlearningConfig` fields a model folder recommends for itself, from its `unlearning_config.json`.
-
-    Like `generation_config.json` for text models: settings measured for this model (the bundled ResNet's
-    come from benchmarks/results/fashion_mnist_resnet.md). Keys starting with `_` are comments. A folder
-    without the file, or a Hub id, gives `{}`.
-
-    Example:
-        >>> unlearning_defaults("fashion-mnist-resnet")
-        {'alpha': 14.0, 'num_train_epochs': 2}
-    """
-    from .config import UnlearningConfig
-
-    path = Path(resolve_model(name)) / UNLEARNING_CONFIG_NAME
-    if not path.is_file():
-        return {}
-    values = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
-    known = set(UnlearningConfig.__dataclass_fields__)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ModelError(
-            f"{str(path)!r} names {unknown}, which are not `UnlearningConfig` fields: remove them."
-        )
-    return values
 
 
 def check_labels(model, class_names: list[str]) -> None:
@@ -174,18 +175,31 @@ def atomic_output_dir(path: str | os.PathLike):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def save_pretrained_bundle(
-    directory: Path, model, image_processor, card: str, report: dict | None = None
+def write_model_folder(
+    directory: str | os.PathLike, model, image_processor, card, report: dict | None = None
 ) -> None:
-    """Write config, safetensors weights, image processor, README.md (card) and report.json into `directory`."""
+    """Write config, safetensors weights, image processor, README.md (the card) and report.json into
+    `directory`, readable by all (`save_pretrained` writes the weights 0600; a published model is meant to
+    be read). Other files there, such as Trainer checkpoints, are left alone."""
+    directory = Path(directory)
     model.save_pretrained(directory)
-    image_processor.save_pretrained(directory)
-    (directory / "README.md").write_text(card)
+    if image_processor is not None:
+        image_processor.save_pretrained(directory)
+    (directory / "README.md").write_text(str(card))
     if report is not None:
         (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    # save_pretrained writes the weights 0600; a published checkpoint is meant to be read.
-    for file in directory.iterdir():
-        file.chmod(0o644)
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", "report.json"):
+        if (directory / name).exists():
+            (directory / name).chmod(0o644)
+
+
+def save_model_folder(
+    output_dir: str | os.PathLike, model, image_processor, card, report: dict | None = None
+) -> Path:
+    """`write_model_folder` into a new folder `output_dir`, atomically: it appears whole or not at all."""
+    with atomic_output_dir(output_dir) as staging:
+        write_model_folder(staging, model, image_processor, card, report)
+    return Path(output_dir)
 
 
 class HubError(ValueError):
@@ -215,21 +229,30 @@ def check_push_token() -> str:
 
 
 def push_folder(
-    folder: str | os.PathLike, repo_id: str, private: bool = False, message: str | None = None
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    message: str | None = None,
 ) -> str:
-    """Upload a finished model folder to `repo_id` in one commit (created if needed); returns the commit URL.
+    """Upload a finished model folder to `repo_id` in one commit (the repo is created if needed); returns
+    the commit URL. The one push path of lotus-hf: the CLI, the Space and `trainer.push_to_hub()` use it.
 
-    One commit: the repo on the Hub never holds part of a model."""
+    One commit: the repo on the Hub never holds part of a model. `token` (default: `HF_TOKEN` or the one
+    saved by `hf auth login`) is passed to the Hub client for this call only, never stored or printed.
+    Trainer checkpoints (`checkpoint-*`) and hidden files in the folder are not pushed."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    api = HfApi()
+    api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(
             repo_id=repo_id,
             folder_path=str(folder),
             commit_message=message or "Upload unlearned model (lotus-hf)",
+            ignore_patterns=["checkpoint-*", ".*", "_*"],
         )
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
@@ -238,3 +261,77 @@ def push_folder(
             f"check the repo id and that your token can write to it. The model is saved locally in {str(folder)!r}."
         ) from None
     return info.commit_url
+
+
+class HubMixin:
+    """Saving, the model card and pushing, for `UnlearningTrainer` and the baselines' trainers (mix in before
+    `Trainer`). The trainer sets `history`; `lotus_hf.unlearn` (or you) set `forget_fingerprint`, `report`
+    and `dataset_name` so that the card records the request and the metrics.
+
+    - `save_model` writes the unlearning history into the config (`lotus_hf_unlearning`) and no
+      `training_args.bin` (a pickle);
+    - `create_model_card` renders templates/model_card.md through `huggingface_hub.ModelCard`;
+    - `push_to_hub` saves into `output_dir` and pushes it with `push_folder`, as the CLI does.
+    """
+
+    def _init_card(self, model) -> None:
+        """What the card records about where the model comes from: call it in `__init__`."""
+        self.base_model = getattr(model.config, "_name_or_path", None) or "unknown"
+        self._previous_lineage = list(getattr(model.config, "lotus_hf_unlearning", None) or [])
+        self.forget_fingerprint: dict = {}
+        self.report: dict = {}
+        self.dataset_name: str | None = None
+
+    def unlearning_lineage(self) -> list[dict]:
+        """The model's chain of unlearning steps: those it came with, plus this run (kept in its config)."""
+        method = self.args.method_hyperparameters()["method"]
+        return unlearning_lineage(self._previous_lineage, self.base_model, self.forget_fingerprint,
+                                  self.dataset_name, method)  # fmt: skip
+
+    def model_card(self, model_name: str | None = None):
+        """This run's `huggingface_hub.ModelCard`."""
+        return unlearning_card(
+            model_name=model_name or Path(self.args.output_dir).name,
+            base_model=self.base_model,
+            config=self.args,
+            forget=self.forget_fingerprint,
+            report=self.report,
+            lineage=self.unlearning_lineage(),
+            dataset=self.dataset_name,
+            history=self.history,
+        )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save as `Trainer` does, with the unlearning history in the config and without
+        `training_args.bin` (a pickle: lotus-hf writes none)."""
+        self.model.config.lotus_hf_unlearning = self.unlearning_lineage()
+        super().save_model(output_dir, _internal_call)
+        pickled = Path(output_dir or self.args.output_dir) / "training_args.bin"
+        if self.args.should_save and pickled.exists():
+            pickled.unlink()
+
+    def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
+        """Write README.md, the model card, into `args.output_dir` (`push_to_hub` calls it too)."""
+        if self.is_world_process_zero():
+            Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
+            self.model_card(model_name).save(Path(self.args.output_dir) / "README.md")
+
+    def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
+                    revision: str | None = None, private: bool | None = None, **kwargs) -> str | None:  # fmt: skip
+        """Save the model (weights gathered when sharded, config with its unlearning history, image processor),
+        its card and report.json into `args.output_dir`, and push that folder to `args.hub_model_id` in one
+        commit with `push_folder`, the path of the CLI and the Space. Returns the commit URL."""
+        if not self.args.hub_model_id:
+            raise HubError(
+                "`hub_model_id` must be set in the config to push: the repo to push to, as ORG/NAME."
+            )
+        self.save_model()
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(kwargs.get("model_name"))
+        folder = Path(self.args.output_dir)
+        if self.report:
+            (folder / "report.json").write_text(json.dumps(self.report, indent=2) + "\n")
+        private = self.args.hub_private_repo if private is None else private
+        return push_folder(folder, self.args.hub_model_id, private=bool(private), token=token or self.args.hub_token,
+                           message=commit_message)  # fmt: skip

@@ -1,7 +1,8 @@
 """RF-JSD, the retrain-free forgetting metric of LoTUS, and the retrain-based JSD (pure numpy).
 
-Shared by the evaluation report, the `evaluate` metric under metrics/rf_jsd/ and the Space.
-Two variants (see README):
+Used by the evaluation report and the Space; the `evaluate` metric under metrics/rf_jsd/ carries its own copy
+of the math (it must install on the Hub alone), kept equal to this one by tests/test_metric.py. Two variants
+(docs/metric.md):
 - `jsd` (default): mean over forget classes of the textbook Jensen-Shannon divergence, in [0, ln 2].
 - `reference`: the form behind the paper's tables (which print it multiplied by 1e4).
 """
@@ -164,9 +165,7 @@ def rf_jsd(
     if variant not in VARIANTS:
         raise ValueError(f"`variant` must be one of {VARIANTS}, got {variant!r}.")
     _, p, q = class_means(forget_probs, forget_labels, unseen_probs, unseen_labels)
-    if variant == "jsd":
-        return float(_textbook_jsd_rows(p, q).mean())
-    return _reference_divergence(p, q)
+    return divergence(p, q, variant)  # the divergence between the K class rows
 
 
 def rf_jsd_per_class(

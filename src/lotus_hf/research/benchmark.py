@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import METHODS, BaselineConfig, fresh_model
-from .config import UnlearningConfig
-from .data import (
+from ..baselines import fresh_model
+from ..data import (
     PAPER_SEEDS,
     ForgetRequest,
     class_names_of,
@@ -29,17 +28,19 @@ from .data import (
     preprocess,
     split_unlearning_data,
 )
-from .evaluation import GAP_KEYS, entropy
-from .hub import atomic_output_dir, load_model, resolve_model, save_pretrained_bundle, unlearning_defaults
-from .pipeline import RECIPE_FILE, Recipe, train_classifier, unlearn
+from ..evaluation import GAP_KEYS, entropy
+from ..hub import atomic_output_dir, load_model, resolve_model, write_model_folder
+from ..run import METHODS, method_config, unlearn
+from .plots import plot
+from .training import Recipe, train_with_recipe
 
 METRICS = ("avg_gap", *GAP_KEYS, "rf_jsd", "jsd", "rf_jsd_reference", "jsd_reference", "seconds")
 
 
 @dataclass
 class BenchmarkSpec:
-    """What a benchmark run compares. `config` maps a method to `UnlearningConfig` / `BaselineConfig` fields
-    that override its defaults (LoTUS also takes the model's `unlearning_config.json`)."""
+    """What a benchmark run compares. `config` maps a method to fields of its config that override its
+    defaults (LoTUS also takes the model's `unlearning_config.json`; see `lotus_hf.run.method_config`)."""
 
     model: str = "fashion-mnist-resnet"
     dataset: str = "fashion_mnist"
@@ -92,7 +93,7 @@ def _cached_training(
     model, seconds = train_fn()
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output_dir(folder) as staging:
-        save_pretrained_bundle(
+        write_model_folder(
             staging, model, image_processor, f"# {parts['kind']}\n\nA lotus-hf benchmark cache entry.\n"
         )
         (staging / "benchmark_cache.json").write_text(
@@ -128,27 +129,12 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
 
 
 # ------------------------------------------------------------------------------------------------ run
-def method_config(method: str, spec: BenchmarkSpec, seed: int, scratch: str):
-    """The config a method runs with in this benchmark: its defaults, the model's recommendations (LoTUS),
-    then `spec.config[method]`."""
-    common = dict(output_dir=scratch, seed=seed, disable_tqdm=True, logging_strategy="no")
-    overrides = dict(spec.config.get(method, {}))
-    kind = UnlearningConfig if method == "lotus" else BaselineConfig
-    unknown = sorted(
-        set(overrides) - set(kind.__dataclass_fields__) | set(overrides) & {"method", "output_dir"}
-    )
-    if unknown:
-        raise ValueError(
-            f"`config` for {method!r} sets {unknown}, which are not {kind.__name__} fields you can set."
-        )
-    if method == "lotus":
-        fields = {
-            **unlearning_defaults(spec.model),
-            "class_forgetting": spec.request.kind == "classes",
-            **overrides,
-        }
-        return UnlearningConfig(**common, **fields)
-    return BaselineConfig(method=method, **common, **overrides)
+def benchmark_config(method: str, spec: BenchmarkSpec, seed: int, scratch: str):
+    """The config a method runs with in this benchmark: `lotus_hf.run.method_config` with `spec.config[method]`,
+    quiet, writing nothing but scratch files."""
+    fields = dict(spec.config.get(method, {}))
+    return method_config(method, spec.model, spec.request, **fields, output_dir=scratch, seed=seed,
+                         disable_tqdm=True, logging_strategy="no")  # fmt: skip
 
 
 def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, command: str | None = None) -> dict:
@@ -167,10 +153,8 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     if spec.train_subset is not None and spec.train_subset < len(train):
         subset = stratified_subset(train.labels.numpy(), spec.train_subset)
         train = train.select(subset)
-    recipe_dir = Path(resolve_model(spec.model))
-    recipe = (
-        Recipe.from_dir(recipe_dir) if (recipe_dir / RECIPE_FILE).is_file() else Recipe(model_config="config")
-    )
+    has_recipe = (Path(resolve_model(spec.model)) / "training_recipe.json").is_file()
+    recipe = Recipe.from_model(spec.model) if has_recipe else Recipe(model_config="config")
     if spec.recipe_epochs is not None:
         recipe.epochs = spec.recipe_epochs
     base = {
@@ -189,7 +173,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
 
             def train_original():
                 model = fresh_model(original.config, recipe.seed)
-                return train_classifier(model, train, recipe, Path(scratch) / "original")
+                return train_with_recipe(model, train, recipe, Path(scratch) / "original")
 
             parts = {**base, "kind": "original", "seed": recipe.seed}
             original, original_seconds = _cached_training(
@@ -202,9 +186,8 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
 
             def retrain(seed=seed, data=data):
                 model = fresh_model(original.config, seed)
-                return train_classifier(
-                    model, data.retain, Recipe(**{**asdict(recipe), "seed": seed}), Path(scratch) / "retrain"
-                )
+                seeded = Recipe(**{**asdict(recipe), "seed": seed})
+                return train_with_recipe(model, data.retain, seeded, Path(scratch) / "retrain")
 
             parts = {**base, "kind": "retrained", "seed": seed, "forget": data.fingerprint["sha256"]}
             retrained, retrain_seconds = _cached_training(cache_dir, parts, retrain, processor, log, reused)
@@ -213,7 +196,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             for method in spec.methods:
                 if method == "retrain":
                     continue
-                config = method_config(method, spec, seed, scratch)
+                config = benchmark_config(method, spec, seed, scratch)
                 probs: dict = {}
                 result = unlearn(copy.deepcopy(original), data, config, retrained=retrained,
                                  retrain_seconds=retrain_seconds, original=original, probs_out=probs,
@@ -360,69 +343,3 @@ def render_markdown(results: dict) -> str:
         hyper = ", ".join(f"`{k}`={v}" for k, v in row["hyperparameters"].items() if k != "seed")
         lines.append(f"| {method} | {hyper or '-'} |")
     return "\n".join(lines) + "\n"
-
-
-def _scatter(ax, summary: dict, methods: list[str], x: str, y: str) -> None:
-    """One labelled point per method at the mean of metrics `x`, `y`, with sample-std error bars; LoTUS in red."""
-    for method in methods:
-        row = summary[method]
-        ax.errorbar(row[x]["mean"], row[y]["mean"], xerr=row[x]["std"], yerr=row[y]["std"], fmt="o", capsize=3,
-                    color="C3" if method == "lotus" else "C0")  # fmt: skip
-        ax.annotate(
-            method, (row[x]["mean"], row[y]["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
-        )
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot(results: dict, folder: Path) -> None:
-    """avg_gap_vs_time.png, rf_jsd_vs_jsd.png (with Pearson r) and entropy_histograms.png."""
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summary = results["summary"]
-    title = f"{results['model']} / {results['forget']}"
-    methods = [m for m in summary if m != "original"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    _scatter(ax, summary, methods, "seconds", "avg_gap")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("wall time of the method (s, log)")
-    ax.set_ylabel("Avg Gap to the retrained model")
-    ax.set_title(title, fontsize=9)
-    _save(fig, folder / "avg_gap_vs_time.png")
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    _scatter(ax, summary, results["pearson_points"], "jsd", "rf_jsd")
-    r = results["pearson_rf_jsd_vs_jsd"]
-    ax.set_xlabel("JSD to the retrained model (forget set)")
-    ax.set_ylabel("RF-JSD (no retrained model)")
-    ax.set_title(f"{title}\nPearson r = {'-' if r is None else f'{r:.3f}'}", fontsize=9)
-    _save(fig, folder / "rf_jsd_vs_jsd.png")
-
-    names = list(summary)
-    cols = 4
-    fig, axes = plt.subplots(math.ceil(len(names) / cols), cols, figsize=(3 * cols, 2.2 * math.ceil(len(names) / cols)),
-                             sharex=True, squeeze=False)  # fmt: skip
-    runs = results["runs"]
-    for ax, method in zip(axes.flat, names, strict=False):
-        counts = np.sum([r["forget_entropy_histogram"] for r in runs if r["method"] == method], axis=0)
-        edges = np.linspace(0, 1, len(counts) + 1)
-        ax.bar(edges[:-1], counts / max(counts.sum(), 1), width=edges[1] - edges[0], align="edge",
-               color="C3" if method == "lotus" else "C0")  # fmt: skip
-        ax.set_title(method, fontsize=9)
-    for ax in axes.flat[len(names) :]:
-        ax.axis("off")
-    fig.supxlabel("entropy of the forget-set outputs / ln(classes)")
-    fig.suptitle(title, fontsize=9)
-    _save(fig, folder / "entropy_histograms.png")

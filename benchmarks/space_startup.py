@@ -1,0 +1,76 @@
+"""How soon the Space's page is usable: start-up (the default model's data prepared once) and the first page
+load in headless Chromium, up to the gallery of training images shown with the classes to pick.
+
+Writes benchmarks/results/space-startup.{md,json}. Needs Debian's chromium (`make browser`).
+
+    .venv/bin/python benchmarks/space_startup.py [--loads 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CHROMIUM_FLAGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--loads", type=int, default=3, help="page loads, each in a new browser context")
+    args = parser.parse_args()
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from playwright.sync_api import sync_playwright
+
+    spec = importlib.util.spec_from_file_location("space_app", ROOT / "spaces" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    sys.modules["space_app"] = app
+    spec.loader.exec_module(app)
+
+    start = time.perf_counter()
+    demo = app.build_demo().queue(default_concurrency_limit=2)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    startup = time.perf_counter() - start
+    loads = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            for _ in range(args.loads):
+                page = browser.new_context().new_page()
+                start = time.perf_counter()
+                page.goto(demo.local_url)
+                page.locator("#pick-gallery img").first.wait_for(timeout=120_000)
+                loads.append(time.perf_counter() - start)
+                page.context.close()
+            browser.close()
+    finally:
+        demo.close()
+    result = {
+        "command": "python benchmarks/space_startup.py" + "".join(f" {a}" for a in sys.argv[1:]),
+        "date": time.ctime(),
+        "startup_seconds": startup,
+        "page_load_seconds": loads,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "space-startup.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = "\n".join(f"| {i} | {s:.2f} |" for i, s in enumerate(loads, 1))
+    (RESULTS / "space-startup.md").write_text(
+        f"# The Space's first page: how soon it is usable\n\nCommand: `{result['command']}` ({result['date']}).\n\n"
+        f"Start-up (the app built, the bundled ResNet and Fashion-MNIST prepared once, the server started): "
+        f"{startup:.1f} s.\n\nEach page load in a new browser context, from `goto` until the gallery of training "
+        f"images is shown (the classes to pick come with it):\n\n| load | seconds |\n|---|---|\n{rows}\n"
+    )
+    print((RESULTS / "space-startup.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

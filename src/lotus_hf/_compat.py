@@ -1,0 +1,150 @@
+"""Workarounds for upstream versions, all in one place.
+
+Each one names the versions it was written for and applies only within the range checked in code
+(`_affected`), so that an upgrade past that range drops it instead of silently patching a fixed library.
+tests/test_compat.py checks that every upstream behaviour worked around here is still there in the installed
+versions: when one of those tests fails after an upgrade, the workaround can go.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _installed
+
+# transformers imports DeepSpeed whenever it is installed, and DeepSpeed 0.19 then logs on every machine
+# without a GPU that it is "Setting accelerator to CPU", even for runs that never use DeepSpeed. This filter
+# must exist before transformers is first imported, so it comes before every other import of the package.
+DEEPSPEED_CPU_NOTICE = "Setting accelerator to CPU"
+
+
+def _affected(package: str, first: str, before: str) -> bool:
+    """True when `package` is installed in the range `[first, before)` a workaround was written for."""
+    from packaging.version import Version
+
+    try:
+        installed = Version(_installed(package))
+    except PackageNotFoundError:
+        return False
+    return Version(first) <= installed < Version(before)
+
+
+if _affected("deepspeed", "0.15", "1.0"):  # seen with 0.19.8
+    logging.getLogger("DeepSpeed").addFilter(lambda record: DEEPSPEED_CPU_NOTICE not in record.getMessage())
+
+import torch  # noqa: E402
+
+# Each flag: does the installed version have the behaviour worked around below? (the versions seen in brackets)
+TRANSFORMERS_5 = _affected("transformers", "5.0", "6.0")  # [5.24.0]
+ACCELERATE_1 = _affected("accelerate", "1.0", "2.0")  # [1.15.0]
+
+
+def launched_on_cpu() -> bool:
+    """True when several processes were launched (torchrun, accelerate launch) on a machine without an
+    accelerator: `TrainingArguments` must then get `use_cpu=True`.
+
+    transformers 5.24 sets up no process group for CPU processes unless `use_cpu=True`: every process would
+    run alone on all of the data."""
+    if not TRANSFORMERS_5:
+        return False
+    accelerated = (
+        torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
+    )
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerated
+
+
+class StopBeforeEpoch:
+    """Trainer mixin: honour `control.should_training_stop` set by an `on_epoch_begin` callback.
+
+    transformers 5.24 checks the flag only after an epoch's first optimizer step, so an epoch whose opening
+    probe says "stop" would still update the model once."""
+
+    def _run_epoch(self, *args, **kwargs):
+        if TRANSFORMERS_5 and self.control.should_training_stop:
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
+
+def without_unsupported_checkpointing(args, model: torch.nn.Module):
+    """`args` with activation checkpointing turned off (and a warning) when `model` cannot do it (ResNet).
+
+    transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` and keeps the old name as
+    an alias until v6: both are read and both cleared."""
+    import dataclasses
+
+    from transformers.utils import logging as hf_logging
+
+    renamed = hasattr(args, "activation_checkpointing")
+    wants = args.activation_checkpointing if renamed else args.gradient_checkpointing
+    if not wants or getattr(model, "supports_gradient_checkpointing", False):
+        return args
+    hf_logging.get_logger(__name__).warning(
+        f"{type(model).__name__} does not support gradient checkpointing: training without it."
+    )
+    # the old name mirrors the new one, so a copy that changes the new one takes effect (transformers 5.24)
+    return dataclasses.replace(
+        args, **{"activation_checkpointing" if renamed else "gradient_checkpointing": False}
+    )
+
+
+def honour_fsdp_on_cpu(accelerator, fsdp_plugin_args: dict | None) -> bool:
+    """Turn an FSDP2 request into FSDP2 sharding on CPU processes; True when it did.
+
+    accelerate 1.15 enables FSDP only on accelerators: with CPU processes (gloo) it drops an FSDP config and
+    runs plain data parallelism. torch 2.13's FSDP2 (`fully_shard`) shards over gloo on CPU, so a request made
+    through `accelerate launch` (its FSDP environment) or `fsdp`/`fsdp_config` is honoured here. FSDP1 on CPU
+    is left to accelerate's fallback (it needs a device id)."""
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if not ACCELERATE_1:
+        return False
+    asked = fsdp_plugin_args is not None or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if not asked or accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    plugin = FullyShardedDataParallelPlugin(**(fsdp_plugin_args or {}))
+    if plugin.fsdp_version != 2:
+        logging.getLogger(__name__).warning(
+            "FSDP1 does not run on CPU processes: training with data parallelism (DDP) instead."
+        )
+        return False
+    # AcceleratorState copies PartialState's fields whenever it is built again: set the type in both.
+    PartialState().distributed_type = accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
+    return True
+
+
+def fsdp2_compatible(model: torch.nn.Module, cpu_ram_efficient_loading: bool = False) -> torch.nn.Module:
+    """Make `model` ready for accelerate 1.15's FSDP2 preparation, in place, or say which setting cannot work.
+
+    - `fsdp2_prepare_model` calls `get_input_embeddings()`, which transformers 5.24 raises on for vision
+      models such as ResNet (`NotImplementedError`); such a model answers None, as one without embeddings.
+    - Its RAM-efficient loading takes every state-dict entry for a sharded parameter, so it fails on a
+      model with buffers (BatchNorm statistics): that is a clear error here instead of a deep traceback.
+    """
+    saved = model.state_dict().keys() if cpu_ram_efficient_loading and ACCELERATE_1 else ()
+    buffer = next((name for name, _ in model.named_buffers() if name in saved), None)
+    if buffer is not None:
+        raise ValueError(
+            f"FSDP2's `fsdp_cpu_ram_efficient_loading` cannot load {type(model).__name__}: it has buffers "
+            f"({buffer}, ...) and accelerate 1.15 expects only parameters. Set "
+            "`fsdp_cpu_ram_efficient_loading: false` in the accelerate config."
+        )
+    if not TRANSFORMERS_5:
+        return model
+    try:
+        model.get_input_embeddings()
+    except NotImplementedError:
+        model.get_input_embeddings = lambda: None
+    except AttributeError:  # not a transformers model: accelerate finds no embeddings either
+        pass
+    return model
+
+
+def channels_last_allowed(trainer) -> bool:
+    """False under FSDP and DeepSpeed: torch 2.13's FSDP2 and DeepSpeed 0.19 shard and broadcast only
+    contiguous parameters, and channels-last convolution weights are not."""
+    fsdp_refuses = trainer.is_fsdp_enabled and _affected("torch", "2.4", "3.0")  # [2.13.0]
+    deepspeed_refuses = trainer.is_deepspeed_enabled and _affected("deepspeed", "0.15", "1.0")  # [0.19.8]
+    return not (fsdp_refuses or deepspeed_refuses)

@@ -1,0 +1,158 @@
+"""What every baseline shares: `BaselineConfig` (the common fields) and `BaselineTrainer` (data, saving, card).
+
+A baseline is a `BaselineConfig` subclass that declares its own fields and defaults, and a `BaselineTrainer`
+subclass that picks its training stream (`build_stream`) and its loss (`compute_loss`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForImageClassification, Trainer
+
+from ..config import MethodConfig
+from ..data import UnlearningStream, collate
+from ..hub import HubMixin
+from ..trainer import RunHooks, to_channels_last
+
+
+@dataclass
+class BaselineConfig(MethodConfig):
+    """Configuration of a baseline: every `TrainingArguments` field, the method's own fields (declared by each
+    subclass) and its training defaults (`defaults`: optimizer, learning rate, weight decay, epochs; a value
+    you give wins). Each subclass names its method in `method`."""
+
+    method: ClassVar[str] = ""
+    # The method's defaults of the training fields below, which are None until `__post_init__` fills them
+    # (here `TrainingArguments`' own; every method sets its own).
+    defaults: ClassVar[dict] = {
+        "optim": "adamw_torch",
+        "learning_rate": 5e-5,
+        "weight_decay": 0.0,
+        "num_train_epochs": 3,
+    }
+    # The training fields that define a run besides the method's own (SSD, which does not train, has none).
+    training_fields: ClassVar[tuple[str, ...]] = (
+        "optim",
+        "learning_rate",
+        "weight_decay",
+        "num_train_epochs",
+    )
+
+    optim: str | None = field(default=None, metadata={"help": "Optimizer (default: the method's)."})
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate (default: the method's)."}
+    )
+    weight_decay: float | None = field(
+        default=None, metadata={"help": "Weight decay (default: the method's)."}
+    )
+    num_train_epochs: float | None = field(
+        default=None, metadata={"help": "Epochs (default: the method's).", "aliases": ["--epochs"]}
+    )
+
+    def __post_init__(self):
+        for name, value in self.defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.optim == "sgd" and not self.optim_args:
+            self.optim_args = "momentum=0.9"
+        super().__post_init__()
+
+    def own_fields(self) -> tuple[str, ...]:
+        """The method's own hyper-parameters: the fields its config declares beyond `BaselineConfig`."""
+        common = {f.name for f in dataclasses.fields(BaselineConfig)}
+        return tuple(f.name for f in dataclasses.fields(self) if f.name not in common)
+
+    def method_description(self) -> str:
+        return (
+            f"with the `{self.method}` baseline of lotus-hf (see `lotus_hf.baselines`), not with LoTUS: a "
+            "comparison\nmethod of the LoTUS paper (Spartalis et al., CVPR 2025)."
+        )
+
+    def method_hyperparameters(self) -> dict:
+        names = (*self.own_fields(), *self.training_fields, "per_device_train_batch_size", "seed")
+        values = {name: getattr(self, name) for name in names}
+        return {"method": self.method, **{k: getattr(v, "value", v) for k, v in values.items()}}
+
+
+class BaselineTrainer(HubMixin, Trainer):
+    """The `Trainer` of a baseline: it takes the forget and retain sets, trains on the stream its subclass
+    builds, and saves, describes and pushes the result like `UnlearningTrainer`.
+
+    Args:
+        model: the original model; it becomes the unlearned model.
+        args: the method's config (a `BaselineConfig` subclass).
+        forget_dataset, retain_dataset: `{"pixel_values", "labels"}` items (e.g. `UnlearningData.forget`).
+        callbacks, processing_class: as for `Trainer`.
+    """
+
+    config_class: ClassVar[type[BaselineConfig]] = BaselineConfig
+
+    def __init__(self, model, args: BaselineConfig, forget_dataset=None, retain_dataset=None, callbacks=None,
+                 processing_class=None):  # fmt: skip
+        if not isinstance(args, self.config_class):
+            raise TypeError(f"`args` must be a `{self.config_class.__name__}`, got {type(args).__name__}.")
+        for name, dataset in (("forget_dataset", forget_dataset), ("retain_dataset", retain_dataset)):
+            if dataset is None or len(dataset) == 0:
+                raise ValueError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
+        self.forget_dataset, self.retain_dataset = forget_dataset, retain_dataset
+        if args.channels_last:
+            to_channels_last(model)
+        super().__init__(model=model, args=args, data_collator=collate, callbacks=callbacks,
+                         train_dataset=self.build_stream(args), processing_class=processing_class)  # fmt: skip
+        self.add_callback(RunHooks(self))
+        self.model_accepts_loss_kwargs = False
+        self.history: list[dict] = []  # one entry per epoch started
+        self._init_card(model)
+
+    # Hooks for the subclasses.
+    def build_stream(self, args: BaselineConfig) -> UnlearningStream:
+        """The training stream; by default the whole retain set."""
+        return UnlearningStream([], self.retain_dataset, torch.arange(len(self.retain_dataset)))
+
+    def prepare(self) -> None:
+        """Before the first update (the model is still the original)."""
+
+    def begin_epoch(self) -> bool:
+        """Before each epoch; True would stop training (no baseline has a stop rule)."""
+        self.history.append({"epoch": len(self.history) + 1})
+        return False
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["pixel_values", "labels", "is_forget", "teacher_logits"]
+
+    stopped_at_epoch = None  # baselines have no stop rule
+
+    def forget_batches(self):
+        """Endless shuffled batches of the forget set, through a data loader accelerate prepares like the
+        training one (each process gets its share)."""
+        loader = self._get_dataloader(self.forget_dataset, description="forget", batch_size=self._train_batch_size,
+                                      sampler_fn=self._get_train_sampler, is_training=True)  # fmt: skip
+        while True:  # accelerate's seedable sampler draws a new order on every pass
+            yield from loader
+
+
+def distillation_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Batch-mean KL(softmax(teacher / T) || softmax(student / T)) * T^2 (Hinton et al.).
+
+    >>> round(float(distillation_kl(torch.zeros(1, 2), torch.zeros(1, 2), 4.0)), 6)
+    0.0
+    """
+    teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    student = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature**2
+
+
+def fresh_model(config, seed: int) -> torch.nn.Module:
+    """A randomly initialised model of `config`, seeded: what `retrain` (and the benchmark's originals and
+    gold standards) start from."""
+    torch.manual_seed(seed)
+    return AutoModelForImageClassification.from_config(copy.deepcopy(config))

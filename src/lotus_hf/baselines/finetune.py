@@ -1,0 +1,29 @@
+"""Finetune: cross-entropy on the retain set only, so that the forget set fades as the model moves on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from .base import BaselineConfig, BaselineTrainer
+
+
+@dataclass
+class FinetuneConfig(BaselineConfig):
+    """Finetune's defaults (docs/evaluation.md): SGD with momentum 0.9, lr 1e-3, weight decay 5e-4, 5 epochs.
+    NegGrad+, Random Labels and SalUn start from the same."""
+
+    method = "finetune"
+    defaults = {"optim": "sgd", "learning_rate": 1e-3, "weight_decay": 5e-4, "num_train_epochs": 5}
+
+
+class FinetuneTrainer(BaselineTrainer):
+    """Cross-entropy on the retain set (the default stream of `BaselineTrainer`)."""
+
+    config_class = FinetuneConfig
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(pixel_values=inputs["pixel_values"])
+        loss = F.cross_entropy(outputs.logits, inputs["labels"])
+        return (loss, outputs) if return_outputs else loss

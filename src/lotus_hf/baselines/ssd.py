@@ -1,0 +1,108 @@
+"""SSD, Selective Synaptic Dampening (Foster et al., AAAI 2024): no training, one pass. Parameters far more
+important to the forget set than to all training data are shrunk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..config import POSITIVE
+from ..data import PixelDataset, collate
+from .base import BaselineConfig
+
+
+@dataclass
+class SSDConfig(BaselineConfig):
+    """SSD's constants: parameters with `I_forget > ssd_alpha * I_all` are multiplied by
+    `min(ssd_lambda * I_all / I_forget, 1)`. Only `per_device_train_batch_size` and `seed` of the training
+    fields matter: SSD takes no optimizer step."""
+
+    method = "ssd"
+    defaults = {"optim": "sgd", "learning_rate": 0.0, "weight_decay": 0.0, "num_train_epochs": 1}  # unused
+    training_fields = ()
+
+    ssd_alpha: float = field(default=10.0, metadata={"help": "SSD selection threshold a.", "check": POSITIVE})
+    ssd_lambda: float = field(default=1.0, metadata={"help": "SSD dampening constant l.", "check": POSITIVE})
+
+
+def ssd(model, forget_dataset, retain_dataset, args: SSDConfig) -> dict:
+    """Run SSD on `model` in place, as `lotus_hf.unlearn` runs a baseline's trainer; returns what it did,
+    `{"dampened_parameters": n}`, for the report."""
+    dampened = selective_synaptic_dampening(model, forget_dataset, retain_dataset, alpha=args.ssd_alpha,
+                                            lam=args.ssd_lambda, batch_size=args.per_device_train_batch_size,
+                                            seed=args.seed)  # fmt: skip
+    return {"dampened_parameters": dampened}
+
+
+def selective_synaptic_dampening(
+    model, forget, retain, alpha: float = 10.0, lam: float = 1.0, batch_size: int = 128, seed: int = 0
+) -> int:
+    """SSD, in place: parameters whose importance on `forget` exceeds `alpha` times their importance on all
+    training data (`forget` and `retain`) are multiplied by `min(lam * I_all / I_forget, 1)`. Importance is
+    the diagonal Fisher estimate of `squared_gradients`. Batches of all training data are shuffled (seeded),
+    as the SSD authors' training loader is: with batches of forget rows only, `I_all` could never fall below
+    a tenth of `I_forget` for a 10% forget set, and `alpha = 10` would select nothing. Returns how many
+    scalars were dampened."""
+    forget_importance = squared_gradients(model, [forget], batch_size, seed)
+    all_importance = squared_gradients(model, [forget, retain], batch_size, seed)
+    return dampen(list(model.parameters()), forget_importance, all_importance, alpha, lam)
+
+
+@torch.no_grad()
+def dampen(params, forget_importance, all_importance, alpha: float, lam: float) -> int:
+    """Multiply the selected entries of `params` in place; returns how many were selected."""
+    changed = 0
+    for param, i_f, i_d in zip(params, forget_importance, all_importance, strict=True):
+        selected = i_f > alpha * i_d
+        factor = torch.clamp(lam * i_d / i_f.clamp_min(1e-30), max=1.0)
+        param.mul_(torch.where(selected, factor, torch.ones_like(factor)))
+        changed += int(selected.sum())
+    return changed
+
+
+def squared_gradients(model, datasets, batch_size: int, seed: int = 0) -> list[torch.Tensor]:
+    """Mean over batches of the squared gradient of the batch cross-entropy (diagonal Fisher estimate), in
+    eval mode so that BatchNorm statistics do not move."""
+    device = next(model.parameters()).device
+    params = list(model.parameters())
+    sums = [torch.zeros_like(p) for p in params]
+    was_training = model.training
+    model.eval()
+    count = 0
+    try:
+        for pixels, labels in batches(datasets, batch_size, seed):
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(pixel_values=pixels.to(device)).logits, labels.to(device)).backward()
+            for total, param in zip(sums, params, strict=True):
+                if param.grad is not None:
+                    total.add_(param.grad.detach() ** 2)
+            count += 1
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return [total / max(count, 1) for total in sums]
+
+
+def batches(datasets, batch_size: int, seed: int | None = None):
+    """Batches of `(pixel_values, labels)` over `datasets` joined; shuffled (seeded) when `seed` is given, so
+    that batches mix rows of every data set as a shuffled training loader does."""
+    if len(datasets) == 1:
+        joined = datasets[0]
+    elif all(isinstance(d, PixelDataset) for d in datasets):  # one tensor: batches are slices, not items
+        joined = PixelDataset(
+            torch.cat([d.pixel_values for d in datasets]), torch.cat([d.labels for d in datasets])
+        )
+    else:
+        joined = torch.utils.data.ConcatDataset(datasets)
+    order = torch.arange(len(joined))
+    if seed is not None:
+        order = torch.randperm(len(joined), generator=torch.Generator().manual_seed(seed))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        if hasattr(joined, "pixel_values"):
+            yield joined.pixel_values[rows], joined.labels[rows]
+        else:
+            batch = collate([joined[int(i)] for i in rows])
+            yield batch["pixel_values"], batch["labels"]

@@ -1,0 +1,182 @@
+"""Model cards of unlearned checkpoints, rendered with `huggingface_hub` from templates/model_card.md.
+
+The YAML header is a `ModelCardData` (base model, data sets, tags, and a `model-index` of `EvalResult`s that
+the Hub parses); the body says what was forgotten (a fingerprint, never samples), the checkpoint's whole
+unlearning history, the hyper-parameters, LoTUS's per-epoch probes, the metrics and the library versions.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .data import FASHION_MNIST_HUB_ID, FASHION_MNIST_IDS
+
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+TAGS = ["lotus-hf", "machine-unlearning", "image-classification"]
+LOTUS_CITATION = """@inproceedings{spartalis2025lotus,
+  title     = {LoTUS: Large-Scale Machine Unlearning with a Taste of Uncertainty},
+  author    = {Spartalis, Christoforos N. and Semertzidis, Theodoros and Gavves, Efstratios and Daras, Petros},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2025},
+  note      = {arXiv:2503.18314}
+}"""
+_FINGERPRINT_KEYS = ("kind", "request", "size", "per_class", "sha256")
+
+
+def hub_id(name: str | None) -> str | None:
+    """`name` without its `@revision` when it names a Hub repo (`ORG/NAME`), else None (a bundled name or
+    a local path).
+
+    >>> hub_id("me/tiny-vit@main"), hub_id("fashion-mnist-resnet"), hub_id("./runs/model")
+    ('me/tiny-vit', None, None)
+    """
+    if not name:
+        return None
+    bare = name.split("@")[0]
+    if bare.count("/") != 1 or bare.startswith((".", "/", "~")) or Path(bare).exists():
+        return None
+    return bare
+
+
+def dataset_id(name: str | None) -> str | None:
+    """The Hub id of a data set name: `fashion_mnist` (read from the Debian package when installed) is
+    zalando-datasets/fashion_mnist."""
+    return FASHION_MNIST_HUB_ID if name in FASHION_MNIST_IDS else name
+
+
+def lineage_entry(base_model: str, forget: dict, dataset: str | None = None, method: str = "lotus") -> dict:
+    """One step of a checkpoint's unlearning history, as kept in `config.lotus_hf_unlearning`."""
+    return {
+        "base_model": base_model,
+        "dataset": dataset,
+        "method": method,
+        "forget": {key: forget.get(key) for key in _FINGERPRINT_KEYS},
+    }
+
+
+def unlearning_lineage(
+    previous: list[dict], base_model: str, forget: dict, dataset: str | None, method: str
+) -> list[dict]:
+    """A checkpoint's unlearning history after this run: the steps it came with, then this one."""
+    return [*previous, lineage_entry(base_model, forget, dataset, method)]
+
+
+def unlearning_card(
+    *,
+    model_name: str,
+    base_model: str,
+    config,
+    forget: dict,
+    report: dict,
+    lineage: list[dict],
+    dataset: str | None = None,
+    history: list[dict] | None = None,
+) -> ModelCard:
+    """The model card of an unlearned checkpoint.
+
+    Args:
+        model_name: the checkpoint's name (its folder or repo name).
+        base_model: the model it was unlearned from, with `@revision` when one was asked for; it becomes the
+            card's `base_model` field when it is a Hub id.
+        config: the run's `UnlearningConfig` or baseline config: its `method_description()` says how the
+            model was unlearned, its `method_hyperparameters()` the settings that define the run.
+        forget: the forget request's fingerprint (`UnlearningData.fingerprint`).
+        report: `UnlearningReport.to_dict()`, or `{}` when the model was not evaluated.
+        lineage: every unlearning step of the checkpoint (`lineage_entry`), oldest first, ending with this one.
+        dataset: the data set unlearned on (name, folder or Hub id).
+        history: the trainer's per-epoch history; LoTUS's probes (entries with `tau`) get a table.
+    """
+    probes = [entry for entry in history or () if "tau" in entry]
+    datasets = [
+        hub_id(d) for d in dict.fromkeys(dataset_id(step.get("dataset")) for step in lineage) if hub_id(d)
+    ]
+    base = hub_id(base_model)
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        base_model=base,
+        base_model_relation="finetune" if base else None,
+        datasets=datasets or None,
+        tags=TAGS,
+        model_name=model_name,
+        eval_results=_eval_results(report, dataset_id(dataset)) or None,
+    )
+    seconds = report.get("unlearning_seconds")
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=model_name,
+        base_model=base_model,
+        description=config.method_description(),
+        outcome=_outcome(probes),
+        forget=forget,
+        per_class=", ".join(f"{k}: {v}" for k, v in (forget.get("per_class") or {}).items()),
+        lineage=lineage,
+        hyperparameters=config.method_hyperparameters(),
+        probes=probes,
+        seconds="-" if seconds is None else f"{seconds:.1f}",
+        metrics_table=report_table(report),
+        versions=_versions(),
+        citation=LOTUS_CITATION,
+    )
+
+
+def _eval_results(report: dict, dataset: str | None) -> list[EvalResult]:
+    """The unlearned model's metrics as `model-index` entries (finite values only)."""
+    unlearned = report.get("rows", {}).get("unlearned", {})
+    name = dataset or "unknown"
+    return [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image classification after unlearning",
+            dataset_type=hub_id(name) or Path(name).name,
+            dataset_name=name,
+            metric_type=key,
+            metric_name=key,
+            metric_value=round(value, 6),
+        )
+        for key, value in unlearned.items()
+        if isinstance(value, float) and math.isfinite(value)
+    ]
+
+
+def _outcome(probes: list[dict]) -> str:
+    stopped = next((e["epoch"] for e in probes if e.get("stop")), None)
+    if stopped is not None:
+        return f"Here the stop rule ended training before epoch {stopped}."
+    if probes:
+        return f"Here it ran all {len(probes)} epochs allowed; the stop rule did not fire."
+    return ""
+
+
+def report_table(report: dict) -> str:
+    """The report's rows as a markdown table, rounded for display only."""
+    rows = report.get("rows", {})
+    if not rows:
+        return "Not evaluated."
+    keys = list(next(iter(rows.values())))
+    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, row in rows.items():
+        cells = ["-" if row.get(k) is None else f"{row[k]:.4f}" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _versions() -> dict[str, str]:
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "lotus-hf": installed("lotus-hf"),
+        "transformers": installed("transformers"),
+        "torch": installed("torch"),
+        "python": platform.python_version(),
+    }

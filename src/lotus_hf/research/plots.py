@@ -1,0 +1,75 @@
+"""The benchmark's figures, drawn from its results.json: Avg Gap against time, RF-JSD against JSD (with the
+Pearson r) and the entropy of each method's outputs on the forget set."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _scatter(ax, summary: dict, methods: list[str], x: str, y: str) -> None:
+    """One labelled point per method at the mean of metrics `x`, `y`, with sample-std error bars; LoTUS in red."""
+    for method in methods:
+        row = summary[method]
+        ax.errorbar(row[x]["mean"], row[y]["mean"], xerr=row[x]["std"], yerr=row[y]["std"], fmt="o", capsize=3,
+                    color="C3" if method == "lotus" else "C0")  # fmt: skip
+        ax.annotate(
+            method, (row[x]["mean"], row[y]["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot(results: dict, folder: Path) -> None:
+    """avg_gap_vs_time.png, rf_jsd_vs_jsd.png (with Pearson r) and entropy_histograms.png."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = results["summary"]
+    title = f"{results['model']} / {results['forget']}"
+    methods = [m for m in summary if m != "original"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _scatter(ax, summary, methods, "seconds", "avg_gap")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("wall time of the method (s, log)")
+    ax.set_ylabel("Avg Gap to the retrained model")
+    ax.set_title(title, fontsize=9)
+    _save(fig, folder / "avg_gap_vs_time.png")
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    _scatter(ax, summary, results["pearson_points"], "jsd", "rf_jsd")
+    r = results["pearson_rf_jsd_vs_jsd"]
+    ax.set_xlabel("JSD to the retrained model (forget set)")
+    ax.set_ylabel("RF-JSD (no retrained model)")
+    ax.set_title(f"{title}\nPearson r = {'-' if r is None else f'{r:.3f}'}", fontsize=9)
+    _save(fig, folder / "rf_jsd_vs_jsd.png")
+
+    names = list(summary)
+    cols = 4
+    fig, axes = plt.subplots(math.ceil(len(names) / cols), cols, figsize=(3 * cols, 2.2 * math.ceil(len(names) / cols)),
+                             sharex=True, squeeze=False)  # fmt: skip
+    runs = results["runs"]
+    for ax, method in zip(axes.flat, names, strict=False):
+        counts = np.sum([r["forget_entropy_histogram"] for r in runs if r["method"] == method], axis=0)
+        edges = np.linspace(0, 1, len(counts) + 1)
+        ax.bar(edges[:-1], counts / max(counts.sum(), 1), width=edges[1] - edges[0], align="edge",
+               color="C3" if method == "lotus" else "C0")  # fmt: skip
+        ax.set_title(method, fontsize=9)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    fig.supxlabel("entropy of the forget-set outputs / ln(classes)")
+    fig.suptitle(title, fontsize=9)
+    _save(fig, folder / "entropy_histograms.png")

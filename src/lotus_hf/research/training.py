@@ -1,0 +1,213 @@
+"""Training the models unlearning starts from and is measured against: small architectures for 28x28 data
+(presets), image processors fitted to a data set, and the recipe that trains an original and, without a
+forget set, its retrained gold standard (`lotus-hf train`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import ModelCard, ModelCardData
+from transformers import AutoModelForImageClassification
+
+from ..baselines.retrain import RECIPE_FILE
+from ..cards import dataset_id, hub_id
+from ..data import ForgetRequest, PixelDataset, class_names_of, forget_fingerprint, preprocess
+from ..evaluation import accuracy, predict_logits
+from ..hub import atomic_output_dir, resolve_model, write_model_folder
+from ..run import classifier_arguments, train_classifier
+
+_ORIGINAL_TEMPLATE = Path(__file__).parent / "original_card.md"
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+
+
+# ---------------------------------------------------------------------------------------- presets
+def preset_config(preset: str, class_names: list[str], image_size: int = 28, num_channels: int = 1):
+    """Small architectures for 28x28 data: `resnet-small` (~1.2M parameters) and `vit-small` (~0.5M)."""
+    from transformers import ResNetConfig, ViTConfig
+
+    labels = {"id2label": dict(enumerate(class_names)), "label2id": {n: i for i, n in enumerate(class_names)}}
+    if preset == "resnet-small":
+        return ResNetConfig(
+            num_channels=num_channels,
+            embedding_size=32,
+            hidden_sizes=[32, 64, 128, 256],
+            depths=[1, 1, 1, 1],
+            layer_type="basic",
+            downsample_in_first_stage=False,
+            **labels,
+        )
+    if preset == "vit-small":
+        return ViTConfig(
+            image_size=image_size,
+            patch_size=7,
+            num_channels=num_channels,
+            hidden_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=256,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            **labels,
+        )
+    raise ValueError(
+        f"`model_config` must be 'resnet-small', 'vit-small' or a config.json path, got {preset!r}."
+    )
+
+
+def build_model(model_config: str, class_names: list[str], seed: int, image_processor=None):
+    """A randomly initialised classifier from a preset name or a config.json path (seeded); a preset takes
+    its input size and channel count from `image_processor` (default: 28x28 grey)."""
+    from transformers import AutoConfig
+
+    torch.manual_seed(seed)
+    if Path(model_config).is_file():
+        config = AutoConfig.from_pretrained(model_config)
+        config.id2label = dict(enumerate(class_names))
+        config.label2id = {n: i for i, n in enumerate(class_names)}
+    else:
+        size, channels = 28, 1
+        if image_processor is not None:
+            size, channels = image_processor.size["height"], len(image_processor.image_mean)
+        config = preset_config(model_config, class_names, image_size=size, num_channels=channels)
+    return AutoModelForImageClassification.from_config(config)
+
+
+def grey_image_processor(
+    image_size: int = 28, mean: float = FASHION_MNIST_MEAN, std: float = FASHION_MNIST_STD
+):
+    """The image processor of the bundled models: resize to `image_size`, scale to [0, 1], normalise (1 channel)."""
+    return _vit_processor(image_size, [mean], [std])
+
+
+def image_processor_for(split, image_size: int | None = None, sample: int = 1000, seed: int = 0):
+    """An image processor fitted to a data set split (column `image`): grey or RGB after the images, resized
+    to `image_size` (default: the first image's height), normalised with the per-channel mean and std of
+    a seeded sample of `sample` images. Fashion-MNIST gives the bundled models' processor."""
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(split), size=min(sample, len(split)), replace=False)
+    pixels = [
+        np.asarray(_grey_or_rgb(split[int(i)]["image"]), dtype=np.float64) / 255.0 for i in sorted(rows)
+    ]
+    grey = all(p.ndim == 2 or p.shape[-1] == 1 for p in pixels)
+    if image_size is None:
+        image_size = int(pixels[0].shape[0])
+    if grey:
+        values = np.concatenate([p.reshape(-1) for p in pixels])[None, :]
+    else:
+        rgb = [p[..., :3] if p.ndim == 3 else np.repeat(p[..., None], 3, axis=-1) for p in pixels]
+        values = np.concatenate([p.reshape(-1, 3) for p in rgb]).T
+    mean, std = values.mean(axis=1), values.std(axis=1)
+    std[std < 1e-3] = 1.0  # a constant channel: centre it, do not divide by ~0
+    return _vit_processor(image_size, [round(float(m), 4) for m in mean], [round(float(s), 4) for s in std])
+
+
+def _grey_or_rgb(image):
+    if hasattr(image, "convert"):  # PIL: palette, RGBA, CMYK... become RGB; 1-bit and 16-bit grey become L
+        return image.convert("L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB")
+    return image
+
+
+def _vit_processor(image_size: int, mean: list[float], std: list[float]):
+    try:  # transformers >= 5 without torchvision: the PIL backend, named explicitly to skip a warning
+        from transformers import ViTImageProcessorPil as Processor
+    except ImportError:
+        from transformers import ViTImageProcessor as Processor
+    return Processor(size={"height": image_size, "width": image_size}, image_mean=mean, image_std=std)
+
+
+# --------------------------------------------------------------------------------------- training
+@dataclass
+class Recipe:
+    """How an original (and its retrained gold standard) is trained with the ordinary Trainer."""
+
+    model_config: str = "resnet-small"
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.0
+    seed: int = 3407
+
+    @classmethod
+    def from_model(cls, name: str) -> Recipe:
+        """The recipe a model trained by `lotus-hf train` was trained with (its training_recipe.json)."""
+        path = Path(resolve_model(name)) / RECIPE_FILE
+        if not path.is_file():
+            raise ValueError(
+                f"`like` {name!r} has no {RECIPE_FILE}: pass a model trained by `lotus-hf train`."
+            )
+        return cls(**json.loads(path.read_text())["recipe"])
+
+    def arguments(self, output_dir: str | Path):
+        """The `TrainingArguments` of this recipe."""
+        return classifier_arguments(output_dir, epochs=self.epochs, learning_rate=self.learning_rate,
+                                    weight_decay=self.weight_decay, batch_size=self.batch_size,
+                                    lr_scheduler_type=self.lr_scheduler_type, warmup_ratio=self.warmup_ratio,
+                                    seed=self.seed)  # fmt: skip
+
+
+def train_with_recipe(model, train: PixelDataset, recipe: Recipe, work_dir: str | Path):
+    """Train `model` on `train` as `recipe` says (the ordinary Trainer); returns `(model, seconds)`."""
+    return train_classifier(model, train, recipe.arguments(work_dir))
+
+
+def train_original(
+    dataset,
+    image_processor,
+    recipe: Recipe,
+    output_dir: str | Path,
+    *,
+    request: ForgetRequest | None = None,
+    dataset_name: str = "fashion_mnist",
+) -> dict:
+    """Train a classifier on `dataset["train"]` (or on the retain set of `request`: the retrained gold
+    standard) and save it with its image processor, recipe and card into `output_dir`, atomically.
+    Returns the training summary (accuracies, seconds)."""
+    class_names = class_names_of(dataset)
+    train = preprocess(dataset["train"], image_processor)
+    test = preprocess(dataset["test"], image_processor)
+    fingerprint = None
+    if request is not None:
+        forget_indices = request.resolve(train.labels.numpy(), class_names)
+        fingerprint = forget_fingerprint(request, forget_indices, train.labels.numpy(), class_names)
+        keep = np.ones(len(train), dtype=bool)
+        keep[forget_indices] = False
+        train = train.select(np.flatnonzero(keep))
+    with atomic_output_dir(output_dir) as staging:
+        model = build_model(recipe.model_config, class_names, recipe.seed, image_processor)
+        with tempfile.TemporaryDirectory(prefix="lotus-hf-train-") as work:
+            model, seconds = train_with_recipe(model, train, recipe, work)
+        summary = {
+            "recipe": asdict(recipe),
+            "dataset": dataset_name,
+            "trained_on": "retain set" if request is not None else "full training split",
+            "forget": fingerprint,
+            "train_samples": len(train),
+            "train_accuracy": accuracy(predict_logits(model, train), train.labels),
+            "test_accuracy": accuracy(predict_logits(model, test), test.labels),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "training_seconds": seconds,
+        }
+        write_model_folder(
+            staging, model, image_processor, original_card(Path(output_dir).name, model, summary)
+        )
+        (staging / RECIPE_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def original_card(name: str, model, summary: dict) -> ModelCard:
+    """The card of a model trained by `lotus-hf train` (research/original_card.md)."""
+    data = dataset_id(summary["dataset"])
+    card_data = ModelCardData(library_name="transformers", pipeline_tag="image-classification",
+                              datasets=[hub_id(data)] if hub_id(data) else None,
+                              tags=["lotus-hf", "image-classification"])  # fmt: skip
+    return ModelCard.from_template(card_data, template_path=str(_ORIGINAL_TEMPLATE), name=name,
+                                   architecture=model.config.model_type, summary=summary,
+                                   forget=json.dumps(summary["forget"]) if summary["forget"] else "none")  # fmt: skip

@@ -1,0 +1,216 @@
+"""One unlearning run, as `lotus-hf unlearn`, the Space and the benchmark do it: pick the method's config,
+run it, time it, evaluate the result, and save it (model, image processor, card, report) for the Hub.
+
+Example:
+    >>> from lotus_hf import ForgetRequest, load_image_dataset, load_model, prepare_unlearning_data
+    >>> from lotus_hf.run import method_config, save_unlearned, unlearn
+    >>> model, processor = load_model("fashion-mnist-resnet")
+    >>> request = ForgetRequest.first_percent(10)
+    >>> data = prepare_unlearning_data(load_image_dataset("fashion_mnist"), request, processor)  # doctest: +SKIP
+    >>> config = method_config("lotus", "fashion-mnist-resnet", request, output_dir="scratch")  # doctest: +SKIP
+    >>> result = unlearn(model, data, config, dataset="fashion_mnist")  # doctest: +SKIP
+    >>> save_unlearned(result, processor, "my-model-unlearned")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from .baselines import BASELINES, BaselineConfig
+from .cards import unlearning_card, unlearning_lineage
+from .config import UnlearningConfig
+from .data import ForgetRequest, UnlearningData, collate, preprocess
+from .distributed import whole_model
+from .evaluation import UnlearningReport, evaluate_unlearning
+from .hub import save_model_folder
+from .trainer import UnlearningTrainer, to_channels_last
+
+METHODS = ("lotus", *BASELINES)
+
+
+def method_config_class(method: str) -> type[UnlearningConfig] | type[BaselineConfig]:
+    """`UnlearningConfig` for `lotus`, else the baseline's config class."""
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+    return UnlearningConfig if method == "lotus" else BASELINES[method][0]
+
+
+def method_config(
+    method: str, model: str | None = None, request: ForgetRequest | None = None, **fields
+) -> UnlearningConfig | BaselineConfig:
+    """The config of `method` (`lotus` or a baseline) for unlearning `request` from `model`: the method's
+    defaults, then what the model recommends (LoTUS: its `unlearning_config.json`; retrain: its training
+    recipe), then what the request implies, then `fields`. `lotus-hf unlearn` builds its config this way.
+
+    Example:
+        >>> method_config("scrub", scrub_temperature=2.0, output_dir="out").scrub_temperature
+        2.0
+    """
+    config_class = method_config_class(method)
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(config_class) if f.init})
+    if unknown:
+        raise ValueError(
+            f"{unknown} are not fields of `{config_class.__name__}` (method {method!r}): check the names "
+            f"(`lotus-hf unlearn --method {method} --help-all` lists them)."
+        )
+    return config_class.from_pretrained(model, request=request, **fields)
+
+
+@dataclass
+class UnlearningResult:
+    """What a run produced: the unlearned model (all its weights, on every process), its report, the config
+    and per-epoch history, the trainer (None for SSD, which does not train), and what the card records."""
+
+    model: torch.nn.Module
+    report: UnlearningReport
+    config: UnlearningConfig | BaselineConfig
+    history: list[dict]
+    trainer: Trainer | None
+    base_model: str
+    dataset: str | None = None
+    lineage: list[dict] = field(default_factory=list)
+
+    def model_card(self, model_name: str):
+        """The unlearned model's `huggingface_hub.ModelCard`."""
+        return unlearning_card(model_name=model_name, base_model=self.base_model, config=self.config,
+                               forget=self.report.forget, report=self.report.to_dict(), lineage=self.lineage,
+                               dataset=self.dataset, history=self.history)  # fmt: skip
+
+
+def unlearn(
+    model,
+    data: UnlearningData,
+    config: UnlearningConfig | BaselineConfig,
+    *,
+    base_model: str | None = None,
+    dataset: str | None = None,
+    retrained=None,
+    retrain_seconds: float | None = None,
+    callbacks: list | None = None,
+    original=None,
+    probs_out: dict | None = None,
+    logits_cache: dict | None = None,
+) -> UnlearningResult:
+    """Run LoTUS (an `UnlearningConfig`) or a baseline (its config) on `model`, modified in place, and
+    evaluate the result against the original (and `retrained`, when given).
+
+    `unlearning_seconds` covers the trainer's set-up (the retain subset), the passes it makes before training
+    (unseen accuracy, teacher logits, importances), every probe and every update; not the evaluation.
+    `base_model` (default: the model's name) and `dataset` are what the card and the model's unlearning
+    history record. Pass `original` to share one frozen copy of the original across runs, and the same dict
+    as `logits_cache` to evaluate it and `retrained` once (see `evaluate_unlearning`).
+    """
+    original = original if original is not None else copy.deepcopy(model).eval()
+    base_model = base_model or getattr(model.config, "_name_or_path", None) or "unknown"
+    previous = list(getattr(model.config, "lotus_hf_unlearning", None) or [])
+    if isinstance(config, UnlearningConfig) and config.class_forgetting is None:
+        config.class_forgetting = data.fingerprint.get("kind") == "classes"
+    start = time.perf_counter()
+    trainer, history = _run(model, data, config, callbacks)
+    seconds = time.perf_counter() - start
+    unlearned = whole_model(trainer, original) if trainer is not None else model
+    report = evaluate_unlearning(original, unlearned, data, retrained=retrained, unlearning_seconds=seconds,
+                                 retrain_seconds=retrain_seconds, seed=config.seed, probs_out=probs_out,
+                                 logits_cache=logits_cache)  # fmt: skip
+    hyperparameters = config.method_hyperparameters()
+    report.training = {
+        "method": hyperparameters["method"],
+        "hyperparameters": hyperparameters,
+        "history": history,
+        "stopped_at_epoch": next((e["epoch"] for e in history if e.get("stop")), None),
+    }
+    if trainer is not None:  # so that `trainer.push_to_hub()` records the request and the metrics too
+        trainer.base_model, trainer.dataset_name = base_model, dataset
+        trainer.forget_fingerprint, trainer.report = dict(data.fingerprint), report.to_dict()
+    lineage = unlearning_lineage(previous, base_model, data.fingerprint, dataset, hyperparameters["method"])
+    return UnlearningResult(unlearned, report, config, history, trainer, base_model, dataset, lineage)
+
+
+def _run(model, data: UnlearningData, config, callbacks) -> tuple[Trainer | None, list[dict]]:
+    """Run the method of `config`: its trainer's `train()`, or SSD's function."""
+    if isinstance(config, UnlearningConfig):
+        trainer = UnlearningTrainer(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
+                                    unseen_dataset=data.unseen, callbacks=callbacks)  # fmt: skip
+    else:
+        run = BASELINES[config.method][1]
+        if not isinstance(run, type):  # a method that does not train (SSD)
+            return None, [{"epoch": 1, **run(model, data.forget, data.retain, config)}]
+        trainer = run(
+            model, config, forget_dataset=data.forget, retain_dataset=data.retain, callbacks=callbacks
+        )
+    trainer.train()
+    return trainer, trainer.history
+
+
+def save_unlearned(result: UnlearningResult, image_processor, output_dir: str | Path) -> Path:
+    """Write the unlearned model, its image processor, model card and report.json into the new folder
+    `output_dir`, atomically. The model's config keeps its unlearning history (`lotus_hf_unlearning`): a
+    model unlearned again lists every base model and forget fingerprint. Push the folder with
+    `lotus_hf.hub.push_folder`, as the CLI and the Space do."""
+    result.model.config.lotus_hf_unlearning = result.lineage
+    card = result.model_card(Path(output_dir).name)
+    return save_model_folder(output_dir, result.model, image_processor, card, result.report.to_dict())
+
+
+# ------------------------------------------------------------------------------ plain fine-tuning
+def classifier_arguments(
+    output_dir: str | Path,
+    *,
+    epochs: float,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 5e-4,
+    batch_size: int = 128,
+    lr_scheduler_type: str = "cosine",
+    warmup_ratio: float = 0.0,
+    seed: int = 3407,
+) -> TrainingArguments:
+    """`TrainingArguments` of a plain cross-entropy training run (no checkpoints, no trackers)."""
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=512,
+        lr_scheduler_type=lr_scheduler_type,
+        warmup_steps=warmup_ratio,  # transformers 5 reads a value below 1 as a ratio
+        seed=seed,
+        save_strategy="no",
+        logging_strategy="epoch",
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning without an accelerator only warns
+    )
+
+
+def train_classifier(model, train_dataset, args: TrainingArguments) -> tuple[torch.nn.Module, float]:
+    """Train `model` on `{"pixel_values", "labels"}` items with cross-entropy through the ordinary
+    `Trainer`; returns `(model in eval mode, seconds)`."""
+    trainer = Trainer(
+        model=to_channels_last(model), args=args, train_dataset=train_dataset, data_collator=collate
+    )
+    start = time.perf_counter()
+    trainer.train()
+    return trainer.model.eval(), time.perf_counter() - start
+
+
+def fit_head(
+    model, dataset, image_processor, epochs: int = 3, seed: int = 3407, learning_rate: float = 1e-3
+) -> float:
+    """Fine-tune `model` (with a new head for the data set's classes: `load_model(..., new_head=classes)`)
+    on `dataset["train"]`, in place; it then serves as the original to unlearn from. Returns the seconds it
+    took."""
+    import tempfile
+
+    train = preprocess(dataset["train"], image_processor)
+    with tempfile.TemporaryDirectory(prefix="lotus-hf-fit-head-") as work:
+        args = classifier_arguments(work, epochs=epochs, learning_rate=learning_rate, seed=seed)
+        _, seconds = train_classifier(model, train, args)
+    return seconds
