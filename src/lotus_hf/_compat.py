@@ -148,3 +148,14 @@ def channels_last_allowed(trainer) -> bool:
     fsdp_refuses = trainer.is_fsdp_enabled and _affected("torch", "2.4", "3.0")  # [2.13.0]
     deepspeed_refuses = trainer.is_deepspeed_enabled and _affected("deepspeed", "0.15", "1.0")  # [0.19.8]
     return not (fsdp_refuses or deepspeed_refuses)
+
+
+def leave_process_group(state) -> None:
+    """With several processes, wait for all of them, then tear the process group down before exit.
+
+    torch 2.13's gloo can abort a process ("terminate called without an active exception") that exits while its
+    group is alive (seen in CI)."""
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        if _affected("torch", "2.0", "3.0"):  # [2.13.0]
+            state.destroy_process_group()

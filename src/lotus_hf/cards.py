@@ -107,7 +107,7 @@ def unlearning_card(
         eval_results=_eval_results(report, dataset_id(dataset)) or None,
     )
     seconds = report.get("unlearning_seconds")
-    return ModelCard.from_template(
+    card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
         model_name=model_name,
@@ -124,6 +124,7 @@ def unlearning_card(
         versions=_versions(),
         citation=LOTUS_CITATION,
     )
+    return ModelCard(card.content + "\n")  # jinja drops the template's last newline
 
 
 def _eval_results(report: dict, dataset: str | None) -> list[EvalResult]:

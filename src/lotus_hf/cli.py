@@ -26,7 +26,7 @@ from pathlib import Path
 
 from transformers.hf_argparser import HfArg
 
-from . import __version__
+from . import __version__, _compat
 
 # `TrainingArguments` fields the command owns itself: where the model goes and how it is pushed (`--output-dir`,
 # `--push-to-hub ORG/NAME`, `--private`), and the token, which never goes on a command line.
@@ -372,11 +372,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         print(f"saved the unlearned model, model card and report.json to {path}")
         if run.push_to_hub:
             print(f"pushed to {push_folder(path, run.push_to_hub, private=run.private)}")
-    if state.num_processes > 1:
-        state.wait_for_everyone()
-        # Tear the process group down before exit: torch 2.13's gloo can abort ("terminate called without an
-        # active exception") when a process exits while its group is alive.
-        state.destroy_process_group()
+    _compat.leave_process_group(state)
 
 
 def _research(name: str):
