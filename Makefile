@@ -41,7 +41,7 @@ benchmark-scale: setup   ## throughput and peak memory, cached vs live teacher (
 benchmark-sharded: setup ## peak RSS per process on 2 CPU processes: DDP, FSDP2, ZeRO-3, cached vs live teacher
 	$(PY) benchmarks/sharded_memory.py
 
-space: setup             ## a folder deployable as is to a Gradio Space: app, card, the lotus-hf wheel, requirements
+space: setup             ## a folder deployable as is to a Gradio Space: app, card, lotus_hf/, requirements from the index
 	$(PY) scripts/build_space.py dist/space
 
 lint: setup

@@ -23,6 +23,23 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory):
+    """scikit-learn digits written as PNGs into an imagefolder (train/ and test/ by class)."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("digits")
+    digits = load_digits()
+    for i, (image, label) in enumerate(zip(digits.images[:400], digits.target[:400], strict=True)):
+        split = "train" if i < 300 else "test"
+        folder = root / split / DIGIT_NAMES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(image * 16, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
 def digits_data(digits):
     from lotus_hf.data import ForgetRequest, prepare_unlearning_data
 

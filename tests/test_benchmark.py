@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 from conftest import save_tiny, tiny_model
-from test_cli import digits_folder  # noqa: F401  (the PNG image-folder fixture)
 
 from lotus_hf.cli import main
 from lotus_hf.evaluation import GAP_KEYS
@@ -19,7 +18,7 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path, capsys):  # noqa: F811
+def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     common = ["benchmark", "--model", str(model_dir), "--dataset", str(digits_folder),
               "--cache-dir", str(tmp_path / "cache"), *TINY]  # fmt: skip

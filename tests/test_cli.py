@@ -9,22 +9,6 @@ from conftest import DIGIT_NAMES, save_tiny, tiny_model
 from lotus_hf.cli import main
 
 
-@pytest.fixture(scope="module")
-def digits_folder(tmp_path_factory):
-    """scikit-learn digits written as PNGs into an imagefolder (train/ and test/ by class)."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    digits = load_digits()
-    for i, (image, label) in enumerate(zip(digits.images[:400], digits.target[:400], strict=True)):
-        split = "train" if i < 300 else "test"
-        folder = root / split / DIGIT_NAMES[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(image * 16, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
-    return root
-
-
 def test_unlearn_end_to_end_on_a_tiny_model(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     out = tmp_path / "unlearned"
@@ -261,7 +245,33 @@ def test_a_config_file_loads_a_whole_run_and_flags_override_it(digits_folder, tm
 
     (tmp_path / "bad.yaml").write_text("aplha: 3\n")
     assert main(["unlearn", "--config", str(tmp_path / "bad.yaml"), "--output-dir", str(tmp_path / "o")]) == 2
-    assert "['aplha'] are not fields of `UnlearningConfig`" in capsys.readouterr().err
+    assert "unrecognized argument --aplha in `--config`" in capsys.readouterr().err
+
+
+def test_a_config_files_values_are_typed_and_checked_like_flags(digits_folder, tmp_path, capsys):
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    run = tmp_path / "run.yaml"
+    # YAML reads 1e-4 and 1e1 as strings, "no" as a string: the parser makes them a float and a bool
+    run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget_classes: digit-2\nlearning_rate: 1e-4\n"
+                   f"alpha: 1e1\nclass_forgetting: 'no'\nepochs: 1\nbatch-size: 64\n")  # fmt: skip
+    assert main(["unlearn", "--config", str(run), "--output-dir", str(tmp_path / "a")]) == 0
+    hyper = json.loads((tmp_path / "a" / "report.json").read_text())["training"]["hyperparameters"]
+    assert (hyper["learning_rate"], hyper["alpha"], hyper["class_forgetting"]) == (1e-4, 10.0, False)
+    capsys.readouterr()
+    for line, message in [
+        (
+            "hub_token: hf_secret",
+            "unrecognized argument --hub-token in `--config`",
+        ),  # never a token in a file
+        ("alpha: many", "argument --alpha: invalid float value: 'many'"),
+        ("push_to_hub: true", "`--push-to-hub` must be a Hub repo id, ORG/NAME, got 'true'"),
+    ]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"model: {model_dir}\ndataset: {digits_folder}\n{line}\n")
+        assert main(["unlearn", "--config", str(bad), "--output-dir", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and "hf_secret" not in err, err
+        assert not (tmp_path / "b").exists()
 
 
 def test_help_lists_the_methods_own_fields_and_help_all_every_field(capsys):

@@ -11,7 +11,10 @@ from lotus_hf.data import PixelDataset, collate
 
 
 def test_version_ranges():
-    assert _compat._affected("transformers", "5.0", "6.0") == _compat.TRANSFORMERS_5
+    from importlib.metadata import version
+
+    major = int(version("transformers").split(".")[0])
+    assert _compat._affected("transformers", f"{major}.0", f"{major + 1}.0")
     assert not _compat._affected("transformers", "0.1", "0.2")
     assert not _compat._affected("no-such-package-anywhere", "0", "99")
 

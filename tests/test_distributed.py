@@ -79,7 +79,7 @@ def _accelerate(strategy: str) -> list[str]:
 def test_sharded_runs_on_two_cpu_processes_hold_half_the_weights_and_match_one_process(
     strategy, teacher, weights, one_process, tmp_path
 ):
-    # FSDP2: accelerate 1.15 drops it on CPU processes; lotus_hf.trainer.honour_fsdp_on_cpu turns it back on.
+    # FSDP2: accelerate 1.15 drops it on CPU processes; lotus_hf._compat.honour_fsdp_on_cpu turns it back on.
     # ZeRO-3: DeepSpeed runs on its CPU accelerator over gloo.
     _, distributed_type, wrapped = SHARDED[strategy]
     two = _run(_accelerate(strategy), 16, weights, tmp_path / "two.json", teacher)

@@ -170,17 +170,21 @@ from lotus_hf.hub import load_model
 
 model, processor = load_model("me/tiny-resnet")
 data = prepare_unlearning_data(load_image_dataset("me/tiny-digits"), ForgetRequest.classes(["digit-5"]), processor)
+# push_to_hub=True, as transformers users set it: Trainer makes the repo; the push is one commit at the end
 config = UnlearningConfig(output_dir={str(tmp_path / "out")!r}, num_train_epochs=1, class_forgetting=True,
-                          per_device_train_batch_size=64, hub_model_id="me/python-push", use_cpu=True)
+                          per_device_train_batch_size=64, hub_model_id="me/python-push", use_cpu=True,
+                          push_to_hub=True, save_strategy="epoch")
 trainer = UnlearningTrainer(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
                             unseen_dataset=data.unseen, processing_class=processor)
 trainer.forget_fingerprint, trainer.dataset_name = data.fingerprint, "me/tiny-digits"
 trainer.train()
-trainer.push_to_hub()
+print("commit:", trainer.push_to_hub())
 """)  # fmt: skip
     files = hub.files("me/python-push")
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(files)
-    assert not [name for name in files if name.endswith((".bin", ".pt", ".pkl"))]  # no pickle pushed
+    # exactly the model, never a checkpoint (one was saved per epoch) nor a pickle
+    assert set(files) == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
+    commits = hub.state.repos[("model", "me/python-push")].commits  # the repo's creation, then one upload
+    assert [c["summary"] for c in commits] == ["initial commit", "Upload unlearned model (lotus-hf)"]
     card = ModelCard(files["README.md"].decode())
     assert card.data.base_model == "me/tiny-resnet" and "lotus-hf" in card.data.tags
     assert "classes=digit-5" in card.text

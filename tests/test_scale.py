@@ -109,4 +109,5 @@ def test_fsdp2_preparation_gets_vision_models_ready_or_names_the_setting_that_ca
     assert fsdp2_compatible(vit).get_input_embeddings() is patches  # models with embeddings keep them
     with pytest.raises(ValueError, match="fsdp_cpu_ram_efficient_loading: false"):
         fsdp2_compatible(tiny_model("resnet"), cpu_ram_efficient_loading=True)  # BatchNorm buffers
-    assert fsdp2_compatible(tiny_model("vit"), cpu_ram_efficient_loading=True) is not None
+    vit = tiny_model("vit")  # parameters only: RAM-efficient loading works for it
+    assert fsdp2_compatible(vit, cpu_ram_efficient_loading=True) is vit

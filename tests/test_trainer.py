@@ -150,3 +150,21 @@ def test_gradient_accumulation_matches_one_big_batch(digits_data, tmp_path):
     assert seen_a == seen_b and sum(seen_a.values()) == 8
     for key in ("loss", "forget_loss", "retain_loss"):
         assert log_a[key] == pytest.approx(log_b[key], rel=1e-5), key
+
+
+def test_probes_and_the_teacher_pass_see_every_row_whatever_drop_last_says(
+    trained_resnet, digits_data, tmp_path
+):
+    """`dataloader_drop_last=True` drops the training stream's last partial batch, never rows of a probe."""
+    config = unlearning_config(
+        tmp_path, num_train_epochs=1, dataloader_drop_last=True, per_device_eval_batch_size=50
+    )
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
+    )  # fmt: skip
+    assert len(digits_data.forget) % 50 and len(trainer.stream) % 50  # each probe has a partial last batch
+    trainer.train()
+    assert len(trainer.stream.teacher_logits) == len(trainer.stream)
+    expected = predict_logits(trained_resnet, digits_data.forget).argmax(-1) == digits_data.forget.labels
+    assert trainer.history[0]["forget_accuracy"] == pytest.approx(float(expected.float().mean()))

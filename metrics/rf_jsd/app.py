@@ -117,4 +117,5 @@ def build_demo() -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    build_demo().launch(server_name="127.0.0.1")
+    # The address and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Space sets 0.0.0.0:7860).
+    build_demo().launch()

@@ -99,7 +99,9 @@ class RfJsd(evaluate.Metric):
             features=datasets.Features(
                 {
                     "predictions": datasets.Sequence(datasets.Value("float64")),
-                    "references": datasets.Value("int64"),
+                    # float64, not int64: a cast to int64 would turn a label 1.5 silently into 1; the
+                    # math checks that every label is a whole class id
+                    "references": datasets.Value("float64"),
                 }
             ),
             reference_urls=["https://arxiv.org/abs/2503.18314"],

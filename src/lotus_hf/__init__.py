@@ -34,3 +34,13 @@ __all__ = [
     "save_unlearned",
     "unlearn",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("BaselineConfig", "BaselineTrainer"):  # lotus-hf 0.1's single baseline class
+        raise AttributeError(
+            f"`lotus_hf.{name}` is gone: each baseline has its own config and trainer in lotus_hf.baselines "
+            "(e.g. `ScrubConfig`, `ScrubTrainer`), and `lotus_hf.run.method_config('scrub', ...)` builds a config "
+            "by name."
+        )
+    raise AttributeError(f"module 'lotus_hf' has no attribute {name!r}")

@@ -1,9 +1,12 @@
 """Workarounds for upstream versions, all in one place.
 
-Each one names the versions it was written for and applies only within the range checked in code
-(`_affected`), so that an upgrade past that range drops it instead of silently patching a fixed library.
-tests/test_compat.py checks that every upstream behaviour worked around here is still there in the installed
-versions: when one of those tests fails after an upgrade, the workaround can go.
+Each one names the versions it was written for (in brackets: the version seen) and applies only within the
+range checked in code (`_affected`, a whole major version: a change of behaviour is looked for at a major
+release, and the tests below say when one comes earlier). tests/test_compat.py checks that the behaviours
+`StopBeforeEpoch`, `fsdp2_compatible`, `launched_on_cpu` and `without_unsupported_checkpointing` answer are still
+there in the installed versions; `honour_fsdp_on_cpu`, `channels_last_allowed` and `leave_process_group` are
+exercised by the two-process runs of tests/test_distributed.py. When one of those tests fails after an upgrade,
+its workaround can go.
 """
 
 from __future__ import annotations

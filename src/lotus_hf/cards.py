@@ -175,8 +175,10 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             return "unknown"
 
+    from . import __version__  # also right where lotus_hf is a folder beside an app, not an installed package
+
     return {
-        "lotus-hf": installed("lotus-hf"),
+        "lotus-hf": __version__,
         "transformers": installed("transformers"),
         "torch": installed("torch"),
         "python": platform.python_version(),

@@ -22,7 +22,8 @@ class MethodConfig(TrainingArguments):
     """What the config of every unlearning method shares, LoTUS's and the baselines': `TrainingArguments`
     with the defaults of an unlearning run (paper seed, batch 128, no learning-rate schedule, no checkpoints,
     no trackers), `channels_last`, and `from_pretrained`, the precedence of settings. A field may carry a
-    `check` in its metadata, `(predicate, "the allowed values")`, that `__post_init__` applies."""
+    `check` in its metadata, `(predicate, "the allowed values")`, that `__post_init__` applies. Pushes to the
+    Hub are one commit at the end (`hub_strategy` is always "end"), through `trainer.push_to_hub()`."""
 
     output_dir: str | None = field(default=None, metadata={"help": "Where checkpoints and the model go."})
     seed: int = field(
@@ -54,6 +55,8 @@ class MethodConfig(TrainingArguments):
         self.use_cpu = self.use_cpu or launched_on_cpu()
         if self.output_dir is None:
             self.output_dir = "lotus-hf-output"
+        # One commit at the end (`push_to_hub()`, lotus_hf.hub.push_folder), never a push per checkpoint.
+        self.hub_strategy = "end"
         super().__post_init__()
         if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
             self.dataloader_pin_memory = False  # pinning needs an accelerator; torch warns on every epoch

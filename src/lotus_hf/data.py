@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -106,6 +107,11 @@ def load_image_dataset(
         else:
             dataset = datasets.load_dataset(hub_id, revision=revision)
     except (FileNotFoundError, ConnectionError, OSError, ValueError) as error:
+        if "corresponds to no data" in str(error):  # datasets' words for a split without rows
+            raise DataError(
+                f"`dataset` {name_or_path!r} has a split with no data ({str(error).splitlines()[0][:200]}): give "
+                "every split images (train and test), or pass another data set."
+            ) from None
         hint = (
             " (Fashion-MNIST: `apt-get install dataset-fashion-mnist` makes it available offline)"
             if name_or_path in FASHION_MNIST_IDS
@@ -284,18 +290,50 @@ class PixelDataset(torch.utils.data.Dataset):
 def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset:
     """Run `image_processor` over a `datasets.Dataset` (columns `image`, `label`) once, in batches."""
     import datasets
+    from PIL import UnidentifiedImageError
 
+    if len(dataset) == 0:
+        raise DataError(
+            "a split of the data set is empty: pass a data set with images in its train and test splits."
+        )
     is_array = not isinstance(dataset.features["image"], datasets.Image)
     source = dataset.with_format("numpy", columns=["image"]) if is_array else dataset
     chunks = []
     for start in range(0, len(dataset), batch_size):
-        images = source[start : start + batch_size]["image"]
+        try:
+            images = source[start : start + batch_size]["image"]
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:  # PIL's errors for unreadable files
+            raise DataError(
+                _unreadable(dataset, range(start, min(start + batch_size, len(dataset))), error)
+            ) from None
         if is_array:  # (B, H, W) or (B, H, W, C) uint8: give grey images an explicit channel axis
             images = images[..., None] if images.ndim == 3 else images
             images = list(images.astype(np.uint8, copy=False))
         chunks.append(image_processor(images, return_tensors="pt")["pixel_values"])
     labels = torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)
     return PixelDataset(torch.cat(chunks), labels)
+
+
+def _unreadable(dataset, rows: range, error: Exception) -> str:
+    """Which image of `rows` cannot be read, and what to do: the file's name when the data set has one."""
+    import datasets
+    from PIL import Image
+
+    raw = dataset.cast_column("image", datasets.Image(decode=False))
+    for row in rows:
+        cell = raw[row]["image"]
+        try:
+            with Image.open(
+                cell["path"] if cell.get("bytes") is None else io.BytesIO(cell["bytes"])
+            ) as image:
+                image.load()
+        except Exception as reason:  # noqa: BLE001  (PIL raises many kinds; each names the broken file here)
+            where = cell.get("path") or f"row {row}"
+            return (
+                f"the image {where!r} cannot be read ({type(reason).__name__}: {reason}): remove it from the "
+                "data set or replace it with a valid image."
+            )
+    return f"an image in rows {rows.start}-{rows.stop - 1} cannot be read ({type(error).__name__}: {error})."
 
 
 def is_streamed(dataset) -> bool:

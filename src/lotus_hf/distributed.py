@@ -8,7 +8,35 @@ import copy
 
 import torch
 
-from ._compat import fsdp2_compatible
+from ._compat import channels_last_allowed, fsdp2_compatible, honour_fsdp_on_cpu
+
+
+class StrategyMixin:
+    """What the run's strategy needs of a trainer, for `UnlearningTrainer` and the baselines' trainers alike
+    (mix in before `Trainer`): an FSDP2 request honoured on CPU processes, and after `Trainer.__init__`
+    (`lay_out_model`) a model ready for FSDP2 and in the channels-last format where the strategy allows it."""
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        if honour_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
+            self.is_fsdp_enabled = True
+
+    def lay_out_model(self) -> None:
+        if self.is_fsdp_enabled and self.accelerator.is_fsdp2:  # Trainer shards it when training starts
+            fsdp2_compatible(self.model, self.accelerator.state.fsdp_plugin.cpu_ram_efficient_loading)
+        if self.args.channels_last and channels_last_allowed(self):
+            to_channels_last(self.model)
+
+
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """Put a model with `Conv2d` layers in the channels-last memory format, in place; others are untouched.
+
+    Convolutions run about 20% faster this way on CPU (oneDNN) and with mixed precision on GPU
+    (benchmarks/results/epoch_cost.md). Values are unchanged, and `save_pretrained` writes the same
+    safetensors either way."""
+    if any(isinstance(module, torch.nn.Conv2d) for module in model.modules()):
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def prepare_teacher(teacher: torch.nn.Module, accelerator) -> torch.nn.Module:
@@ -85,10 +113,11 @@ def real_rows(
     return mask
 
 
-def whole_model(trainer, like: torch.nn.Module) -> torch.nn.Module:
+def whole_model(trainer, like: torch.nn.Module | None = None) -> torch.nn.Module:
     """`trainer.model`, or where each process holds only a shard of it (FSDP, DeepSpeed ZeRO-3) a copy of
-    `like` (a model of the same architecture) with the trained weights gathered from every process. Every
-    process must call it."""
+    `like` (a model of the same architecture; default: one built from the config) with the trained weights
+    gathered from every process. Every process must call it."""
+    from transformers import AutoModelForImageClassification
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     if trainer.is_fsdp_enabled:
@@ -102,6 +131,10 @@ def whole_model(trainer, like: torch.nn.Module) -> torch.nn.Module:
             weights = {name: value.detach().clone() for name, value in trainer.model.state_dict().items()}
     else:
         return trainer.model
-    whole = copy.deepcopy(like)
+    whole = (
+        copy.deepcopy(like)
+        if like is not None
+        else AutoModelForImageClassification.from_config(trainer.model.config)
+    )
     whole.load_state_dict(weights)
     return whole.eval()

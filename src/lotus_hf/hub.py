@@ -16,7 +16,6 @@ from .cards import unlearning_card, unlearning_lineage
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 BUNDLED_MODELS = ("fashion-mnist-resnet", "fashion-mnist-vit")
-DEFAULT_MODEL = "fashion-mnist-resnet"
 
 
 class ModelError(ValueError):
@@ -74,6 +73,7 @@ def load_model(
         >>> model.config.num_labels
         10
     """
+    from safetensors import SafetensorError
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     if revision is None:
@@ -95,6 +95,11 @@ def load_model(
         processor = AutoImageProcessor.from_pretrained(
             path, revision=revision, trust_remote_code=trust_remote_code
         )
+    except SafetensorError as error:
+        raise ModelError(
+            f"`model` {name!r}: its weights cannot be read (SafetensorError: {str(error).splitlines()[0][:200]}): "
+            "model.safetensors is truncated or corrupt; download or save the model again."
+        ) from None
     except (OSError, ValueError) as error:
         from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
@@ -235,6 +240,7 @@ def push_folder(
     private: bool = False,
     token: str | None = None,
     message: str | None = None,
+    revision: str | None = None,
 ) -> str:
     """Upload a finished model folder to `repo_id` in one commit (the repo is created if needed); returns
     the commit URL. The one push path of lotus-hf: the CLI, the Space and `trainer.push_to_hub()` use it.
@@ -253,6 +259,7 @@ def push_folder(
             folder_path=str(folder),
             commit_message=message or "Upload unlearned model (lotus-hf)",
             ignore_patterns=["checkpoint-*", ".*", "_*"],
+            revision=revision,
         )
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
@@ -318,20 +325,27 @@ class HubMixin:
 
     def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
                     revision: str | None = None, private: bool | None = None, **kwargs) -> str | None:  # fmt: skip
-        """Save the model (weights gathered when sharded, config with its unlearning history, image processor),
-        its card and report.json into `args.output_dir`, and push that folder to `args.hub_model_id` in one
-        commit with `push_folder`, the path of the CLI and the Space. Returns the commit URL."""
-        if not self.args.hub_model_id:
+        """Push the unlearned model to `args.hub_model_id` in one commit, as the CLI and the Space do: the whole
+        model (gathered when sharded) with its unlearning history, image processor, card and report.json are
+        written into a new folder (`save_model_folder`) and pushed with `push_folder`. Returns the commit URL.
+        The push is always blocking; `revision` names the branch to push to."""
+        import tempfile
+
+        from .distributed import whole_model
+
+        repo_id = self.args.hub_model_id
+        if not repo_id:
             raise HubError(
                 "`hub_model_id` must be set in the config to push: the repo to push to, as ORG/NAME."
             )
-        self.save_model()
+        model = whole_model(self)  # every process takes part in gathering a sharded model
         if not self.is_world_process_zero():
             return None
-        self.create_model_card(kwargs.get("model_name"))
-        folder = Path(self.args.output_dir)
-        if self.report:
-            (folder / "report.json").write_text(json.dumps(self.report, indent=2) + "\n")
+        model.config.lotus_hf_unlearning = self.unlearning_lineage()
+        name = kwargs.get("model_name") or repo_id.split("/")[-1]
         private = self.args.hub_private_repo if private is None else private
-        return push_folder(folder, self.args.hub_model_id, private=bool(private), token=token or self.args.hub_token,
-                           message=commit_message)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="lotus-hf-push-") as scratch:
+            folder = save_model_folder(Path(scratch) / name, model, self.processing_class, self.model_card(name),
+                                       self.report or None)  # fmt: skip
+            return push_folder(folder, repo_id, private=bool(private), token=token or self.args.hub_token,
+                               message=commit_message, revision=revision)  # fmt: skip

@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
 from .baselines import BASELINES, BaselineConfig
+from .baselines.retrain import RECIPE_FILE
 from .cards import unlearning_card, unlearning_lineage
 from .config import UnlearningConfig
-from .data import ForgetRequest, UnlearningData, collate, preprocess
-from .distributed import whole_model
-from .evaluation import UnlearningReport, evaluate_unlearning
-from .hub import save_model_folder
-from .trainer import UnlearningTrainer, to_channels_last
+from .data import DataError, ForgetRequest, UnlearningData, collate, preprocess
+from .distributed import to_channels_last, whole_model
+from .evaluation import UnlearningReport, evaluate_unlearning, predict_logits
+from .hub import ModelError, model_file, save_model_folder
+from .trainer import UnlearningTrainer
 
 METHODS = ("lotus", *BASELINES)
 
@@ -107,6 +110,7 @@ def unlearn(
     history record. Pass `original` to share one frozen copy of the original across runs, and the same dict
     as `logits_cache` to evaluate it and `retrained` once (see `evaluate_unlearning`).
     """
+    _check_outputs(model, data)
     original = original if original is not None else copy.deepcopy(model).eval()
     base_model = base_model or getattr(model.config, "_name_or_path", None) or "unknown"
     previous = list(getattr(model.config, "lotus_hf_unlearning", None) or [])
@@ -131,6 +135,37 @@ def unlearn(
         trainer.forget_fingerprint, trainer.report = dict(data.fingerprint), report.to_dict()
     lineage = unlearning_lineage(previous, base_model, data.fingerprint, dataset, hyperparameters["method"])
     return UnlearningResult(unlearned, report, config, history, trainer, base_model, dataset, lineage)
+
+
+def check_retrained(name: str, fingerprint: dict) -> str | None:
+    """Check that the model `name` was retrained without exactly this forget request (the fingerprint its
+    `training_recipe.json` records, as `lotus-hf train` writes it): raise `DataError` when it records another
+    request; return a warning when it records none (the Avg Gap then assumes it)."""
+    path = model_file(name, RECIPE_FILE)
+    recorded = json.loads(path.read_text()).get("forget") if path else None
+    if not recorded:
+        return (
+            f"`retrained` {name!r} records no forget request: the Avg Gap assumes it was retrained without exactly "
+            f"this forget set ({fingerprint.get('request')}, {fingerprint.get('size')} samples)."
+        )
+    if recorded.get("sha256") != fingerprint.get("sha256"):
+        raise DataError(
+            f"`retrained` {name!r} was retrained without another forget set ({recorded.get('request')}, "
+            f"{recorded.get('size')} samples) than this request ({fingerprint.get('request')}, "
+            f"{fingerprint.get('size')} samples), so the Avg Gap would compare the wrong things: retrain it for "
+            "this request (`lotus-hf train --like ORIGINAL --dataset ... <the same forget flags>`)."
+        )
+    return None
+
+
+def _check_outputs(model, data: UnlearningData) -> None:
+    """A model whose outputs are not finite (broken weights, an input it cannot take) fails before any work."""
+    sample = data.forget.select(np.arange(min(64, len(data.forget))))
+    if not torch.isfinite(predict_logits(model, sample)).all():
+        raise ModelError(
+            "the model's outputs on the data set are NaN or infinite before any unlearning: its weights are "
+            "broken (load or save it again), or its image processor does not fit these images."
+        )
 
 
 def _run(model, data: UnlearningData, config, callbacks) -> tuple[Trainer | None, list[dict]]:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
 from . import _compat
+from .cards import TAGS
 from .config import UnlearningConfig
 from .data import ItemList, UnlearningStream, collate, is_streamed, reservoir_sample, seeded_subset
-from .distributed import prepare_teacher, real_rows
+from .distributed import StrategyMixin, prepare_teacher, real_rows
 from .evaluation import accuracy
 from .hub import HubMixin
 from .losses import accuracy_gap, lotus_targets, should_stop, soft_cross_entropy, temperature
@@ -38,7 +40,7 @@ class RunHooks(TrainerCallback):
             control.should_training_stop = True
 
 
-class UnlearningTrainer(_compat.StopBeforeEpoch, HubMixin, Trainer):
+class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Trainer):
     """Unlearn a forget set from an image classifier with LoTUS.
 
     Args:
@@ -57,7 +59,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, HubMixin, Trainer):
         >>> trainer.train()  # doctest: +SKIP
     """
 
-    _tag_names = ["lotus-hf", "machine-unlearning", "image-classification"]
+    _tag_names = TAGS
 
     def __init__(
         self,
@@ -107,10 +109,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, HubMixin, Trainer):
             optimizers=optimizers,
         )
         self.add_callback(RunHooks(self))
-        if self.is_fsdp_enabled and self.accelerator.is_fsdp2:  # Trainer shards it when training starts
-            _compat.fsdp2_compatible(self.model, self.accelerator.state.fsdp_plugin.cpu_ram_efficient_loading)
-        if self.args.channels_last and _compat.channels_last_allowed(self):
-            to_channels_last(self.model)
+        self.lay_out_model()
         # The loss is a per-row mean: Trainer scales it for gradient accumulation.
         self.model_accepts_loss_kwargs = False
         self.teacher = None  # with cached teacher logits (the default) no teacher is kept
@@ -128,11 +127,6 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, HubMixin, Trainer):
         self._seen = torch.zeros(2, dtype=torch.long, device=self.args.device)
         self._epoch_rows = 0  # rows this process has trained on in the current epoch, padding included
 
-    def create_accelerator_and_postprocess(self) -> None:
-        super().create_accelerator_and_postprocess()
-        if _compat.honour_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
-            self.is_fsdp_enabled = True
-
     def _set_signature_columns_if_needed(self):
         # Keep our columns ourselves instead of asking users for `remove_unused_columns=False`.
         if self._signature_columns is None:
@@ -146,19 +140,47 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, HubMixin, Trainer):
     # ---------------------------------------------------------------------------------------- the probes
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Logits and labels, no loss: LoTUS's loss needs the targets of the training stream, which
-        evaluation batches do not carry. `Trainer.predict` (the probes) and `Trainer.evaluate` use it."""
+        evaluation batches do not carry. `Trainer.predict` (the probes) and `Trainer.evaluate` use it.
+        Full precision, as the decisions of the probes depend on rounded accuracies."""
         inputs = self._prepare_inputs(inputs)
         # no_grad, not inference_mode: FSDP2 keeps the parameters a forward pass gathered, and ones gathered
         # under inference mode cannot take part in the next training step (torch 2.13).
-        with torch.no_grad(), self.compute_loss_context_manager():
+        with torch.no_grad():
             logits = model(pixel_values=inputs["pixel_values"]).logits
         return None, logits.float(), inputs.get("labels")
 
     def _predict(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """`(logits, labels)` of the student on all of `dataset` (in eval mode), every process computing a
-        shard and all of them receiving the whole: `Trainer.predict`, gathered with `gather_for_metrics`."""
-        output = self.predict(dataset, metric_key_prefix="probe")
-        return torch.from_numpy(output.predictions), torch.from_numpy(output.label_ids)
+        shard and all of them receiving the whole: `Trainer.predict`, gathered with `gather_for_metrics`. Every
+        row counts, whatever `dataloader_drop_last` says, and the user's `compute_metrics` is not run."""
+        drop_last, compute_metrics = self.args.dataloader_drop_last, self.compute_metrics
+        self.args.dataloader_drop_last, self.compute_metrics = False, None
+        if self.accelerator.num_processes == 1:
+            # Nothing to gather. accelerate's `gather_for_metrics` would still trim a last batch by a remainder it
+            # keeps in one process-wide `GradientState`, which a trainer in another thread (the Space runs its
+            # sessions in threads) can overwrite meanwhile. `evaluation_loop` puts it back when it is done.
+            self.gather_function = _identity
+        try:
+            output = self.predict(dataset, metric_key_prefix="probe")
+        except ValueError as error:
+            if "does not contain any data" in str(
+                error
+            ):  # accelerate's words for a stream that yields nothing
+                raise ValueError(
+                    "`unseen_dataset` yielded no items: pass held-out data of the same classes."
+                ) from None
+            raise
+        finally:
+            self.args.dataloader_drop_last, self.compute_metrics = drop_last, compute_metrics
+            self.gather_function = self.accelerator.gather_for_metrics
+        logits, labels = (
+            np.concatenate(x) if isinstance(x, list) else x for x in (output.predictions, output.label_ids)
+        )
+        if not is_streamed(dataset) and len(logits) != len(dataset):
+            raise RuntimeError(
+                f"a probe saw {len(logits)} rows of {len(dataset)}"
+            )  # a bug of ours, not an input
+        return torch.from_numpy(logits), torch.from_numpy(labels)
 
     def prepare(self) -> None:
         """Before the first update, while the student is still the original f0: the unseen accuracy A_u and,
@@ -166,10 +188,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, HubMixin, Trainer):
         if self.args.class_forgetting:
             self.unseen_accuracy = 0.0
         else:
-            logits, labels = self._predict(self.unseen_dataset)
-            if len(labels) == 0:
-                raise ValueError("`unseen_dataset` yielded no items: pass held-out data of the same classes.")
-            self.unseen_accuracy = accuracy(logits, labels)
+            self.unseen_accuracy = accuracy(*self._predict(self.unseen_dataset))
         if self.args.cache_teacher_logits:
             self.stream.teacher_logits = self._predict(self.stream)[0]
         # Each process draws its own Gumbel noise, seeded: runs are reproducible.
@@ -246,15 +265,8 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, HubMixin, Trainer):
         super().log(logs, start_time)
 
 
-def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """Put a model with `Conv2d` layers in the channels-last memory format, in place; others are untouched.
-
-    Convolutions run about 20% faster this way on CPU (oneDNN) and with mixed precision on GPU
-    (benchmarks/results/epoch_cost.md). Values are unchanged, and `save_pretrained` writes the same
-    safetensors either way."""
-    if any(isinstance(module, torch.nn.Conv2d) for module in model.modules()):
-        model.to(memory_format=torch.channels_last)
-    return model
+def _identity(tensor):
+    return tensor
 
 
 def _reservoir_size(retain, args: UnlearningConfig) -> int:

@@ -15,10 +15,13 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForImageClassification, Trainer
 
+from .._compat import without_unsupported_checkpointing
+from ..cards import TAGS
 from ..config import MethodConfig
-from ..data import UnlearningStream, collate
+from ..data import PixelDataset, UnlearningStream, collate
+from ..distributed import StrategyMixin
 from ..hub import HubMixin
-from ..trainer import RunHooks, to_channels_last
+from ..trainer import RunHooks
 
 
 @dataclass
@@ -80,7 +83,7 @@ class BaselineConfig(MethodConfig):
         return {"method": self.method, **{k: getattr(v, "value", v) for k, v in values.items()}}
 
 
-class BaselineTrainer(HubMixin, Trainer):
+class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
     """The `Trainer` of a baseline: it takes the forget and retain sets, trains on the stream its subclass
     builds, and saves, describes and pushes the result like `UnlearningTrainer`.
 
@@ -92,6 +95,7 @@ class BaselineTrainer(HubMixin, Trainer):
     """
 
     config_class: ClassVar[type[BaselineConfig]] = BaselineConfig
+    _tag_names = TAGS
 
     def __init__(self, model, args: BaselineConfig, forget_dataset=None, retain_dataset=None, callbacks=None,
                  processing_class=None):  # fmt: skip
@@ -101,10 +105,10 @@ class BaselineTrainer(HubMixin, Trainer):
             if dataset is None or len(dataset) == 0:
                 raise ValueError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
         self.forget_dataset, self.retain_dataset = forget_dataset, retain_dataset
-        if args.channels_last:
-            to_channels_last(model)
-        super().__init__(model=model, args=args, data_collator=collate, callbacks=callbacks,
-                         train_dataset=self.build_stream(args), processing_class=processing_class)  # fmt: skip
+        super().__init__(model=model, args=without_unsupported_checkpointing(args, model), data_collator=collate,
+                         callbacks=callbacks, train_dataset=self.build_stream(args),
+                         processing_class=processing_class)  # fmt: skip
+        self.lay_out_model()
         self.add_callback(RunHooks(self))
         self.model_accepts_loss_kwargs = False
         self.history: list[dict] = []  # one entry per epoch started
@@ -156,3 +160,26 @@ def fresh_model(config, seed: int) -> torch.nn.Module:
     gold standards) start from."""
     torch.manual_seed(seed)
     return AutoModelForImageClassification.from_config(copy.deepcopy(config))
+
+
+def batches(datasets, batch_size: int, seed: int | None = None):
+    """Batches of `(pixel_values, labels)` over `datasets` joined; shuffled (seeded) when `seed` is given, so
+    that batches mix rows of every data set as a shuffled training loader does."""
+    if len(datasets) == 1:
+        joined = datasets[0]
+    elif all(isinstance(d, PixelDataset) for d in datasets):  # one tensor: batches are slices, not items
+        joined = PixelDataset(
+            torch.cat([d.pixel_values for d in datasets]), torch.cat([d.labels for d in datasets])
+        )
+    else:
+        joined = torch.utils.data.ConcatDataset(datasets)
+    order = torch.arange(len(joined))
+    if seed is not None:
+        order = torch.randperm(len(joined), generator=torch.Generator().manual_seed(seed))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        if hasattr(joined, "pixel_values"):
+            yield joined.pixel_values[rows], joined.labels[rows]
+        else:
+            batch = collate([joined[int(i)] for i in rows])
+            yield batch["pixel_values"], batch["labels"]

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from ..config import IN_UNIT_INTERVAL
+from .base import batches
 from .random_labels import RandomLabelsConfig, RandomLabelsTrainer
-from .ssd import batches
 
 
 @dataclass

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import POSITIVE
-from ..data import PixelDataset, collate
-from .base import BaselineConfig
+from .base import BaselineConfig, batches
 
 
 @dataclass
@@ -30,6 +29,7 @@ class SSDConfig(BaselineConfig):
 def ssd(model, forget_dataset, retain_dataset, args: SSDConfig) -> dict:
     """Run SSD on `model` in place, as `lotus_hf.unlearn` runs a baseline's trainer; returns what it did,
     `{"dampened_parameters": n}`, for the report."""
+    model.to(args.device)
     dampened = selective_synaptic_dampening(model, forget_dataset, retain_dataset, alpha=args.ssd_alpha,
                                             lam=args.ssd_lambda, batch_size=args.per_device_train_batch_size,
                                             seed=args.seed)  # fmt: skip
@@ -83,26 +83,3 @@ def squared_gradients(model, datasets, batch_size: int, seed: int = 0) -> list[t
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     return [total / max(count, 1) for total in sums]
-
-
-def batches(datasets, batch_size: int, seed: int | None = None):
-    """Batches of `(pixel_values, labels)` over `datasets` joined; shuffled (seeded) when `seed` is given, so
-    that batches mix rows of every data set as a shuffled training loader does."""
-    if len(datasets) == 1:
-        joined = datasets[0]
-    elif all(isinstance(d, PixelDataset) for d in datasets):  # one tensor: batches are slices, not items
-        joined = PixelDataset(
-            torch.cat([d.pixel_values for d in datasets]), torch.cat([d.labels for d in datasets])
-        )
-    else:
-        joined = torch.utils.data.ConcatDataset(datasets)
-    order = torch.arange(len(joined))
-    if seed is not None:
-        order = torch.randperm(len(joined), generator=torch.Generator().manual_seed(seed))
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        if hasattr(joined, "pixel_values"):
-            yield joined.pixel_values[rows], joined.labels[rows]
-        else:
-            batch = collate([joined[int(i)] for i in rows])
-            yield batch["pixel_values"], batch["labels"]

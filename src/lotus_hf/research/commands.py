@@ -11,7 +11,14 @@ from pathlib import Path
 
 from transformers.hf_argparser import HfArg
 
-from ..cli import DataArguments, ForgetArguments, _default_output, _given, _parser, _split
+from ..arguments import (
+    DataArguments,
+    ForgetArguments,
+    build_parser,
+    default_output,
+    parse_given,
+    split_values,
+)
 
 
 @dataclass
@@ -56,11 +63,9 @@ def train_command(argv: list[str]) -> None:
     from ..hub import check_output_dir, resolve_model
     from .training import Recipe, image_processor_for, train_original
 
-    parser = _parser(
-        "lotus-hf train", TrainArguments.__doc__, [TrainArguments, DataArguments, ForgetArguments]
-    )
-    train_values, data_values, forget_values, _ = _split(_given(parser, argv, "train"), TrainArguments,
-                                                         DataArguments, ForgetArguments)  # fmt: skip
+    groups = [TrainArguments, DataArguments, ForgetArguments]
+    parser = build_parser("lotus-hf train", TrainArguments.__doc__, groups)
+    train_values, data_values, forget_values, _ = split_values(parse_given(parser, argv, "train"), *groups)
     args, data_args = TrainArguments(**train_values), DataArguments(**data_values)
     recipe = Recipe.from_model(args.like) if args.like else Recipe(model_config=args.model_config)
     changes = {"epochs": args.epochs, "learning_rate": args.learning_rate, "weight_decay": args.weight_decay,
@@ -70,7 +75,7 @@ def train_command(argv: list[str]) -> None:
     name = f"{Path(data_args.dataset).name}-{recipe.model_config.replace('.json', '')}" + (
         "-retrained" if request else ""
     )
-    output_dir = args.output_dir or _default_output(name)
+    output_dir = args.output_dir or default_output(name)
     check_output_dir(output_dir)
     dataset = load_image_dataset(data_args.dataset, image_column=data_args.image_column,
                                  label_column=data_args.label_column)  # fmt: skip
@@ -96,12 +101,13 @@ def benchmark_command(argv: list[str]) -> None:
     from ..run import METHODS
     from .benchmark import BenchmarkSpec, benchmark_config, run_benchmark
 
-    parser = _parser("lotus-hf benchmark", BenchmarkArguments.__doc__, [BenchmarkArguments, DataArguments,
-                                                                        ForgetArguments])  # fmt: skip
-    bench_values, data_values, forget_values, _ = _split(_given(parser, argv, "benchmark"), BenchmarkArguments,
-                                                         DataArguments, ForgetArguments)  # fmt: skip
+    groups = [BenchmarkArguments, DataArguments, ForgetArguments]
+    parser = build_parser("lotus-hf benchmark", BenchmarkArguments.__doc__, groups)
+    bench_values, data_values, forget_values, _ = split_values(
+        parse_given(parser, argv, "benchmark"), *groups
+    )
     args, data_args = BenchmarkArguments(**bench_values), DataArguments(**data_values)
-    output_dir = args.output_dir or _default_output(f"benchmark-{Path(args.model).name}")
+    output_dir = args.output_dir or default_output(f"benchmark-{Path(args.model).name}")
     check_output_dir(output_dir)
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
