@@ -37,7 +37,7 @@ def main() -> None:
     spec.loader.exec_module(app)
 
     start = time.perf_counter()
-    demo = app.build_demo().queue(default_concurrency_limit=2)
+    demo = app.build_demo()
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     startup = time.perf_counter() - start
     loads = []

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pandas as pd
 import torch
@@ -36,6 +37,8 @@ BUNDLED = {
 MAX_EPOCHS = 10
 MAX_TRAIN_SAMPLES = 60_000  # bounds a Hub data set's training split (a seeded subsample beyond it)
 MAX_PICKED = 200
+CONCURRENT_RUNS = 2  # runs at once; more wait in the queue
+MAX_WAITING = 6  # runs waiting in the queue: 8 sessions at once in all, later ones are told the queue is full
 GALLERY_SIZE = 48
 SEED = 3407
 INTRO = """# Make an image classifier forget
@@ -156,6 +159,48 @@ def top_predictions(logits: torch.Tensor, class_names: list[str], k: int = 3) ->
     return {class_names[int(i)]: float(v) for v, i in zip(values, indices, strict=True)}
 
 
+# Sessions run in threads of one process. transformers 5.24 resets accelerate 1.15's process-wide state
+# whenever a config sets up its device, which breaks a run under way in another thread ("`AcceleratorState`
+# object has no attribute `distributed_type`"): the state is set up once here and every config reuses it.
+SHARED_STATE = {"accelerator_config": {"use_configured_state": True}}
+
+
+def _set_up_state_once() -> None:
+    from accelerate import PartialState
+
+    PartialState(cpu=True)
+
+
+class SessionFiles:
+    """The folders of each session's runs, removed when the session ends (its tab closed, its client gone) or
+    when it starts another run: nothing of one session outlives it or reaches another."""
+
+    def __init__(self):
+        self._folders: dict[str, list[Path]] = {}
+        self._lock = threading.Lock()
+
+    def new(self, session: str) -> Path:
+        """A new folder for `session`'s next run; its earlier runs' folders go."""
+        self.end(session)
+        folder = Path(tempfile.mkdtemp(prefix="lotus-space-"))
+        with self._lock:
+            self._folders.setdefault(session, []).append(folder)
+        return folder
+
+    def end(self, session: str) -> None:
+        with self._lock:
+            folders = self._folders.pop(session, [])
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def folders(self, session: str) -> list[Path]:
+        with self._lock:
+            return list(self._folders.get(session, []))
+
+
+SESSION_FILES = SessionFiles()
+
+
 @dataclass
 class RunResult:
     """What one session's run produced; lives in that session's state only."""
@@ -186,8 +231,10 @@ class _Progress(TrainerCallback):
             control.should_epoch_stop = True
 
 
-def run_unlearning(model_name, dataset_name, request, alpha, epochs, events=None, cancel=None) -> RunResult:
-    """Unlearn `request` from the model, evaluate it, save model + report into a fresh temp folder."""
+def run_unlearning(model_name, dataset_name, request, alpha, epochs, events=None, cancel=None,
+                   work: Path | None = None) -> RunResult:  # fmt: skip
+    """Unlearn `request` from the model, evaluate it, save model + report into `work` (default: a fresh temp
+    folder)."""
     import copy
 
     model, processor, class_names, _, train, held_out = prepared(model_name, dataset_name)
@@ -196,10 +243,10 @@ def run_unlearning(model_name, dataset_name, request, alpha, epochs, events=None
         raise SpaceError(f"Epochs must be between 1 and {MAX_EPOCHS}.")
     original = copy.deepcopy(model)
     student = copy.deepcopy(model)
-    work = Path(tempfile.mkdtemp(prefix="lotus-space-"))
+    work = work or Path(tempfile.mkdtemp(prefix="lotus-space-"))
     config = method_config("lotus", model_name, request, output_dir=str(work / "trainer"), alpha=float(alpha),
                            num_train_epochs=float(epochs), seed=SEED, disable_tqdm=True, logging_strategy="no",
-                           use_cpu=True, dataloader_pin_memory=False)  # fmt: skip
+                           use_cpu=True, dataloader_pin_memory=False, **SHARED_STATE)  # fmt: skip
     callbacks = [_Progress(events, cancel)] if events is not None else []
     result = unlearn(student, data, config, base_model=model_name, dataset=dataset_name, callbacks=callbacks)
     folder = save_unlearned(result, processor, work / "unlearned-model")
@@ -276,10 +323,10 @@ def _bundled_classes() -> list[str]:
 
 
 def build_demo():
-    """The app. The default model's data are prepared here, once, at start-up: the first page load only
-    reads them (a Space that prepared them per load showed "processing" for over 15 s)."""
-    import gradio as gr
-
+    """The app, queued: `CONCURRENT_RUNS` runs at once and `MAX_WAITING` waiting, later ones told the queue is
+    full. The default model's data are prepared here, once, at start-up: the first page load only reads them
+    (a Space that prepared them per load showed "processing" for over 15 s)."""
+    _set_up_state_once()
     prepared(*resolve_choice(next(iter(BUNDLED)), "", ""))
 
     def choices_for(model_choice, model_id, dataset_id):
@@ -308,20 +355,21 @@ def build_demo():
         picked,
         alpha,
         epochs,
+        request: gr.Request,
         progress=gr.Progress(),  # noqa: B008  (Gradio's way to ask for a progress tracker)
     ):
         try:
             model_name, dataset_name = resolve_choice(model_choice, model_id, dataset_id)
-            request = make_request(mode, classes, fraction, picked)
+            forget = make_request(mode, classes, fraction, picked)
         except (SpaceError, ValueError) as error:
             raise gr.Error(str(error)) from None
         events, cancel, outcome = queue.Queue(), threading.Event(), {}
+        folder = SESSION_FILES.new(request.session_hash)
 
         def work():
             try:
-                outcome["run"] = run_unlearning(
-                    model_name, dataset_name, request, alpha, int(epochs), events, cancel
-                )
+                outcome["run"] = run_unlearning(model_name, dataset_name, forget, alpha, int(epochs), events, cancel,
+                                                folder)  # fmt: skip
                 outcome["plots"] = before_after(outcome["run"], model_name, dataset_name)
             except Exception as error:  # shown to the user below
                 outcome["error"] = error
@@ -330,7 +378,7 @@ def build_demo():
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
         log = [
-            f"Forgetting {request.describe()} from {model_name} (alpha {alpha}, at most {int(epochs)} epochs)"
+            f"Forgetting {forget.describe()} from {model_name} (alpha {alpha}, at most {int(epochs)} epochs)"
         ]
         try:
             while True:
@@ -366,6 +414,9 @@ def build_demo():
             return compare_image(run_state, image)
         except SpaceError as error:
             raise gr.Error(str(error)) from None
+
+    def end_session(request: gr.Request):
+        SESSION_FILES.end(request.session_hash)
 
     def push_click(run_state, repo_id, token, private):
         try:
@@ -439,9 +490,10 @@ def build_demo():
         stop.click(None, None, None, cancels=[running])
         upload.change(compare, [session, upload], [before, after])
         push_button.click(push_click, [session, repo, token, private], pushed)
-    return demo
+        demo.unload(end_session)
+    return demo.queue(default_concurrency_limit=CONCURRENT_RUNS, max_size=MAX_WAITING)
 
 
 if __name__ == "__main__":
     # The address and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (a Space sets 0.0.0.0:7860).
-    build_demo().queue(default_concurrency_limit=2).launch(max_file_size="5mb")
+    build_demo().launch(max_file_size="5mb")

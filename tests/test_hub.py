@@ -125,6 +125,19 @@ def test_unlearning_again_keeps_the_chain(hub, tmp_path):
     assert [s["forget"]["request"] for s in steps] == ["classes=digit-1", "classes=digit-2"]
     assert all(s["forget"]["sha256"] in card.text for s in steps)
 
+    # an auditor verifies the requests on the Hub id: found at their steps (exit 0), or not there (exit 1)
+    def verify(*request):
+        command = [sys.executable, "-m", "lotus_hf.cli", "verify", "--model", "me/vit-step-2", "--dataset",
+                   "me/tiny-digits", *request]  # fmt: skip
+        return subprocess.run(command, env=hub.env, capture_output=True, text=True, timeout=300)
+
+    found = verify("--forget-classes", "digit-2")
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert "found: step 2 of 2 in the unlearning history of me/vit-step-2" in found.stdout
+    assert "| recorded |" in found.stdout and "| measured |" in found.stdout
+    missing = verify("--forget-classes", "digit-9")
+    assert missing.returncode == 1 and "NOT FOUND" in missing.stdout
+
 
 def test_a_model_revision_is_loaded_and_recorded(hub, tmp_path):
     commit = hub.state.repos[("model", "me/tiny-resnet")].commits[-1]["oid"]

@@ -101,7 +101,7 @@ def test_two_browser_sessions_unlearn_compare_and_download(app, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     shots = Path(os.environ.get("LOTUS_HF_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
-    demo = app.build_demo().queue(default_concurrency_limit=2)
+    demo = app.build_demo()
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     prepared_at_start = app.prepared.cache_info()
     try:

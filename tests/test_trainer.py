@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 from conftest import tiny_model, unlearning_config
+from transformers import TrainerCallback
 
 from lotus_hf import UnlearningTrainer
 from lotus_hf.data import PixelDataset
@@ -168,3 +169,58 @@ def test_probes_and_the_teacher_pass_see_every_row_whatever_drop_last_says(
     assert len(trainer.stream.teacher_logits) == len(trainer.stream)
     expected = predict_logits(trained_resnet, digits_data.forget).argmax(-1) == digits_data.forget.labels
     assert trainer.history[0]["forget_accuracy"] == pytest.approx(float(expected.float().mean()))
+
+
+class _Crash(TrainerCallback):
+    """Ends the process's training at a step, as a kill would: nothing after it runs."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("crash_at, resumed_from", [(17, "checkpoint-15"), (23, "checkpoint-20")])
+def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_interrupted(
+    crash_at, resumed_from, trained_resnet, digits_data, tmp_path
+):
+    """Checkpoints every 5 steps, 15 steps an epoch: resumed at an epoch's end (15) and inside one (20)."""
+
+    def run(folder, callbacks=(), resume=None):
+        config = unlearning_config(tmp_path / folder, num_train_epochs=3, save_steps=5, save_strategy="steps",
+                                   learning_rate=1e-3, alpha=8.0, class_forgetting=True)  # fmt: skip
+        trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
+                                    retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
+                                    callbacks=list(callbacks))  # fmt: skip
+        assert len(trainer.get_train_dataloader()) == 15
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    whole = run("whole")
+    with pytest.raises(KeyboardInterrupt):
+        run("broken", [_Crash(crash_at)])
+    from lotus_hf.trainer import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "broken" / "out").endswith(resumed_from)
+    resumed = run("broken", resume=True)
+    assert resumed._resume_from.endswith(resumed_from)
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert resumed.history == whole.history and len(whole.history) == 3
+    assert resumed.samples_seen() == whole.samples_seen()
+    checkpoint = tmp_path / "broken" / "out" / resumed_from
+    assert not [p for p in checkpoint.iterdir() if p.suffix in (".bin", ".pkl")]  # no pickle, but what
+    # torch.load(weights_only=True) reads: optimizer.pt, scheduler.pt, rng_state.pth (Trainer's own)
+
+
+def test_resuming_needs_a_checkpoint_of_an_unlearning_trainer(trained_resnet, digits_data, tmp_path):
+    config = unlearning_config(tmp_path, num_train_epochs=1)
+    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
+                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    with pytest.raises(ValueError, match="holds no complete checkpoint to resume from"):
+        trainer.train(resume_from_checkpoint=True)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ValueError, match="holds no lotus_state.json"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "plain"))

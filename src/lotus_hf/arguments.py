@@ -112,10 +112,27 @@ class UnlearnArguments:
     output_dir: str | None = HfArg(default=None, help="New folder for the model and report (runs/...).")
     push_to_hub: str | None = HfArg(default=None, help="Push the unlearned model to this Hub repo, ORG/NAME.")
     private: bool = HfArg(default=False, help="Create the --push-to-hub repo as private.")
+    resume: bool = HfArg(
+        default=False,
+        help="Continue the unfinished run in --output-dir from its last checkpoint (one written with --save-steps).",
+    )
     fit_head: bool = HfArg(
         default=False, help="First fine-tune a new head on the data set (a model of other classes)."
     )
     fit_head_epochs: int = HfArg(default=3, help="Epochs of --fit-head.")
+
+
+@dataclass
+class VerifyArguments:
+    """What `lotus-hf verify` checks: a model, and (with the data set and forget flags) a deletion request."""
+
+    _argument_group_name = "verify"
+
+    model: str = HfArg(default=None, help="The model to check: folder or Hub id[@rev].")
+    revision: str | None = HfArg(default=None, help="Hub revision of --model.")
+    seed: int | None = HfArg(
+        default=None, help="Seed of the unseen/test split (default: the one its report records)."
+    )
 
 
 # --------------------------------------------------------------------------------------- parsing

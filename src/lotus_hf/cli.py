@@ -25,6 +25,7 @@ from .arguments import (
     DataArguments,
     ForgetArguments,
     UnlearnArguments,
+    VerifyArguments,
     build_parser,
     declared_fields,
     default_output,
@@ -103,11 +104,32 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     from .cards import hub_id
     from .config import MethodConfig, recommended_fields
     from .data import class_names_of, load_image_dataset, prepare_unlearning_data
-    from .hub import check_labels, check_output_dir, check_push_token, load_model, push_folder
+    from .hub import (
+        OutputError,
+        check_labels,
+        check_output_dir,
+        check_push_token,
+        load_model,
+        push_folder,
+        start_run_folder,  # fmt: skip
+        unfinished_run,
+    )
     from .run import check_retrained, fit_head, method_config, save_unlearned, unlearn
 
     output_dir = run.output_dir or default_output(f"{Path(run.model.split('@')[0]).name}-unlearned")
-    check_output_dir(output_dir)
+    unfinished = unfinished_run(output_dir)
+    if unfinished is not None and not run.resume:
+        raise OutputError(
+            f"`output_dir` {output_dir!r} holds an unfinished run ({unfinished['request']} from "
+            f"{unfinished['model']}): add `--resume` to continue it from its last checkpoint, or pass a new folder."
+        )
+    if unfinished is None and run.resume:
+        raise OutputError(
+            f"`--resume`: `output_dir` {output_dir!r} holds no unfinished run (one started with `--save-steps`): "
+            "name that run's folder, or drop `--resume`."
+        )
+    if unfinished is None:
+        check_output_dir(output_dir)
     if run.push_to_hub:
         if not hub_id(run.push_to_hub):
             raise ValueError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {run.push_to_hub!r}.")
@@ -154,6 +176,24 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         hyper = config.method_hyperparameters()
         say(f"{run.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k != "method"), flush=True)
     data = prepare_unlearning_data(dataset, request, processor, seed=config.seed)
+    record = {"model": base_model, "dataset": data_args.dataset, "method": run.method, "request": request.describe(),
+              "sha256": data.fingerprint["sha256"], "seed": config.seed}  # fmt: skip
+    checkpoints = run.resume or config.save_strategy != "no"
+    if unfinished is not None and {k: unfinished.get(k) for k in record} != record:
+        changed = [k for k in record if unfinished.get(k) != record[k]]
+        raise OutputError(
+            f"`--resume`: the unfinished run in {output_dir!r} differs from this command in {changed} (it "
+            f"unlearns {unfinished['request']} from {unfinished['model']}): run the command that started it, or "
+            "pass a new folder."
+        )
+    if checkpoints and run.method != "lotus":
+        raise ValueError(
+            f"`--save-steps` and `--resume` are for LoTUS runs; drop them for `--method {run.method}`."
+        )
+    if checkpoints:  # the checkpoints go into the run's own folder, marked unfinished until the model is in
+        config.output_dir = output_dir
+        if unfinished is None and PartialState().is_main_process:
+            start_run_folder(output_dir, record)
     retrained = None
     if run.retrained:
         warning = check_retrained(run.retrained, data.fingerprint)
@@ -162,9 +202,14 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         retrained = load_model(run.retrained)[0]
     say(f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}",
         flush=True)  # fmt: skip
-    result = unlearn(
-        model, data, config, base_model=base_model, dataset=data_args.dataset, retrained=retrained
-    )
+    try:
+        result = unlearn(model, data, config, base_model=base_model, dataset=data_args.dataset, retrained=retrained,
+                         resume_from_checkpoint=run.resume or None)  # fmt: skip
+    except KeyboardInterrupt:
+        if checkpoints:
+            message = f"the unfinished run in {output_dir} continues with the same command and --resume"
+            raise KeyboardInterrupt(message) from None
+        raise
     state = PartialState()
     if state.is_main_process:  # under `accelerate launch`, one process reports and writes
         for entry in (e for e in result.history if "tau" in e):
@@ -181,6 +226,36 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     _compat.leave_process_group(state)
 
 
+def verify_command(argv: list[str]) -> None:
+    from .verify import verify
+
+    groups = [VerifyArguments, DataArguments, ForgetArguments]
+    parser = build_parser("lotus-hf verify", VerifyArguments.__doc__, groups)
+    verify_values, data_values, forget_values, _ = split_values(parse_given(parser, argv, "verify"), *groups)
+    args, data_args = VerifyArguments(**verify_values), DataArguments(**data_values)
+    if not args.model:
+        raise ValueError("`--model` must name the model to verify: a folder or a Hub id.")
+    request = ForgetArguments(**forget_values).request(args.seed or 0)
+    if request is None:
+        raise ValueError("give the deletion request to verify: `--forget-classes`, `--forget-indices`, ...")
+    result = verify(args.model, data_args.dataset, request, revision=args.revision, seed=args.seed,
+                    image_column=data_args.image_column, label_column=data_args.label_column)  # fmt: skip
+    print(f"request: {request.describe()} of {data_args.dataset}, {result.fingerprint['size']} samples, "
+          f"SHA-256 {result.fingerprint['sha256']}")  # fmt: skip
+    if result.step is None:
+        listed = (
+            "; ".join(f"{i}: {s['forget'].get('request')}" for i, s in enumerate(result.history, 1)) or "none"
+        )
+        print(f"NOT FOUND in the unlearning history of {args.model} ({len(result.history)} steps: {listed})")
+        raise SystemExit(1)
+    step = result.history[result.step - 1]
+    print(f"found: step {result.step} of {len(result.history)} in the unlearning history of {args.model} "
+          f"(unlearned from {step['base_model']} with {step['method']})\n")  # fmt: skip
+    print(result.to_markdown())
+    for note in result.notes:
+        print(f"note: {note}")
+
+
 def _research(name: str):
     """A research-harness command (lotus_hf.research.commands), imported only when it runs."""
 
@@ -194,6 +269,10 @@ def _research(name: str):
 
 COMMANDS = {
     "unlearn": (unlearn_command, "make a model forget part of its training data (LoTUS or a baseline)"),
+    "verify": (
+        verify_command,
+        "check that a model forgot a deletion request: its history, and what it knows now",
+    ),
     "train": (_research("train"), "train an original classifier, or retrain one without a forget set"),
     "benchmark": (_research("benchmark"), "compare LoTUS with retraining and the baselines"),
 }
@@ -217,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         message = message if len(message) < 800 else message[:800] + " ..."
         print(f"lotus-hf {command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"lotus-hf {command}: interrupted; no output folder was written.", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        print(f"lotus-hf {command}: interrupted; {stop or 'no output folder was written'}.", file=sys.stderr)
         return 130
     return 0
 

@@ -66,7 +66,7 @@ class MethodConfig(TrainingArguments):
                         **kwargs) -> MethodConfig:  # fmt: skip
         """The config for a run on `model_name_or_path`: the method's defaults, then `kwargs`
         (`UnlearningConfig` and `RetrainConfig` also read what the model recommends)."""
-        return cls(**kwargs)
+        return cls(**_implied(kwargs))
 
     def method_description(self) -> str:
         """How the model was unlearned, for the model card ("... after machine unlearning <this>")."""
@@ -75,6 +75,13 @@ class MethodConfig(TrainingArguments):
     def method_hyperparameters(self) -> dict:
         """The fields that define a run, for the model card and the benchmark tables."""
         raise NotImplementedError
+
+
+def _implied(fields: dict) -> dict:
+    """`fields` with what they imply: `save_steps` alone means checkpoints every that many steps."""
+    if "save_steps" in fields and "save_strategy" not in fields:
+        return {**fields, "save_strategy": "steps"}
+    return fields
 
 
 def check(predicate, allowed: str) -> tuple:
@@ -210,7 +217,7 @@ class UnlearningConfig(MethodConfig):
         fields = recommended_fields(model_name_or_path) if model_name_or_path else {}
         if request is not None and request.kind == "classes":
             fields["class_forgetting"] = True
-        return cls(**{**fields, **kwargs})
+        return cls(**{**fields, **_implied(kwargs)})
 
     def method_description(self) -> str:
         """How the model was unlearned, for the model card ("... after machine unlearning <this>")."""

@@ -201,10 +201,47 @@ def write_model_folder(
 def save_model_folder(
     output_dir: str | os.PathLike, model, image_processor, card, report: dict | None = None
 ) -> Path:
-    """`write_model_folder` into a new folder `output_dir`, atomically: it appears whole or not at all."""
-    with atomic_output_dir(output_dir) as staging:
+    """`write_model_folder` into a new folder `output_dir`, atomically: it appears whole or not at all. A run
+    folder (`start_run_folder`) is finished in place instead: the model's files are written beside the
+    checkpoints and moved in, the checkpoints removed, and the mark of an unfinished run goes last."""
+    output_dir = Path(output_dir)
+    if not (output_dir / UNFINISHED_RUN).is_file():
+        with atomic_output_dir(output_dir) as staging:
+            write_model_folder(staging, model, image_processor, card, report)
+        return output_dir
+    staging = Path(tempfile.mkdtemp(prefix=".final-", dir=output_dir))
+    try:
         write_model_folder(staging, model, image_processor, card, report)
-    return Path(output_dir)
+        for file in staging.iterdir():
+            os.replace(file, output_dir / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for checkpoint in output_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    (output_dir / UNFINISHED_RUN).unlink()
+    return output_dir
+
+
+# ------------------------------------------------------------------------------ runs that can resume
+UNFINISHED_RUN = "unfinished_run.json"
+
+
+def start_run_folder(output_dir: str | os.PathLike, record: dict) -> Path:
+    """Make `output_dir` (absent or empty) the folder of a run that writes checkpoints, marked unfinished with
+    `record` (what the run unlearns, from what) until `save_model_folder` finishes it."""
+    output_dir = check_output_dir(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    marker = output_dir / UNFINISHED_RUN
+    partial = marker.with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, marker)
+    return output_dir
+
+
+def unfinished_run(output_dir: str | os.PathLike) -> dict | None:
+    """The record of the unfinished run in `output_dir`, or None."""
+    marker = Path(output_dir) / UNFINISHED_RUN
+    return json.loads(marker.read_text()) if marker.is_file() else None
 
 
 class HubError(ValueError):

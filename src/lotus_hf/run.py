@@ -100,6 +100,7 @@ def unlearn(
     original=None,
     probs_out: dict | None = None,
     logits_cache: dict | None = None,
+    resume_from_checkpoint: str | bool | None = None,
 ) -> UnlearningResult:
     """Run LoTUS (an `UnlearningConfig`) or a baseline (its config) on `model`, modified in place, and
     evaluate the result against the original (and `retrained`, when given).
@@ -108,7 +109,8 @@ def unlearn(
     (unseen accuracy, teacher logits, importances), every probe and every update; not the evaluation.
     `base_model` (default: the model's name) and `dataset` are what the card and the model's unlearning
     history record. Pass `original` to share one frozen copy of the original across runs, and the same dict
-    as `logits_cache` to evaluate it and `retrained` once (see `evaluate_unlearning`).
+    as `logits_cache` to evaluate it and `retrained` once (see `evaluate_unlearning`). `resume_from_checkpoint`
+    continues a LoTUS run from a checkpoint (`UnlearningTrainer.train`); the time then covers the resumed part.
     """
     _check_outputs(model, data)
     original = original if original is not None else copy.deepcopy(model).eval()
@@ -117,7 +119,7 @@ def unlearn(
     if isinstance(config, UnlearningConfig) and config.class_forgetting is None:
         config.class_forgetting = data.fingerprint.get("kind") == "classes"
     start = time.perf_counter()
-    trainer, history = _run(model, data, config, callbacks)
+    trainer, history = _run(model, data, config, callbacks, resume_from_checkpoint)
     seconds = time.perf_counter() - start
     unlearned = whole_model(trainer, original) if trainer is not None else model
     report = evaluate_unlearning(original, unlearned, data, retrained=retrained, unlearning_seconds=seconds,
@@ -129,6 +131,7 @@ def unlearn(
         "hyperparameters": hyperparameters,
         "history": history,
         "stopped_at_epoch": next((e["epoch"] for e in history if e.get("stop")), None),
+        "resumed_from": Path(trainer._resume_from).name if getattr(trainer, "_resume_from", None) else None,
     }
     if trainer is not None:  # so that `trainer.push_to_hub()` records the request and the metrics too
         trainer.base_model, trainer.dataset_name = base_model, dataset
@@ -168,7 +171,7 @@ def _check_outputs(model, data: UnlearningData) -> None:
         )
 
 
-def _run(model, data: UnlearningData, config, callbacks) -> tuple[Trainer | None, list[dict]]:
+def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[Trainer | None, list[dict]]:
     """Run the method of `config`: its trainer's `train()`, or SSD's function."""
     if isinstance(config, UnlearningConfig):
         trainer = UnlearningTrainer(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
@@ -180,7 +183,7 @@ def _run(model, data: UnlearningData, config, callbacks) -> tuple[Trainer | None
         trainer = run(
             model, config, forget_dataset=data.forget, retain_dataset=data.retain, callbacks=callbacks
         )
-    trainer.train()
+    trainer.train(**({"resume_from_checkpoint": resume} if resume else {}))
     return trainer, trainer.history
 
 

@@ -10,9 +10,12 @@ loss: they are used for accuracy only.
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
 from . import _compat
@@ -126,6 +129,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
         self._loss_sums = torch.zeros(4, device=self.args.device)
         self._seen = torch.zeros(2, dtype=torch.long, device=self.args.device)
         self._epoch_rows = 0  # rows this process has trained on in the current epoch, padding included
+        self._resume_from: str | None = None  # the checkpoint `train` resumes from
 
     def _set_signature_columns_if_needed(self):
         # Keep our columns ourselves instead of asking users for `remove_unused_columns=False`.
@@ -184,7 +188,11 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
 
     def prepare(self) -> None:
         """Before the first update, while the student is still the original f0: the unseen accuracy A_u and,
-        when enabled, the teacher's logits on the stream."""
+        when enabled, the teacher's logits on the stream. A resumed run reads them, and the rest of LoTUS's
+        state, from its checkpoint instead."""
+        if self._resume_from is not None:
+            self._load_state(self._resume_from)
+            return
         if self.args.class_forgetting:
             self.unseen_accuracy = 0.0
         else:
@@ -198,6 +206,10 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
 
     def begin_epoch(self) -> bool:
         """Probe the student on the whole forget set; set tau, or return True to stop. Same on every process."""
+        epoch = int(self.state.epoch or 0)  # the epochs done: this epoch's index
+        if epoch < len(self.history):  # a run resumed inside an epoch whose probe already ran
+            self.tau = self.history[epoch]["tau"]
+            return self.history[epoch]["stop"]
         forget_accuracy = accuracy(*self._predict(self.forget_dataset))
         delta = accuracy_gap(forget_accuracy, self.unseen_accuracy)
         stop = should_stop(delta, self.args.stop_margin)
@@ -214,6 +226,66 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
         self.log({k: float(v) for k, v in entry.items() if k not in ("epoch", "stop")})
         self._epoch_rows = 0
         return stop
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None,
+              **kwargs):  # fmt: skip
+        """`Trainer.train`. `resume_from_checkpoint` (a checkpoint folder, or True for the last complete one in
+        `args.output_dir`) continues a run where its checkpoint left it, LoTUS's state included (probe history,
+        temperature, unseen accuracy, cached teacher logits, Gumbel noise): the weights end as those of a run
+        that was never interrupted."""
+        if resume_from_checkpoint:
+            folder = self.args.output_dir if resume_from_checkpoint is True else resume_from_checkpoint
+            resume_from_checkpoint = last_checkpoint(folder) if resume_from_checkpoint is True else folder
+            if not (Path(resume_from_checkpoint) / STATE_FILE).is_file():
+                raise ValueError(
+                    f"`resume_from_checkpoint` {str(resume_from_checkpoint)!r} holds no {STATE_FILE}: pass a "
+                    "checkpoint an `UnlearningTrainer` wrote (`save_strategy`, `save_steps`)."
+                )
+        self._resume_from = resume_from_checkpoint or None
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial,
+                             ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)  # fmt: skip
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        # Trainer saves these only into checkpoints, before their trainer_state.json and before it rotates old
+        # ones: LoTUS's state goes with them, in safetensors and JSON (no pickle).
+        super()._save_optimizer_and_scheduler(output_dir)
+        folder, rank = Path(output_dir), self.args.process_index
+        state = {"noise": self._noise.get_state(), "loss_sums": self._loss_sums.cpu(), "seen": self._seen.cpu(),
+                 "epoch_rows": torch.tensor([self._epoch_rows])}  # fmt: skip
+        save_file(state, folder / f"lotus_state_rank{rank}.safetensors")
+        if self.stream.teacher_logits is not None and self.is_world_process_zero():
+            save_file(
+                {"teacher_logits": self.stream.teacher_logits.contiguous()},
+                folder / "teacher_logits.safetensors",
+            )
+        self.accelerator.wait_for_everyone()
+        if self.is_world_process_zero():  # last: a checkpoint with this file is complete
+            record = {"history": self.history, "tau": self.tau, "unseen_accuracy": self.unseen_accuracy,
+                      "processes": self.accelerator.num_processes}  # fmt: skip
+            (folder / STATE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+    def _load_state(self, checkpoint: str) -> None:
+        folder = Path(checkpoint)
+        record = json.loads((folder / STATE_FILE).read_text())
+        if record["processes"] != self.accelerator.num_processes:
+            raise ValueError(
+                f"the checkpoint {str(folder)!r} was written by {record['processes']} processes: resume it with as "
+                f"many (this run has {self.accelerator.num_processes})."
+            )
+        self.history, self.tau, self.unseen_accuracy = (
+            record["history"],
+            record["tau"],
+            record["unseen_accuracy"],
+        )
+        state = load_file(folder / f"lotus_state_rank{self.args.process_index}.safetensors")
+        self._noise = torch.Generator(device=self.args.device)
+        self._noise.set_state(state["noise"])
+        self._loss_sums.copy_(state["loss_sums"])
+        self._seen.copy_(state["seen"])
+        self._epoch_rows = int(state["epoch_rows"])
+        if self.args.cache_teacher_logits:
+            self.stream.teacher_logits = load_file(folder / "teacher_logits.safetensors")["teacher_logits"]
 
     @property
     def stopped_at_epoch(self) -> int | None:
@@ -263,6 +335,25 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
             logs["retain_loss"] = sums[2] / sums[3] if sums[3] else float("nan")
             self._loss_sums.zero_()
         super().log(logs, start_time)
+
+
+STATE_FILE = "lotus_state.json"
+
+
+def last_checkpoint(folder: str | Path) -> str:
+    """The last complete checkpoint of an `UnlearningTrainer` run in `folder` (the highest step whose
+    checkpoint holds both Trainer's trainer_state.json and LoTUS's state)."""
+    steps = []
+    for path in Path(folder).glob("checkpoint-*"):
+        if (
+            path.name.split("-")[-1].isdigit()
+            and (path / STATE_FILE).is_file()
+            and (path / "trainer_state.json").is_file()
+        ):
+            steps.append((int(path.name.split("-")[-1]), path))
+    if not steps:
+        raise ValueError(f"`output_dir` {str(folder)!r} holds no complete checkpoint to resume from.")
+    return str(max(steps)[1])
 
 
 def _identity(tensor):
