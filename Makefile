@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser unlearn test test-slow lint space benchmark benchmark-full benchmark-scale benchmark-sharded
+.PHONY: setup browser unlearn test test-slow lint space tune benchmark benchmark-full benchmark-scale benchmark-sharded
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -28,6 +28,9 @@ test: setup browser       ## the default test suite (slow tests excluded)
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+tune: setup              ## every method's six settings on seeds 1-2 and the class Bag (unreported); picks -> tuning.json
+	$(PY) benchmarks/tune.py
 
 benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and ViT, 2 requests, 3 seeds, 9 methods
 	$(PY) benchmarks/fashion_mnist.py

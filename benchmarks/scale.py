@@ -103,7 +103,11 @@ def measure(device: str, mode: str) -> dict:
         # class-forgetting mode: the target accuracy is 0, so the stop rule never ends a random model's run
         cached = mode == "lotus-cached-teacher"
         args = UnlearningConfig(
-            **common, retain_fraction=0.3, class_forgetting=True, cache_teacher_logits=cached
+            **common,
+            retain_fraction=0.3,
+            class_forgetting=True,
+            class_mode="paper",
+            cache_teacher_logits=cached,
         )
         trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain, unseen_dataset=unseen,
                                     callbacks=[Clock()])  # fmt: skip

@@ -13,7 +13,8 @@ def test_unlearn_end_to_end_on_a_tiny_model(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     out = tmp_path / "unlearned"
     code = main(["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--epochs", "2",
-                 "--batch-size", "32", "--class-forgetting", "--output-dir", str(out)])  # fmt: skip
+                 "--batch-size", "32", "--class-forgetting", "--class-mode", "paper",
+                 "--output-dir", str(out)])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
     assert "| unlearned |" in printed and "epoch 2:" in printed
@@ -154,7 +155,7 @@ def test_model_folder_unlearning_config_sets_defaults_and_flags_win(digits_folde
     (model_dir / "unlearning_config.json").write_text(json.dumps({"_why": "measured", "alpha": 3.0,
                                                                   "num_train_epochs": 1}))  # fmt: skip
     base = ["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--batch-size", "64",
-            "--class-forgetting"]  # fmt: skip
+            "--class-forgetting", "--class-mode", "paper"]  # fmt: skip
     assert main([*base, "--output-dir", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
     assert "alpha=3.0, num_train_epochs=1" in printed and "LoTUS: alpha 3.0, 1 epochs at most" in printed
@@ -235,10 +236,11 @@ def test_a_config_file_loads_a_whole_run_and_flags_override_it(digits_folder, tm
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     run = tmp_path / "run.yaml"
     run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget-classes: digit-2\nnum_train_epochs: 1\n"
-                   f"batch_size: 64\nalpha: 3.5\noutput_dir: {tmp_path / 'from-file'}\n")  # fmt: skip
+                   f"batch_size: 64\nlearning_rate: 3e-4\noutput_dir: {tmp_path / 'from-file'}\n")  # fmt: skip
     assert main(["unlearn", "--config", str(run), "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "unlearning classes=digit-2 of" in printed and "LoTUS: alpha 3.5, 2 epochs at most" in printed
+    assert "unlearning classes=digit-2 of" in printed
+    assert "lotus-hf's class mode (docs/method.md): 2 epochs at most, lr 0.0003" in printed
     report = json.loads((tmp_path / "from-file" / "report.json").read_text())
     assert report["training"]["hyperparameters"]["per_device_train_batch_size"] == 64
     assert report["training"]["hyperparameters"]["class_forgetting"] is True  # a class request

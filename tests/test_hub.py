@@ -92,7 +92,11 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert metrics["acc_forget"] == pytest.approx(report["rows"]["unlearned"]["acc_forget"], abs=1e-6)
     assert report["forget"]["sha256"] in card.text and "digit-3: " in card.text
-    assert "| `alpha` |" in card.text and "transformers " in card.text and "@inproceedings{" in card.text
+    assert (
+        "| `class_mode` | remaining |" in card.text
+        and "transformers " in card.text
+        and "@inproceedings{" in card.text
+    )
     assert "Unlearning took" in card.text
     config = json.loads((copy / "config.json").read_text())
     assert [step["base_model"] for step in config["lotus_hf_unlearning"]] == [f"me/tiny-{kind}"]

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from lotus_hf.cli import main
 
 ARGS = ["--epochs", "6", "--batch-size", "8", "--learning-rate", "1e-3", "--alpha", "8", "--class-forgetting",
-        "--save-steps", "5"]  # fmt: skip
+        "--class-mode", "paper", "--save-steps", "5"]  # fmt: skip
 
 
 def _command(model_dir, digits_folder, out, *extra):

@@ -25,7 +25,7 @@ def test_student_changes_teacher_does_not_and_keys_are_logged(kind, digits_data,
     model = tiny_model(kind)
     before = _params(model)
     config = unlearning_config(
-        tmp_path, cache_teacher_logits=False, class_forgetting=True, learning_rate=1e-3
+        tmp_path, cache_teacher_logits=False, class_forgetting=True, class_mode="paper", learning_rate=1e-3
     )
     trainer = UnlearningTrainer(
         model, config, forget_dataset=digits_data.forget, retain_dataset=digits_data.retain,
@@ -49,7 +49,7 @@ def test_student_changes_teacher_does_not_and_keys_are_logged(kind, digits_data,
 
 def test_cached_teacher_logits_equal_the_original_models_outputs(trained_resnet, digits_data, tmp_path):
     original = copy.deepcopy(trained_resnet)
-    config = unlearning_config(tmp_path, num_train_epochs=1, class_forgetting=True)
+    config = unlearning_config(tmp_path, num_train_epochs=1, class_forgetting=True, class_mode="paper")
     trainer = UnlearningTrainer(
         copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
         retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
@@ -136,6 +136,7 @@ def test_gradient_accumulation_matches_one_big_batch(digits_data, tmp_path):
         config = unlearning_config(
             tmp_path, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
             max_steps=1, logging_steps=1, prob_transform="softmax", learning_rate=1e-3, class_forgetting=True,
+            class_mode="paper",
         )  # fmt: skip
         trainer = UnlearningTrainer(
             copy.deepcopy(original), config, forget_dataset=digits_data.forget,
@@ -190,7 +191,8 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_in
 
     def run(folder, callbacks=(), resume=None):
         config = unlearning_config(tmp_path / folder, num_train_epochs=3, save_steps=5, save_strategy="steps",
-                                   learning_rate=1e-3, alpha=8.0, class_forgetting=True)  # fmt: skip
+                                   learning_rate=1e-3, alpha=8.0, class_forgetting=True,
+                                   class_mode="paper")  # fmt: skip
         trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
                                     retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
                                     callbacks=list(callbacks))  # fmt: skip
@@ -224,3 +226,31 @@ def test_resuming_needs_a_checkpoint_of_an_unlearning_trainer(trained_resnet, di
     (tmp_path / "plain").mkdir()
     with pytest.raises(ValueError, match="holds no lotus_state.json"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "plain"))
+
+
+@pytest.mark.parametrize("method", ["lotus", "finetune"])
+def test_no_gradient_clipping_unless_asked(method, trained_resnet, digits_data, tmp_path):
+    """The paper's code clips no gradient: by default one SGD step moves the weights by lr x the gradient,
+    exactly as with `max_grad_norm=0`, and far more than with clipping asked for."""
+    from lotus_hf.run import method_config, unlearn
+
+    common = dict(output_dir=str(tmp_path / "out"), max_steps=1, optim="sgd", optim_args="momentum=0",
+                  learning_rate=0.5, weight_decay=0.0, per_device_train_batch_size=64, use_cpu=True,
+                  disable_tqdm=True, logging_strategy="no")  # fmt: skip
+    if method == "lotus":
+        common["prob_transform"] = "softmax"  # no Gumbel noise: the same targets in every run
+
+    def step(**fields):
+        model = unlearn(
+            copy.deepcopy(trained_resnet), digits_data, method_config(method, **common, **fields)
+        ).model
+        moves = [
+            (a - b).flatten() for a, b in zip(model.parameters(), trained_resnet.parameters(), strict=True)
+        ]
+        return float(torch.cat(moves).detach().norm())
+
+    assert method_config(method, output_dir=str(tmp_path)).max_grad_norm == 0
+    default, unclipped, clipped = step(), step(max_grad_norm=0.0), step(max_grad_norm=1e-3)
+    assert default == unclipped and default > 0
+    assert clipped == pytest.approx(0.5 * 1e-3, rel=1e-2)  # clipping, when asked: lr x the clipped norm
+    assert default > 100 * clipped

@@ -121,6 +121,7 @@ def unlearning_card(
         probes=probes,
         seconds="-" if seconds is None else f"{seconds:.1f}",
         metrics_table=report_table(report),
+        notes=report.get("notes") or [],
         versions=_versions(),
         citation=LOTUS_CITATION,
     )

@@ -164,14 +164,23 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     if run.method == "lotus":
         model_name = f"{run.model}@{run.revision}" if run.revision else run.model
         used = {k: v for k, v in recommended_fields(model_name).items() if k not in config_values}
-        if used:
+        if (
+            used and request.kind != "classes"
+        ):  # a class request takes its own settings (CLASS_REQUEST_FIELDS)
             listed = ", ".join(f"{k}={v}" for k, v in used.items())
             say(
                 f"settings from the model's unlearning_config.json: {listed} (the command's flags override them)"
             )
-        say(
-            f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
-        )
+        if config.class_forgetting and config.class_mode == "remaining":
+            say(
+                f"LoTUS, lotus-hf's class mode (docs/method.md): {config.num_train_epochs:g} epochs at most, "
+                f"lr {config.learning_rate:g}; --class-mode paper runs the paper's"
+            )
+        else:
+            say(
+                f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
+                + (" (the paper's class forgetting)" if config.class_forgetting else "")
+            )
     else:
         hyper = config.method_hyperparameters()
         say(f"{run.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k != "method"), flush=True)
@@ -219,6 +228,8 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         print()
         print(result.report.to_markdown())
         print(f"\nunlearning took {result.report.unlearning_seconds:.1f} s (rf_jsd: textbook JSD variant)")
+        for note in result.report.notes:
+            print(f"note: {note}")
         path = save_unlearned(result, processor, output_dir)
         print(f"saved the unlearned model, model card and report.json to {path}")
         if run.push_to_hub:

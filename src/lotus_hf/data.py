@@ -384,8 +384,8 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
 
 class UnlearningStream(torch.utils.data.Dataset):
     """The training stream of an unlearning run: forget items (`is_forget` 1), then the chosen retain items
-    (`is_forget` 0), each with its cached teacher logits once `teacher_logits` is set. Trainer's sampler
-    shuffles it.
+    (`is_forget` 0), each with its cached teacher logits once `teacher_logits` is set, and a `forget_target`
+    class (-1 on retain items) once `forget_targets` is (class mode). Trainer's sampler shuffles it.
 
     >>> forget = PixelDataset(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]))
     >>> retain = PixelDataset(torch.ones(3, 1, 2, 2), torch.tensor([0, 1, 1]))
@@ -397,6 +397,7 @@ class UnlearningStream(torch.utils.data.Dataset):
     def __init__(self, forget, retain, retain_indices: torch.Tensor):
         self.forget, self.retain, self.retain_indices = forget, retain, retain_indices
         self.teacher_logits: torch.Tensor | None = None
+        self.forget_targets: torch.Tensor | None = None
         self._is_forget = (torch.tensor(0), torch.tensor(1))
 
     def __len__(self) -> int:
@@ -416,6 +417,8 @@ class UnlearningStream(torch.utils.data.Dataset):
         }
         if self.teacher_logits is not None:
             item["teacher_logits"] = self.teacher_logits[index]
+        if self.forget_targets is not None:
+            item["forget_target"] = self.forget_targets[index] if in_forget else torch.tensor(-1)
         return item
 
 

@@ -21,11 +21,29 @@ class StrategyMixin:
         if honour_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
             self.is_fsdp_enabled = True
 
+    def get_train_dataloader(self):
+        # A last batch of one row per process cannot train a BatchNorm layer ("Expected more than 1 value per
+        # channel when training"): such a batch is dropped, one row per epoch, another one each epoch (shuffled).
+        rows, world = len(self.train_dataset), self.accelerator.num_processes
+        if self.args.dataloader_drop_last or not _has_batch_norm(self.model):
+            return super().get_train_dataloader()
+        if 0 < rows % (self._train_batch_size * world) <= world:
+            self.args.dataloader_drop_last = True
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.args.dataloader_drop_last = False
+        return super().get_train_dataloader()
+
     def lay_out_model(self) -> None:
         if self.is_fsdp_enabled and self.accelerator.is_fsdp2:  # Trainer shards it when training starts
             fsdp2_compatible(self.model, self.accelerator.state.fsdp_plugin.cpu_ram_efficient_loading)
         if self.args.channels_last and channels_last_allowed(self):
             to_channels_last(self.model)
+
+
+def _has_batch_norm(model: torch.nn.Module) -> bool:
+    return any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in model.modules())
 
 
 def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:

@@ -104,3 +104,63 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     tensor([1.3863])
     """
     return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+
+
+# ------------------------------------------------------------------ lotus-hf's class mode ("remaining")
+def remaining_class_targets(
+    teacher_logits: torch.Tensor, forgotten: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One class per row, drawn from the teacher's belief over the classes that are not `forgotten` (Gumbel-max:
+    `argmax(z + g)` with the forgotten classes' logits at -inf), as LoTUS draws its retain labels. Class mode
+    draws them once per run: a model that never saw a class files each of its samples under one other class.
+
+    >>> z = torch.tensor([[9.0, 0.0, 5.0], [9.0, 5.0, 0.0]])
+    >>> remaining_class_targets(z, torch.tensor([0]), torch.Generator().manual_seed(0)).tolist()
+    [2, 1]
+    """
+    masked = teacher_logits.float().index_fill(-1, forgotten.to(teacher_logits.device), float("-inf"))
+    return (masked + sample_gumbel(masked, generator)).argmax(dim=-1)
+
+
+def entropies(logits: torch.Tensor) -> torch.Tensor:
+    """The Shannon entropy (nats) of each row of `softmax(logits)`, in float64.
+
+    >>> entropies(torch.tensor([[0.0, 0.0], [50.0, 0.0]])).tolist()[0] == math.log(2)
+    True
+    """
+    log_probs = F.log_softmax(logits.double(), dim=-1)
+    return -(log_probs.exp() * log_probs).nansum(dim=-1)
+
+
+def membership_threshold(members: torch.Tensor, nonmembers: torch.Tensor) -> float:
+    """The entropy below which a sample looks like training data: the threshold that best tells `members`'
+    entropies from `nonmembers'` (highest balanced accuracy, "member" meaning entropy <= threshold; the lowest
+    such threshold on ties). It is the entropy attack of the evaluation's MIA, as a decision stump.
+
+    >>> round(membership_threshold(torch.tensor([0.0, 0.1, 0.5]), torch.tensor([0.4, 0.9, 1.0])), 6)
+    0.1
+    """
+    candidates = torch.cat([members, nonmembers]).double().unique()  # sorted
+    tpr = torch.searchsorted(members.double().sort().values, candidates, right=True) / len(members)
+    tnr = 1 - torch.searchsorted(nonmembers.double().sort().values, candidates, right=True) / len(nonmembers)
+    return float(candidates[torch.argmax(tpr + tnr)])
+
+
+def member_rate(entropy: torch.Tensor, threshold: float) -> float:
+    """The share of rows whose entropy is at most `threshold`: those a membership attack calls training data.
+
+    >>> member_rate(torch.tensor([0.0, 0.2, 0.3, 0.9]), 0.25)
+    0.5
+    """
+    return float((entropy <= threshold).double().mean()) if len(entropy) else 0.0
+
+
+def unseen_errors(logits: torch.Tensor, labels: torch.Tensor, forgotten: torch.Tensor) -> torch.Tensor:
+    """The rows of the kept classes (labels not in `forgotten`) that `logits` get wrong: class mode's reference,
+    the unseen samples a model cannot classify (docs/method.md).
+
+    >>> unseen_errors(torch.tensor([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0]]), torch.tensor([0, 1, 2]), torch.tensor([2]))
+    tensor([False,  True, False])
+    """
+    kept = ~torch.isin(labels, forgotten.to(labels.device))
+    return kept & (logits.argmax(dim=-1) != labels)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.utils.data import Subset
 from transformers import Trainer, TrainerCallback
 
 from . import _compat
@@ -25,7 +26,22 @@ from .data import ItemList, UnlearningStream, collate, is_streamed, reservoir_sa
 from .distributed import StrategyMixin, prepare_teacher, real_rows
 from .evaluation import accuracy
 from .hub import HubMixin
-from .losses import accuracy_gap, lotus_targets, should_stop, soft_cross_entropy, temperature
+from .losses import (
+    accuracy_gap,
+    entropies,
+    lotus_targets,
+    member_rate,
+    membership_threshold,
+    remaining_class_targets,
+    round_accuracy,
+    should_stop,
+    soft_cross_entropy,
+    temperature,
+    unseen_errors,
+)
+
+# class mode: rows of each side an entropy membership attack is fitted on, before every epoch
+MEMBERSHIP_ROWS = 1000
 
 
 class RunHooks(TrainerCallback):
@@ -130,11 +146,27 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
         self._seen = torch.zeros(2, dtype=torch.long, device=self.args.device)
         self._epoch_rows = 0  # rows this process has trained on in the current epoch, padding included
         self._resume_from: str | None = None  # the checkpoint `train` resumes from
+        # lotus-hf's class mode: the forgotten classes, masked out of every target; the entropy below which the
+        # original's outputs look like training data, and the share of its unseen errors below it (what to reach)
+        remaining = self.args.class_forgetting and self.args.class_mode == "remaining"
+        self._forgotten = _forgotten_classes(forget_dataset, retain_dataset, model) if remaining else None
+        if self._forgotten is not None:
+            self._forgotten = self._forgotten.to(self.args.device)
+        self.member_threshold: float | None = None
+        self.reference_member_rate: float | None = None
+        self._membership_sets: tuple | None = None
+        self._membership_rows: dict[str, torch.Tensor] = {}
 
     def _set_signature_columns_if_needed(self):
         # Keep our columns ourselves instead of asking users for `remove_unused_columns=False`.
         if self._signature_columns is None:
-            self._signature_columns = ["pixel_values", "labels", "is_forget", "teacher_logits"]
+            self._signature_columns = [
+                "pixel_values",
+                "labels",
+                "is_forget",
+                "teacher_logits",
+                "forget_target",
+            ]
 
     @property
     def stream(self) -> UnlearningStream:
@@ -197,12 +229,52 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
             self.unseen_accuracy = 0.0
         else:
             self.unseen_accuracy = accuracy(*self._predict(self.unseen_dataset))
+        stream_logits = None
         if self.args.cache_teacher_logits:
-            self.stream.teacher_logits = self._predict(self.stream)[0]
+            self.stream.teacher_logits = stream_logits = self._predict(self.stream)[0]
+        if self._forgotten is not None:
+            self._prepare_class_mode(stream_logits)
         # Each process draws its own Gumbel noise, seeded: runs are reproducible.
         self._noise = torch.Generator(device=self.args.device).manual_seed(
             self.args.seed + self.args.process_index
         )
+
+    def _prepare_class_mode(self, stream_logits: torch.Tensor | None) -> None:
+        """lotus-hf's class mode, from the original (the student before its first update): each forget sample's
+        class, drawn once and alike on every process; the rows a membership attack is fitted on each epoch (up to
+        `MEMBERSHIP_ROWS` of the stream's retain rows as members, of the kept classes' unseen rows as
+        non-members); and what to reach: the share of the original's unseen errors that its own attack calls
+        members."""
+        forgotten, forget_rows = self._forgotten.cpu(), len(self.forget_dataset)
+        if stream_logits is None:
+            stream_logits = self._predict(self.stream)[0]
+        draws = torch.Generator().manual_seed(self.args.seed)
+        self.stream.forget_targets = remaining_class_targets(stream_logits[:forget_rows], forgotten, draws)
+        unseen_logits, unseen_labels = self._predict(self.unseen_dataset)
+        kept = torch.nonzero(~torch.isin(unseen_labels, forgotten)).flatten()
+        members = torch.arange(forget_rows, min(len(self.stream), forget_rows + MEMBERSHIP_ROWS))
+        nonmembers = kept[torch.randperm(len(kept), generator=draws)[:MEMBERSHIP_ROWS]].sort().values
+        self._set_membership_rows(members, nonmembers)
+        threshold = membership_threshold(
+            entropies(stream_logits[members]), entropies(unseen_logits[nonmembers])
+        )
+        errors = unseen_errors(unseen_logits, unseen_labels, forgotten)
+        self.reference_member_rate = member_rate(entropies(unseen_logits[errors]), threshold)
+
+    def _set_membership_rows(self, members: torch.Tensor, nonmembers: torch.Tensor) -> None:
+        self._membership_rows = {"members": members, "nonmembers": nonmembers}
+        if is_streamed(self.unseen_dataset):
+            picked = set(nonmembers.tolist())
+            unseen = ItemList([item for i, item in enumerate(self.unseen_dataset) if i in picked])
+        else:
+            unseen = Subset(self.unseen_dataset, nonmembers.tolist())
+        self._membership_sets = (Subset(self.stream, members.tolist()), unseen)
+
+    def _forget_member_rate(self, forget_logits: torch.Tensor) -> float:
+        """The share of the forget set that an entropy attack fitted on the student now calls members."""
+        members, nonmembers = (entropies(self._predict(rows)[0]) for rows in self._membership_sets)
+        self.member_threshold = membership_threshold(members, nonmembers)
+        return member_rate(entropies(forget_logits), self.member_threshold)
 
     def begin_epoch(self) -> bool:
         """Probe the student on the whole forget set; set tau, or return True to stop. Same on every process."""
@@ -210,9 +282,9 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
         if epoch < len(self.history):  # a run resumed inside an epoch whose probe already ran
             self.tau = self.history[epoch]["tau"]
             return self.history[epoch]["stop"]
-        forget_accuracy = accuracy(*self._predict(self.forget_dataset))
+        logits, labels = self._predict(self.forget_dataset)
+        forget_accuracy = accuracy(logits, labels)
         delta = accuracy_gap(forget_accuracy, self.unseen_accuracy)
-        stop = should_stop(delta, self.args.stop_margin)
         self.tau = temperature(delta, self.args.alpha)
         entry = {
             "epoch": len(self.history) + 1,
@@ -220,8 +292,18 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
             "unseen_accuracy": self.unseen_accuracy,
             "delta": delta,
             "tau": self.tau,
-            "stop": stop,
         }
+        if self._forgotten is None:
+            entry["stop"] = should_stop(delta, self.args.stop_margin)
+        else:  # class mode: the forgotten classes are never predicted, and their samples look to a membership
+            # attack as much like training data as the unseen samples the original gets wrong
+            entry["forget_member_rate"] = self._forget_member_rate(logits)
+            entry["reference_member_rate"] = self.reference_member_rate
+            entry["stop"] = (
+                round_accuracy(forget_accuracy) == 0
+                and entry["forget_member_rate"] >= self.reference_member_rate
+            )
+        stop = entry["stop"]
         self.history.append(entry)
         self.log({k: float(v) for k, v in entry.items() if k not in ("epoch", "stop")})
         self._epoch_rows = 0
@@ -253,6 +335,9 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
         folder, rank = Path(output_dir), self.args.process_index
         state = {"noise": self._noise.get_state(), "loss_sums": self._loss_sums.cpu(), "seen": self._seen.cpu(),
                  "epoch_rows": torch.tensor([self._epoch_rows])}  # fmt: skip
+        if self.stream.forget_targets is not None:
+            state["forget_targets"] = self.stream.forget_targets.contiguous()
+            state.update({f"membership_{k}": v.contiguous() for k, v in self._membership_rows.items()})
         save_file(state, folder / f"lotus_state_rank{rank}.safetensors")
         if self.stream.teacher_logits is not None and self.is_world_process_zero():
             save_file(
@@ -262,6 +347,8 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
         self.accelerator.wait_for_everyone()
         if self.is_world_process_zero():  # last: a checkpoint with this file is complete
             record = {"history": self.history, "tau": self.tau, "unseen_accuracy": self.unseen_accuracy,
+                      "member_threshold": self.member_threshold,
+                      "reference_member_rate": self.reference_member_rate,
                       "processes": self.accelerator.num_processes}  # fmt: skip
             (folder / STATE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
@@ -278,12 +365,17 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
             record["tau"],
             record["unseen_accuracy"],
         )
+        self.member_threshold = record.get("member_threshold")
+        self.reference_member_rate = record.get("reference_member_rate")
         state = load_file(folder / f"lotus_state_rank{self.args.process_index}.safetensors")
         self._noise = torch.Generator(device=self.args.device)
         self._noise.set_state(state["noise"])
         self._loss_sums.copy_(state["loss_sums"])
         self._seen.copy_(state["seen"])
         self._epoch_rows = int(state["epoch_rows"])
+        if "forget_targets" in state:
+            self.stream.forget_targets = state["forget_targets"]
+            self._set_membership_rows(state["membership_members"], state["membership_nonmembers"])
         if self.args.cache_teacher_logits:
             self.stream.teacher_logits = load_file(folder / "teacher_logits.safetensors")["teacher_logits"]
 
@@ -301,12 +393,18 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         is_forget = inputs.pop("is_forget")
         inputs.pop("labels", None)  # ground truth is for accuracy only
+        forget_target = inputs.pop("forget_target", None)
         teacher_logits = inputs.pop("teacher_logits", None)
         if teacher_logits is None:
             with torch.no_grad():
                 teacher_logits = self.teacher(**inputs).logits
         outputs = model(**inputs)
+        if self._forgotten is not None:  # class mode: the teacher's belief over the remaining classes only
+            teacher_logits = teacher_logits.index_fill(-1, self._forgotten, float("-inf"))
         targets = lotus_targets(teacher_logits, is_forget, self.tau, self.args.prob_transform, self._noise)
+        if forget_target is not None:  # class mode: each forget sample's class, drawn once per run
+            drawn = forget_target >= 0
+            targets[drawn] = torch.nn.functional.one_hot(forget_target[drawn], targets.shape[-1]).to(targets)
         per_row = soft_cross_entropy(outputs.logits, targets)
         real = self._real_rows(len(per_row))
         forget, retain = is_forget.bool() & real, ~is_forget.bool() & real
@@ -354,6 +452,33 @@ def last_checkpoint(folder: str | Path) -> str:
     if not steps:
         raise ValueError(f"`output_dir` {str(folder)!r} holds no complete checkpoint to resume from.")
     return str(max(steps)[1])
+
+
+def _forgotten_classes(forget_dataset, retain_dataset, model) -> torch.Tensor:
+    """The classes of a class request's forget set, checked: whole classes, and not all of them."""
+    forgotten = torch.unique(_labels_of(forget_dataset))
+    classes = getattr(getattr(model, "config", None), "num_labels", None)
+    if classes is not None and len(forgotten) >= classes:
+        raise ValueError(
+            f"`class_mode='remaining'` files the forgotten classes' samples under the remaining ones, but the forget "
+            f"set holds all {classes} classes: forget whole classes (`ForgetRequest.classes`), or set "
+            "`class_forgetting=False` for samples (or `class_mode='paper'`)."
+        )
+    retain_labels = getattr(retain_dataset, "labels", None)
+    if isinstance(retain_labels, torch.Tensor):
+        kept = torch.unique(retain_labels[torch.isin(retain_labels, forgotten)]).tolist()
+        if kept:
+            raise ValueError(
+                f"`class_forgetting` is on but the retain set still holds samples of the forgotten class(es) {kept}: "
+                "forget whole classes (`ForgetRequest.classes`), or set `class_forgetting=False` for samples."
+            )
+    return forgotten
+
+
+def _labels_of(dataset) -> torch.Tensor:
+    if isinstance(getattr(dataset, "labels", None), torch.Tensor):
+        return dataset.labels
+    return torch.as_tensor([int(dataset[i]["labels"]) for i in range(len(dataset))])
 
 
 def _identity(tensor):

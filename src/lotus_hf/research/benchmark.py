@@ -1,8 +1,10 @@
 """`lotus-hf benchmark`: LoTUS against retraining and the baselines, on one model, data set and forget request.
 
-For each seed: split the test set into unseen / test, retrain the gold standard on the retain set (cached on
-disk, keyed by everything it depends on), run every method from the same original, and evaluate it. Then
-mean +- sample std over seeds, the Pearson r of RF-JSD against JSD across methods, and three plots.
+For each seed, as the paper does: train an original with that seed (or take the given model), split the test
+set into unseen / test, retrain the gold standard on the retain set with the same seed (both cached on disk,
+keyed by everything they depend on), run every method from that original, and evaluate it. Then mean +- sample
+std over seeds, both aggregations of the Avg Gap, the Pearson r of RF-JSD against JSD (both variants) across
+methods, and three plots. With a `grid`, every setting of every method runs instead: the tuning mode.
 """
 
 from __future__ import annotations
@@ -34,13 +36,24 @@ from ..run import METHODS, method_config, unlearn
 from .plots import plot
 from .training import Recipe, train_with_recipe
 
-METRICS = ("avg_gap", *GAP_KEYS, "rf_jsd", "jsd", "rf_jsd_reference", "jsd_reference", "seconds")
+METRICS = ("avg_gap", *GAP_KEYS, "acc_test_remaining", "rf_jsd", "jsd", "rf_jsd_reference", "jsd_reference",
+           "distance_to_original", "weight_change", "seconds")  # fmt: skip
+# A method whose metrics stay this close to the original's (mean over GAP_KEYS) did not change the model.
+NO_OP_DISTANCE = 0.002
 
 
 @dataclass
 class BenchmarkSpec:
-    """What a benchmark run compares. `config` maps a method to fields of its config that override its
-    defaults (LoTUS also takes the model's `unlearning_config.json`; see `lotus_hf.run.method_config`)."""
+    """What a benchmark run compares.
+
+    `methods` names methods, or variants of one as `method/variant` (e.g. `lotus/paper`); `config` maps a name
+    to fields of its config that override its defaults (LoTUS also takes the model's `unlearning_config.json`;
+    see `lotus_hf.run.method_config`). `grid` (tuning) maps a method to a list of such field dicts: every
+    setting runs, as `method#1`, `method#2`, ... With `original_per_seed` (the paper's protocol) each seed
+    trains its own original with the model's recipe; otherwise the given model serves every seed (or, with
+    `train_subset`, one original trained with the recipe's seed). `retime` retrains one gold standard in this
+    run even when it is cached, so that every share of retraining's time divides two times of one session.
+    """
 
     model: str = "fashion-mnist-resnet"
     dataset: str = "fashion_mnist"
@@ -50,10 +63,20 @@ class BenchmarkSpec:
     train_subset: int | None = None
     recipe_epochs: int | None = None
     config: dict[str, dict] = field(default_factory=dict)
+    grid: dict[str, list[dict]] | None = None
+    original_per_seed: bool = True
+    retime: bool = True
     cache_dir: str = str(Path.home() / ".cache" / "lotus-hf" / "benchmark")
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
+        if self.grid is not None:
+            self.methods = tuple(self.grid)
+            empty = [m for m, settings in self.grid.items() if not settings]
+            if empty:
+                raise ValueError(
+                    f"`grid` gives no setting for {empty}: give each method a list of field dicts."
+                )
+        unknown = [m for m in self.methods if base_method(m) not in METHODS]
         if unknown:
             raise ValueError(f"`methods` names {unknown}: choose from {METHODS}.")
         if not [m for m in self.methods if m != "retrain"]:
@@ -65,8 +88,20 @@ class BenchmarkSpec:
         if self.train_subset is not None and self.train_subset < 10:
             raise ValueError(f"`train_subset` must be at least 10 samples, got {self.train_subset}.")
         for method in self.config:
-            if method not in METHODS:
+            if base_method(method) not in METHODS:
                 raise ValueError(f"`config` sets {method!r}, which is not a method: choose from {METHODS}.")
+
+    def variants(self) -> list[tuple[str, str, dict]]:
+        """(name, method, config fields) of every run per seed, retrain left out."""
+        if self.grid is not None:
+            return [(f"{m}#{i}", m, dict(fields)) for m, settings in self.grid.items()
+                    for i, fields in enumerate(settings, 1) if m != "retrain"]  # fmt: skip
+        return [(n, base_method(n), dict(self.config.get(n, {}))) for n in self.methods if n != "retrain"]
+
+
+def base_method(name: str) -> str:
+    """The method of a benchmark name: `lotus/paper` -> `lotus`, `scrub#3` -> `scrub`."""
+    return name.split("/")[0].split("#")[0]
 
 
 # ----------------------------------------------------------------------------------------------- cache
@@ -76,9 +111,9 @@ def _key(parts: dict) -> str:
 
 def _cached_training(
     cache_dir: Path, parts: dict, train_fn, image_processor, log, reused: list[float]
-) -> tuple[torch.nn.Module, float]:
-    """A model trained by `train_fn()` -> (model, seconds), saved under `cache_dir/<key of parts>` and read
-    back by any later run with the same parts (whose training seconds are then appended to `reused`)."""
+) -> tuple[torch.nn.Module, float, bool]:
+    """A model trained by `train_fn()` -> (model, seconds, cached), saved under `cache_dir/<key of parts>` and
+    read back by any later run with the same parts (whose training seconds are then appended to `reused`)."""
     from transformers import AutoModelForImageClassification
 
     folder = cache_dir / f"{parts['kind']}-{_key(parts)}"
@@ -88,7 +123,7 @@ def _cached_training(
         model = AutoModelForImageClassification.from_pretrained(folder, use_safetensors=True).eval()
         seconds = json.loads(meta.read_text())["seconds"]
         reused.append(seconds)
-        return model, seconds
+        return model, seconds, True
     log(f"  training {parts['kind']} ({folder.name})")
     model, seconds = train_fn()
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +134,7 @@ def _cached_training(
         (staging / "benchmark_cache.json").write_text(
             json.dumps({"seconds": seconds, "parts": parts}, indent=2, default=str)
         )
-    return model, seconds
+    return model, seconds, False
 
 
 def _architecture(config) -> str:
@@ -129,12 +164,20 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
 
 
 # ------------------------------------------------------------------------------------------------ run
-def benchmark_config(method: str, spec: BenchmarkSpec, seed: int, scratch: str):
-    """The config a method runs with in this benchmark: `lotus_hf.run.method_config` with `spec.config[method]`,
-    quiet, writing nothing but scratch files."""
-    fields = dict(spec.config.get(method, {}))
-    return method_config(method, spec.model, spec.request, **fields, output_dir=scratch, seed=seed,
+def benchmark_config(method: str, spec: BenchmarkSpec, seed: int, scratch: str, fields: dict | None = None):
+    """The config a method runs with in this benchmark: `lotus_hf.run.method_config` with `fields` (default
+    `spec.config[method]`), quiet, writing nothing but scratch files. `method` may name a variant."""
+    fields = dict(spec.config.get(method, {}) if fields is None else fields)
+    return method_config(base_method(method), spec.model, spec.request, **fields, output_dir=scratch, seed=seed,
                          disable_tqdm=True, logging_strategy="no")  # fmt: skip
+
+
+def weight_change(model: torch.nn.Module, original: torch.nn.Module) -> float:
+    """||theta - theta_0|| / ||theta_0|| over every parameter: 0 for a model left as it was."""
+    moved = sum(float((a.detach().double() - b.detach().double()).pow(2).sum())
+                for a, b in zip(model.parameters(), original.parameters(), strict=True))  # fmt: skip
+    size = sum(float(b.detach().double().pow(2).sum()) for b in original.parameters())
+    return math.sqrt(moved / size) if size else 0.0
 
 
 def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, command: str | None = None) -> dict:
@@ -144,7 +187,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
 
     start = time.perf_counter()
     cache_dir = Path(spec.cache_dir)
-    original, processor = load_model(spec.model)
+    given, processor = load_model(spec.model)
     dataset = load_image_dataset(spec.dataset)
     class_names = class_names_of(dataset)
     train = preprocess(dataset["train"], processor)
@@ -158,7 +201,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     if spec.recipe_epochs is not None:
         recipe.epochs = spec.recipe_epochs
     base = {
-        "architecture": _architecture(original.config),
+        "architecture": _architecture(given.config),
         "dataset": spec.dataset,
         "subset": None if subset is None else hashlib.sha256(subset.tobytes()).hexdigest()[:16],
         "recipe": {k: v for k, v in asdict(recipe).items() if k != "seed"},
@@ -168,49 +211,60 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     )
 
     reused: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="lotus-hf-bench-") as scratch:
-        if subset is not None:  # the original must have been trained on exactly this training data
+    timed: dict = {}  # the gold standard's training time measured in this run
 
-            def train_original():
-                model = fresh_model(original.config, recipe.seed)
-                return train_with_recipe(model, train, recipe, Path(scratch) / "original")
-
-            parts = {**base, "kind": "original", "seed": recipe.seed}
-            original, original_seconds = _cached_training(
-                cache_dir, parts, train_original, processor, log, reused
+    def trained(kind: str, seed: int, data, parts: dict, scratch: str):
+        def train_fn():
+            model = fresh_model(given.config, seed)
+            return train_with_recipe(
+                model, data, Recipe(**{**asdict(recipe), "seed": seed}), Path(scratch) / kind
             )
-        original.eval()
-        runs = []
+
+        model, seconds, cached = _cached_training(cache_dir, {**base, **parts, "kind": kind, "seed": seed},
+                                                  train_fn, processor, log, reused)  # fmt: skip
+        if kind == "retrained" and spec.retime and not timed:
+            if cached:  # time one retraining in this run: shares of its time compare one session's times
+                log(f"  re-timing the cached {kind} model of seed {seed}")
+                _, timed["seconds"] = train_fn()
+            else:
+                timed["seconds"] = seconds
+            timed["seed"] = seed
+        return model.eval(), seconds
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="lotus-hf-bench-") as scratch:
         for seed in spec.seeds:
+            original_seed = seed if spec.original_per_seed else recipe.seed if subset is not None else None
+            if original_seed is not None:  # trained here, on exactly this training data
+                original, _ = trained("original", original_seed, train, {}, scratch)
+            else:
+                original = given.eval()
             data = split_unlearning_data(train, held_out, class_names, spec.request, seed=seed)
-
-            def retrain(seed=seed, data=data):
-                model = fresh_model(original.config, seed)
-                seeded = Recipe(**{**asdict(recipe), "seed": seed})
-                return train_with_recipe(model, data.retain, seeded, Path(scratch) / "retrain")
-
-            parts = {**base, "kind": "retrained", "seed": seed, "forget": data.fingerprint["sha256"]}
-            retrained, retrain_seconds = _cached_training(cache_dir, parts, retrain, processor, log, reused)
-            retrained.eval()
+            # keyed by the original's seed too when there is one per seed: the paper's pairs
+            retrained, retrain_seconds = trained("retrained", seed, data.retain,
+                                                 {"forget": data.fingerprint["sha256"]}, scratch)  # fmt: skip
             logits_cache: dict = {}
-            for method in spec.methods:
-                if method == "retrain":
-                    continue
-                config = benchmark_config(method, spec, seed, scratch)
+            for name, _, fields in spec.variants():
+                config = benchmark_config(name, spec, seed, scratch, fields)
                 probs: dict = {}
                 result = unlearn(copy.deepcopy(original), data, config, retrained=retrained,
                                  retrain_seconds=retrain_seconds, original=original, probs_out=probs,
                                  logits_cache=logits_cache)  # fmt: skip
                 rows = result.report.rows
-                runs.append(_run_row(method, seed, rows["unlearned"], result.report.unlearning_seconds,
+                row = dict(rows["unlearned"], weight_change=weight_change(result.model, original),
+                           distance_to_original=_distance(rows["unlearned"], rows["original"]))  # fmt: skip
+                runs.append(_run_row(name, seed, row, result.report.unlearning_seconds,
                                      config.method_hyperparameters(), probs["unlearned"]))  # fmt: skip
-                log(f"  seed {seed} {method:>13}: Avg Gap {rows['unlearned']['avg_gap']:.4f}, "
+                log(f"  seed {seed} {name:>13}: Avg Gap {row['avg_gap']:.4f}, "
                     f"{result.report.unlearning_seconds:.1f} s")  # fmt: skip
-            runs.append(_run_row("original", seed, rows["original"], None, {}, probs["original"]))
+            runs.append(
+                _run_row("original", seed, rows["original"], None, {"seed": original_seed}, probs["original"])
+            )
             runs.append(_run_row("retrain", seed, rows["retrained"], retrain_seconds, asdict(recipe) | {"seed": seed},
                                  probs["retrained"]))  # fmt: skip
 
-    results = summarise(spec, runs, subset_size=len(train), wall_seconds=time.perf_counter() - start)
+    results = summarise(spec, runs, subset_size=len(train), wall_seconds=time.perf_counter() - start,
+                        retrain_timed=timed)  # fmt: skip
     results["cached_training_seconds"] = sum(reused)  # trainings read from the cache, not run this time
     results["command"] = command or " ".join(
         Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)
@@ -220,6 +274,10 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
         plot(results, staging)
         (staging / "results.md").write_text(render_markdown(results))
     return results
+
+
+def _distance(row: dict, original: dict) -> float:
+    return float(np.mean([abs(row[k] - original[k]) for k in GAP_KEYS]))
 
 
 def _run_row(method, seed, row, seconds, hyper, probs) -> dict:
@@ -249,47 +307,89 @@ def _cache_note(results: dict) -> str:
     return f", plus {cached / 60:.1f} min of training read from the cache" if cached else ""
 
 
-def summarise(spec: BenchmarkSpec, runs: list[dict], subset_size: int, wall_seconds: float) -> dict:
-    """Mean and sample std over seeds per method, each method's share of retraining time, and Pearson r."""
-    order = ["original", "retrain", *[m for m in spec.methods if m != "retrain"]]
+def summarise(
+    spec: BenchmarkSpec,
+    runs: list[dict],
+    subset_size: int,
+    wall_seconds: float,
+    retrain_timed: dict | None = None,
+) -> dict:
+    """Per method: mean and sample std over seeds, `avg_gap_paper` (per metric |mean(method) - mean(retrain)|,
+    averaged: the paper's aggregation), the share of retraining's time, and whether it changed the model at
+    all; across methods the Pearson r of RF-JSD against JSD in both variants; with a grid, the best setting
+    of each method."""
+    names = [name for name, _, _ in spec.variants()]
+    order = ["original", "retrain", *names]
+    gold = {k: float(np.mean([r[k] for r in runs if r["method"] == "retrain"])) for k in GAP_KEYS}
+    timed = (retrain_timed or {}).get("seconds")
+    per_seed_retrain = {r["seed"]: r["seconds"] for r in runs if r["method"] == "retrain"}
     summary = {}
-    for method in order:
-        rows = [r for r in runs if r["method"] == method]
-        summary[method] = {
-            k: dict(zip(("mean", "std"), _mean_std([r[k] for r in rows]), strict=True)) for k in METRICS
+    for name in order:
+        rows = [r for r in runs if r["method"] == name]
+        row = {
+            k: dict(zip(("mean", "std"), _mean_std([r.get(k) for r in rows]), strict=True)) for k in METRICS
         }
-        summary[method]["hyperparameters"] = rows[0]["hyperparameters"]
-        retrain = {r["seed"]: r["seconds"] for r in runs if r["method"] == "retrain"}
-        shares = [
-            r["seconds"] / retrain[r["seed"]]
-            for r in rows
-            if r["seconds"] is not None and method != "retrain"
-        ]
-        summary[method]["share_of_retrain"] = dict(zip(("mean", "std"), _mean_std(shares), strict=True))
+        row["hyperparameters"] = rows[0]["hyperparameters"]
+        row["avg_gap_paper"] = float(np.mean([abs(row[k]["mean"] - gold[k]) for k in GAP_KEYS]))
+        shares = [r["seconds"] / (timed or per_seed_retrain[r["seed"]])
+                  for r in rows if r["seconds"] is not None and name != "retrain"]  # fmt: skip
+        row["share_of_retrain"] = dict(zip(("mean", "std"), _mean_std(shares), strict=True))
+        distance = row["distance_to_original"]["mean"]
+        row["no_op"] = distance is not None and distance < NO_OP_DISTANCE
+        summary[name] = row
     # The paper's tables give the original no JSD/RF-JSD; the points are retrain and every unlearning method.
     points = [m for m in order if m != "original" and summary[m]["jsd"]["mean"] is not None]
-    x = np.array([summary[m]["rf_jsd"]["mean"] for m in points])
-    y = np.array([summary[m]["jsd"]["mean"] for m in points])
-    pearson = float(np.corrcoef(x, y)[0, 1]) if len(points) > 2 and x.std() > 0 and y.std() > 0 else None
     methods_only = [m for m in order if m not in ("original", "retrain")]
-    best = min(methods_only, key=lambda m: summary[m]["avg_gap"]["mean"]) if methods_only else None
-    return {
+    results = {
         "command": None,  # set by run_benchmark
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "model": spec.model,
         "dataset": spec.dataset,
         "forget": spec.request.describe(),
         "seeds": list(spec.seeds),
+        "original_per_seed": spec.original_per_seed,
         "train_samples": subset_size,
         "train_subset": spec.train_subset,
         "recipe_epochs": spec.recipe_epochs,
         "wall_seconds": wall_seconds,
-        "pearson_rf_jsd_vs_jsd": pearson,
+        "retrain_timed": retrain_timed or None,
+        "pearson_rf_jsd_vs_jsd": _pearson(summary, points, "rf_jsd", "jsd"),
+        "pearson_reference": _pearson(summary, points, "rf_jsd_reference", "jsd_reference"),
         "pearson_points": points,
-        "lowest_avg_gap": best,
+        "lowest_avg_gap": min(methods_only, key=lambda m: summary[m]["avg_gap"]["mean"])
+        if methods_only
+        else None,
+        "lowest_avg_gap_paper": min(methods_only, key=lambda m: summary[m]["avg_gap_paper"])
+        if methods_only
+        else None,
         "summary": summary,
         "runs": runs,
     }
+    if spec.grid is not None:
+        results["tuning"] = {
+            method: {
+                "settings": settings,
+                "avg_gap": [summary[f"{method}#{i}"]["avg_gap"]["mean"] for i in range(1, len(settings) + 1)],
+                "best": best_setting(summary, method, len(settings)),
+            }
+            for method, settings in spec.grid.items()
+        }
+    return results
+
+
+def best_setting(summary: dict, method: str, count: int, allowed=None) -> int:
+    """The 1-based index of `method`'s grid setting with the lowest mean Avg Gap (the first on ties), among the
+    indices in `allowed` when given."""
+    indices = [i for i in range(1, count + 1) if allowed is None or i in allowed]
+    return min(indices, key=lambda i: summary[f"{method}#{i}"]["avg_gap"]["mean"])
+
+
+def _pearson(summary: dict, points: list[str], x: str, y: str) -> float | None:
+    xs = np.array([summary[m][x]["mean"] for m in points])
+    ys = np.array([summary[m][y]["mean"] for m in points])
+    if len(points) > 2 and xs.std() > 0 and ys.std() > 0:
+        return float(np.corrcoef(xs, ys)[0, 1])
+    return None
 
 
 # --------------------------------------------------------------------------------------------- outputs
@@ -299,47 +399,85 @@ def _pm(stat: dict, digits: int = 4, scale: float = 1.0) -> str:
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
+def _r(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def render_markdown(results: dict) -> str:
-    """The results table (mean ± sample std over seeds), hyper-parameters and the Pearson r."""
+    """The results table (mean ± sample std over seeds, and the paper's aggregation), hyper-parameters, the
+    Pearson r in both variants and, for a tuning run, each method's settings."""
     summary = results["summary"]
     subset = (
         f"a stratified subset of {results['train_samples']} training images (seed 0)"
         if results["train_subset"]
         else f"all {results['train_samples']} training images"
     )
+    per_seed = results.get("original_per_seed")
+    originals = ("an original trained per seed with the model's recipe and that seed, and a retrained model with "
+                 "the same seed" if per_seed else "one original for every seed")  # fmt: skip
+    timed = results.get("retrain_timed")
+    shares = "Shares of retraining divide by each seed's retraining time."
+    if timed:
+        shares = (
+            f"Shares of retraining divide by one retraining timed in this run ({timed['seconds']:.0f} s, "
+            f"seed {timed['seed']})."
+        )
+    remaining = any(row["acc_test_remaining"]["mean"] is not None for row in summary.values())
     lines = [
         f"# {results['model']} on {results['dataset']}: forget {results['forget']}\n",
         f"Command: `{results['command']}` ({results['date']}; {results['wall_seconds'] / 60:.1f} min in all"
         + _cache_note(results)
         + ").\n",
-        f"Trained and unlearned on {subset}; the original and the retrained models use the model's recipe"
-        + (f" with {results['recipe_epochs']} epochs" if results["recipe_epochs"] else "")
-        + f". Seeds {', '.join(map(str, results['seeds']))}: mean ± sample std. Times are wall-clock seconds of the "
-        "unlearning call on this machine. JSD and RF-JSD: textbook variant (the `_reference` columns are the paper's "
-        "form, whose tables print them x1e4).\n",
-        "| method | Avg Gap | time (s) | share of retrain | acc forget | acc retain | acc test | MIA | RF-JSD | JSD |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"Trained and unlearned on {subset}; {originals}"
+        + (f", with {results['recipe_epochs']} epochs" if results["recipe_epochs"] else "")
+        + f". Seeds {', '.join(map(str, results['seeds']))}: mean ± sample std. Avg Gap is the mean of the per-seed "
+        "gaps; Avg Gap (paper) is the paper's aggregation, per metric |mean(method) - mean(retrain)|, averaged. "
+        f"Times are wall-clock seconds of the unlearning call on this machine. {shares} JSD and RF-JSD: textbook "
+        "variant (the `_reference` columns of results.json are the paper's form, whose tables print them x1e4). "
+        f"Δ original: mean |metric - original's| over the four gap metrics; below {NO_OP_DISTANCE} the method left "
+        "the model as it was, marked *(no change)*.\n",
+        "| method | Avg Gap | Avg Gap (paper) | time (s) | share of retrain | acc forget | acc retain | acc test | "
+        + ("acc test (kept classes) | " if remaining else "")
+        + "MIA | RF-JSD | JSD | Δ original |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if remaining else ""),
     ]
     for method, row in summary.items():
         share = row["share_of_retrain"]
+        label = method + (" *(no change)*" if row.get("no_op") else "")
         lines.append(
-            f"| {method} | {_pm(row['avg_gap'])} | {_pm(row['seconds'], 1)} | "
+            f"| {label} | {_pm(row['avg_gap'])} | {row['avg_gap_paper']:.4f} | {_pm(row['seconds'], 1)} | "
             f"{_pm(share, 1, 100) + '%' if share['mean'] is not None else '-'} | {_pm(row['acc_forget'])} | "
-            f"{_pm(row['acc_retain'])} | {_pm(row['acc_test'])} | {_pm(row['mia'])} | {_pm(row['rf_jsd'])} | "
-            f"{_pm(row['jsd'])} |"
+            f"{_pm(row['acc_retain'])} | {_pm(row['acc_test'])} | "
+            + (f"{_pm(row['acc_test_remaining'])} | " if remaining else "")
+            + f"{_pm(row['mia'])} | {_pm(row['rf_jsd'])} | {_pm(row['jsd'])} | {_pm(row['distance_to_original'])} |"
         )
-    r = results["pearson_rf_jsd_vs_jsd"]
     lines += [
         "",
-        f"Lowest Avg Gap: **{results['lowest_avg_gap']}**. Pearson r of RF-JSD against JSD across the methods' means "
-        f"({', '.join(results['pearson_points'])}): **{'-' if r is None else f'{r:.3f}'}** (paper: 0.92 ± 0.04).\n",
+        f"Lowest Avg Gap: **{results['lowest_avg_gap']}**; lowest Avg Gap (paper): "
+        f"**{results['lowest_avg_gap_paper']}**. Pearson r of RF-JSD against JSD across the methods' means "
+        f"({', '.join(results['pearson_points'])}): textbook **{_r(results['pearson_rf_jsd_vs_jsd'])}**, reference "
+        f"**{_r(results.get('pearson_reference'))}** (paper, reference form: 0.92 ± 0.04).\n",
         "![Avg Gap against time](avg_gap_vs_time.png) ![RF-JSD against JSD](rf_jsd_vs_jsd.png)\n",
         "![forget-set entropy per method](entropy_histograms.png)\n",
-        "## Hyper-parameters\n",
-        "| method | hyper-parameters |",
-        "|---|---|",
     ]
+    if results.get("tuning"):
+        lines += ["## Tuning\n", "Every setting of every method, with the same number per method; the best by "
+                  "mean Avg Gap is in bold.\n", "| method | setting | Avg Gap | Avg Gap (paper) | fields |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for method, tuning in results["tuning"].items():
+            for i, fields in enumerate(tuning["settings"], 1):
+                row = summary[f"{method}#{i}"]
+                bold = "**" if i == tuning["best"] else ""
+                lines.append(f"| {method} | {bold}#{i}{bold} | {bold}{row['avg_gap']['mean']:.4f}{bold} | "
+                             f"{row['avg_gap_paper']:.4f} | {_fields(fields)} |")  # fmt: skip
+        lines.append("")
+    lines += ["## Hyper-parameters\n", "| method | hyper-parameters |", "|---|---|"]
     for method, row in summary.items():
-        hyper = ", ".join(f"`{k}`={v}" for k, v in row["hyperparameters"].items() if k != "seed")
-        lines.append(f"| {method} | {hyper or '-'} |")
+        lines.append(
+            f"| {method} | {_fields({k: v for k, v in row['hyperparameters'].items() if k != 'seed'}) or '-'} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _fields(fields: dict) -> str:
+    return ", ".join(f"`{k}`={v}" for k, v in fields.items())

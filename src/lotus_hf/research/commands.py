@@ -54,6 +54,15 @@ class BenchmarkArguments:
     method_config: str | None = HfArg(
         default=None, help='JSON object of config fields per method, e.g. \'{"lotus": {"alpha": 8}}\'.'
     )
+    grid: str | None = HfArg(
+        default=None,
+        help="Tuning: a JSON file or object of method -> list of config-field objects; every setting runs.",
+    )
+    original_per_seed: bool = HfArg(
+        default=True,
+        help="Train an original per seed with the model's recipe, as the paper does (false: the given model "
+        "serves every seed).",
+    )
     cache_dir: str | None = HfArg(default=None, help="Where trained models are cached (~/.cache/lotus-hf).")
     output_dir: str | None = HfArg(default=None, help="New folder for results.md/json and plots.")
 
@@ -117,13 +126,14 @@ def benchmark_command(argv: list[str]) -> None:
         METHODS if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     )
     per_method = _json_object(args.method_config, "--method-config") if args.method_config else {}
+    grid = _grid(args.grid) if args.grid else None
     spec = BenchmarkSpec(model=args.model, dataset=data_args.dataset, request=ForgetArguments(**forget_values).request(
         seeds[0] if seeds else 0, default_percent=10), seeds=seeds, methods=methods, train_subset=args.train_subset,
-        recipe_epochs=args.recipe_epochs, config=per_method,
+        recipe_epochs=args.recipe_epochs, config=per_method, grid=grid, original_per_seed=args.original_per_seed,
         **({"cache_dir": args.cache_dir} if args.cache_dir else {}))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="lotus-hf-") as scratch:
-        for method in spec.methods:  # every config is valid before hours of training start
-            benchmark_config(method, spec, seeds[0], scratch)
+        for name, _, fields in spec.variants():  # every config is valid before hours of training start
+            benchmark_config(name, spec, seeds[0], scratch, fields)
     command = "lotus-hf benchmark " + " ".join(argv)
     results = run_benchmark(spec, output_dir, log=lambda line: print(line, flush=True), command=command)
     print()
@@ -131,6 +141,23 @@ def benchmark_command(argv: list[str]) -> None:
     print(
         f"wrote results.md, results.json and plots to {output_dir} in {results['wall_seconds'] / 60:.1f} min"
     )
+
+
+def _grid(text) -> dict:
+    """`--grid`: a JSON object (or a file holding one) of method -> non-empty list of config-field objects."""
+    if isinstance(text, str) and not text.lstrip().startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise ValueError(f"`--grid` must be a JSON object or a file holding one; {text!r} is neither.")
+        text = path.read_text()
+    grid = _json_object(text, "--grid")
+    for method, settings in grid.items():
+        if not isinstance(settings, list) or not settings or not all(isinstance(s, dict) for s in settings):
+            raise ValueError(
+                f"`--grid` must map each method to a non-empty list of config-field objects; {method!r} maps "
+                f'to {settings!r}. Example: {{"lotus": [{{"alpha": 2}}, {{"alpha": 8}}]}}.'
+            )
+    return grid
 
 
 def _json_object(text, flag: str) -> dict:
