@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_model
 
 from lotus_hf.baselines import BASELINES, distillation_kl
-from lotus_hf.baselines.salun import saliency_mask
+from lotus_hf.baselines.salun import saliency_mask, top_share_mask
 from lotus_hf.baselines.ssd import dampen
 from lotus_hf.evaluation import accuracy, predict_logits
 from lotus_hf.run import method_config, unlearn
@@ -169,6 +169,19 @@ def test_salun_mask_keeps_the_requested_share_of_weights(trained_resnet, digits_
     kept = sum(float(m.sum()) for m in masks)
     total = sum(m.numel() for m in masks)
     assert kept / total == pytest.approx(0.1, abs=0.01)
+
+
+def test_salun_mask_never_holds_weights_of_zero_saliency():
+    """By hand: half of the entries have a zero gradient; half the weights asked for. The threshold is 0 then,
+    and the mask used to be all ones (SalUn at sparsity 0.5 ran as Random Labels in the tuning)."""
+    grads = [torch.tensor([0.0, 3.0, 0.0]), torch.tensor([[0.0, -1.0], [0.0, 0.0]]), torch.tensor([2.0])]
+    masks = top_share_mask(grads, 0.5)  # 8 entries: keep 4, of which 3 are non-zero
+    assert [m.tolist() for m in masks] == [[0.0, 1.0, 0.0], [[0.0, 1.0], [0.0, 0.0]], [1.0]]
+    assert [m.tolist() for m in top_share_mask(grads, 0.25)] == [
+        [0.0, 1.0, 0.0],
+        [[0.0, 0.0], [0.0, 0.0]],
+        [1.0],
+    ]
 
 
 def test_salun_updates_only_salient_weights(trained_resnet, digits_data, tmp_path):

@@ -77,7 +77,14 @@ def saliency_mask(model, forget, sparsity: float = 0.1, batch_size: int = 128) -
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+    return top_share_mask(grads, sparsity)
+
+
+def top_share_mask(grads: list[torch.Tensor], share: float) -> list[torch.Tensor]:
+    """1 for the `share` of all entries of `grads` with the largest magnitudes (one threshold over all of them),
+    0 elsewhere; an entry of magnitude 0 is never salient. (A model that fits its forget set has exactly zero
+    gradients on many weights; with a threshold of 0 the mask was all ones, and SalUn was Random Labels.)"""
     magnitudes = torch.cat([g.abs().flatten() for g in grads])
-    keep = max(1, int(round(sparsity * magnitudes.numel())))
+    keep = max(1, int(round(share * magnitudes.numel())))
     threshold = torch.topk(magnitudes, keep, sorted=False).values.min()
-    return [(g.abs() >= threshold).to(g.dtype) for g in grads]
+    return [((g.abs() >= threshold) & (g != 0)).to(g.dtype) for g in grads]
