@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser unlearn test test-slow lint space tune benchmark benchmark-full benchmark-scale benchmark-sharded
+.PHONY: setup browser unlearn test test-slow test-timm lint space tune benchmark benchmark-full benchmark-scale benchmark-sharded benchmark-architectures
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -29,6 +29,17 @@ test: setup browser       ## the default test suite (slow tests excluded)
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
+# timm needs a torchvision that imports, and the one that pairs with the CPU torch 2.13.0 of .venv does not:
+# its own venv with the torch 2.14.1 / torchvision 0.29.1 pair (on this machine's disk; about 5.5 GB).
+.venv-timm/.installed: pyproject.toml
+	python3 -m venv .venv-timm
+	.venv-timm/bin/pip install -q --upgrade pip
+	.venv-timm/bin/pip install -q torch==2.14.1 torchvision==0.29.1 -e ".[timm]" pytest
+	touch $@
+
+test-timm: .venv-timm/.installed  ## the timm family (TimmWrapperForImageClassification), end to end
+	.venv-timm/bin/python -m pytest -q -m timm tests/test_architectures.py
+
 tune: setup              ## every method's six settings on seeds 1-2 and the class Bag (unreported); picks -> tuning.json
 	$(PY) benchmarks/tune.py
 
@@ -40,6 +51,10 @@ benchmark-full: setup    ## the ResNet sample-forgetting cell on all 60,000 trai
 
 benchmark-scale: setup   ## throughput and peak memory, cached vs live teacher (add DEVICE=cuda on a GPU)
 	$(PY) benchmarks/scale.py --device $(or $(DEVICE),cpu)
+
+benchmark-architectures: setup .venv-timm/.installed  ## each family: LoTUS vs fine-tuning images/s, DDP on 2 CPU processes
+	$(PY) benchmarks/architectures.py
+	.venv-timm/bin/python benchmarks/architectures.py --only timm
 
 benchmark-sharded: setup ## peak RSS per process on 2 CPU processes: DDP, FSDP2, ZeRO-3, cached vs live teacher
 	$(PY) benchmarks/sharded_memory.py

@@ -10,10 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 USER = "me"
@@ -348,3 +352,46 @@ class HubServer:
 
     def repo_ids(self, kind: str = "model") -> list[str]:
         return sorted(repo_id for k, repo_id in self.state.repos if k == kind)
+
+
+# ------------------------------------------------------------------------ clients of the server, in subprocesses
+TESTS = Path(__file__).resolve().parent
+
+
+def client_env(server: HubServer, hf_home: Path) -> dict[str, str]:
+    """The environment of a subprocess whose huggingface_hub / transformers / datasets talk to `server` (they read
+    HF_ENDPOINT when they are imported, hence subprocesses)."""
+    return {
+        **os.environ,
+        "HF_ENDPOINT": server.url,
+        "HF_TOKEN": TOKEN,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HOME": str(hf_home),
+        "PYTHONPATH": str(TESTS),
+    }
+
+
+def python(env: dict[str, str], code: str) -> str:
+    """Run `code` in a Python subprocess with `env`; its stdout, after checking that it succeeded."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`lotus-hf unlearn ARGS` in a subprocess with `env`."""
+    return subprocess.run([sys.executable, "-m", "lotus_hf.cli", "unlearn", *args], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def download(env: dict[str, str], repo_id: str, folder: Path) -> Path:
+    python(
+        env,
+        f"from huggingface_hub import snapshot_download\nsnapshot_download({repo_id!r}, local_dir={str(folder)!r})",
+    )
+    return folder

@@ -4,14 +4,16 @@ The real huggingface_hub / transformers / datasets clients and the real `lotus-h
 subprocesses with HF_ENDPOINT pointed at the server (the clients read it when they are imported)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hub_server import TOKEN, HubServer
+from hub_server import TOKEN, HubServer, client_env
+from hub_server import cli as _cli
+from hub_server import download as _download
+from hub_server import python as _python
 
 TESTS = Path(__file__).resolve().parent
 EXPECTED_FILES = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "report.json"}
@@ -20,17 +22,7 @@ EXPECTED_FILES = {"config.json", "model.safetensors", "preprocessor_config.json"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     with HubServer() as server:
-        server.env = {
-            **os.environ,
-            "HF_ENDPOINT": server.url,
-            "HF_TOKEN": TOKEN,
-            "HF_HUB_OFFLINE": "0",
-            "HF_HUB_DISABLE_XET": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
-            "PYTHONPATH": str(TESTS),
-        }
+        server.env = client_env(server, tmp_path_factory.mktemp("hf_home"))
         _python(server.env, """
 from tiny import digits_image_dataset, tiny_model, tiny_processor
 for kind in ("vit", "resnet"):
@@ -46,27 +38,6 @@ AutoModelForImageClassification.from_config(config).push_to_hub("me/other-labels
 tiny_processor().push_to_hub("me/other-labels")
 """)  # fmt: skip
         yield server
-
-
-def _python(env, code: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
-def _cli(env, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lotus_hf.cli", "unlearn", *args], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-
-
-def _download(env, repo_id: str, folder: Path) -> Path:
-    _python(env, f"""
-from huggingface_hub import snapshot_download
-snapshot_download({repo_id!r}, local_dir={str(folder)!r})
-""")  # fmt: skip
-    return folder
 
 
 @pytest.mark.parametrize("kind", ["vit", "resnet"])

@@ -5,7 +5,8 @@ range checked in code (`_affected`, a whole major version: a change of behaviour
 release, and the tests below say when one comes earlier). tests/test_compat.py checks that the behaviours
 `StopBeforeEpoch`, `fsdp2_compatible`, `launched_on_cpu` and `without_unsupported_checkpointing` answer are still
 there in the installed versions; `honour_fsdp_on_cpu`, `channels_last_allowed` and `leave_process_group` are
-exercised by the two-process runs of tests/test_distributed.py. When one of those tests fails after an upgrade,
+exercised by the two-process runs of tests/test_distributed.py, `channels_last_breaks` by the RegNet of
+tests/test_architectures.py. When one of those tests fails after an upgrade,
 its workaround can go.
 """
 
@@ -151,6 +152,21 @@ def channels_last_allowed(trainer) -> bool:
     fsdp_refuses = trainer.is_fsdp_enabled and _affected("torch", "2.4", "3.0")  # [2.13.0]
     deepspeed_refuses = trainer.is_deepspeed_enabled and _affected("deepspeed", "0.15", "1.0")  # [0.19.8]
     return not (fsdp_refuses or deepspeed_refuses)
+
+
+def channels_last_breaks(model: torch.nn.Module, device: torch.device | str) -> bool:
+    """True where channels-last would crash training: on CPU, torch 2.13's weight gradient of a strided 1x1
+    convolution with 2 to 15 input channels in channels-last corrupts the heap ("double free or corruption",
+    SIGABRT or SIGSEGV). Small RegNets and ResNets have such shortcut convolutions."""
+    if torch.device(device).type != "cpu" or not _affected("torch", "2.0", "3.0"):  # [2.13.0]
+        return False
+    return any(
+        isinstance(m, torch.nn.Conv2d)
+        and m.kernel_size == (1, 1)
+        and max(m.stride) > 1
+        and m.in_channels < 16
+        for m in model.modules()
+    )
 
 
 def leave_process_group(state) -> None:

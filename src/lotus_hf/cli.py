@@ -144,13 +144,20 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     )
     class_names = class_names_of(dataset)
     say = PartialState().print  # under several processes, the first one reports
+    fitted = None
     if run.fit_head:
+        from transformers import set_seed
+
+        set_seed(seed)  # the new head's initial weights, so that the fitted original is reproducible
         model, _ = load_model(run.model, run.revision, new_head=class_names)
         say(
             f"fitting a new head for {len(class_names)} classes on the training split ({run.fit_head_epochs} epochs)"
         )
         seconds = fit_head(model, dataset, processor, epochs=run.fit_head_epochs, seed=seed)
         say(f"head fitted in {seconds:.0f} s; this fine-tuned model is the original to unlearn from")
+        fitted = (f"The original is {run.model} with a new head for the data set's {len(class_names)} classes, "
+                  f"fine-tuned on its training split for {run.fit_head_epochs} epochs (--fit-head) before "
+                  "unlearning.")  # fmt: skip
     check_labels(model, class_names)
     # The config comes after the models: under DeepSpeed ZeRO-3 it turns on `zero.Init`, whose partitioned
     # weights transformers 5.24 cannot initialise for every model (ResNet); DeepSpeed shards them later.
@@ -219,6 +226,8 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
             message = f"the unfinished run in {output_dir} continues with the same command and --resume"
             raise KeyboardInterrupt(message) from None
         raise
+    if fitted:
+        result.report.notes.insert(0, fitted)
     state = PartialState()
     if state.is_main_process:  # under `accelerate launch`, one process reports and writes
         for entry in (e for e in result.history if "tau" in e):

@@ -270,11 +270,12 @@ class PixelDataset(torch.utils.data.Dataset):
     Items are dicts with `pixel_values` and `labels`, the batch contract of the trainer and evaluation.
     """
 
-    def __init__(self, pixel_values: torch.Tensor, labels: torch.Tensor):
+    def __init__(self, pixel_values: torch.Tensor, labels: torch.Tensor, converted: str | None = None):
         if len(pixel_values) != len(labels):
             raise ValueError(f"`pixel_values` has {len(pixel_values)} rows but `labels` has {len(labels)}.")
         self.pixel_values = pixel_values
         self.labels = labels.long()
+        self.converted = converted  # what `preprocess` did to fit the images to the processor, if anything
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -284,11 +285,50 @@ class PixelDataset(torch.utils.data.Dataset):
 
     def select(self, indices) -> PixelDataset:
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
-        return PixelDataset(self.pixel_values[index], self.labels[index])
+        return PixelDataset(self.pixel_values[index], self.labels[index], self.converted)
+
+
+def processor_channels(image_processor) -> int | None:
+    """How many colour channels `image_processor` normalises (1 or 3), read off its mean; None if it does not say."""
+    mean = getattr(image_processor, "image_mean", None)
+    if mean is None:  # transformers' wrapper of timm models keeps timm's data config
+        mean = (getattr(image_processor, "data_config", None) or {}).get("mean")
+    if isinstance(mean, (list, tuple)) and len(mean) in (1, 3):
+        return len(mean)
+    return None
+
+
+_MODES = {1: "L", 3: "RGB"}
+
+
+def _to_channels(images: list, channels: int | None) -> tuple[list, str | None]:
+    """Images converted to `channels` colour channels where they have another number (grey images for an RGB
+    model, say), and the modes they came in, for the report; PIL images and (H, W, C) uint8 arrays alike."""
+    from PIL import Image
+
+    if channels is None:
+        return images, None
+    mode, converted, found = _MODES[channels], [], set()
+    for image in images:
+        if isinstance(image, np.ndarray):
+            if image.shape[-1] != channels:
+                found.add("L" if image.shape[-1] == 1 else "RGB")
+                if image.shape[-1] == 1:  # grey -> RGB: the same value in each channel
+                    image = np.repeat(image, channels, axis=-1)
+                else:
+                    image = np.asarray(Image.fromarray(image[..., :3]).convert(mode))[..., None]
+        elif image.mode != mode:
+            found.add(image.mode)
+            image = image.convert(mode)
+        converted.append(image)
+    return converted, (",".join(sorted(found)) if found else None)
 
 
 def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset:
-    """Run `image_processor` over a `datasets.Dataset` (columns `image`, `label`) once, in batches."""
+    """Run `image_processor` over a `datasets.Dataset` (columns `image`, `label`) once, in batches.
+
+    Images whose number of colour channels differs from the processor's (grey images for a model of RGB images,
+    or the other way round) are converted to it first; the result's `converted` then says so."""
     import datasets
     from PIL import UnidentifiedImageError
 
@@ -298,7 +338,7 @@ def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset
         )
     is_array = not isinstance(dataset.features["image"], datasets.Image)
     source = dataset.with_format("numpy", columns=["image"]) if is_array else dataset
-    chunks = []
+    chunks, modes, channels = [], set(), processor_channels(image_processor)
     for start in range(0, len(dataset), batch_size):
         try:
             images = source[start : start + batch_size]["image"]
@@ -309,9 +349,15 @@ def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset
         if is_array:  # (B, H, W) or (B, H, W, C) uint8: give grey images an explicit channel axis
             images = images[..., None] if images.ndim == 3 else images
             images = list(images.astype(np.uint8, copy=False))
+        images, found = _to_channels(list(images), channels)
+        modes.update(found.split(",") if found else [])
         chunks.append(image_processor(images, return_tensors="pt")["pixel_values"])
     labels = torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)
-    return PixelDataset(torch.cat(chunks), labels)
+    converted = None
+    if modes:
+        converted = (f"images of mode {', '.join(sorted(modes))} were converted to {_MODES[channels]}, the "
+                     f"{channels} channel{'s' if channels > 1 else ''} the model's image processor takes")  # fmt: skip
+    return PixelDataset(torch.cat(chunks), labels, converted)
 
 
 def _unreadable(dataset, rows: range, error: Exception) -> str:
@@ -444,6 +490,8 @@ class UnlearningData:
     class_names: list[str]
     forget_indices: np.ndarray
     fingerprint: dict = field(default_factory=dict)
+    # what was done to the data to fit the model (grey images made RGB, say), for the report
+    notes: list[str] = field(default_factory=list)
 
 
 def prepare_unlearning_data(
@@ -491,4 +539,5 @@ def split_unlearning_data(
         class_names=class_names,
         forget_indices=forget_indices,
         fingerprint=forget_fingerprint(request, forget_indices, train_labels, class_names),
+        notes=sorted({f"The data set's {x}." for x in (train.converted, held_out.converted) if x}),
     )

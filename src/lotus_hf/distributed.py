@@ -8,7 +8,7 @@ import copy
 
 import torch
 
-from ._compat import channels_last_allowed, fsdp2_compatible, honour_fsdp_on_cpu
+from ._compat import channels_last_allowed, channels_last_breaks, fsdp2_compatible, honour_fsdp_on_cpu
 
 
 class StrategyMixin:
@@ -39,20 +39,22 @@ class StrategyMixin:
         if self.is_fsdp_enabled and self.accelerator.is_fsdp2:  # Trainer shards it when training starts
             fsdp2_compatible(self.model, self.accelerator.state.fsdp_plugin.cpu_ram_efficient_loading)
         if self.args.channels_last and channels_last_allowed(self):
-            to_channels_last(self.model)
+            to_channels_last(self.model, self.args.device)
 
 
 def _has_batch_norm(model: torch.nn.Module) -> bool:
     return any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in model.modules())
 
 
-def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
-    """Put a model with `Conv2d` layers in the channels-last memory format, in place; others are untouched.
+def to_channels_last(model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Put a model with `Conv2d` layers in the channels-last memory format, in place, for training on `device`;
+    others are untouched, and so are models the format would crash there (`_compat.channels_last_breaks`).
 
     Convolutions run about 20% faster this way on CPU (oneDNN) and with mixed precision on GPU
     (benchmarks/results/epoch_cost.md). Values are unchanged, and `save_pretrained` writes the same
     safetensors either way."""
-    if any(isinstance(module, torch.nn.Conv2d) for module in model.modules()):
+    convolutional = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    if convolutional and not channels_last_breaks(model, device):
         model.to(memory_format=torch.channels_last)
     return model
 

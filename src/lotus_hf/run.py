@@ -125,6 +125,7 @@ def unlearn(
     report = evaluate_unlearning(original, unlearned, data, retrained=retrained, unlearning_seconds=seconds,
                                  retrain_seconds=retrain_seconds, seed=config.seed, probs_out=probs_out,
                                  logits_cache=logits_cache)  # fmt: skip
+    report.notes = [*data.notes, *report.notes]
     hyperparameters = config.method_hyperparameters()
     report.training = {
         "method": hyperparameters["method"],
@@ -162,9 +163,19 @@ def check_retrained(name: str, fingerprint: dict) -> str | None:
 
 
 def _check_outputs(model, data: UnlearningData) -> None:
-    """A model whose outputs are not finite (broken weights, an input it cannot take) fails before any work."""
+    """A model without logits, or whose outputs are not finite (broken weights, an input it cannot take), fails
+    before any work."""
     sample = data.forget.select(np.arange(min(64, len(data.forget))))
-    if not torch.isfinite(predict_logits(model, sample)).all():
+    try:
+        logits = predict_logits(model, sample)
+    except AttributeError as error:  # a backbone (`AutoModel`) or custom code without a classification head
+        if "logits" not in str(error):
+            raise
+        raise ModelError(
+            f"the model ({type(model).__name__}) returns no `logits`: unlearning needs an image classifier; load "
+            "it with `AutoModelForImageClassification` (or `lotus_hf.load_model`), not as a bare backbone."
+        ) from None
+    if not torch.isfinite(logits).all():
         raise ModelError(
             "the model's outputs on the data set are NaN or infinite before any unlearning: its weights are "
             "broken (load or save it again), or its image processor does not fit these images."
@@ -228,11 +239,21 @@ def classifier_arguments(
     )
 
 
+def _cross_entropy(outputs, labels, num_items_in_batch=None) -> torch.Tensor:
+    """The loss of every image classifier here, from its logits: some heads compute none themselves (DeiT with
+    its distillation head is for inference only in transformers)."""
+    return torch.nn.functional.cross_entropy(outputs.logits.float(), labels)
+
+
 def train_classifier(model, train_dataset, args: TrainingArguments) -> tuple[torch.nn.Module, float]:
     """Train `model` on `{"pixel_values", "labels"}` items with cross-entropy through the ordinary
     `Trainer`; returns `(model in eval mode, seconds)`."""
     trainer = Trainer(
-        model=to_channels_last(model), args=args, train_dataset=train_dataset, data_collator=collate
+        model=to_channels_last(model, args.device),
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=collate,
+        compute_loss_func=_cross_entropy,
     )
     start = time.perf_counter()
     trainer.train()
@@ -248,7 +269,10 @@ def fit_head(
     import tempfile
 
     train = preprocess(dataset["train"], image_processor)
+    batch_size = min(128, max(8, len(train) // 10))  # at least ten steps an epoch on a few hundred images
     with tempfile.TemporaryDirectory(prefix="lotus-hf-fit-head-") as work:
-        args = classifier_arguments(work, epochs=epochs, learning_rate=learning_rate, seed=seed)
+        args = classifier_arguments(
+            work, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed
+        )
         _, seconds = train_classifier(model, train, args)
     return seconds

@@ -1,0 +1,239 @@
+"""The image-classifier families people download, each through the whole path against the local Hub server
+(tests/hub_server.py): load by Hub id, unlearn a sample request and a class request with LoTUS, evaluate, save,
+push with the card, reload the pushed model with `AutoModelForImageClassification` and its own image
+processor. The models are small configs of each family (lotus_hf.research.architectures), with their dropout and
+drop-path on, trained on the digits (grey PNGs, which the RGB models get converted) to be the originals.
+
+That path takes about a minute per family, so it is marked slow (`make test-slow`); the default suite runs the
+fast subset: every family unlearned, saved and reloaded in process. The timm family needs the `timm` extra and
+its own venv (`make test-timm`, which CI runs)."""
+
+import json
+
+import pytest
+from hub_server import HubServer, client_env
+from hub_server import cli as _cli
+from hub_server import python as _python
+
+from lotus_hf.research.architectures import FAMILIES, timm_available
+
+# The originals' learning rate: the tiny DINOv2 barely learns the digits in 10 epochs at the others' 3e-3.
+LEARNING_RATE = {"dinov2": 1e-2}
+
+
+def _param(family, slow: bool):
+    marks = [pytest.mark.slow] if slow else []
+    if family == "timm":  # in .venv-timm (make test-timm) the whole path runs, slow or not
+        marks = [
+            pytest.mark.timm,
+            pytest.mark.skipif(not timm_available(), reason="the timm extra: make test-timm"),
+        ]
+    return pytest.param(family, marks=marks, id=family)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubServer() as server:
+        server.env = client_env(server, tmp_path_factory.mktemp("hf_home"))
+        _python(
+            server.env,
+            "from tiny import digits_image_dataset\ndigits_image_dataset().push_to_hub('me/digits')",
+        )
+        yield server
+
+
+@pytest.mark.parametrize("family", [_param(f, slow=False) for f in FAMILIES])
+def test_a_family_unlearns_saves_and_reloads_in_process(family, tmp_path):
+    import copy
+
+    import torch
+    from conftest import unlearning_config
+    from tiny import DIGIT_NAMES, digits_image_dataset
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from lotus_hf import ForgetRequest, prepare_unlearning_data, unlearn
+    from lotus_hf.research.architectures import build_family
+    from lotus_hf.run import save_unlearned
+
+    model, processor = build_family(family, DIGIT_NAMES)
+    original = copy.deepcopy(model)
+    data = prepare_unlearning_data(digits_image_dataset(120, 60), ForgetRequest.first_percent(20), processor)
+    # stop_margin 0.99: the stop rule never ends the run of a random model, so every family trains an epoch
+    config = unlearning_config(tmp_path, num_train_epochs=1, per_device_train_batch_size=8, stop_margin=0.99)
+    result = unlearn(model, data, config, base_model=f"tiny-{family}")
+    assert any("converted to RGB" in note for note in result.report.notes)
+    path = save_unlearned(result, processor, tmp_path / "saved")
+    reloaded = AutoModelForImageClassification.from_pretrained(path, use_safetensors=True).eval()
+    assert type(reloaded) is type(original) and type(AutoImageProcessor.from_pretrained(path)) is type(
+        processor
+    )
+    pixels = data.test.pixel_values[:8]
+    with torch.no_grad():
+        assert torch.equal(
+            reloaded(pixel_values=pixels).logits, result.model.eval()(pixel_values=pixels).logits
+        )
+        assert not torch.equal(
+            reloaded(pixel_values=pixels).logits, original.eval()(pixel_values=pixels).logits
+        )
+
+
+@pytest.mark.parametrize("family", [_param(f, slow=True) for f in FAMILIES])
+def test_a_family_from_the_hub_is_unlearned_pushed_and_reloaded(family, hub, tmp_path):
+    repo = f"me/tiny-{family}"
+    # The original: the family's model trained on the data set's training split until it fits it better than
+    # unseen data (a random model would meet LoTUS's stop rule before any update).
+    _python(hub.env, f"""
+import tempfile
+from datasets import load_dataset
+from lotus_hf.data import preprocess
+from lotus_hf.research.architectures import build_family
+from lotus_hf.run import classifier_arguments, train_classifier
+from tiny import DIGIT_NAMES
+model, processor = build_family({family!r}, DIGIT_NAMES)
+train = preprocess(load_dataset("me/digits")["train"], processor)
+with tempfile.TemporaryDirectory() as work:
+    args = classifier_arguments(work, epochs=10, learning_rate={LEARNING_RATE.get(family, 3e-3)}, batch_size=32,
+                                seed=0)
+    model, _ = train_classifier(model, train, args)
+model.push_to_hub({repo!r})
+processor.push_to_hub({repo!r})
+""")  # fmt: skip
+    sample = tmp_path / "sample"
+    run = _cli(hub.env, "--model", repo, "--dataset", "me/digits", "--forget-first-percent", "10", "--epochs", "2",
+               "--batch-size", "32", "--output-dir", str(sample), "--push-to-hub", f"{repo}-unlearned")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((sample / "report.json").read_text())
+    assert any("converted to RGB" in note for note in report["notes"]), report["notes"]
+    # Probes run in eval mode: the first one (before any update) sees the original exactly as the evaluation does.
+    first, last = report["training"]["history"][0], report["training"]["history"][-1]
+    rows = report["rows"]
+    assert first["epoch"] == 1 and first["forget_accuracy"] == pytest.approx(rows["original"]["acc_forget"])
+    assert not first["stop"] and last["epoch"] == 2, report["training"]["history"]  # LoTUS trained
+
+    _python(hub.env, f"""
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+from tiny import digits_image_dataset
+
+pushed = AutoModelForImageClassification.from_pretrained({repo + "-unlearned"!r}, use_safetensors=True).eval()
+saved = AutoModelForImageClassification.from_pretrained({str(sample)!r}, use_safetensors=True).eval()
+original = AutoModelForImageClassification.from_pretrained({repo!r}, use_safetensors=True).eval()
+assert type(pushed) is type(original), (type(pushed), type(original))
+processor = AutoImageProcessor.from_pretrained({repo + "-unlearned"!r})
+assert type(processor) is type(AutoImageProcessor.from_pretrained({repo!r}))
+images = [image.convert("RGB") for image in digits_image_dataset(20, 16)["test"]["image"]]
+pixels = processor(images, return_tensors="pt")["pixel_values"]
+with torch.no_grad():
+    assert torch.equal(pushed(pixel_values=pixels).logits, saved(pixel_values=pixels).logits)
+    assert not torch.equal(pushed(pixel_values=pixels).logits, original(pixel_values=pixels).logits)
+card = ModelCard.load({repo + "-unlearned"!r})
+assert card.data.base_model == {repo!r} and "LoTUS" in card.text and "converted to RGB" in card.text
+""")  # fmt: skip
+
+    whole = tmp_path / "class"
+    run = _cli(hub.env, "--model", repo, "--dataset", "me/digits", "--forget-classes", "digit-3", "--epochs", "2",
+               "--batch-size", "32", "--output-dir", str(whole))  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((whole / "report.json").read_text())
+    assert report["training"]["hyperparameters"]["class_mode"] == "remaining"
+    assert "acc_test_remaining" in report["rows"]["unlearned"] and report["forget"]["kind"] == "classes"
+
+
+def test_a_model_without_logits_is_refused_before_any_work(digits_data, tmp_path):
+    from conftest import unlearning_config
+    from transformers import ResNetConfig, ResNetModel
+
+    from lotus_hf import unlearn
+    from lotus_hf.hub import ModelError
+
+    backbone = ResNetModel(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8], depths=[1]))
+    with pytest.raises(ModelError, match=r"returns no `logits`.*AutoModelForImageClassification"):
+        unlearn(backbone, digits_data, unlearning_config(tmp_path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_fine_tune_a_pretrained_backbone_on_other_classes_then_forget_and_push(hub, tmp_path):
+    """The workflow users have: a model pretrained for another label set (here: the parity of digits, on digits the
+    data set does not hold) -> `--fit-head` fine-tunes it with a new head on their data -> LoTUS forgets part of
+    that data -> push."""
+    _python(hub.env, """
+import tempfile
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from transformers import AutoModelForImageClassification, ResNetConfig
+from tiny import tiny_processor
+
+from lotus_hf.data import PixelDataset
+from lotus_hf.run import classifier_arguments, train_classifier
+
+digits = load_digits()  # me/digits holds rows 0-449; the backbone learns from the others
+images = list(np.clip(digits.images[450:] * 16, 0, 255).astype(np.uint8)[..., None])
+processor = tiny_processor()
+train = PixelDataset(processor(images, return_tensors="pt")["pixel_values"], torch.as_tensor(digits.target[450:] % 2))
+config = ResNetConfig(num_channels=1, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic",
+                      id2label={0: "even", 1: "odd"}, label2id={"even": 0, "odd": 1})
+torch.manual_seed(0)
+model = AutoModelForImageClassification.from_config(config)
+with tempfile.TemporaryDirectory() as work:
+    args = classifier_arguments(work, epochs=15, learning_rate=1e-2, batch_size=64, seed=0)
+    model, _ = train_classifier(model, train, args)
+model.push_to_hub("me/parity")
+processor.push_to_hub("me/parity")
+""")  # fmt: skip
+    out = tmp_path / "out"
+    run = _cli(hub.env, "--model", "me/parity", "--dataset", "me/digits", "--fit-head", "--fit-head-epochs", "20",
+               "--forget-first-percent", "10", "--epochs", "5", "--learning-rate", "1e-3", "--batch-size", "16",
+               "--output-dir", str(out),
+               "--push-to-hub", "me/digits-forgot")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    original, unlearned = report["rows"]["original"], report["rows"]["unlearned"]
+    assert "--fit-head" in report["notes"][0] and "me/parity" in report["notes"][0]
+    assert (
+        original["acc_test"] > 0.8
+    )  # the fine-tuned backbone is a digit classifier: the original to unlearn
+    assert unlearned["rf_jsd"] < original["rf_jsd"]  # LoTUS made the forget set look more like unseen data
+    assert unlearned["acc_test"] >= original["acc_test"] - 0.05
+    _python(hub.env, """
+from huggingface_hub import ModelCard
+from transformers import AutoConfig
+card = ModelCard.load("me/digits-forgot")
+assert card.data.base_model == "me/parity" and "--fit-head" in card.text
+assert AutoConfig.from_pretrained("me/digits-forgot").id2label[3] == "digit-3"
+""")  # fmt: skip
+
+
+def test_images_are_converted_to_the_channels_the_processor_takes():
+    import datasets
+    import numpy as np
+    import torch
+    from PIL import Image
+    from tiny import tiny_processor
+
+    from lotus_hf.data import preprocess
+    from lotus_hf.research.architectures import build_family
+
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    colour = datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(x) for x in rgb], "label": [0, 1, 0, 1]}, features
+    )
+    grey = preprocess(colour, tiny_processor())  # the bundled models' processor: one channel
+    assert grey.pixel_values.shape[1] == 1 and "mode RGB were converted to L" in grey.converted
+    expected = tiny_processor()([Image.fromarray(x).convert("L") for x in rgb], return_tensors="pt")[
+        "pixel_values"
+    ]
+    assert torch.equal(grey.pixel_values, expected)
+
+    _, processor = build_family("convnext", ["a", "b"])
+    arrays = datasets.Dataset.from_dict(
+        {"image": rgb[..., 0], "label": [0, 1, 0, 1]}
+    )  # (N, H, W) uint8, no channel
+    arrays = arrays.cast_column("label", datasets.ClassLabel(names=["a", "b"]))
+    converted = preprocess(arrays, processor)
+    assert converted.pixel_values.shape[1] == 3 and "mode L were converted to RGB" in converted.converted
+    same = preprocess(colour, processor)  # RGB already: nothing to say
+    assert same.converted is None
