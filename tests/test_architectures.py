@@ -237,3 +237,9 @@ def test_images_are_converted_to_the_channels_the_processor_takes():
     assert converted.pixel_values.shape[1] == 3 and "mode L were converted to RGB" in converted.converted
     same = preprocess(colour, processor)  # RGB already: nothing to say
     assert same.converted is None
+    rgba = np.concatenate([rgb, np.full((4, 8, 8, 1), 255, np.uint8)], axis=-1)  # (N, H, W, 4) arrays
+    four = datasets.Dataset.from_dict({"image": rgba, "label": [0, 1, 0, 1]})
+    four = four.cast_column("label", datasets.ClassLabel(names=["a", "b"]))
+    for target, channels in ((processor, 3), (tiny_processor(), 1)):
+        result = preprocess(four, target)
+        assert result.pixel_values.shape[1] == channels and "mode RGBA were converted" in result.converted

@@ -312,11 +312,12 @@ def _to_channels(images: list, channels: int | None) -> tuple[list, str | None]:
     for image in images:
         if isinstance(image, np.ndarray):
             if image.shape[-1] != channels:
-                found.add("L" if image.shape[-1] == 1 else "RGB")
+                found.add({1: "L", 3: "RGB", 4: "RGBA"}.get(image.shape[-1], f"{image.shape[-1]}-channel"))
                 if image.shape[-1] == 1:  # grey -> RGB: the same value in each channel
                     image = np.repeat(image, channels, axis=-1)
-                else:
-                    image = np.asarray(Image.fromarray(image[..., :3]).convert(mode))[..., None]
+                else:  # RGB or RGBA -> the processor's mode, through PIL
+                    image = np.asarray(Image.fromarray(image).convert(mode))
+                    image = image[..., None] if image.ndim == 2 else image
         elif image.mode != mode:
             found.add(image.mode)
             image = image.convert(mode)
