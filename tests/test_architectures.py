@@ -243,3 +243,72 @@ def test_images_are_converted_to_the_channels_the_processor_takes():
     for target, channels in ((processor, 3), (tiny_processor(), 1)):
         result = preprocess(four, target)
         assert result.pixel_values.shape[1] == channels and "mode RGBA were converted" in result.converted
+
+
+def test_every_image_mode_converts_to_what_the_processor_takes():
+    """16-bit and float grey images keep their range (PIL would clip them), transparency becomes white (as
+    transformers' convert_to_rgb does), palette and 1-bit images convert, channel-first arrays are understood."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from lotus_hf.data import _to_channels, preprocess
+    from lotus_hf.research.architectures import build_family
+
+    deep = Image.fromarray(np.full((4, 4), 65535, np.uint16))  # mode I;16 (or I), white
+    floats = Image.fromarray(np.full((4, 4), 1.0, np.float32))  # mode F in [0, 1], white
+    clear = Image.new("RGBA", (4, 4), (0, 0, 0, 0))  # transparent black: white once composited
+    grey_alpha = Image.new("LA", (4, 4), (0, 0))
+    palette = Image.new("P", (4, 4), 0)
+    bits = Image.new("1", (4, 4), 1)
+    images = [deep, floats, clear, grey_alpha, palette, bits]
+    for mode, channels in (("L", 1), ("RGB", 3)):
+        out, found = _to_channels(images, channels)
+        assert all(image.mode == mode for image in out) and found
+        assert [int(np.asarray(image).min()) for image in out[:4]] == [255, 255, 255, 255]
+        assert int(np.asarray(out[5]).min()) == 255
+
+    _, processor = build_family("convnext", ["a", "b"])
+    first = np.random.default_rng(0).integers(0, 256, (4, 1, 8, 8), dtype=np.uint8)  # (N, C, H, W)
+    arrays = datasets.Dataset.from_dict({"image": first, "label": [0, 1, 0, 1]})
+    arrays = arrays.cast_column("label", datasets.ClassLabel(names=["a", "b"]))
+    result = preprocess(arrays, processor)
+    assert result.pixel_values.shape == (4, 3, 32, 32) and "mode L were converted to RGB" in result.converted
+
+
+def test_images_a_model_cannot_take_are_refused_before_any_work(tmp_path):
+    """A processor that does not say its channels (a scalar mean) gives RGB images to a grey model."""
+    import datasets
+    import numpy as np
+    from conftest import unlearning_config
+    from PIL import Image
+    from tiny import tiny_model
+    from transformers import ViTImageProcessor
+
+    from lotus_hf import ForgetRequest, prepare_unlearning_data, unlearn
+    from lotus_hf.hub import ModelError
+
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    split = {"image": [Image.fromarray(x) for x in rgb], "label": [i % 2 for i in range(40)]}
+    dataset = datasets.DatasetDict({"train": datasets.Dataset.from_dict(split, features),
+                                    "test": datasets.Dataset.from_dict(split, features)})  # fmt: skip
+    processor = ViTImageProcessor(size={"height": 8, "width": 8}, image_mean=0.5, image_std=0.5)
+    data = prepare_unlearning_data(dataset, ForgetRequest.first_percent(10), processor)
+    with pytest.raises(ModelError, match=r"cannot take the images as its image processor prepares them"):
+        unlearn(tiny_model("resnet"), data, unlearning_config(tmp_path))
+
+
+def test_channels_last_is_kept_off_only_where_torch_would_crash():
+    from tiny import DIGIT_NAMES
+
+    from lotus_hf import load_model
+    from lotus_hf._compat import channels_last_breaks
+    from lotus_hf.research.architectures import build_family
+
+    regnet, _ = build_family("regnet", DIGIT_NAMES)  # a shortcut Conv2d(8, 16, 1, stride=2)
+    assert channels_last_breaks(regnet, "cpu") and not channels_last_breaks(regnet, "cuda")
+    assert not channels_last_breaks(build_family("regnet", DIGIT_NAMES, width=32)[0], "cpu")
+    for family in ("convnext", "efficientnet", "mobilenet_v2"):
+        assert not channels_last_breaks(build_family(family, DIGIT_NAMES)[0], "cpu"), family
+    assert not channels_last_breaks(load_model("fashion-mnist-resnet")[0], "cpu")

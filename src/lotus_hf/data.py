@@ -299,11 +299,35 @@ def processor_channels(image_processor) -> int | None:
 
 
 _MODES = {1: "L", 3: "RGB"}
+_DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16-bit, 32-bit and float grey images
+
+
+def _pil_to(image, mode: str):
+    """A PIL image in `mode` ("L" or "RGB"): 16-bit and float grey images rescaled to 8 bits first (PIL clips
+    them), transparency composited onto white (as transformers' `convert_to_rgb` does)."""
+    from PIL import Image
+
+    if image.mode in _DEEP_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        peak = float(values.max()) if values.size else 0.0
+        top = (
+            65535.0
+            if image.mode.startswith("I;16") or peak > 255
+            else 1.0
+            if image.mode == "F" and peak <= 1
+            else 255.0
+        )
+        image = Image.fromarray(np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8), "L")
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image.convert(mode)
 
 
 def _to_channels(images: list, channels: int | None) -> tuple[list, str | None]:
     """Images converted to `channels` colour channels where they have another number (grey images for an RGB
-    model, say), and the modes they came in, for the report; PIL images and (H, W, C) uint8 arrays alike."""
+    model, say), and the modes they came in, for the report. PIL images of any mode, and uint8 arrays (H, W, C)
+    or channel-first (C, H, W)."""
     from PIL import Image
 
     if channels is None:
@@ -311,16 +335,18 @@ def _to_channels(images: list, channels: int | None) -> tuple[list, str | None]:
     mode, converted, found = _MODES[channels], [], set()
     for image in images:
         if isinstance(image, np.ndarray):
+            if image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[-1] not in (1, 3, 4):
+                image = np.moveaxis(image, 0, -1)  # channel-first -> channel-last
             if image.shape[-1] != channels:
                 found.add({1: "L", 3: "RGB", 4: "RGBA"}.get(image.shape[-1], f"{image.shape[-1]}-channel"))
                 if image.shape[-1] == 1:  # grey -> RGB: the same value in each channel
                     image = np.repeat(image, channels, axis=-1)
-                else:  # RGB or RGBA -> the processor's mode, through PIL
-                    image = np.asarray(Image.fromarray(image).convert(mode))
+                elif image.shape[-1] in (3, 4):
+                    image = np.asarray(_pil_to(Image.fromarray(image), mode))
                     image = image[..., None] if image.ndim == 2 else image
         elif image.mode != mode:
             found.add(image.mode)
-            image = image.convert(mode)
+            image = _pil_to(image, mode)
         converted.append(image)
     return converted, (",".join(sorted(found)) if found else None)
 

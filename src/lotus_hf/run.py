@@ -29,7 +29,7 @@ from .baselines import BASELINES, BaselineConfig
 from .baselines.retrain import RECIPE_FILE
 from .cards import unlearning_card, unlearning_lineage
 from .config import UnlearningConfig
-from .data import DataError, ForgetRequest, UnlearningData, collate, preprocess
+from .data import DataError, ForgetRequest, PixelDataset, UnlearningData, collate, preprocess
 from .distributed import to_channels_last, whole_model
 from .evaluation import UnlearningReport, evaluate_unlearning, predict_logits
 from .hub import ModelError, model_file, save_model_folder
@@ -165,7 +165,13 @@ def check_retrained(name: str, fingerprint: dict) -> str | None:
 def _check_outputs(model, data: UnlearningData) -> None:
     """A model without logits, or whose outputs are not finite (broken weights, an input it cannot take), fails
     before any work."""
-    sample = data.forget.select(np.arange(min(64, len(data.forget))))
+    check_model_outputs(model, data.forget)
+
+
+def check_model_outputs(model, images: PixelDataset) -> None:
+    """Run `model` on up to 64 of `images` (processed by its image processor) and raise `ModelError`, with the
+    fix, when it cannot take them, returns no logits or returns values that are not finite."""
+    sample = images.select(np.arange(min(64, len(images))))
     try:
         logits = predict_logits(model, sample)
     except AttributeError as error:  # a backbone (`AutoModel`) or custom code without a classification head
@@ -174,6 +180,12 @@ def _check_outputs(model, data: UnlearningData) -> None:
         raise ModelError(
             f"the model ({type(model).__name__}) returns no `logits`: unlearning needs an image classifier; load "
             "it with `AutoModelForImageClassification` (or `lotus_hf.load_model`), not as a bare backbone."
+        ) from None
+    except (RuntimeError, ValueError) as error:  # shapes or channels the model does not take
+        raise ModelError(
+            f"the model cannot take the images as its image processor prepares them "
+            f"({str(error).splitlines()[0][:200]}): pass the image processor the model was trained with (its "
+            "`preprocessor_config.json`), or a model for images like these."
         ) from None
     if not torch.isfinite(logits).all():
         raise ModelError(
@@ -241,8 +253,13 @@ def classifier_arguments(
 
 def _cross_entropy(outputs, labels, num_items_in_batch=None) -> torch.Tensor:
     """The loss of every image classifier here, from its logits: some heads compute none themselves (DeiT with
-    its distillation head is for inference only in transformers)."""
-    return torch.nn.functional.cross_entropy(outputs.logits.float(), labels)
+    its distillation head is for inference only in transformers). With `num_items_in_batch` (the rows of the
+    whole step, every process's), the sum over them: `Trainer` then scales it by the number of processes, and
+    DDP's mean of the gradients makes it the mean over all rows."""
+    logits = outputs.logits.float()
+    if num_items_in_batch is None:
+        return torch.nn.functional.cross_entropy(logits, labels)
+    return torch.nn.functional.cross_entropy(logits, labels, reduction="sum") / num_items_in_batch
 
 
 def train_classifier(model, train_dataset, args: TrainingArguments) -> tuple[torch.nn.Module, float]:
@@ -268,8 +285,12 @@ def fit_head(
     took."""
     import tempfile
 
+    from accelerate import PartialState
+
     train = preprocess(dataset["train"], image_processor)
-    batch_size = min(128, max(8, len(train) // 10))  # at least ten steps an epoch on a few hundred images
+    check_model_outputs(model, train)  # before any training, as for unlearning
+    # at least ten steps an epoch on a few hundred images, whatever the number of processes
+    batch_size = min(128, max(8, len(train) // (10 * PartialState().num_processes)))
     with tempfile.TemporaryDirectory(prefix="lotus-hf-fit-head-") as work:
         args = classifier_arguments(
             work, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed
