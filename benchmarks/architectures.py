@@ -6,13 +6,13 @@ model, and a LoTUS run on 2 CPU processes (DDP through `accelerate launch`) whos
     .venv-timm/bin/python benchmarks/architectures.py --only timm    # timm needs its own venv (make test-timm)
 
 Models: lotus_hf.research.architectures at `--width 32` on 64x64 RGB images, random init, 10 classes; synthetic
-images for the step timing (batch 32; 7 rounds of 10 steps of each mode back to back, after a warm-up round; the
+images for the step timing (batch 32; 15 rounds of 10 steps of each mode back to back, after a warm-up round; the
 ratio is the median of the rounds' ratios); the DDP run unlearns the first 10% of the digits (scikit-learn's, as
 grey PNGs) for 2 epochs, with the stop rule out of reach (`--stop-margin 0.99`) so that a random model trains.
 A LoTUS step: the student's forward and backward on a batch of the forget/retain stream against cached teacher
 logits; the per-epoch probe and the one-off teacher pass are outside the steps, as they are outside a
 fine-tuning step. Each run updates its
-families' rows in benchmarks/results/architectures.{json,md}; `--ddp-only` reruns only the DDP part.
+families' rows in benchmarks/results/architectures.{json,md}; `--ddp-only` and `--steps-only` rerun one part.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-BATCH, STEPS, ROUNDS, IMAGE, CLASSES = 32, 10, 7, 64, 10
+BATCH, STEPS, ROUNDS, IMAGE, CLASSES = 32, 10, 15, 64, 10
 
 
 def _data(rows: int, seed: int):
@@ -182,8 +182,8 @@ def render(rows: dict) -> str:
         "Commands: `.venv/bin/python benchmarks/architectures.py` and, for timm, "
         "`.venv-timm/bin/python benchmarks/architectures.py --only timm`. Random-init models of "
         "lotus_hf.research.architectures (`--width 32`), 64x64 RGB images, batch 32, CPU fp32; images/s is the "
-        "median of 70 steps per mode, in 7 rounds of 10 steps of each mode back to back in one process (the ratio "
-        "is the median of the 7 rounds' ratios, with their range), no gradient clipping in either "
+        "median of 150 steps per mode, in 15 rounds of 10 steps of each mode back to back in one process (the "
+        "ratio is the median of the 15 rounds' ratios, with their range), no gradient clipping in either "
         "(UnlearningConfig's default), the model in the memory layout "
         "UnlearningTrainer trains it in (channels-last for convolutional models, unless "
         "`_compat.channels_last_breaks`). DDP: `accelerate launch "
@@ -221,6 +221,7 @@ def main() -> None:
     parser.add_argument(
         "--ddp-only", action="store_true", help="rerun only the DDP part of the families' rows"
     )
+    parser.add_argument("--steps-only", action="store_true", help="rerun only the step timing of the rows")
     args = parser.parse_args()
     families = args.only.split(",")
     unknown = sorted(set(families) - set(FAMILIES))
@@ -235,6 +236,9 @@ def main() -> None:
         for family in families:
             if args.ddp_only:
                 row = {**results["rows"][family], **ddp_run(family, args.width, Path(work), data)}
+            elif args.steps_only:
+                row = {**results["rows"][family], **step_times(family, args.width)}
+                row.update(torch=torch.__version__, date=time.strftime("%Y-%m-%d"), width=args.width)
             else:
                 row = {**step_times(family, args.width), **ddp_run(family, args.width, Path(work), data)}
                 row.update(torch=torch.__version__, date=time.strftime("%Y-%m-%d"), width=args.width)
