@@ -50,15 +50,13 @@ def step_times(family: str, width: int) -> dict:
     from lotus_hf.data import collate
     from lotus_hf.distributed import to_channels_last
     from lotus_hf.research.architectures import build_family
+    from lotus_hf.run import classifier_loss
 
     names = [f"class-{i}" for i in range(CLASSES)]
     model, _ = build_family(family, names, image_size=IMAGE, width=width)
     to_channels_last(model, "cpu")  # the layout UnlearningTrainer trains in, for both modes alike
     forget, retain, unseen = _data(BATCH * STEPS, 1), _data(BATCH * STEPS * 4, 2), _data(256, 3)
     times: dict[str, list[float]] = {"lotus": [], "finetune": []}
-
-    def cross_entropy(outputs, labels, num_items_in_batch=None):
-        return torch.nn.functional.cross_entropy(outputs.logits, labels)
 
     class Clock(TrainerCallback):
         def __init__(self, mode):
@@ -87,7 +85,7 @@ def step_times(family: str, width: int) -> dict:
             learning_rate=1e-4,
             max_grad_norm=0.0,
             seed=0,
-        )  # fmt: skip  (no clipping in either mode)
+        )
         clock = [Clock(mode)] if keep else []
         if mode == "finetune":
             args = TrainingArguments(**common, remove_unused_columns=False, lr_scheduler_type="constant")
@@ -97,8 +95,8 @@ def step_times(family: str, width: int) -> dict:
                 train_dataset=retain,
                 data_collator=collate,
                 callbacks=clock,
-                compute_loss_func=cross_entropy,
-            )  # fmt: skip  (DeiT's distillation head has no loss)
+                compute_loss_func=classifier_loss,  # DeiT's distillation head has no loss
+            )
         else:  # the paper's class mode: its target accuracy is 0, so the stop rule never ends a random model's run
             args = UnlearningConfig(**common, retain_fraction=0.3, class_forgetting=True, class_mode="paper")
             trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain,

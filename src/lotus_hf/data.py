@@ -324,14 +324,14 @@ def _pil_to(image, mode: str):
     return image.convert(mode)
 
 
-def _to_channels(images: list, channels: int | None) -> tuple[list, str | None]:
+def _to_channels(images: list, channels: int | None) -> tuple[list, set[str]]:
     """Images converted to `channels` colour channels where they have another number (grey images for an RGB
     model, say), and the modes they came in, for the report. PIL images of any mode, and uint8 arrays (H, W, C)
     or channel-first (C, H, W)."""
     from PIL import Image
 
     if channels is None:
-        return images, None
+        return images, set()
     mode, converted, found = _MODES[channels], [], set()
     for image in images:
         if isinstance(image, np.ndarray):
@@ -348,7 +348,7 @@ def _to_channels(images: list, channels: int | None) -> tuple[list, str | None]:
             found.add(image.mode)
             image = _pil_to(image, mode)
         converted.append(image)
-    return converted, (",".join(sorted(found)) if found else None)
+    return converted, found
 
 
 def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset:
@@ -377,7 +377,7 @@ def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset
             images = images[..., None] if images.ndim == 3 else images
             images = list(images.astype(np.uint8, copy=False))
         images, found = _to_channels(list(images), channels)
-        modes.update(found.split(",") if found else [])
+        modes |= found
         chunks.append(image_processor(images, return_tensors="pt")["pixel_values"])
     labels = torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)
     converted = None

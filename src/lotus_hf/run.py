@@ -112,7 +112,7 @@ def unlearn(
     as `logits_cache` to evaluate it and `retrained` once (see `evaluate_unlearning`). `resume_from_checkpoint`
     continues a LoTUS run from a checkpoint (`UnlearningTrainer.train`); the time then covers the resumed part.
     """
-    _check_outputs(model, data)
+    check_model_outputs(model, data.forget)  # a model that cannot work fails before any work
     original = original if original is not None else copy.deepcopy(model).eval()
     base_model = base_model or getattr(model.config, "_name_or_path", None) or "unknown"
     previous = list(getattr(model.config, "lotus_hf_unlearning", None) or [])
@@ -162,15 +162,10 @@ def check_retrained(name: str, fingerprint: dict) -> str | None:
     return None
 
 
-def _check_outputs(model, data: UnlearningData) -> None:
-    """A model without logits, or whose outputs are not finite (broken weights, an input it cannot take), fails
-    before any work."""
-    check_model_outputs(model, data.forget)
-
-
 def check_model_outputs(model, images: PixelDataset) -> None:
     """Run `model` on up to 64 of `images` (processed by its image processor) and raise `ModelError`, with the
-    fix, when it cannot take them, returns no logits or returns values that are not finite."""
+    fix, when it cannot take them, returns no logits or returns values that are not finite (broken weights):
+    before any unlearning or fitting."""
     sample = images.select(np.arange(min(64, len(images))))
     try:
         logits = predict_logits(model, sample)
@@ -251,7 +246,7 @@ def classifier_arguments(
     )
 
 
-def _cross_entropy(outputs, labels, num_items_in_batch=None) -> torch.Tensor:
+def classifier_loss(outputs, labels, num_items_in_batch=None) -> torch.Tensor:
     """The loss of every image classifier here, from its logits: some heads compute none themselves (DeiT with
     its distillation head is for inference only in transformers). With `num_items_in_batch` (the rows of the
     whole step, every process's), the sum over them: `Trainer` then scales it by the number of processes, and
@@ -270,7 +265,7 @@ def train_classifier(model, train_dataset, args: TrainingArguments) -> tuple[tor
         args=args,
         train_dataset=train_dataset,
         data_collator=collate,
-        compute_loss_func=_cross_entropy,
+        compute_loss_func=classifier_loss,
     )
     start = time.perf_counter()
     trainer.train()
