@@ -30,7 +30,7 @@ test-slow: setup
 	$(PY) -m pytest -q -m slow
 
 # timm needs a torchvision that imports, and the one that pairs with the CPU torch 2.13.0 of .venv does not:
-# its own venv with the torch 2.14.1 / torchvision 0.29.1 pair (on this machine's disk; about 5.5 GB).
+# its own venv with the torch 2.14.1 / torchvision 0.29.1 pair (on this machine's disk; about 6 GB).
 .venv-timm/.installed: pyproject.toml
 	python3 -m venv .venv-timm
 	.venv-timm/bin/pip install -q --upgrade pip
