@@ -428,6 +428,11 @@ def render_markdown(results: dict) -> str:
         f"Command: `{results['command']}` ({results['date']}; {results['wall_seconds'] / 60:.1f} min in all"
         + _cache_note(results)
         + ").\n",
+        *[
+            f"Then {', '.join(r['methods'])} ran again and replaced their rows: `{r['command']}` ({r['date']}; "
+            f"{r['wall_seconds'] / 60:.1f} min).\n"
+            for r in results.get("reran", [])
+        ],  # fmt: skip
         f"Trained and unlearned on {subset}; {originals}"
         + (f", with {results['recipe_epochs']} epochs" if results["recipe_epochs"] else "")
         + f". Seeds {', '.join(map(str, results['seeds']))}: mean ± sample std. Avg Gap is the mean of the per-seed "
