@@ -282,7 +282,9 @@ class UnlearningConfig(MethodConfig):
 # the setting benchmarks/tune.py picked on classes and seeds that are not reported (tuning.md).
 CLASS_REQUEST_FIELDS = {
     "paper": {"class_forgetting": True, "alpha": 32.0, "num_train_epochs": 10, "learning_rate": 1e-4},
-    "remaining": {"class_forgetting": True, "num_train_epochs": 20, "learning_rate": 2e-4},
+    # Tuned on the class Bag, seeds 1-2 (benchmarks/results/fashion_mnist/tuning.md): 10 epochs has the lower
+    # mean Avg Gap over the ResNet and ViT cells (0.0297 against 0.0305 for 20; ResNet prefers 10, ViT 20).
+    "remaining": {"class_forgetting": True, "num_train_epochs": 10, "learning_rate": 2e-4},
 }
 
 
