@@ -231,8 +231,13 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     state = PartialState()
     if state.is_main_process:  # under `accelerate launch`, one process reports and writes
         for entry in (e for e in result.history if "tau" in e):
-            print(f"epoch {entry['epoch']}: forget acc {entry['forget_accuracy']:.4f}, unseen acc "
-                  f"{entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, tau {entry['tau']:.3f}"
+            if "forget_member_rate" in entry:  # lotus-hf's class mode has its own stop rule (docs/method.md)
+                probe = (f"forget called members {entry['forget_member_rate']:.4f} (stops at "
+                         f"{entry['reference_member_rate']:.4f} once forget acc is 0)")  # fmt: skip
+            else:
+                probe = (f"unseen acc {entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, "
+                         f"tau {entry['tau']:.3f}")  # fmt: skip
+            print(f"epoch {entry['epoch']}: forget acc {entry['forget_accuracy']:.4f}, {probe}"
                   + (" -> stop" if entry["stop"] else ""))  # fmt: skip
         print()
         print(result.report.to_markdown())
