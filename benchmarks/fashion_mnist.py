@@ -125,6 +125,10 @@ def _pm(stat: dict) -> str:
 CLASS_GOALS = {"avg_gap": 0.03, "acc_forget": 0.05, "acc_test_remaining": 0.01, "share": 0.10}
 
 
+def _verdict(value: float, limit: float) -> str:
+    return f"{value:.4f} ✓" if value <= limit else f"{value:.4f} ✗ (by {value - limit:.4f})"
+
+
 def class_goals(cells: dict) -> list[str]:
     """Each class mode on each class cell against the goals: Avg Gap <= 0.03 and the lowest of all methods,
     forget accuracy within 0.05 of retraining's, kept-class test accuracy within 0.01 of it, at most 10% of
@@ -141,17 +145,14 @@ def class_goals(cells: dict) -> list[str]:
             ]
             best_other = min(summary[m]["avg_gap"]["mean"] for m in others)
 
-            def verdict(value: float, limit: float) -> str:
-                return f"{value:.4f} ✓" if value <= limit else f"{value:.4f} ✗ (by {value - limit:.4f})"
-
             gap = row["avg_gap"]["mean"]
             lowest = "✓" if gap < best_other else f"✗ (by {gap - best_other:.4f})"
             forget = abs(row["acc_forget"]["mean"] - retrain["acc_forget"]["mean"])
             kept = abs(row["acc_test_remaining"]["mean"] - retrain["acc_test_remaining"]["mean"])
             share = row["share_of_retrain"]["mean"]
             over = 100 * (share - CLASS_GOALS["share"])
-            goals = (verdict(gap, CLASS_GOALS["avg_gap"]), lowest, verdict(forget, CLASS_GOALS["acc_forget"]),
-                     verdict(kept, CLASS_GOALS["acc_test_remaining"]),
+            goals = (_verdict(gap, CLASS_GOALS["avg_gap"]), lowest, _verdict(forget, CLASS_GOALS["acc_forget"]),
+                     _verdict(kept, CLASS_GOALS["acc_test_remaining"]),
                      f"{100 * share:.1f}% " + ("✓" if over <= 0 else f"✗ (by {over:.1f} points)"))  # fmt: skip
             rows.append(f"| {name} | {mode} | {' | '.join(goals)} |")
     if not rows:
