@@ -12,6 +12,7 @@ its workaround can go.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from importlib.metadata import PackageNotFoundError
@@ -173,8 +174,11 @@ def leave_process_group(state) -> None:
     """With several processes, wait for all of them, then tear the process group down before exit.
 
     torch 2.13's gloo can abort a process ("terminate called without an active exception") that exits while its
-    group is alive (seen in CI)."""
+    group is alive (seen in CI). A DDP wrapper holds the group too, so garbage left by a finished Trainer (which
+    lives in reference cycles) is collected first: the group then goes while the interpreter is whole, not at
+    its finalisation."""
     if state.num_processes > 1:
+        gc.collect()
         state.wait_for_everyone()
         if _affected("torch", "2.0", "3.0"):  # [2.13.0]
             state.destroy_process_group()

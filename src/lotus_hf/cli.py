@@ -248,6 +248,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         print(f"saved the unlearned model, model card and report.json to {path}")
         if run.push_to_hub:
             print(f"pushed to {push_folder(path, run.push_to_hub, private=run.private)}")
+    del result  # its trainer holds the DDP wrapper, and with it the process group
     _compat.leave_process_group(state)
 
 
