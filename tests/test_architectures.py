@@ -153,6 +153,7 @@ def test_a_model_without_logits_is_refused_before_any_work(digits_data, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_fine_tune_a_pretrained_backbone_on_other_classes_then_forget_and_push(hub, tmp_path):
     """The workflow users have: a model pretrained for another label set (here: the parity of digits, on digits the
     data set does not hold) -> `--fit-head` fine-tunes it with a new head on their data -> LoTUS forgets part of

@@ -18,6 +18,7 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     common = ["benchmark", "--model", str(model_dir), "--dataset", str(digits_folder),

@@ -65,6 +65,7 @@ def _run_folders(space) -> list[Path]:
     return sorted(space["tmp"].glob("lotus-space-*"))
 
 
+@pytest.mark.slow
 def test_eight_sessions_at_once_each_get_their_own_results_and_more_are_told_the_queue_is_full(
     space, tmp_path
 ):

@@ -183,7 +183,13 @@ class _Crash(TrainerCallback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("crash_at, resumed_from", [(17, "checkpoint-15"), (23, "checkpoint-20")])
+@pytest.mark.parametrize(
+    "crash_at, resumed_from",
+    [
+        (17, "checkpoint-15"),
+        pytest.param(23, "checkpoint-20", marks=pytest.mark.slow),
+    ],  # the later one: make test-slow
+)
 def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_interrupted(
     crash_at, resumed_from, trained_resnet, digits_data, tmp_path
 ):
