@@ -236,7 +236,8 @@ def summarise(wall_seconds: float | None) -> None:
         k: f"{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "-" for k, v in pearsons.items()
     }
     if stale:
-        notes.append(f"Not yet run with the tuned protocol, so left out: {', '.join(stale)} (their folders hold the "
+        folders = "their folders hold" if len(stale) > 1 else "its folder holds"
+        notes.append(f"Not yet run with the tuned protocol, so left out: {', '.join(stale)} ({folders} the "
                      "earlier measurement, with clipping and untuned baselines).")  # fmt: skip
     lines += ["", *(f"- {note}" for note in notes), "", *class_goals(cells)]
     lines += [
