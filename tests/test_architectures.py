@@ -153,6 +153,19 @@ def test_a_model_without_logits_is_refused_before_any_work(digits_data, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_a_classifier_returning_tuples_is_told_to_set_return_dict(digits_data, tmp_path):
+    from conftest import tiny_model, unlearning_config
+
+    from lotus_hf import unlearn
+    from lotus_hf.hub import ModelError
+
+    model = tiny_model("resnet")
+    model.config.return_dict = False  # a classifier, whose outputs are tuples: not a backbone
+    with pytest.raises(ModelError, match=r"`return_dict=False`\. Set `model\.config\.return_dict = True`"):
+        unlearn(model, digits_data, unlearning_config(tmp_path))
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_fine_tune_a_pretrained_backbone_on_other_classes_then_forget_and_push(hub, tmp_path):
     """The workflow users have: a model pretrained for another label set (here: the parity of digits, on digits the

@@ -172,6 +172,11 @@ def check_model_outputs(model, images: PixelDataset) -> None:
     except AttributeError as error:  # a backbone (`AutoModel`) or custom code without a classification head
         if "logits" not in str(error):
             raise
+        if getattr(getattr(model, "config", None), "return_dict", True) is False:
+            raise ModelError(
+                f"the model ({type(model).__name__}) returns tuples, not outputs with `logits`: its config has "
+                "`return_dict=False`. Set `model.config.return_dict = True` before unlearning."
+            ) from None
         raise ModelError(
             f"the model ({type(model).__name__}) returns no `logits`: unlearning needs an image classifier; load "
             "it with `AutoModelForImageClassification` (or `lotus_hf.load_model`), not as a bare backbone."
