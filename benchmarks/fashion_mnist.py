@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from lotus_hf.cli import main as lotus_hf
-from lotus_hf.research.benchmark import render_markdown
+from lotus_hf.research.benchmark import render_markdown, replacing
 from lotus_hf.research.plots import plot
 
 # relative to the working directory where possible, so the commands written into the results carry no
@@ -103,17 +102,9 @@ def main() -> None:
             argv = ["benchmark", *CELLS[cell], *methods, *subset,
                     "--cache-dir", str(RESULTS.parent / "cache"), "--output-dir", str(RESULTS / cell)]  # fmt: skip
             print(f"== {cell}: lotus-hf {' '.join(argv)}", flush=True)
-            # `lotus-hf benchmark` never overwrites a folder: the committed results step aside while the cell
-            # reruns, and come back if it fails.
-            previous = RESULTS / f".{cell}.previous"
-            shutil.rmtree(previous, ignore_errors=True)
-            if (RESULTS / cell).exists():
-                (RESULTS / cell).rename(previous)
-            if lotus_hf(argv) != 0:
-                if previous.exists():
-                    previous.rename(RESULTS / cell)
-                raise SystemExit(f"{cell} failed")
-            shutil.rmtree(previous, ignore_errors=True)
+            with replacing(RESULTS / cell):  # the committed results come back if the cell fails
+                if lotus_hf(argv) != 0:
+                    raise SystemExit(f"{cell} failed")
     summarise(time.perf_counter() - start if not args.summary_only else None)
 
 

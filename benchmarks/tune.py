@@ -25,7 +25,7 @@ from pathlib import Path
 from lotus_hf.cli import main as lotus_hf
 from lotus_hf.data import ForgetRequest
 from lotus_hf.hub import atomic_output_dir
-from lotus_hf.research.benchmark import BenchmarkSpec, base_method, render_markdown, summarise
+from lotus_hf.research.benchmark import BenchmarkSpec, base_method, render_markdown, replacing, summarise
 from lotus_hf.research.plots import plot
 
 RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnist"))
@@ -142,15 +142,9 @@ def main() -> None:
                     "--grid", json.dumps(grid(cell)), "--cache-dir", str(RESULTS.parent / "cache"),
                     "--output-dir", str(TUNING / cell)]  # fmt: skip
             print(f"== tuning {cell}", flush=True)
-            previous = TUNING / f".{cell}.previous"  # the committed results step aside while the cell reruns
-            shutil.rmtree(previous, ignore_errors=True)
-            if (TUNING / cell).exists():
-                (TUNING / cell).rename(previous)
-            if lotus_hf(argv) != 0:
-                if previous.exists():
-                    previous.rename(TUNING / cell)
-                raise SystemExit(f"tuning {cell} failed")
-            shutil.rmtree(previous, ignore_errors=True)
+            with replacing(TUNING / cell):  # the committed results come back if the cell fails
+                if lotus_hf(argv) != 0:
+                    raise SystemExit(f"tuning {cell} failed")
             print(f"== {cell}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     write_picks()
 
@@ -188,21 +182,12 @@ def rerun(cell: str, methods: list[str]) -> None:
         results[key] = old[key]
     results["reran"] = [*old.get("reran", []), {"methods": methods, "command": new["command"], "date": new["date"],
                                                 "wall_seconds": new["wall_seconds"]}]  # fmt: skip
-    previous = TUNING / f".{cell}.previous"  # steps aside until the merged cell is written
-    shutil.rmtree(previous, ignore_errors=True)
-    (TUNING / cell).rename(previous)
-    try:
-        with atomic_output_dir(TUNING / cell) as staging:
-            (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-            plot(results, staging)
-            (staging / "results.md").write_text(render_markdown(results))
-            if (previous / "NOTE.md").is_file():
-                shutil.copy(previous / "NOTE.md", staging / "NOTE.md")
-    except BaseException:
-        shutil.rmtree(TUNING / cell, ignore_errors=True)
-        previous.rename(TUNING / cell)
-        raise
-    shutil.rmtree(previous, ignore_errors=True)
+    with replacing(TUNING / cell) as previous, atomic_output_dir(TUNING / cell) as staging:
+        (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot(results, staging)
+        (staging / "results.md").write_text(render_markdown(results))
+        if (previous / "NOTE.md").is_file():
+            shutil.copy(previous / "NOTE.md", staging / "NOTE.md")
     shutil.rmtree(partial, ignore_errors=True)
 
 

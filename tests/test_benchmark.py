@@ -8,7 +8,7 @@ from conftest import save_tiny, tiny_model
 
 from lotus_hf.cli import main
 from lotus_hf.evaluation import GAP_KEYS
-from lotus_hf.research.benchmark import NO_OP_DISTANCE, stratified_subset
+from lotus_hf.research.benchmark import NO_OP_DISTANCE, replacing, stratified_subset
 
 ONE_EPOCH = {m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "random_labels", "salun", "scrub",
                                                   "bad_teacher")}  # fmt: skip
@@ -158,3 +158,26 @@ def test_stratified_subset_keeps_class_shares():
     assert len(chosen) == 50 and len(set(chosen.tolist())) == 50
     assert np.bincount(labels[chosen]).tolist() == [5, 10, 15, 20]
     assert np.array_equal(chosen, stratified_subset(labels, 50, seed=3))
+
+
+@pytest.mark.parametrize("failure", [SystemExit("the cell failed"), KeyboardInterrupt()])
+def test_a_folder_being_replaced_comes_back_whole_if_the_run_fails(failure, tmp_path):
+    folder = tmp_path / "cell"
+    folder.mkdir()
+    (folder / "results.json").write_text("committed")
+    with pytest.raises(type(failure)), replacing(folder) as previous:
+        assert not folder.exists() and (previous / "results.json").read_text() == "committed"
+        folder.mkdir()  # a run that wrote part of its folder, then failed
+        (folder / "half.json").write_text("{")
+        raise failure
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell"]
+    assert [p.name for p in folder.iterdir()] == ["results.json"] and (
+        folder / "results.json"
+    ).read_text() == "committed"
+    with replacing(folder):  # a run that succeeds: its folder stays, the committed one goes
+        folder.mkdir()
+        (folder / "results.json").write_text("new")
+    assert (
+        sorted(p.name for p in tmp_path.iterdir()) == ["cell"]
+        and (folder / "results.json").read_text() == "new"
+    )

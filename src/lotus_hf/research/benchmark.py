@@ -13,8 +13,10 @@ import copy
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -144,6 +146,26 @@ def _architecture(config) -> str:
         if k not in ("_name_or_path", "transformers_version", "lotus_hf_unlearning")
     }
     return _key(keep)
+
+
+@contextmanager
+def replacing(folder: Path):
+    """Write `folder` anew in the body, which `lotus-hf benchmark` does only for a folder that does not exist: its
+    committed contents wait beside it (`.NAME.previous`, yielded), come back if the body fails or is interrupted,
+    and go once it succeeds."""
+    folder = Path(folder)
+    previous = folder.with_name(f".{folder.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        folder.rename(previous)
+    try:
+        yield previous
+    except BaseException:
+        if previous.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            previous.rename(folder)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
