@@ -181,3 +181,31 @@ def test_a_folder_being_replaced_comes_back_whole_if_the_run_fails(failure, tmp_
         sorted(p.name for p in tmp_path.iterdir()) == ["cell"]
         and (folder / "results.json").read_text() == "new"
     )
+
+
+def test_a_folder_being_replaced_comes_back_when_the_script_is_terminated(tmp_path):
+    """SIGTERM (what `kill` and job schedulers send) interrupts the body like Ctrl-C does."""
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "cell"
+    folder.mkdir()
+    (folder / "results.json").write_text("committed")
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from lotus_hf.research.benchmark import replacing\n"
+        "folder = Path(sys.argv[1])\n"
+        "with replacing(folder):\n"
+        "    folder.mkdir()\n"
+        "    (folder / 'half.json').write_text('{')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell"]
+    assert [p.name for p in folder.iterdir()] == ["results.json"]

@@ -14,7 +14,9 @@ import hashlib
 import json
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -151,13 +153,16 @@ def _architecture(config) -> str:
 @contextmanager
 def replacing(folder: Path):
     """Write `folder` anew in the body, which `lotus-hf benchmark` does only for a folder that does not exist: its
-    committed contents wait beside it (`.NAME.previous`, yielded), come back if the body fails or is interrupted,
-    and go once it succeeds."""
+    committed contents wait beside it (`.NAME.previous`, yielded), come back if the body fails or is interrupted
+    (Ctrl-C, or SIGTERM, which raises `SystemExit` meanwhile), and go once it succeeds."""
     folder = Path(folder)
     previous = folder.with_name(f".{folder.name}.previous")
     shutil.rmtree(previous, ignore_errors=True)
     if folder.exists():
         folder.rename(previous)
+    on_term = None
+    if threading.current_thread() is threading.main_thread():
+        on_term = signal.signal(signal.SIGTERM, _exit_on_term)
     try:
         yield previous
     except BaseException:
@@ -165,7 +170,14 @@ def replacing(folder: Path):
             shutil.rmtree(folder, ignore_errors=True)
             previous.rename(folder)
         raise
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def _exit_on_term(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
