@@ -25,7 +25,14 @@ from pathlib import Path
 from lotus_hf.cli import main as lotus_hf
 from lotus_hf.data import ForgetRequest
 from lotus_hf.hub import atomic_output_dir
-from lotus_hf.research.benchmark import BenchmarkSpec, base_method, render_markdown, replacing, summarise
+from lotus_hf.research.benchmark import (
+    BenchmarkSpec,
+    base_method,
+    minutes_from_empty_cache,
+    render_markdown,
+    replacing,
+    summarise,
+)
 from lotus_hf.research.plots import plot
 
 RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnist"))
@@ -231,7 +238,7 @@ def write_picks() -> None:
         "|---|---|---|---|---|---|",
     ]
     for cell, results in cells.items():
-        minutes = (results["wall_seconds"] + results.get("cached_training_seconds", 0.0)) / 60
+        minutes = minutes_from_empty_cache([results])
         for method, pick in tuned[cell].items():
             base = method.split("/")[0]
             first = results["tuning"][base]["avg_gap"][0]

@@ -8,7 +8,7 @@ from conftest import save_tiny, tiny_model
 
 from lotus_hf.cli import main
 from lotus_hf.evaluation import GAP_KEYS
-from lotus_hf.research.benchmark import NO_OP_DISTANCE, replacing, stratified_subset
+from lotus_hf.research.benchmark import NO_OP_DISTANCE, minutes_from_empty_cache, replacing, stratified_subset
 
 ONE_EPOCH = {m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "random_labels", "salun", "scrub",
                                                   "bad_teacher")}  # fmt: skip
@@ -101,6 +101,9 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
     reused = again["cached_training_seconds"]
     retrained = sum(r["seconds"] for r in results["runs"] if r["method"] == "retrain")
     assert reused > retrained  # both retrained models and both originals
+    # by cache entry: what the first run trained, the second read back (4 models: 2 seeds, original and retrained)
+    assert len(results["trainings"]["trained"]) == 4 and results["trainings"]["cached"] == {}
+    assert again["trainings"] == {"trained": {}, "cached": results["trainings"]["trained"]}
     note = f"plus {reused / 60:.1f} min of training read from the cache"
     assert note in (tmp_path / "second" / "results.md").read_text()
     assert again["retrain_timed"]["seed"] == 1 and again["retrain_timed"]["seconds"] > 0
@@ -150,6 +153,25 @@ def test_bad_benchmark_flags_fail_before_any_work(extra, message, tmp_path, caps
     assert main(["benchmark", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(out), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_minutes_from_an_empty_cache_count_each_shared_model_once():
+    # cell a trained its original; cell b read it and a retrained model back; cell c read both originals
+    a = {"wall_seconds": 60.0, "trainings": {"trained": {"original-1": 30.0}, "cached": {}}}
+    b = {
+        "wall_seconds": 120.0,
+        "trainings": {"trained": {}, "cached": {"original-1": 30.0, "retrained-1": 90.0}},
+    }
+    c = {
+        "wall_seconds": 30.0,
+        "trainings": {"trained": {}, "cached": {"original-1": 30.0, "original-2": 60.0}},
+    }
+    assert minutes_from_empty_cache([a]) == 1.0
+    assert minutes_from_empty_cache([b]) == (120 + 30 + 90) / 60
+    # together: original-1 is already in a's wall time, retrained-1 and original-2 count once
+    assert minutes_from_empty_cache([a, b, c]) == (60 + 120 + 30 + 90 + 60) / 60
+    # results from before trainings were named: their cached seconds are added as they are
+    assert minutes_from_empty_cache([{"wall_seconds": 60.0, "cached_training_seconds": 120.0}]) == 3.0
 
 
 def test_stratified_subset_keeps_class_shares():

@@ -114,10 +114,11 @@ def _key(parts: dict) -> str:
 
 
 def _cached_training(
-    cache_dir: Path, parts: dict, train_fn, image_processor, log, reused: list[float]
+    cache_dir: Path, parts: dict, train_fn, image_processor, log, trainings: dict[str, dict[str, float]]
 ) -> tuple[torch.nn.Module, float, bool]:
     """A model trained by `train_fn()` -> (model, seconds, cached), saved under `cache_dir/<key of parts>` and
-    read back by any later run with the same parts (whose training seconds are then appended to `reused`)."""
+    read back by any later run with the same parts. Its training seconds go into `trainings["cached"]` or
+    `trainings["trained"]` under the cache entry's name."""
     from transformers import AutoModelForImageClassification
 
     folder = cache_dir / f"{parts['kind']}-{_key(parts)}"
@@ -126,10 +127,11 @@ def _cached_training(
         log(f"  cached {parts['kind']}: {folder}")
         model = AutoModelForImageClassification.from_pretrained(folder, use_safetensors=True).eval()
         seconds = json.loads(meta.read_text())["seconds"]
-        reused.append(seconds)
+        trainings["cached"][folder.name] = seconds
         return model, seconds, True
     log(f"  training {parts['kind']} ({folder.name})")
     model, seconds = train_fn()
+    trainings["trained"][folder.name] = seconds
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output_dir(folder) as staging:
         write_model_folder(
@@ -244,7 +246,8 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
         f"benchmark: {spec.model} on {spec.dataset} ({len(train)} training samples), forget {spec.request.describe()}"
     )
 
-    reused: list[float] = []
+    # each original and retrained model this run trained or read from the cache, by cache entry: its seconds
+    trainings: dict[str, dict[str, float]] = {"trained": {}, "cached": {}}
     timed: dict = {}  # the gold standard's training time measured in this run
 
     def trained(kind: str, seed: int, data, parts: dict, scratch: str):
@@ -255,7 +258,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             )
 
         model, seconds, cached = _cached_training(cache_dir, {**base, **parts, "kind": kind, "seed": seed},
-                                                  train_fn, processor, log, reused)  # fmt: skip
+                                                  train_fn, processor, log, trainings)  # fmt: skip
         if kind == "retrained" and spec.retime and not timed:
             if cached:  # time one retraining in this run: shares of its time compare one session's times
                 log(f"  re-timing the cached {kind} model of seed {seed}")
@@ -299,7 +302,8 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
 
     results = summarise(spec, runs, subset_size=len(train), wall_seconds=time.perf_counter() - start,
                         retrain_timed=timed)  # fmt: skip
-    results["cached_training_seconds"] = sum(reused)  # trainings read from the cache, not run this time
+    results["cached_training_seconds"] = sum(trainings["cached"].values())  # read from the cache, not run now
+    results["trainings"] = trainings
     results["command"] = command or " ".join(
         Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)
     )
@@ -334,6 +338,23 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def minutes_from_empty_cache(runs: list[dict]) -> float:
+    """Minutes the benchmark runs `runs` (results.json contents) take together from an empty cache: their wall
+    times, plus, once each, the training time of every cached model that none of them trained (cells of one
+    architecture share their originals). The cached seconds are as measured when the model was trained."""
+    trained: set[str] = set()
+    cached: dict[str, float] = {}
+    unnamed = 0.0  # results written before trainings were recorded by name
+    for results in runs:
+        if "trainings" in results:
+            trained |= set(results["trainings"]["trained"])
+            cached |= results["trainings"]["cached"]
+        else:
+            unnamed += results.get("cached_training_seconds") or 0.0
+    extra = sum(seconds for name, seconds in cached.items() if name not in trained)
+    return (sum(r["wall_seconds"] for r in runs) + extra + unnamed) / 60
 
 
 def _cache_note(results: dict) -> str:
