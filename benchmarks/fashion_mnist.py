@@ -248,7 +248,8 @@ def summarise() -> None:
             f"| [{name}]({name}/results.md) | {r['train_samples']:,} | {bold}{_pm(lotus['avg_gap'])}{bold} | "
             f"{lotus['avg_gap_paper']:.4f} | {100 * lotus['share_of_retrain']['mean']:.1f}% | "
             f"{paper_cell} | "
-            f"{best} {_pm(others[best]['avg_gap'])} | {others[best]['avg_gap_paper']:.4f} | "
+            f"{best}{' *(no change)*' if others[best].get('no_op') else ''} {_pm(others[best]['avg_gap'])} | "
+            f"{others[best]['avg_gap_paper']:.4f} | "
             f"{r['lowest_avg_gap']} / {r['lowest_avg_gap_paper']} | {timed:.0f} | {pearson} |"
         )
         still = [m for m, v in summary.items() if v.get("no_op")]
