@@ -46,7 +46,7 @@ tune: setup              ## every method's six settings on seeds 1-2 and the cla
 benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and ViT, 2 requests, 3 seeds, 9 methods
 	$(PY) benchmarks/fashion_mnist.py
 
-benchmark-full: setup    ## the ResNet sample-forgetting cell on all 60,000 training images (about 100 min from an empty cache)
+benchmark-full: setup    ## the ResNet sample-forgetting cell on all 60,000 training images (about 85 min from an empty cache)
 	$(PY) benchmarks/fashion_mnist.py --only resnet-first10-full
 
 benchmark-scale: setup   ## throughput and peak memory, cached vs live teacher (add DEVICE=cuda on a GPU)
