@@ -115,13 +115,16 @@ RUNS = RESULTS / "runs.json"
 
 
 def record_run(cells: list[str], seconds: float) -> None:
-    """Record this run of `cells`: its wall time, each cell's, and whether any cell read a trained model from the
-    cache. A later run of the same cells replaces the entry."""
+    """Record this run of `cells`: its wall time, each cell's, and whether it read a trained model from the cache
+    that it had not trained itself (cells of one architecture share their originals). A later run of the same
+    cells replaces the entry."""
     results = {c: json.loads((RESULTS / c / "results.json").read_text()) for c in cells}
+    trainings = [r.get("trainings", {"trained": {}, "cached": {"unknown": 0.0}}) for r in results.values()]
+    trained = {name for t in trainings for name in t["trained"]}
     runs = json.loads(RUNS.read_text()) if RUNS.is_file() else {}
     runs[",".join(sorted(cells))] = {
         "wall_seconds": seconds,
-        "read_from_cache": any(r.get("trainings", {"cached": True})["cached"] for r in results.values()),
+        "read_from_cache": any(name not in trained for t in trainings for name in t["cached"]),
         "cell_wall_seconds": {c: r["wall_seconds"] for c, r in results.items()},
     }
     RUNS.write_text(json.dumps(runs, indent=2) + "\n")
