@@ -43,7 +43,7 @@ test-timm: .venv-timm/.installed  ## the timm family (TimmWrapperForImageClassif
 tune: setup              ## every method's six settings on seeds 1-2 and the class Bag (unreported); picks -> tuning.json
 	$(PY) benchmarks/tune.py
 
-benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and ViT, 2 requests, 3 seeds, 9 methods
+benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and ViT, 2 requests, 3 seeds, 9 methods (78 min from an empty cache)
 	$(PY) benchmarks/fashion_mnist.py
 
 benchmark-full: setup    ## the ResNet sample-forgetting cell on all 60,000 training images (about 85 min from an empty cache)
