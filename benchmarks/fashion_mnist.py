@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from lotus_hf.cli import main as lotus_hf
-from lotus_hf.research.benchmark import minutes_from_empty_cache, render_markdown, replacing
+from lotus_hf.research.benchmark import (
+    cached_not_trained,
+    minutes_from_empty_cache,
+    render_markdown,
+    replacing,
+)
 from lotus_hf.research.plots import plot
 
 # relative to the working directory where possible, so the commands written into the results carry no
@@ -110,22 +115,18 @@ def main() -> None:
     summarise()
 
 
-# each set of cells run together: its wall time, and whether it read from the cache
+# each set of cells run together: its wall time and each cell's
 RUNS = RESULTS / "runs.json"
 
 
 def record_run(cells: list[str], seconds: float) -> None:
-    """Record this run of `cells`: its wall time, each cell's, and whether it read a trained model from the cache
-    that it had not trained itself (cells of one architecture share their originals). A later run of the same
-    cells replaces the entry."""
-    results = {c: json.loads((RESULTS / c / "results.json").read_text()) for c in cells}
-    trainings = [r.get("trainings", {"trained": {}, "cached": {"unknown": 0.0}}) for r in results.values()]
-    trained = {name for t in trainings for name in t["trained"]}
+    """Record this run of `cells`: its wall time and each cell's. A later run of the same cells replaces it."""
     runs = json.loads(RUNS.read_text()) if RUNS.is_file() else {}
     runs[",".join(sorted(cells))] = {
         "wall_seconds": seconds,
-        "read_from_cache": any(name not in trained for t in trainings for name in t["cached"]),
-        "cell_wall_seconds": {c: r["wall_seconds"] for c, r in results.items()},
+        "cell_wall_seconds": {
+            c: json.loads((RESULTS / c / "results.json").read_text())["wall_seconds"] for c in cells
+        },
     }
     RUNS.write_text(json.dumps(runs, indent=2) + "\n")
 
@@ -134,10 +135,9 @@ def one_run_minutes(cells: dict[str, dict]) -> float | None:
     """The minutes of the one run, from an empty cache, that wrote the results of all of `cells` as they are now;
     None if there was no such run."""
     run = (json.loads(RUNS.read_text()) if RUNS.is_file() else {}).get(",".join(sorted(cells)))
-    if run is None or run["read_from_cache"]:
+    if run is None or any(run["cell_wall_seconds"].get(c) != r["wall_seconds"] for c, r in cells.items()):
         return None
-    same = all(run["cell_wall_seconds"].get(c) == r["wall_seconds"] for c, r in cells.items())
-    return run["wall_seconds"] / 60 if same else None
+    return None if cached_not_trained(list(cells.values())) else run["wall_seconds"] / 60
 
 
 def _pm(stat: dict) -> str:

@@ -8,7 +8,13 @@ from conftest import save_tiny, tiny_model
 
 from lotus_hf.cli import main
 from lotus_hf.evaluation import GAP_KEYS
-from lotus_hf.research.benchmark import NO_OP_DISTANCE, minutes_from_empty_cache, replacing, stratified_subset
+from lotus_hf.research.benchmark import (
+    NO_OP_DISTANCE,
+    cached_not_trained,
+    minutes_from_empty_cache,
+    replacing,
+    stratified_subset,
+)
 
 ONE_EPOCH = {m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "random_labels", "salun", "scrub",
                                                   "bad_teacher")}  # fmt: skip
@@ -170,6 +176,7 @@ def test_minutes_from_an_empty_cache_count_each_shared_model_once():
     assert minutes_from_empty_cache([b]) == (120 + 30 + 90) / 60
     # together: original-1 is already in a's wall time, retrained-1 and original-2 count once
     assert minutes_from_empty_cache([a, b, c]) == (60 + 120 + 30 + 90 + 60) / 60
+    assert cached_not_trained([a, b, c]) == {"retrained-1": 90.0, "original-2": 60.0}
     # results from before trainings were named: their cached seconds are added as they are
     assert minutes_from_empty_cache([{"wall_seconds": 60.0, "cached_training_seconds": 120.0}]) == 3.0
 

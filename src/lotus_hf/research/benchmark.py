@@ -340,21 +340,25 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def minutes_from_empty_cache(runs: list[dict]) -> float:
-    """Minutes the benchmark runs `runs` (results.json contents) take together from an empty cache: their wall
-    times, plus, once each, the training time of every cached model that none of them trained (cells of one
-    architecture share their originals). The cached seconds are as measured when the model was trained."""
+def cached_not_trained(runs: list[dict]) -> dict[str, float]:
+    """The trained models that the benchmark runs `runs` (results.json contents) read from a cache none of them
+    filled, by cache entry: their training seconds, as measured when they were trained. Cells of one architecture
+    share their originals, so a model one run trained and another read back is not among them."""
     trained: set[str] = set()
     cached: dict[str, float] = {}
-    unnamed = 0.0  # results written before trainings were recorded by name
-    for results in runs:
+    for i, results in enumerate(runs):
         if "trainings" in results:
             trained |= set(results["trainings"]["trained"])
             cached |= results["trainings"]["cached"]
-        else:
-            unnamed += results.get("cached_training_seconds") or 0.0
-    extra = sum(seconds for name, seconds in cached.items() if name not in trained)
-    return (sum(r["wall_seconds"] for r in runs) + extra + unnamed) / 60
+        elif results.get("cached_training_seconds"):  # written before trainings were recorded by name
+            cached[f"unnamed-{i}"] = results["cached_training_seconds"]
+    return {name: seconds for name, seconds in cached.items() if name not in trained}
+
+
+def minutes_from_empty_cache(runs: list[dict]) -> float:
+    """Minutes the benchmark runs `runs` take together from an empty cache: their wall times, plus, once each,
+    the training time of every model they read from the cache without training it (`cached_not_trained`)."""
+    return (sum(r["wall_seconds"] for r in runs) + sum(cached_not_trained(runs).values())) / 60
 
 
 def _cache_note(results: dict) -> str:
