@@ -40,6 +40,15 @@ def digits_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def digits_parquet(digits, tmp_path_factory):
+    """The digits as a data set folder (`train` and `test` parquet files), as a user's data set on disk."""
+    folder = tmp_path_factory.mktemp("digits-parquet")
+    for split in ("train", "test"):
+        digits[split].to_parquet(str(folder / f"{split}.parquet"))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def digits_data(digits):
     from lotus_hf.data import ForgetRequest, prepare_unlearning_data
 

@@ -96,15 +96,16 @@ def test_a_retrained_model_for_another_request_is_refused_and_one_without_a_reco
     base = ["--model", str(model_dir), "--dataset", str(digits_folder), "--forget-classes", "digit-1"]
     code, printed = _run(capsys, tmp_path, *base, "--retrained", str(other))
     assert code == 2 and "Traceback" not in printed
-    assert "was retrained without another forget set (classes=digit-9, 30 samples)" in printed
-    assert "retrain it for this request" in printed
+    assert "was trained without another forget set (classes=digit-9, 30 samples)" in printed
+    assert "train one for this request" in printed
     _nothing_written(tmp_path)
 
     unrecorded = save_tiny(tiny_model("resnet", seed=2), tmp_path / "retrained-unrecorded")
     code, printed = _run(capsys, tmp_path, *base, "--retrained", str(unrecorded))
     assert code == 0
     assert (
-        "warning: `retrained`" in printed and "records no forget request: the Avg Gap assumes it" in printed
+        "warning: `retrained`" in printed
+        and "records no forget request: it is taken to be trained" in printed
     )
     assert "avg_gap" in printed  # the run went on, with the retrained model in the report
 

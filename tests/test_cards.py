@@ -3,7 +3,8 @@
 import pytest
 from huggingface_hub import ModelCard
 
-from lotus_hf.cards import lineage_entry, unlearning_card, unlearning_lineage
+from lotus_hf.cards import unlearning_card
+from lotus_hf.provenance import history_step
 from lotus_hf.run import method_config
 
 FORGET = {"kind": "classes", "request": "classes=Sandal", "size": 6000, "per_class": {"Sandal": 6000},
@@ -26,10 +27,27 @@ PROBES = [
 
 def _card(tmp_path, method="lotus", report=REPORT, history=PROBES, **fields):
     config = method_config(method, output_dir=str(tmp_path), **fields)
-    previous = [
-        lineage_entry("me/original", {**FORGET, "request": "classes=Bag", "sha256": "cd" * 32}, "me/data")
-    ]
-    lineage = unlearning_lineage(previous, "me/step-1@v2", FORGET, "fashion_mnist", method)
+    previous = history_step(
+        {**FORGET, "request": "classes=Bag", "sha256": "cd" * 32},
+        method="lotus",
+        settings={},
+        base_model="me/original",
+        before="1" * 64,
+        after="2" * 64,
+        seed=3407,
+        dataset="me/data",
+    )
+    this = history_step(
+        FORGET,
+        method=method,
+        settings={},
+        base_model="me/step-1@v2",
+        before="2" * 64,
+        after="3" * 64,
+        seed=3407,
+        dataset="fashion_mnist",
+    )
+    lineage = [previous, this]
     card = unlearning_card(model_name="step-2", base_model="me/step-1@v2", config=config, forget=FORGET,
                            report=report, lineage=lineage, dataset="fashion_mnist", history=history)  # fmt: skip
     path = tmp_path / "README.md"
@@ -52,9 +70,14 @@ def test_a_lotus_card_parses_and_says_what_was_done(tmp_path):
     assert "**me/step-1@v2** after *machine unlearning* with [LoTUS]" in text
     assert "Here the stop rule ended training before epoch 3." in text
     assert (
-        "| 1 | me/original | classes=Bag | 6000 | `" + "cd" * 32 + "` |" in text
-    )  # the history, oldest first
-    assert "| 2 | me/step-1@v2 | classes=Sandal | 6000 | `" + "ab" * 32 + "` |" in text
+        "| 1 | me/original | lotus | classes=Bag | 6000 | `"
+        + "cd" * 32
+        + "` | `111111111111` | `222222222222` |"
+        in text
+    )  # the history, oldest first, with the weights' hashes
+    assert (
+        "| 2 | me/step-1@v2 | lotus | classes=Sandal | 6000 | `" + "ab" * 32 + "` | `222222222222` |" in text
+    )
     assert "| per class | Sandal: 6000 |" in text
     assert "| `alpha` | 32.0 |" in text and "| `method` | lotus |" in text
     assert "| 3 | 0.0000 | 0.0000 | -0.01 | 0.9900 | stop |" in text  # the probes
@@ -87,5 +110,6 @@ def test_an_unevaluated_run_has_no_model_index(tmp_path):
 def test_the_base_model_field_only_names_hub_repos(tmp_path, base, expected):
     config = method_config("lotus", output_dir=str(tmp_path))
     card = unlearning_card(model_name="m", base_model=base, config=config, forget=FORGET, report=REPORT,
-                           lineage=[lineage_entry(base, FORGET)], history=[])  # fmt: skip
+                           lineage=[history_step(FORGET, method="lotus", settings={}, base_model=base, before="1" * 64,
+                                                 after="2" * 64, seed=3407)], history=[])  # fmt: skip
     assert card.data.base_model == expected

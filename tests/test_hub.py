@@ -102,18 +102,20 @@ def test_unlearning_again_keeps_the_chain(hub, tmp_path):
     assert [s["forget"]["request"] for s in steps] == ["classes=digit-1", "classes=digit-2"]
     assert all(s["forget"]["sha256"] in card.text for s in steps)
 
-    # an auditor verifies the requests on the Hub id: found at their steps (exit 0), or not there (exit 1)
+    # an auditor verifies the requests on the Hub id: the verdict from behaviour, the history checked against the
+    # weights of the commit it read
     def verify(*request):
         command = [sys.executable, "-m", "lotus_hf.cli", "verify", "--model", "me/vit-step-2", "--dataset",
                    "me/tiny-digits", *request]  # fmt: skip
         return subprocess.run(command, env=hub.env, capture_output=True, text=True, timeout=300)
 
     found = verify("--forget-classes", "digit-2")
-    assert found.returncode == 0, found.stderr[-2000:]
-    assert "found: step 2 of 2 in the unlearning history of me/vit-step-2" in found.stdout
-    assert "| recorded |" in found.stdout and "| measured |" in found.stdout
+    assert found.returncode in (0, 1, 3), found.stderr[-2000:]
+    assert "this request: step 2 of 2; the weights are the last step's: yes" in found.stdout
+    commit = hub.state.repos[("model", "me/vit-step-2")].commits[-1]["oid"]
+    assert f"(commit {commit})" in found.stdout and "verdict: " in found.stdout
     missing = verify("--forget-classes", "digit-9")
-    assert missing.returncode == 1 and "NOT FOUND" in missing.stdout
+    assert missing.returncode in (0, 1, 3) and "this request: not in it" in missing.stdout
 
 
 def test_a_model_revision_is_loaded_and_recorded(hub, tmp_path):

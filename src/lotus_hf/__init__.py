@@ -2,11 +2,10 @@
 
 The product: `UnlearningConfig` and `UnlearningTrainer` (LoTUS), the data (`ForgetRequest`,
 `prepare_unlearning_data`), the evaluation (`evaluate_unlearning`, `rf_jsd`), the Hub (`load_model`,
-`push_folder`) and one whole run (`unlearn`, `save_unlearned`). The baselines live in `lotus_hf.baselines`;
-the research harness (training originals, the benchmark) in `lotus_hf.research`, outside this API.
+`push_folder`), one whole run (`unlearn`, `save_unlearned`) and its verification (`verify`). The baselines
+live in `lotus_hf.baselines`; the research harness (training originals, the benchmark) in `lotus_hf.research`,
+outside this API.
 """
-
-__version__ = "0.1.0"
 
 from . import _compat  # noqa: F401  (first: it quiets a DeepSpeed notice before transformers imports it)
 from .config import UnlearningConfig
@@ -16,6 +15,8 @@ from .hub import load_model, push_folder
 from .rf_jsd import rf_jsd
 from .run import save_unlearned, unlearn
 from .trainer import UnlearningTrainer
+from .verify import VerifyResult, verify
+from .version import __version__
 
 __all__ = [
     "ForgetRequest",
@@ -24,6 +25,7 @@ __all__ = [
     "UnlearningData",
     "UnlearningReport",
     "UnlearningTrainer",
+    "VerifyResult",
     "__version__",
     "evaluate_unlearning",
     "load_image_dataset",
@@ -33,6 +35,7 @@ __all__ = [
     "rf_jsd",
     "save_unlearned",
     "unlearn",
+    "verify",
 ]
 
 

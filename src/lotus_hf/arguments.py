@@ -124,14 +124,31 @@ class UnlearnArguments:
 
 @dataclass
 class VerifyArguments:
-    """What `lotus-hf verify` checks: a model, and (with the data set and forget flags) a deletion request."""
+    """Does a model behave, on a deletion request's forget set, as a model that never saw it would? Exit 0:
+    forgotten, 1: not forgotten, 3: inconclusive (2: bad input). The verdict comes from the model's outputs on the
+    forget set against held-out images of the same classes; the model's unlearning history is checked against its
+    weights and reported beside it. With --reference-models, a per-example test as well: each reference is a model
+    trained without the forget set (`lotus-hf train --like ORIGINAL` with the same forget flags and another
+    --seed), so K references cost K trainings of the original's recipe, and one inference pass each here."""
 
     _argument_group_name = "verify"
 
-    model: str = HfArg(default=None, help="The model to check: folder or Hub id[@rev].")
+    model: str | None = HfArg(default=None, help="The model to check: folder, bundled name or Hub id[@rev].")
     revision: str | None = HfArg(default=None, help="Hub revision of --model.")
     seed: int | None = HfArg(
-        default=None, help="Seed of the unseen/test split (default: the one its report records)."
+        default=None,
+        help="Seed of the held-out split and of a fraction request (default: the one the run recorded, else 3407).",
+    )
+    reference_models: str | None = HfArg(
+        default=None,
+        help="Models trained without the forget set, comma-separated: adds the per-example test.",
+    )
+    json: bool = HfArg(
+        default=False, help="Print one JSON object (verdict, step, weights_match, evidence, ...)."
+    )
+    receipt: str | None = HfArg(default=None, help="Write a receipt to keep to this new file (JSON).")
+    recheck: str | None = HfArg(
+        default=None, help="Re-run the check a receipt records and compare (exit 0: confirmed, 1: not)."
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .data import FASHION_MNIST_HUB_ID, FASHION_MNIST_IDS
+from .version import __version__
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 TAGS = ["lotus-hf", "machine-unlearning", "image-classification"]
@@ -25,7 +26,6 @@ LOTUS_CITATION = """@inproceedings{spartalis2025lotus,
   year      = {2025},
   note      = {arXiv:2503.18314}
 }"""
-_FINGERPRINT_KEYS = ("kind", "request", "size", "per_class", "sha256")
 
 
 def hub_id(name: str | None) -> str | None:
@@ -49,23 +49,6 @@ def dataset_id(name: str | None) -> str | None:
     return FASHION_MNIST_HUB_ID if name in FASHION_MNIST_IDS else name
 
 
-def lineage_entry(base_model: str, forget: dict, dataset: str | None = None, method: str = "lotus") -> dict:
-    """One step of a checkpoint's unlearning history, as kept in `config.lotus_hf_unlearning`."""
-    return {
-        "base_model": base_model,
-        "dataset": dataset,
-        "method": method,
-        "forget": {key: forget.get(key) for key in _FINGERPRINT_KEYS},
-    }
-
-
-def unlearning_lineage(
-    previous: list[dict], base_model: str, forget: dict, dataset: str | None, method: str
-) -> list[dict]:
-    """A checkpoint's unlearning history after this run: the steps it came with, then this one."""
-    return [*previous, lineage_entry(base_model, forget, dataset, method)]
-
-
 def unlearning_card(
     *,
     model_name: str,
@@ -87,7 +70,8 @@ def unlearning_card(
             model was unlearned, its `method_hyperparameters()` the settings that define the run.
         forget: the forget request's fingerprint (`UnlearningData.fingerprint`).
         report: `UnlearningReport.to_dict()`, or `{}` when the model was not evaluated.
-        lineage: every unlearning step of the checkpoint (`lineage_entry`), oldest first, ending with this one.
+        lineage: every unlearning step of the checkpoint (`lotus_hf.provenance.history_step`), oldest first,
+            ending with this one.
         dataset: the data set unlearned on (name, folder or Hub id).
         history: the trainer's per-epoch history; LoTUS's probes (entries with `tau`) get a table.
     """
@@ -121,6 +105,8 @@ def unlearning_card(
         probes=probes,
         seconds="-" if seconds is None else f"{seconds:.1f}",
         metrics_table=report_table(report),
+        verification=report.get("verification") or {},
+        evidence_table=evidence_table(report.get("verification") or {}),
         notes=report.get("notes") or [],
         versions=_versions(),
         citation=LOTUS_CITATION,
@@ -156,6 +142,20 @@ def _outcome(probes: list[dict]) -> str:
     return ""
 
 
+def evidence_table(verification: dict) -> str:
+    """The tests behind a verdict (`lotus_hf.evidence`) as a markdown table, rounded for display only."""
+    rows = verification.get("evidence") or []
+    if not rows:
+        return ""
+    lines = ["| test | statistic | 95% interval | unseen data | never-seen at most | forget | held-out | outcome |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for e in rows:
+        low, high = e["interval"]
+        lines.append(f"| {e['test']} | {e['statistic']:.4f} | [{low:.4f}, {high:.4f}] | {e['expected']:.2f} | "
+                     f"{e['threshold']:.2f} | {e['n_forget']} | {e['n_heldout']} | {e['outcome']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def report_table(report: dict) -> str:
     """The report's rows as a markdown table, rounded for display only."""
     rows = report.get("rows", {})
@@ -175,8 +175,6 @@ def _versions() -> dict[str, str]:
             return version(package)
         except PackageNotFoundError:
             return "unknown"
-
-    from . import __version__  # also right where lotus_hf is a folder beside an app, not an installed package
 
     return {
         "lotus-hf": __version__,

@@ -114,7 +114,8 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         start_run_folder,  # fmt: skip
         unfinished_run,
     )
-    from .run import check_retrained, fit_head, method_config, save_unlearned, unlearn
+    from .provenance import check_trained_without
+    from .run import fit_head, method_config, save_unlearned, unlearn
 
     output_dir = run.output_dir or default_output(f"{Path(run.model.split('@')[0]).name}-unlearned")
     unfinished = unfinished_run(output_dir)
@@ -212,7 +213,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
             start_run_folder(output_dir, record)
     retrained = None
     if run.retrained:
-        warning = check_retrained(run.retrained, data.fingerprint)
+        warning = check_trained_without(run.retrained, data.fingerprint)
         if warning:
             say(f"warning: {warning}")
         retrained = load_model(run.retrained)[0]
@@ -244,6 +245,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         print(f"\nunlearning took {result.report.unlearning_seconds:.1f} s (rf_jsd: textbook JSD variant)")
         for note in result.report.notes:
             print(f"note: {note}")
+        print(verdict_text(result.report.verification))
         path = save_unlearned(result, processor, output_dir)
         print(f"saved the unlearned model, model card and report.json to {path}")
         if run.push_to_hub:
@@ -252,34 +254,49 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     _compat.leave_process_group(state)
 
 
+def verdict_text(verification: dict) -> str:
+    """The verdict a run ends with, its tests and what to do, as `lotus-hf unlearn` prints it."""
+    from .cards import evidence_table
+
+    return (f"\nverification on held-out data the run did not calibrate on: {verification['verdict']}\n"
+            f"{evidence_table(verification)}\n{verification['advice']}")  # fmt: skip
+
+
 def verify_command(argv: list[str]) -> None:
-    from .verify import verify
+    import json
+
+    from .hub import OutputError
+    from .verify import recheck, verify, write_receipt
 
     groups = [VerifyArguments, DataArguments, ForgetArguments]
     parser = build_parser("lotus-hf verify", VerifyArguments.__doc__, groups)
     verify_values, data_values, forget_values, _ = split_values(parse_given(parser, argv, "verify"), *groups)
     args, data_args = VerifyArguments(**verify_values), DataArguments(**data_values)
+    if args.recheck:
+        confirmed, differences, result = recheck(args.recheck)
+        print(result.to_text() + "\n")
+        print("receipt confirmed: the same model, the same tests, the same verdict" if confirmed else
+              "receipt NOT confirmed:\n" + "\n".join(f"- {d}" for d in differences))  # fmt: skip
+        raise SystemExit(0 if confirmed else 1)
     if not args.model:
-        raise ValueError("`--model` must name the model to verify: a folder or a Hub id.")
+        raise ValueError("`--model` must name the model to verify: a folder, bundled name or Hub id.")
+    if args.receipt and Path(args.receipt).exists():
+        raise OutputError(
+            f"`--receipt` {args.receipt!r} exists: pass a new file name (nothing is ever overwritten)."
+        )
     request = ForgetArguments(**forget_values).request(args.seed or 0)
     if request is None:
         raise ValueError("give the deletion request to verify: `--forget-classes`, `--forget-indices`, ...")
+    references = [r.strip() for r in (args.reference_models or "").split(",") if r.strip()]
     result = verify(args.model, data_args.dataset, request, revision=args.revision, seed=args.seed,
-                    image_column=data_args.image_column, label_column=data_args.label_column)  # fmt: skip
-    print(f"request: {request.describe()} of {data_args.dataset}, {result.fingerprint['size']} samples, "
-          f"SHA-256 {result.fingerprint['sha256']}")  # fmt: skip
-    if result.step is None:
-        listed = (
-            "; ".join(f"{i}: {s['forget'].get('request')}" for i, s in enumerate(result.history, 1)) or "none"
-        )
-        print(f"NOT FOUND in the unlearning history of {args.model} ({len(result.history)} steps: {listed})")
-        raise SystemExit(1)
-    step = result.history[result.step - 1]
-    print(f"found: step {result.step} of {len(result.history)} in the unlearning history of {args.model} "
-          f"(unlearned from {step['base_model']} with {step['method']})\n")  # fmt: skip
-    print(result.to_markdown())
-    for note in result.notes:
-        print(f"note: {note}")
+                    image_column=data_args.image_column, label_column=data_args.label_column,
+                    reference_models=references or None)  # fmt: skip
+    if args.receipt:
+        write_receipt(result, args.receipt)
+    print(json.dumps(result.to_dict()) if args.json else result.to_text())
+    if args.receipt and not args.json:
+        print(f"receipt written to {args.receipt}; `lotus-hf verify --recheck {args.receipt}` re-runs it")
+    raise SystemExit(result.exit_code)
 
 
 def _research(name: str):

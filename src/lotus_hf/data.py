@@ -216,6 +216,28 @@ class ForgetRequest:
             )
         return indices
 
+    def to_dict(self) -> dict:
+        """The request as JSON values; `ForgetRequest.from_dict` reads it back."""
+        return {"kind": self.kind, "value": list(self.value), "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ForgetRequest:
+        if values.get("kind") not in FORGET_KINDS:
+            raise DataError(
+                f"a forget request's kind must be one of {FORGET_KINDS}, got {values.get('kind')!r}."
+            )
+        return cls(values["kind"], tuple(values.get("value", ())), int(values.get("seed", 0)))
+
+    def flags(self) -> list[str]:
+        """The `lotus-hf` flags that make this request (a fraction's seed is the run's `--seed`).
+
+        >>> ForgetRequest.classes(["Bag", "Coat"]).flags()
+        ['--forget-classes', 'Bag,Coat']
+        """
+        flag = {"classes": "--forget-classes", "fraction": "--forget-fraction", "indices": "--forget-indices",
+                "first_percent": "--forget-first-percent"}[self.kind]  # fmt: skip
+        return [flag, ",".join(str(v) for v in self.value)]
+
     def describe(self) -> str:
         if self.kind == "indices":
             return f"indices ({len(self.value)} given)"
@@ -568,3 +590,27 @@ def split_unlearning_data(
         fingerprint=forget_fingerprint(request, forget_indices, train_labels, class_names),
         notes=sorted({f"The data set's {x}." for x in (train.converted, held_out.converted) if x}),
     )
+
+
+def verification_splits(
+    dataset,
+    request: ForgetRequest,
+    image_processor,
+    *,
+    seed: int = PAPER_SEEDS[0],
+    train_split: str = "train",
+    test_split: str = "test",
+) -> tuple[PixelDataset, PixelDataset, dict]:
+    """What `lotus-hf verify` reads: the forget set (only those rows of the training split are preprocessed), the
+    held-out half of the test split that an unlearning run with this `seed` never calibrated on (its `test`,
+    not its `unseen`), and the request's fingerprint."""
+    for split in (train_split, test_split):
+        if split not in dataset:
+            raise DataError(f"the data set has no {split!r} split (it has {list(dataset)}).")
+    class_names = class_names_of(dataset)
+    labels = np.asarray(dataset[train_split]["label"])
+    indices = request.resolve(labels, class_names)
+    _, test_indices = stratified_halves(np.asarray(dataset[test_split]["label"]), seed)
+    forget = preprocess(dataset[train_split].select(indices), image_processor)
+    heldout = preprocess(dataset[test_split].select(test_indices), image_processor)
+    return forget, heldout, forget_fingerprint(request, indices, labels, class_names)

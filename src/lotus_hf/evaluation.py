@@ -150,6 +150,7 @@ class UnlearningReport:
     forget: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    verification: dict = field(default_factory=dict)  # the verdict on the forget set (lotus_hf.evidence)
 
     def to_dict(self) -> dict:
         return _finite(asdict(self))

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .cards import unlearning_card, unlearning_lineage
+from .cards import unlearning_card
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 BUNDLED_MODELS = ("fashion-mnist-resnet", "fashion-mnist-vit")
@@ -180,6 +180,32 @@ def atomic_output_dir(path: str | os.PathLike):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def write_new_file(path: str | os.PathLike, text: str, what: str = "output") -> Path:
+    """Write `text` into the new file `path` atomically (a temporary file beside it, then a rename): it appears
+    whole or not at all, and an existing file is never overwritten."""
+    path = Path(path)
+    if path.exists():
+        raise OutputError(
+            f"`{what}` {str(path)!r} exists: pass a new file name (nothing is ever overwritten)."
+        )
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    except OSError as error:
+        raise OutputError(f"`{what}` {str(path)!r} cannot be written ({error.strerror}).") from None
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.chmod(staging, 0o644)
+        os.link(staging, path)  # fails if `path` appeared meanwhile: never overwrites
+    except FileExistsError:
+        raise OutputError(f"`{what}` {str(path)!r} exists: pass a new file name.") from None
+    finally:
+        os.unlink(staging)
+    return path
+
+
 def write_model_folder(
     directory: str | os.PathLike, model, image_processor, card, report: dict | None = None
 ) -> None:
@@ -319,20 +345,31 @@ class HubMixin:
     """
 
     def _init_card(self, model) -> None:
-        """What the card records about where the model comes from: call it in `__init__`."""
+        """What the card and the unlearning history record about where the model comes from: call it in
+        `__init__`, before any update."""
+        from .provenance import model_history, weights_sha256
+
         self.base_model = getattr(model.config, "_name_or_path", None) or "unknown"
-        self._previous_lineage = list(getattr(model.config, "lotus_hf_unlearning", None) or [])
+        self._previous_lineage = model_history(model)
+        self._weights_before = weights_sha256(model)
         self.forget_fingerprint: dict = {}
         self.report: dict = {}
         self.dataset_name: str | None = None
 
-    def unlearning_lineage(self) -> list[dict]:
-        """The model's chain of unlearning steps: those it came with, plus this run (kept in its config)."""
-        method = self.args.method_hyperparameters()["method"]
-        return unlearning_lineage(self._previous_lineage, self.base_model, self.forget_fingerprint,
-                                  self.dataset_name, method)  # fmt: skip
+    def unlearning_lineage(self, model=None) -> list[dict]:
+        """The model's unlearning history: the steps it came with, plus this run, with the SHA-256 of `model`'s
+        weights (default: the trainer's, gathered when sharded; every process must call it then)."""
+        from .distributed import whole_model
+        from .provenance import history_step, weights_sha256
 
-    def model_card(self, model_name: str | None = None):
+        settings = self.args.method_hyperparameters()
+        after = weights_sha256(model if model is not None else whole_model(self))
+        step = history_step(self.forget_fingerprint, method=settings["method"], settings=settings,
+                            base_model=self.base_model, before=self._weights_before, after=after,
+                            seed=self.args.seed, dataset=self.dataset_name)  # fmt: skip
+        return [*self._previous_lineage, step]
+
+    def model_card(self, model_name: str | None = None, lineage: list[dict] | None = None):
         """This run's `huggingface_hub.ModelCard`."""
         return unlearning_card(
             model_name=model_name or Path(self.args.output_dir).name,
@@ -340,7 +377,7 @@ class HubMixin:
             config=self.args,
             forget=self.forget_fingerprint,
             report=self.report,
-            lineage=self.unlearning_lineage(),
+            lineage=lineage or self.unlearning_lineage(),
             dataset=self.dataset_name,
             history=self.history,
         )
@@ -348,7 +385,7 @@ class HubMixin:
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save as `Trainer` does, with the unlearning history in the config and without
         `training_args.bin` (a pickle: lotus-hf writes none)."""
-        self.model.config.lotus_hf_unlearning = self.unlearning_lineage()
+        self.model.config.lotus_hf_unlearning = self.unlearning_lineage()  # every process: it may gather
         super().save_model(output_dir, _internal_call)
         pickled = Path(output_dir or self.args.output_dir) / "training_args.bin"
         if self.args.should_save and pickled.exists():
@@ -356,9 +393,15 @@ class HubMixin:
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
         """Write README.md, the model card, into `args.output_dir` (`push_to_hub` calls it too)."""
+        from .provenance import model_history
+
         if self.is_world_process_zero():
+            # `save_model` has put this run's step into the config (gathering a sharded model on every process)
+            history = model_history(self.model)
+            saved = len(history) == len(self._previous_lineage) + 1
+            lineage = history if saved else self.unlearning_lineage(self.model)
             Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
-            self.model_card(model_name).save(Path(self.args.output_dir) / "README.md")
+            self.model_card(model_name, lineage).save(Path(self.args.output_dir) / "README.md")
 
     def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
                     revision: str | None = None, private: bool | None = None, **kwargs) -> str | None:  # fmt: skip
@@ -378,11 +421,12 @@ class HubMixin:
         model = whole_model(self)  # every process takes part in gathering a sharded model
         if not self.is_world_process_zero():
             return None
-        model.config.lotus_hf_unlearning = self.unlearning_lineage()
+        lineage = self.unlearning_lineage(model)
+        model.config.lotus_hf_unlearning = lineage
         name = kwargs.get("model_name") or repo_id.split("/")[-1]
         private = self.args.hub_private_repo if private is None else private
         with tempfile.TemporaryDirectory(prefix="lotus-hf-push-") as scratch:
-            folder = save_model_folder(Path(scratch) / name, model, self.processing_class, self.model_card(name),
-                                       self.report or None)  # fmt: skip
+            folder = save_model_folder(Path(scratch) / name, model, self.processing_class,
+                                       self.model_card(name, lineage), self.report or None)  # fmt: skip
             return push_folder(folder, repo_id, private=bool(private), token=token or self.args.hub_token,
                                message=commit_message, revision=revision)  # fmt: skip

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +25,14 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from .baselines import BASELINES, BaselineConfig
-from .baselines.retrain import RECIPE_FILE
-from .cards import unlearning_card, unlearning_lineage
+from .cards import unlearning_card
 from .config import UnlearningConfig
-from .data import DataError, ForgetRequest, PixelDataset, UnlearningData, collate, preprocess
+from .data import ForgetRequest, PixelDataset, UnlearningData, collate, preprocess
 from .distributed import to_channels_last, whole_model
 from .evaluation import UnlearningReport, evaluate_unlearning, predict_logits
-from .hub import ModelError, model_file, save_model_folder
+from .evidence import verify_outputs
+from .hub import ModelError, save_model_folder
+from .provenance import HISTORY_KEY, history_step, model_history, weights_sha256
 from .trainer import UnlearningTrainer
 
 METHODS = ("lotus", *BASELINES)
@@ -68,8 +68,9 @@ def method_config(
 
 @dataclass
 class UnlearningResult:
-    """What a run produced: the unlearned model (all its weights, on every process), its report, the config
-    and per-epoch history, the trainer (None for SSD, which does not train), and what the card records."""
+    """What a run produced: the unlearned model (all its weights, on every process), its report (the verdict of
+    `lotus_hf.evidence` included), the config and per-epoch history, the trainer (None for SSD, which does not
+    train), and what the card and the model's unlearning history record."""
 
     model: torch.nn.Module
     report: UnlearningReport
@@ -78,13 +79,24 @@ class UnlearningResult:
     trainer: Trainer | None
     base_model: str
     dataset: str | None = None
-    lineage: list[dict] = field(default_factory=list)
+    previous_steps: list[dict] = field(default_factory=list)  # the unlearning history the original came with
+    weights_before: str | None = None  # SHA-256 of the original's weights
 
-    def model_card(self, model_name: str):
+    def unlearning_history(self) -> list[dict]:
+        """The model's unlearning history after this run: the steps it came with, then this one, which records the
+        SHA-256 of the weights before and after (`lotus_hf.provenance`)."""
+        settings = self.config.method_hyperparameters()
+        step = history_step(self.report.forget, method=settings["method"], settings=settings,
+                            base_model=self.base_model, before=self.weights_before,
+                            after=weights_sha256(self.model), seed=self.config.seed, dataset=self.dataset)  # fmt: skip
+        return [*self.previous_steps, step]
+
+    def model_card(self, model_name: str, lineage: list[dict] | None = None):
         """The unlearned model's `huggingface_hub.ModelCard`."""
         return unlearning_card(model_name=model_name, base_model=self.base_model, config=self.config,
-                               forget=self.report.forget, report=self.report.to_dict(), lineage=self.lineage,
-                               dataset=self.dataset, history=self.history)  # fmt: skip
+                               forget=self.report.forget, report=self.report.to_dict(),
+                               lineage=lineage or self.unlearning_history(), dataset=self.dataset,
+                               history=self.history)  # fmt: skip
 
 
 def unlearn(
@@ -101,6 +113,7 @@ def unlearn(
     probs_out: dict | None = None,
     logits_cache: dict | None = None,
     resume_from_checkpoint: str | bool | None = None,
+    reference_probs: dict[str, list] | None = None,
 ) -> UnlearningResult:
     """Run LoTUS (an `UnlearningConfig`) or a baseline (its config) on `model`, modified in place, and
     evaluate the result against the original (and `retrained`, when given).
@@ -111,22 +124,30 @@ def unlearn(
     history record. Pass `original` to share one frozen copy of the original across runs, and the same dict
     as `logits_cache` to evaluate it and `retrained` once (see `evaluate_unlearning`). `resume_from_checkpoint`
     continues a LoTUS run from a checkpoint (`UnlearningTrainer.train`); the time then covers the resumed part.
+
+    The run ends with the verdict of `lotus_hf.evidence` on data it did not calibrate on (the forget set against
+    `data.test`), in `report.verification`. `reference_probs` (`{"forget": [...], "test": [...]}`, softmax outputs
+    of models trained without the forget set) adds its per-example test.
     """
     check_model_outputs(model, data.forget)  # a model that cannot work fails before any work
     original = original if original is not None else copy.deepcopy(model).eval()
     base_model = base_model or getattr(model.config, "_name_or_path", None) or "unknown"
-    previous = list(getattr(model.config, "lotus_hf_unlearning", None) or [])
+    previous, weights_before = model_history(model), weights_sha256(model)
     if isinstance(config, UnlearningConfig) and config.class_forgetting is None:
         config.class_forgetting = data.fingerprint.get("kind") == "classes"
     start = time.perf_counter()
     trainer, history = _run(model, data, config, callbacks, resume_from_checkpoint)
     seconds = time.perf_counter() - start
     unlearned = whole_model(trainer, original) if trainer is not None else model
+    probs = probs_out if probs_out is not None else {}
     report = evaluate_unlearning(original, unlearned, data, retrained=retrained, unlearning_seconds=seconds,
-                                 retrain_seconds=retrain_seconds, seed=config.seed, probs_out=probs_out,
+                                 retrain_seconds=retrain_seconds, seed=config.seed, probs_out=probs,
                                  logits_cache=logits_cache)  # fmt: skip
     report.notes = [*data.notes, *report.notes]
     hyperparameters = config.method_hyperparameters()
+    report.verification = verify_probs(
+        probs["unlearned"], data, hyperparameters["method"], reference_probs
+    ).to_dict()
     report.training = {
         "method": hyperparameters["method"],
         "hyperparameters": hyperparameters,
@@ -137,29 +158,24 @@ def unlearn(
     if trainer is not None:  # so that `trainer.push_to_hub()` records the request and the metrics too
         trainer.base_model, trainer.dataset_name = base_model, dataset
         trainer.forget_fingerprint, trainer.report = dict(data.fingerprint), report.to_dict()
-    lineage = unlearning_lineage(previous, base_model, data.fingerprint, dataset, hyperparameters["method"])
-    return UnlearningResult(unlearned, report, config, history, trainer, base_model, dataset, lineage)
+    return UnlearningResult(
+        unlearned, report, config, history, trainer, base_model, dataset, previous, weights_before
+    )
 
 
-def check_retrained(name: str, fingerprint: dict) -> str | None:
-    """Check that the model `name` was retrained without exactly this forget request (the fingerprint its
-    `training_recipe.json` records, as `lotus-hf train` writes it): raise `DataError` when it records another
-    request; return a warning when it records none (the Avg Gap then assumes it)."""
-    path = model_file(name, RECIPE_FILE)
-    recorded = json.loads(path.read_text()).get("forget") if path else None
-    if not recorded:
-        return (
-            f"`retrained` {name!r} records no forget request: the Avg Gap assumes it was retrained without exactly "
-            f"this forget set ({fingerprint.get('request')}, {fingerprint.get('size')} samples)."
-        )
-    if recorded.get("sha256") != fingerprint.get("sha256"):
-        raise DataError(
-            f"`retrained` {name!r} was retrained without another forget set ({recorded.get('request')}, "
-            f"{recorded.get('size')} samples) than this request ({fingerprint.get('request')}, "
-            f"{fingerprint.get('size')} samples), so the Avg Gap would compare the wrong things: retrain it for "
-            "this request (`lotus-hf train --like ORIGINAL --dataset ... <the same forget flags>`)."
-        )
-    return None
+def verify_probs(
+    probs: dict, data: UnlearningData, method: str | None = None, reference_probs: dict | None = None
+):
+    """The verdict on `data`'s forget set from a model's softmax outputs on it and on `data.test` (held out, never
+    calibrated on), by split name (`lotus_hf.evidence.verify_outputs`)."""
+    references = reference_probs or {}
+    with np.errstate(divide="ignore"):  # a probability that underflowed to 0 is a log-probability of -inf
+        return verify_outputs(
+            np.log(probs["forget"]), data.forget.labels.numpy(), np.log(probs["test"]), data.test.labels.numpy(),
+            kind=data.fingerprint.get("kind"), method=method,
+            reference_forget=[np.log(p) for p in references.get("forget", [])] or None,
+            reference_heldout=[np.log(p) for p in references.get("test", [])] or None,
+        )  # fmt: skip
 
 
 def check_model_outputs(model, images: PixelDataset) -> None:
@@ -215,8 +231,9 @@ def save_unlearned(result: UnlearningResult, image_processor, output_dir: str | 
     `output_dir`, atomically. The model's config keeps its unlearning history (`lotus_hf_unlearning`): a
     model unlearned again lists every base model and forget fingerprint. Push the folder with
     `lotus_hf.hub.push_folder`, as the CLI and the Space do."""
-    result.model.config.lotus_hf_unlearning = result.lineage
-    card = result.model_card(Path(output_dir).name)
+    history = result.unlearning_history()
+    setattr(result.model.config, HISTORY_KEY, history)
+    card = result.model_card(Path(output_dir).name, history)
     return save_model_folder(output_dir, result.model, image_processor, card, result.report.to_dict())
 
 

@@ -1,100 +1,311 @@
-"""Verify a deletion request against a model, as an auditor would (`lotus-hf verify`): is the request in the
-model's unlearning history, and what does the model know about that forget set now?
+"""Verify a deletion request as an auditor would (`lotus-hf verify`): does the model behave, on the forget set,
+as a model that never saw it would? And is the model at hand the one its unlearning history describes?
 
-The request is fingerprinted again from the data set (SHA-256 of the sorted sample ids, as when it was
-unlearned) and looked up in the history every lotus-hf checkpoint keeps in its config
-(`lotus_hf_unlearning`). The model is then measured on that forget set (accuracies, MIA, RF-JSD against the
-step's base model when it can be loaded) next to what its report recorded.
+The verdict comes from the model's behaviour alone (`lotus_hf.evidence`): its outputs on the forget set against
+its outputs on the held-out half of the test split that an unlearning run never calibrates on. It holds for any
+image classifier, unlearned by lotus-hf, by another tool, or retrained from scratch. The model's unlearning
+history (`lotus_hf.provenance`) is checked against its weights and reported next to the verdict, never counted
+as evidence. A receipt (`VerifyResult.receipt`) records the request, the model's hashes, every test and the
+command that re-runs the check; `recheck` re-runs it.
 
 Example:
     >>> result = verify("me/model-unlearned", "me/data", ForgetRequest.classes(["cat"]))  # doctest: +SKIP
-    >>> result.step, result.rows["measured"]["acc_forget"]  # doctest: +SKIP
-    (1, 0.02)
+    >>> result.verdict, result.history["weights_match"]  # doctest: +SKIP
+    ('forgotten', True)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
-from .data import ForgetRequest, load_image_dataset, prepare_unlearning_data
-from .evaluation import evaluate_unlearning
-from .hub import ModelError, load_model, model_file
+import numpy as np
 
-MEASURED = ("acc_forget", "acc_retain", "acc_test", "mia", "rf_jsd", "rf_jsd_reference")
+from .cards import evidence_table
+from .data import (
+    PAPER_SEEDS,
+    ForgetRequest,
+    UnlearningData,
+    class_names_of,
+    forget_fingerprint,
+    load_image_dataset,
+    verification_splits,
+)
+from .evaluation import predict_logits
+from .evidence import Verification, log_softmax, verify_outputs
+from .hub import ModelError, load_model, model_file, split_revision
+from .provenance import check_history, check_trained_without, model_history, weights_sha256
+from .version import __version__
 
 
 @dataclass
-class Verification:
-    """What `verify` found: the request's fingerprint, the history step holding it (1-based; None when the
-    model's history does not hold it), the history, and the metrics recorded and measured now."""
+class VerifyResult:
+    """What `verify` found. `to_dict()` is what `lotus-hf verify --json` prints: at least `verdict`, `step` (the
+    history step holding the request, or None), `weights_match` (True, False or None) and `evidence`."""
 
+    verification: Verification
+    history: dict
+    request: ForgetRequest
     fingerprint: dict
-    history: list[dict]
-    step: int | None
-    rows: dict[str, dict] = field(default_factory=dict)  # "recorded" (when known) and "measured"
-    notes: list[str] = field(default_factory=list)
+    seed: int
+    model: dict
+    dataset: dict
+    arguments: dict
+    notes: list[str]
 
-    def to_markdown(self) -> str:
-        keys = [k for k in MEASURED if any(k in row for row in self.rows.values())]
-        lines = ["| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        for name, row in self.rows.items():
-            cells = ["-" if row.get(k) is None else f"{row[k]:.4f}" for k in keys]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    @property
+    def verdict(self) -> str:
+        return self.verification.verdict
+
+    @property
+    def exit_code(self) -> int:
+        return self.verification.exit_code
+
+    def to_dict(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "step": self.history["step"],
+            "weights_match": self.history["weights_match"],
+            **self.verification.to_dict(),
+            "request": {
+                "description": self.request.describe(),
+                "fingerprint": self.fingerprint,
+                "seed": self.seed,
+            },
+            "model": self.model,
+            "dataset": self.dataset,
+            "history": self.history,
+            "notes": self.notes,
+        }
+
+    def to_text(self) -> str:
+        """What `lotus-hf verify` prints: the request, the model and its history checks, the tests, the verdict."""
+        history, model = self.history, self.model
+        lines = [f"request: {self.request.describe()} of {self.dataset['name']}, {self.fingerprint['size']} samples, "
+                 f"SHA-256 {self.fingerprint['sha256']}",
+                 f"model: {model['name']}" + (f"@{model['revision']}" if model["revision"] else "")
+                 + (f" (commit {model['commit']})" if model["commit"] else "")
+                 + f", weights SHA-256 {model['weights_sha256']}"]  # fmt: skip
+        match = {True: "yes", False: "NO", None: "unverifiable"}
+        if history["steps"]:
+            where = f"step {history['step']} of {history['steps']}" if history["step"] else "not in it"
+            lines.append(f"unlearning history: {history['steps']} step(s); this request: {where}; the weights are the "
+                         f"last step's: {match[history['weights_match']]}" + (
+                             f"; step {history['step']} started from its base model: {match[history['base_match']]}"
+                             if history["step"] and history["weights_match"] is not None else ""))  # fmt: skip
+        lines += [f"note: {note}" for note in [*history["notes"], *self.notes]]
+        lines += ["", evidence_table(self.verification.to_dict())]
+        lines += ["", f"verdict: {self.verdict}", self.verification.advice]
         return "\n".join(lines)
+
+    def command(self) -> str:
+        """The command that re-runs this check."""
+        args = self.arguments
+        parts = ["lotus-hf", "verify", "--model", args["model"], "--dataset", args["dataset"], *self.request.flags(),
+                 "--seed", str(self.seed)]  # fmt: skip
+        for flag, key in (("--revision", "revision"), ("--image-column", "image_column"),
+                          ("--label-column", "label_column")):  # fmt: skip
+            if args.get(key):
+                parts += [flag, str(args[key])]
+        if args.get("reference_models"):
+            parts += ["--reference-models", ",".join(args["reference_models"])]
+        return " ".join(_quote(p) for p in parts)
+
+    def receipt(self) -> dict:
+        """What an auditor files: the request and its fingerprint, the model (id, revision, hashes), the history
+        checks, every test with its statistic and intervals, the verdict, and how to re-run the check. Its
+        `receipt_sha256` covers everything else in it, so an edit shows."""
+        body = {
+            "receipt": "lotus-hf verification receipt, version 1",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tool": _versions(),
+            **self.to_dict(),
+            "command": self.command(),
+            "arguments": {**self.arguments, "request": self.request.to_dict(), "seed": self.seed},
+        }
+        return {**body, "receipt_sha256": _digest(body)}
 
 
 def verify(
     model: str,
-    dataset: str,
-    request: ForgetRequest,
+    dataset: str | None = None,
+    request: ForgetRequest | None = None,
     *,
     revision: str | None = None,
+    seed: int | None = None,
     image_column: str | None = None,
     label_column: str | None = None,
-    seed: int | None = None,
-) -> Verification:
-    """Look `request` up in the unlearning history of `model` (a folder, bundled name or Hub id) and measure
-    the model on its forget set. `seed` splits the test split into unseen and test data as the run did
-    (default: the seed the model's report.json records, else 3407)."""
-    network, processor = load_model(model, revision)
-    history = list(getattr(network.config, "lotus_hf_unlearning", None) or [])
-    name = f"{model}@{revision}" if revision else model
-    report_path = model_file(name, "report.json")
-    report = json.loads(report_path.read_text()) if report_path else {}
-    recorded_seed = report.get("training", {}).get("hyperparameters", {}).get("seed")
-    data_set = load_image_dataset(dataset, image_column=image_column, label_column=label_column)
-    seed = seed or recorded_seed or 3407
-    data = prepare_unlearning_data(data_set, request, processor, seed=seed)
-    sha = data.fingerprint["sha256"]
-    step = next(
-        (i for i, entry in enumerate(history, 1) if entry.get("forget", {}).get("sha256") == sha), None
-    )
-    result = Verification(fingerprint=data.fingerprint, history=history, step=step)
-    if step is None:
-        return result
-    # The run that unlearned this request recorded its metrics when it is the model's last step.
-    if step == len(history) and report.get("forget", {}).get("sha256") == sha:
-        result.rows["recorded"] = {k: report["rows"]["unlearned"].get(k) for k in MEASURED}
+    reference_models: list[str] | None = None,
+    data: UnlearningData | None = None,
+) -> VerifyResult:
+    """Verify `request` (a `ForgetRequest`) against `model` (a folder, bundled name or Hub id `ORG/NAME[@REV]`) on
+    `dataset`, from the model's behaviour; check its unlearning history against its weights.
+
+    `seed` splits the test split into the half an unlearning run calibrates on and the half verified on, and draws
+    a fraction request; by default it is the seed the history step holding the request recorded (the run's), else
+    3407. `reference_models`: models trained without the forget set (`lotus-hf train --like ORIGINAL` with the
+    same forget flags and other seeds) for the per-example test. `data`: an `UnlearningData` already prepared,
+    instead of `dataset` (its `test` split is the held-out data)."""
+    if request is None:
+        raise ValueError("`request` must be given: the deletion request to verify (a `ForgetRequest`).")
+    name, revision = (model, revision) if revision else split_revision(model)
+    network, processor = load_model(name, revision)
+    network.eval()
+    history = model_history(network)
+    if data is not None:
+        if seed is None:
+            raise ValueError(
+                "`seed` must be given with `data`: the seed its unseen/test split was drawn with."
+            )
+        forget, heldout, fingerprint = data.forget, data.test, data.fingerprint
     else:
-        result.notes.append(
-            f"the model's report.json is of a later step: no metrics recorded for step {step}"
-        )
-    original = _original(history[step - 1].get("base_model"), result)
-    rows = evaluate_unlearning(original if original is not None else network, network, data, seed=seed).rows
-    measured = {k: rows["unlearned"].get(k) for k in MEASURED}
-    if original is None:  # RF-JSD's reference is the original's outputs on unseen data
-        measured["rf_jsd"] = measured["rf_jsd_reference"] = None
-    result.rows["measured"] = measured
-    return result
+        if dataset is None:
+            raise ValueError("`dataset` must name the data set the request refers to (or pass `data`).")
+        loaded = load_image_dataset(dataset, image_column=image_column, label_column=label_column)
+        if seed is None:
+            seed = _recorded_seed(history, request, loaded)
+        if request.kind == "fraction":
+            request = ForgetRequest.fraction(request.value[0], seed=seed)
+        forget, heldout, fingerprint = verification_splits(loaded, request, processor, seed=seed)
+    notes = [
+        w for r in reference_models or [] if (w := check_trained_without(r, fingerprint, "reference_models"))
+    ]
+    references = [load_model(r)[0].eval() for r in reference_models or []]
+
+    def log_probs(m, rows):
+        return log_softmax(predict_logits(m, rows).double().numpy())
+
+    kind = fingerprint.get("kind")
+    classes = sorted(set(np.asarray(forget.labels).tolist())) if kind == "classes" else None
+    verification = verify_outputs(
+        log_probs(network, forget), np.asarray(forget.labels), log_probs(network, heldout), np.asarray(heldout.labels),
+        kind=kind, forgotten_classes=classes, reference_forget=[log_probs(r, forget) for r in references] or None,
+        reference_heldout=[log_probs(r, heldout) for r in references] or None,
+        method=(history[-1].get("method") if history else None),
+    )  # fmt: skip
+    weights = weights_sha256(network)
+    checks = check_history(history, weights, fingerprint["sha256"], base_weights=_base_weights)
+    model_info = {"name": name, "revision": revision, "commit": _commit(name, revision), "weights_sha256": weights,
+                  "files": _file_hashes(name, revision)}  # fmt: skip
+    dataset_info = {"name": dataset, "heldout": f"the test split's half an unlearning run with seed {seed} does not "
+                    f"calibrate on ({len(heldout)} images)", "forget_samples": len(forget)}  # fmt: skip
+    arguments = {"model": name, "revision": revision, "dataset": dataset, "image_column": image_column,
+                 "label_column": label_column, "reference_models": list(reference_models or [])}  # fmt: skip
+    return VerifyResult(
+        verification, checks, request, fingerprint, seed, model_info, dataset_info, arguments, notes
+    )
 
 
-def _original(base_model: str | None, result: Verification):
-    """The step's base model, for RF-JSD; None (with a note) when it cannot be loaded here."""
-    if not base_model:
+def _recorded_seed(history: list[dict], request: ForgetRequest, dataset) -> int:
+    """The seed the run that unlearned `request` recorded (its history step's), else the default 3407. A fraction
+    request is found by its description, since its samples depend on the seed; any other by its fingerprint."""
+    if request.kind == "fraction":
+        steps = [s for s in history if (s.get("forget") or {}).get("request") == request.describe()]
+    else:
+        train = dataset["train"] if "train" in dataset else None
+        if train is None:
+            return PAPER_SEEDS[0]
+        labels, names = np.asarray(train["label"]), class_names_of(dataset)
+        sha = forget_fingerprint(request, request.resolve(labels, names), labels, names)["sha256"]
+        steps = [s for s in history if (s.get("forget") or {}).get("sha256") == sha]
+    seeds = [s.get("seed") for s in steps if s.get("seed") is not None]
+    return int(seeds[-1]) if seeds else PAPER_SEEDS[0]
+
+
+def _base_weights(name: str | None) -> str | None:
+    """SHA-256 of the weights of the base model `name`, or None when it cannot be loaded here."""
+    if not name:
         return None
     try:
-        return load_model(base_model)[0]
-    except ModelError as error:
-        result.notes.append(f"RF-JSD not measured: the base model {base_model!r} cannot be loaded ({error})")
+        return weights_sha256(load_model(name)[0])
+    except ModelError:
         return None
+
+
+def _commit(name: str, revision: str | None) -> str | None:
+    """The Hub commit a downloaded model was read from (its cache folder names it), or None for a local folder."""
+    path = model_file(f"{name}@{revision}" if revision else name, "config.json")
+    parts = path.parts if path is not None else ()
+    if "snapshots" in parts and parts.index("snapshots") + 1 < len(parts):
+        return parts[parts.index("snapshots") + 1]
+    return None
+
+
+def _file_hashes(name: str, revision: str | None) -> dict[str, str]:
+    """SHA-256 of the model's weight and config files, as stored."""
+    hashes = {}
+    for filename in ("model.safetensors", "config.json"):
+        path = model_file(f"{name}@{revision}" if revision else name, filename)
+        if path is not None:
+            hashes[filename] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"lotus-hf": __version__}
+    for package in ("transformers", "torch", "numpy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "unknown"
+    return found
+
+
+def _digest(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _quote(part: str) -> str:
+    import shlex
+
+    return shlex.quote(part)
+
+
+# ------------------------------------------------------------------------------------------ receipts
+def write_receipt(result: VerifyResult, path: str | Path) -> Path:
+    """Write `result.receipt()` to `path` as JSON, atomically; an existing file is never overwritten."""
+    from .hub import write_new_file
+
+    return write_new_file(path, json.dumps(result.receipt(), indent=2) + "\n", "receipt")
+
+
+# what a re-check compares, besides the weights' hashes
+_RECHECKED = ("verdict", "step", "weights_match")
+
+
+def recheck(path: str | Path) -> tuple[bool, list[str], VerifyResult]:
+    """Re-run the check a receipt records and compare: `(confirmed, differences, the new result)`. A receipt whose
+    `receipt_sha256` does not cover its contents was edited, and is not confirmed."""
+    try:
+        receipt = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"`recheck` {str(path)!r} is not a readable receipt ({error}).") from None
+    if not isinstance(receipt, dict) or "arguments" not in receipt or "receipt_sha256" not in receipt:
+        raise ValueError(f"`recheck` {str(path)!r} is not a lotus-hf verification receipt.")
+    differences = []
+    body = {k: v for k, v in receipt.items() if k != "receipt_sha256"}
+    if _digest(body) != receipt["receipt_sha256"]:
+        differences.append("the receipt was edited after it was written (its receipt_sha256 does not match)")
+    args = dict(receipt["arguments"])
+    request = ForgetRequest.from_dict(args.pop("request"))
+    result = verify(args["model"], args["dataset"], request, revision=args["revision"], seed=args["seed"],
+                    image_column=args["image_column"], label_column=args["label_column"],
+                    reference_models=args["reference_models"] or None)  # fmt: skip
+    now = result.to_dict()
+    for key in _RECHECKED:
+        if now[key] != receipt.get(key):
+            differences.append(f"{key}: receipt {receipt.get(key)!r}, now {now[key]!r}")
+    if now["model"]["weights_sha256"] != receipt["model"]["weights_sha256"]:
+        differences.append("the model's weights differ from those the receipt names")
+    recorded = {e["test"]: e for e in receipt.get("evidence", [])}
+    for evidence in now["evidence"]:
+        before = recorded.get(evidence["test"])
+        if before is None or not np.isclose(before["statistic"], evidence["statistic"], rtol=0, atol=1e-9):
+            differences.append(f"{evidence['test']}: statistic {before and before['statistic']} -> "
+                               f"{evidence['statistic']}")  # fmt: skip
+    return not differences, differences, result

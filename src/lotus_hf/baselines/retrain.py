@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 from ..data import ForgetRequest
 from ..hub import model_file
+from ..provenance import RECIPE_FILE
 from .base import BaselineConfig, fresh_model
 from .finetune import FinetuneTrainer
-
-RECIPE_FILE = "training_recipe.json"
 
 
 @dataclass

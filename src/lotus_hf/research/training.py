@@ -15,11 +15,11 @@ import torch
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForImageClassification
 
-from ..baselines.retrain import RECIPE_FILE
 from ..cards import dataset_id, hub_id
 from ..data import ForgetRequest, PixelDataset, class_names_of, forget_fingerprint, preprocess
 from ..evaluation import accuracy, predict_logits
 from ..hub import atomic_output_dir, resolve_model, write_model_folder
+from ..provenance import RECIPE_FILE
 from ..run import classifier_arguments, train_classifier
 
 _ORIGINAL_TEMPLATE = Path(__file__).parent / "original_card.md"
