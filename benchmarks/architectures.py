@@ -34,7 +34,7 @@ BATCH, STEPS, ROUNDS, IMAGE, CLASSES = 32, 10, 15, 64, 10
 def _data(rows: int, seed: int):
     import torch
 
-    from lotus_hf.data import PixelDataset
+    from lotus_hf.images import PixelDataset
 
     generator = torch.Generator().manual_seed(seed)
     pixels = torch.randn(rows, 3, IMAGE, IMAGE, generator=generator)
@@ -47,10 +47,10 @@ def step_times(family: str, width: int) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from lotus_hf import UnlearningConfig, UnlearningTrainer
-    from lotus_hf.data import collate
     from lotus_hf.distributed import to_channels_last
+    from lotus_hf.recipe import classifier_loss
     from lotus_hf.research.architectures import build_family
-    from lotus_hf.run import classifier_loss
+    from lotus_hf.stream import collate
 
     names = [f"class-{i}" for i in range(CLASSES)]
     model, _ = build_family(family, names, image_size=IMAGE, width=width)
@@ -98,7 +98,7 @@ def step_times(family: str, width: int) -> dict:
                 compute_loss_func=classifier_loss,  # DeiT's distillation head has no loss
             )
         else:  # the paper's class mode: its target accuracy is 0, so the stop rule never ends a random model's run
-            args = UnlearningConfig(**common, retain_fraction=0.3, class_forgetting=True, class_mode="paper")
+            args = UnlearningConfig(**common, retain_fraction=0.3, class_forgetting=True)
             trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain,
                                         unseen_dataset=unseen, callbacks=clock)  # fmt: skip
         trainer.train()

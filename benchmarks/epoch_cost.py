@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 
 from lotus_hf import ForgetRequest, UnlearningConfig, UnlearningTrainer, load_image_dataset
-from lotus_hf.data import collate, prepare_unlearning_data
-from lotus_hf.hub import load_model
+from lotus_hf.data import prepare_unlearning_data
+from lotus_hf.loading import load_model
 from lotus_hf.losses import lotus_targets, soft_cross_entropy
+from lotus_hf.stream import collate
 
 RESULTS = Path(__file__).parent / "results"
 PHASES = ("batch", "forward", "targets_and_loss", "backward", "optimizer")
@@ -82,13 +83,13 @@ def time_finetune_epoch(data, trainer_stream_size: int, seed: int) -> dict:
     one LoTUS epoch sees (forget set + retain subset): the floor LoTUS's per-step overhead is measured on."""
     from torch.utils.data import ConcatDataset
 
-    from lotus_hf.research.training import Recipe, train_with_recipe
+    from lotus_hf.recipe import Recipe
 
     model, _ = load_model("fashion-mnist-resnet")
     retain = data.retain.select(torch.arange(trainer_stream_size - len(data.forget)))
     stream = ConcatDataset([data.forget, retain])
     recipe = Recipe(epochs=1, learning_rate=1e-4, lr_scheduler_type="constant", seed=seed)
-    _, seconds = train_with_recipe(model, stream, recipe, "/tmp/lotus-epoch-cost-finetune")
+    _, seconds = recipe.train(model, stream, "/tmp/lotus-epoch-cost-finetune")
     return {"samples": len(stream), "seconds": seconds, "samples_per_second": len(stream) / seconds}
 
 

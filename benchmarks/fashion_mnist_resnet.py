@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from lotus_hf import ForgetRequest, UnlearningConfig, load_image_dataset, prepare_unlearning_data
-from lotus_hf.hub import load_model
-from lotus_hf.research.training import Recipe, train_original
+from lotus_hf.loading import load_model
+from lotus_hf.recipe import Recipe
+from lotus_hf.research.training import train_original
 from lotus_hf.run import unlearn
 
 RESULTS = Path(__file__).parent / "results"

@@ -45,7 +45,7 @@ def model_and_data(device: str):
     import torch
     from transformers import AutoModelForImageClassification, ViTConfig
 
-    from lotus_hf.data import PixelDataset
+    from lotus_hf.images import PixelDataset
 
     hidden, layers, heads, inter, size, patch, images, batch, steps = SETTINGS[device]
     torch.manual_seed(0)
@@ -69,7 +69,7 @@ def measure(device: str, mode: str) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from lotus_hf import UnlearningConfig, UnlearningTrainer
-    from lotus_hf.data import collate
+    from lotus_hf.stream import collate
 
     hidden, layers, heads, inter, size, patch, images, batch, steps = SETTINGS[device]
     model, forget, retain, unseen = model_and_data(device)
@@ -106,7 +106,6 @@ def measure(device: str, mode: str) -> dict:
             **common,
             retain_fraction=0.3,
             class_forgetting=True,
-            class_mode="paper",
             cache_teacher_logits=cached,
         )
         trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain, unseen_dataset=unseen,

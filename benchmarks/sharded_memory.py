@@ -63,7 +63,7 @@ def measure(teacher: str, out: str) -> None:
     args = UnlearningConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch // 2,
                             per_device_eval_batch_size=128, max_steps=STEPS, logging_strategy="no",
                             disable_tqdm=True, report_to="none", save_strategy="no", seed=0, retain_fraction=0.3,
-                            class_forgetting=True, class_mode="paper",
+                            class_forgetting=True,
                             cache_teacher_logits=teacher == "cached-teacher")  # fmt: skip
     trainer = UnlearningTrainer(
         model, args, forget_dataset=forget, retain_dataset=retain, unseen_dataset=unseen

@@ -24,11 +24,12 @@ import torch
 from transformers import TrainerCallback
 
 from lotus_hf import ForgetRequest, load_image_dataset, load_model, push_folder, save_unlearned, unlearn
-from lotus_hf.cards import hub_id
-from lotus_hf.data import class_names_of, preprocess, split_unlearning_data
+from lotus_hf.data import class_names_of, split_unlearning_data
 from lotus_hf.evaluation import entropy, predict_logits
-from lotus_hf.hub import check_labels
-from lotus_hf.run import method_config
+from lotus_hf.images import preprocess
+from lotus_hf.loading import check_labels
+from lotus_hf.methods import method_config
+from lotus_hf.names import hub_id
 
 BUNDLED = {
     "Fashion-MNIST ResNet (bundled)": "fashion-mnist-resnet",
@@ -316,7 +317,7 @@ def push(run: RunResult | None, repo_id: str, token: str, private: bool = True) 
 def _bundled_classes() -> list[str]:
     from transformers import AutoConfig
 
-    from lotus_hf.hub import resolve_model
+    from lotus_hf.loading import resolve_model
 
     config = AutoConfig.from_pretrained(resolve_model(next(iter(BUNDLED.values()))))
     return [config.id2label[i] for i in range(config.num_labels)]

@@ -50,7 +50,8 @@ def digits_parquet(digits, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits_data(digits):
-    from lotus_hf.data import ForgetRequest, prepare_unlearning_data
+    from lotus_hf.data import prepare_unlearning_data
+    from lotus_hf.requests import ForgetRequest
 
     return prepare_unlearning_data(digits, ForgetRequest.first_percent(10), tiny_processor(), seed=3407)
 
@@ -62,13 +63,13 @@ def trained_resnet(digits_data):
 
     from torch.utils.data import ConcatDataset
 
-    from lotus_hf.research.training import Recipe, train_with_recipe
+    from lotus_hf.recipe import Recipe
 
     model = tiny_model("resnet")
     train = ConcatDataset([digits_data.forget, digits_data.retain])
     recipe = Recipe(model_config="resnet", epochs=15, learning_rate=1e-2, batch_size=64, seed=0)
     with tempfile.TemporaryDirectory() as work:
-        model, _ = train_with_recipe(model, train, recipe, work)
+        model, _ = recipe.train(model, train, work)
     return copy.deepcopy(model).eval()
 
 

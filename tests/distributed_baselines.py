@@ -13,7 +13,9 @@ from conftest import digits_dataset, tiny_model, tiny_processor  # noqa: E402
 
 from lotus_hf._compat import leave_process_group  # noqa: E402
 from lotus_hf.baselines import NegGradPlusConfig, NegGradPlusTrainer, ScrubConfig, ScrubTrainer  # noqa: E402
-from lotus_hf.data import ForgetRequest, PixelDataset, prepare_unlearning_data  # noqa: E402
+from lotus_hf.data import prepare_unlearning_data
+from lotus_hf.images import PixelDataset
+from lotus_hf.requests import ForgetRequest
 
 
 class RecordingNegGradPlus(NegGradPlusTrainer):

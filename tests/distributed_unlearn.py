@@ -14,7 +14,8 @@ from conftest import digits_dataset, tiny_model, tiny_processor, unlearning_conf
 
 from lotus_hf import UnlearningTrainer  # noqa: E402
 from lotus_hf._compat import leave_process_group  # noqa: E402
-from lotus_hf.data import ForgetRequest, prepare_unlearning_data  # noqa: E402
+from lotus_hf.data import prepare_unlearning_data
+from lotus_hf.requests import ForgetRequest
 
 
 def local_share(model) -> float | None:

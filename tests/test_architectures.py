@@ -85,16 +85,15 @@ def test_a_family_from_the_hub_is_unlearned_pushed_and_reloaded(family, hub, tmp
     _python(hub.env, f"""
 import tempfile
 from datasets import load_dataset
-from lotus_hf.data import preprocess
+from lotus_hf.images import preprocess
 from lotus_hf.research.architectures import build_family
-from lotus_hf.run import classifier_arguments, train_classifier
+from lotus_hf.recipe import Recipe
 from tiny import DIGIT_NAMES
 model, processor = build_family({family!r}, DIGIT_NAMES)
 train = preprocess(load_dataset("me/digits")["train"], processor)
 with tempfile.TemporaryDirectory() as work:
-    args = classifier_arguments(work, epochs=10, learning_rate={LEARNING_RATE.get(family, 3e-3)}, batch_size=32,
-                                seed=0)
-    model, _ = train_classifier(model, train, args)
+    recipe = Recipe(epochs=10, learning_rate={LEARNING_RATE.get(family, 3e-3)}, batch_size=32, seed=0)
+    model, _ = recipe.train(model, train, work)
 model.push_to_hub({repo!r})
 processor.push_to_hub({repo!r})
 """)  # fmt: skip
@@ -136,7 +135,7 @@ assert card.data.base_model == {repo!r} and "LoTUS" in card.text and "converted 
                "--batch-size", "32", "--output-dir", str(whole))  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((whole / "report.json").read_text())
-    assert report["training"]["hyperparameters"]["class_mode"] == "remaining"
+    assert report["training"]["hyperparameters"]["method"] == "belief_relabel"
     assert "acc_test_remaining" in report["rows"]["unlearned"] and report["forget"]["kind"] == "classes"
 
 
@@ -145,7 +144,7 @@ def test_a_model_without_logits_is_refused_before_any_work(digits_data, tmp_path
     from transformers import ResNetConfig, ResNetModel
 
     from lotus_hf import unlearn
-    from lotus_hf.hub import ModelError
+    from lotus_hf.errors import ModelError
 
     backbone = ResNetModel(ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8], depths=[1]))
     with pytest.raises(ModelError, match=r"returns no `logits`.*AutoModelForImageClassification"):
@@ -157,7 +156,7 @@ def test_a_classifier_returning_tuples_is_told_to_set_return_dict(digits_data, t
     from conftest import tiny_model, unlearning_config
 
     from lotus_hf import unlearn
-    from lotus_hf.hub import ModelError
+    from lotus_hf.errors import ModelError
 
     model = tiny_model("resnet")
     model.config.return_dict = False  # a classifier, whose outputs are tuples: not a backbone
@@ -180,8 +179,8 @@ from sklearn.datasets import load_digits
 from transformers import AutoModelForImageClassification, ResNetConfig
 from tiny import tiny_processor
 
-from lotus_hf.data import PixelDataset
-from lotus_hf.run import classifier_arguments, train_classifier
+from lotus_hf.images import PixelDataset
+from lotus_hf.recipe import Recipe
 
 digits = load_digits()  # me/digits holds rows 0-449; the backbone learns from the others
 images = list(np.clip(digits.images[450:] * 16, 0, 255).astype(np.uint8)[..., None])
@@ -192,8 +191,7 @@ config = ResNetConfig(num_channels=1, embedding_size=16, hidden_sizes=[16, 32], 
 torch.manual_seed(0)
 model = AutoModelForImageClassification.from_config(config)
 with tempfile.TemporaryDirectory() as work:
-    args = classifier_arguments(work, epochs=15, learning_rate=1e-2, batch_size=64, seed=0)
-    model, _ = train_classifier(model, train, args)
+    model, _ = Recipe(epochs=15, learning_rate=1e-2, batch_size=64, seed=0).train(model, train, work)
 model.push_to_hub("me/parity")
 processor.push_to_hub("me/parity")
 """)  # fmt: skip
@@ -227,7 +225,7 @@ def test_images_are_converted_to_the_channels_the_processor_takes():
     from PIL import Image
     from tiny import tiny_processor
 
-    from lotus_hf.data import preprocess
+    from lotus_hf.images import preprocess
     from lotus_hf.research.architectures import build_family
 
     rgb = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
@@ -266,7 +264,7 @@ def test_every_image_mode_converts_to_what_the_processor_takes():
     import numpy as np
     from PIL import Image
 
-    from lotus_hf.data import _to_channels, preprocess
+    from lotus_hf.images import _to_channels, preprocess
     from lotus_hf.research.architectures import build_family
 
     deep = Image.fromarray(np.full((4, 4), 65535, np.uint16))  # mode I;16 (or I), white
@@ -300,7 +298,7 @@ def test_images_a_model_cannot_take_are_refused_before_any_work(tmp_path):
     from transformers import ViTImageProcessor
 
     from lotus_hf import ForgetRequest, prepare_unlearning_data, unlearn
-    from lotus_hf.hub import ModelError
+    from lotus_hf.errors import ModelError
 
     rgb = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})

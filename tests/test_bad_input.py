@@ -145,7 +145,9 @@ def test_a_split_without_rows_given_from_python():
     import datasets
     from tiny import digits_dataset, tiny_processor
 
-    from lotus_hf.data import DataError, ForgetRequest, prepare_unlearning_data
+    from lotus_hf.data import prepare_unlearning_data
+    from lotus_hf.errors import DataError
+    from lotus_hf.requests import ForgetRequest
 
     full = digits_dataset(100)
     empty = datasets.DatasetDict({"train": full["train"], "test": full["test"].select([])})

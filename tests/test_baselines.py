@@ -11,7 +11,8 @@ from lotus_hf.baselines import BASELINES, distillation_kl
 from lotus_hf.baselines.salun import saliency_mask, top_share_mask
 from lotus_hf.baselines.ssd import dampen
 from lotus_hf.evaluation import accuracy, predict_logits
-from lotus_hf.run import method_config, unlearn
+from lotus_hf.methods import method_config
+from lotus_hf.run import unlearn
 
 
 def _config(tmp_path, method, **overrides):

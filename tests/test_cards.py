@@ -4,8 +4,8 @@ import pytest
 from huggingface_hub import ModelCard
 
 from lotus_hf.cards import unlearning_card
+from lotus_hf.methods import method_config
 from lotus_hf.provenance import history_step
-from lotus_hf.run import method_config
 
 FORGET = {"kind": "classes", "request": "classes=Sandal", "size": 6000, "per_class": {"Sandal": 6000},
           "sha256": "ab" * 32}  # fmt: skip

@@ -13,7 +13,7 @@ def test_unlearn_end_to_end_on_a_tiny_model(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     out = tmp_path / "unlearned"
     code = main(["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--epochs", "2",
-                 "--batch-size", "32", "--class-forgetting", "--class-mode", "paper",
+                 "--batch-size", "32", "--class-forgetting",
                  "--output-dir", str(out)])  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
@@ -139,9 +139,9 @@ def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, 
     lines = []
     for line in process.stdout:  # wait until the second epoch's probe: training is under way
         lines.append(line)
-        if "'epoch': '2'" in line:
+        if "epoch 2:" in line:
             break
-    assert "'epoch': '2'" in lines[-1], "".join(lines)
+    assert "epoch 2:" in lines[-1], "".join(lines)
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 130, rest
@@ -155,19 +155,19 @@ def test_model_folder_unlearning_config_sets_defaults_and_flags_win(digits_folde
     (model_dir / "unlearning_config.json").write_text(json.dumps({"_why": "measured", "alpha": 3.0,
                                                                   "num_train_epochs": 1}))  # fmt: skip
     base = ["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--batch-size", "64",
-            "--class-forgetting", "--class-mode", "paper"]  # fmt: skip
+            "--class-forgetting"]  # fmt: skip
     assert main([*base, "--output-dir", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
-    assert "alpha=3.0, num_train_epochs=1" in printed and "LoTUS: alpha 3.0, 1 epochs at most" in printed
+    assert "gives: alpha=3.0, num_train_epochs=1" in printed and "LoTUS: alpha 3.0, 1 epochs at most" in printed
     assert main([*base, "--epochs", "2", "--output-dir", str(tmp_path / "b")]) == 0
     printed = capsys.readouterr().out
-    assert "settings from the model's unlearning_config.json: alpha=3.0 (" in printed
+    assert "unlearning_config.json (or the request) gives: alpha=3.0 (" in printed
     assert "LoTUS: alpha 3.0, 2 epochs at most" in printed
 
     (model_dir / "unlearning_config.json").write_text(json.dumps({"alpah": 3.0}))
     assert main([*base, "--output-dir", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
-    assert "names ['alpah'], which are not `UnlearningConfig` fields" in err and "Traceback" not in err
+    assert "names fields its methods' configs lack, {'lotus': ['alpah']}" in err and "Traceback" not in err
 
 
 @pytest.fixture(scope="module")
@@ -240,10 +240,10 @@ def test_a_config_file_loads_a_whole_run_and_flags_override_it(digits_folder, tm
     assert main(["unlearn", "--config", str(run), "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "unlearning classes=digit-2 of" in printed
-    assert "lotus-hf's class mode (docs/method.md): 2 epochs at most, lr 0.0003" in printed
+    assert "Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): 2 epochs at most, lr 0.0003" in printed
     report = json.loads((tmp_path / "from-file" / "report.json").read_text())
     assert report["training"]["hyperparameters"]["per_device_train_batch_size"] == 64
-    assert report["training"]["hyperparameters"]["class_forgetting"] is True  # a class request
+    assert report["training"]["method"] == "belief_relabel"  # a class request's default
 
     (tmp_path / "bad.yaml").write_text("aplha: 3\n")
     assert main(["unlearn", "--config", str(tmp_path / "bad.yaml"), "--output-dir", str(tmp_path / "o")]) == 2
@@ -254,7 +254,7 @@ def test_a_config_files_values_are_typed_and_checked_like_flags(digits_folder, t
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     run = tmp_path / "run.yaml"
     # YAML reads 1e-4 and 1e1 as strings, "no" as a string: the parser makes them a float and a bool
-    run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget_classes: digit-2\nlearning_rate: 1e-4\n"
+    run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget_classes: digit-2\nmethod: lotus\nlearning_rate: 1e-4\n"
                    f"alpha: 1e1\nclass_forgetting: 'no'\nepochs: 1\nbatch-size: 64\n")  # fmt: skip
     assert main(["unlearn", "--config", str(run), "--output-dir", str(tmp_path / "a")]) == 0
     hyper = json.loads((tmp_path / "a" / "report.json").read_text())["training"]["hyperparameters"]
@@ -263,7 +263,7 @@ def test_a_config_files_values_are_typed_and_checked_like_flags(digits_folder, t
     for line, message in [
         (
             "hub_token: hf_secret",
-            "unrecognized argument --hub-token in `--config`",
+            "`hub_token` is not a flag of `lotus-hf unlearn`",
         ),  # never a token in a file
         ("alpha: many", "argument --alpha: invalid float value: 'many'"),
         ("push_to_hub: true", "`--push-to-hub` must be a Hub repo id, ORG/NAME, got 'true'"),
@@ -293,7 +293,7 @@ def test_help_lists_the_methods_own_fields_and_help_all_every_field(capsys):
     [
         (["--method", "scrub", "--alpha", "3"], "unrecognized argument --alpha. It is a field of --method lotus"),
         (["--forget-classes", "digit-1", "--forget-fraction", "0.1"], "cannot be combined"),
-        (["--method", "magic"], "`method` must be one of ('lotus', 'finetune',"),
+        (["--method", "magic"], "`method` must be one of ('lotus', 'belief_relabel', 'finetune',"),
         (["--epochs", "many"], "argument --num_train_epochs/--num-train-epochs/--epochs: invalid float value"),
     ],
 )  # fmt: skip
@@ -305,20 +305,24 @@ def test_flags_that_do_not_fit_are_named(extra, message, tmp_path, capsys):
 
 
 def test_the_precedence_of_settings_is_a_library_function(tmp_path):
-    from lotus_hf.data import ForgetRequest
-    from lotus_hf.run import method_config
+    from lotus_hf.methods import method_config
+    from lotus_hf.requests import ForgetRequest
 
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
-    (model_dir / "unlearning_config.json").write_text(json.dumps({"alpha": 3.0, "num_train_epochs": 4}))
+    (model_dir / "unlearning_config.json").write_text(json.dumps({
+        "lotus": {"alpha": 3.0, "num_train_epochs": 4, "classes": {"alpha": 64.0}},
+        "belief_relabel": {"learning_rate": 5e-4}}))  # fmt: skip
+    out = str(tmp_path / "o")
+    # defaults < the paper's class row (a class request with LoTUS) < the model's unlearning_config.json < flags
     config = method_config("lotus", str(model_dir), ForgetRequest.classes(["digit-1"]), num_train_epochs=1,
-                           output_dir=str(tmp_path / "o"))  # fmt: skip
-    # defaults < the model's unlearning_config.json < what the request implies < explicit values
-    assert (config.alpha, config.num_train_epochs, config.class_forgetting) == (3.0, 1, True)
+                           output_dir=out)  # fmt: skip
+    assert (config.alpha, config.num_train_epochs, config.class_forgetting, config.learning_rate) == (64.0, 1, True,
+                                                                                                     1e-4)  # fmt: skip
     assert config.retain_fraction == 0.3  # the paper's default
+    samples = method_config("lotus", str(model_dir), ForgetRequest.first_percent(10), output_dir=out)
+    assert (samples.alpha, samples.num_train_epochs, samples.class_forgetting) == (3.0, 4, False)
     explicit = method_config("lotus", str(model_dir), ForgetRequest.classes(["digit-1"]), class_forgetting=False,
-                             output_dir=str(tmp_path / "o"))  # fmt: skip
-    assert explicit.class_forgetting is False
-    samples = method_config(
-        "lotus", str(model_dir), ForgetRequest.first_percent(10), output_dir=str(tmp_path / "o")
-    )
-    assert samples.class_forgetting is None  # decided from the data by `unlearn`: off for samples
+                             output_dir=out)  # fmt: skip
+    assert (explicit.class_forgetting, explicit.alpha) == (False, 3.0)  # whole classes forgotten as samples
+    assert method_config("belief_relabel", str(model_dir), output_dir=out).learning_rate == 5e-4
+    assert method_config("belief_relabel", output_dir=out).learning_rate == 2e-4  # its own default

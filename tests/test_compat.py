@@ -7,7 +7,8 @@ from conftest import tiny_model
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from lotus_hf import _compat
-from lotus_hf.data import PixelDataset, collate
+from lotus_hf.images import PixelDataset
+from lotus_hf.stream import collate
 
 
 def test_version_ranges():

@@ -97,9 +97,10 @@ def test_sharded_runs_on_two_cpu_processes_hold_half_the_weights_and_match_one_p
 def test_the_cli_on_sharded_cpu_processes_saves_the_whole_model_it_evaluated(strategy, tmp_path):
     from conftest import save_tiny, tiny_model
 
-    from lotus_hf.data import ForgetRequest, load_image_dataset, prepare_unlearning_data
+    from lotus_hf.data import load_image_dataset, prepare_unlearning_data
     from lotus_hf.evaluation import accuracy, predict_logits
-    from lotus_hf.hub import load_model
+    from lotus_hf.loading import load_model
+    from lotus_hf.requests import ForgetRequest
 
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     digits = _digits_folder(tmp_path / "digits")
@@ -107,7 +108,7 @@ def test_the_cli_on_sharded_cpu_processes_saves_the_whole_model_it_evaluated(str
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [*_accelerate(strategy), "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir),
            "--dataset", str(digits), "--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-2",
-           "--class-forgetting", "--class-mode", "paper", "--output-dir", str(out)]  # fmt: skip
+           "--class-forgetting", "--output-dir", str(out)]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count(": unlearning ") == result.stdout.count("saved the unlearned model") == 1
@@ -134,7 +135,7 @@ def test_the_cli_under_torchrun_writes_one_model(tmp_path):
     out = tmp_path / "unlearned"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [*_torchrun(2), "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir), "--dataset", str(digits),
-           "--epochs", "2", "--batch-size", "16", "--class-forgetting", "--class-mode", "paper",
+           "--epochs", "2", "--batch-size", "16", "--class-forgetting",
            "--output-dir", str(out)]  # fmt: skip
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

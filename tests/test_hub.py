@@ -66,7 +66,7 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
     assert metrics["acc_forget"] == pytest.approx(report["rows"]["unlearned"]["acc_forget"], abs=1e-6)
     assert report["forget"]["sha256"] in card.text and "digit-3: " in card.text
     assert (
-        "| `class_mode` | remaining |" in card.text
+        "| `method` | belief_relabel |" in card.text
         and "transformers " in card.text
         and "@inproceedings{" in card.text
     )
@@ -158,7 +158,7 @@ def test_trainer_push_to_hub_from_python(hub, tmp_path):
 
     _python(hub.env, f"""
 from lotus_hf import ForgetRequest, UnlearningConfig, UnlearningTrainer, load_image_dataset, prepare_unlearning_data
-from lotus_hf.hub import load_model
+from lotus_hf.loading import load_model
 
 model, processor = load_model("me/tiny-resnet")
 data = prepare_unlearning_data(load_image_dataset("me/tiny-digits"), ForgetRequest.classes(["digit-5"]), processor)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from lotus_hf.cli import main
 
 ARGS = ["--epochs", "6", "--batch-size", "8", "--learning-rate", "1e-3", "--alpha", "8", "--class-forgetting",
-        "--class-mode", "paper", "--save-steps", "5"]  # fmt: skip
+        "--save-steps", "5"]  # fmt: skip
 
 
 def _command(model_dir, digits_folder, out, *extra):
@@ -77,14 +77,14 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(trained_res
     "setup, extra, message",
     [
         ("none", ["--resume"], "holds no unfinished run (one started with `--save-steps`)"),
-        ("unfinished", ["--forget-classes", "digit-2", "--resume"], "differs from this command in ['request',"),
+        ("unfinished", ["--forget-classes", "digit-2", "--resume"], "differs from this command in ['method', 'request',"),
         ("unfinished", ["--method", "scrub", "--resume"], "differs from this command in ['method',"),
     ],
 )  # fmt: skip
 def test_resume_refuses_what_it_cannot_continue(setup, extra, message, digits_folder, tmp_path, capsys):
     from conftest import tiny_model
 
-    from lotus_hf.hub import start_run_folder
+    from lotus_hf.saving import start_run_folder
 
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     out = tmp_path / "out"
@@ -107,5 +107,5 @@ def test_save_steps_are_for_lotus_runs(digits_folder, tmp_path, capsys):
     args = ["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--method", "finetune",
             "--save-steps", "5", "--output-dir", str(tmp_path / "out")]  # fmt: skip
     assert main(args) == 2
-    assert "`--save-steps` and `--resume` are for LoTUS runs" in capsys.readouterr().err
+    assert "`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

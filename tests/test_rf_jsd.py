@@ -78,27 +78,20 @@ def test_empty_rows_error():
         rf_jsd(np.zeros((0, 2)), [], [[0.4, 0.6]], [0])
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "rf_jsd",
-        "losses",
-        "evaluation",
-        "data",
-        "config",
-        "trainer",
-        "hub",
-        "cards",
-        "distributed",
-        "run",
-        "baselines",
-    ],
-)
+def _modules() -> list[str]:
+    import pkgutil
+
+    import lotus_hf
+
+    return sorted(m.name for m in pkgutil.walk_packages(lotus_hf.__path__, "lotus_hf."))
+
+
+@pytest.mark.parametrize("module", _modules())
 def test_docstring_examples_run(module):
     import doctest
     import importlib
 
-    results = doctest.testmod(importlib.import_module(f"lotus_hf.{module}"), optionflags=doctest.ELLIPSIS)
+    results = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert results.failed == 0
 
 

@@ -9,7 +9,8 @@ import torch
 from conftest import tiny_model, unlearning_config
 
 from lotus_hf import UnlearningTrainer
-from lotus_hf.data import ItemList, PixelDataset, reservoir_sample
+from lotus_hf.images import PixelDataset
+from lotus_hf.stream import ItemList, reservoir_sample
 
 
 def _lazy(dataset: PixelDataset, reads: list):
@@ -73,7 +74,7 @@ def test_gradient_checkpointing_passes_through_for_vit_and_is_skipped_for_resnet
     losses = []
     for checkpointing in (False, True):
         config = unlearning_config(tmp_path, max_steps=2, logging_steps=1, activation_checkpointing=checkpointing,
-                                   class_forgetting=True, class_mode="paper")  # fmt: skip
+                                   class_forgetting=True)  # fmt: skip
         trainer = UnlearningTrainer(tiny_model("vit"), config, forget_dataset=digits_data.forget,
                                     retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
         trainer.train()
@@ -81,9 +82,7 @@ def test_gradient_checkpointing_passes_through_for_vit_and_is_skipped_for_resnet
         losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # recomputation changes memory, not results
 
-    config = unlearning_config(
-        tmp_path, max_steps=1, activation_checkpointing=True, class_forgetting=True, class_mode="paper"
-    )
+    config = unlearning_config(tmp_path, max_steps=1, activation_checkpointing=True, class_forgetting=True)
     trainer = UnlearningTrainer(tiny_model("resnet"), config, forget_dataset=digits_data.forget,
                                 retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
     assert not trainer.args.activation_checkpointing and not trainer.args.gradient_checkpointing

@@ -8,8 +8,8 @@ from conftest import tiny_model, unlearning_config
 from transformers import TrainerCallback
 
 from lotus_hf import UnlearningTrainer
-from lotus_hf.data import PixelDataset
 from lotus_hf.evaluation import predict_logits
+from lotus_hf.images import PixelDataset
 
 
 def _params(model):
@@ -25,7 +25,7 @@ def test_student_changes_teacher_does_not_and_keys_are_logged(kind, digits_data,
     model = tiny_model(kind)
     before = _params(model)
     config = unlearning_config(
-        tmp_path, cache_teacher_logits=False, class_forgetting=True, class_mode="paper", learning_rate=1e-3
+        tmp_path, cache_teacher_logits=False, class_forgetting=True, learning_rate=1e-3
     )
     trainer = UnlearningTrainer(
         model, config, forget_dataset=digits_data.forget, retain_dataset=digits_data.retain,
@@ -49,7 +49,7 @@ def test_student_changes_teacher_does_not_and_keys_are_logged(kind, digits_data,
 
 def test_cached_teacher_logits_equal_the_original_models_outputs(trained_resnet, digits_data, tmp_path):
     original = copy.deepcopy(trained_resnet)
-    config = unlearning_config(tmp_path, num_train_epochs=1, class_forgetting=True, class_mode="paper")
+    config = unlearning_config(tmp_path, num_train_epochs=1, class_forgetting=True)
     trainer = UnlearningTrainer(
         copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
         retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
@@ -117,7 +117,7 @@ def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
     from transformers import TrainingArguments
 
     model = tiny_model("resnet")
-    with pytest.raises(TypeError, match="`args` must be an `UnlearningConfig`"):
+    with pytest.raises(TypeError, match="`args` must be an instance of `UnlearningConfig`"):
         UnlearningTrainer(
             model, TrainingArguments(output_dir=str(tmp_path)), forget_dataset=digits_data.forget
         )
@@ -136,7 +136,7 @@ def test_gradient_accumulation_matches_one_big_batch(digits_data, tmp_path):
         config = unlearning_config(
             tmp_path, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
             max_steps=1, logging_steps=1, prob_transform="softmax", learning_rate=1e-3, class_forgetting=True,
-            class_mode="paper",
+           
         )  # fmt: skip
         trainer = UnlearningTrainer(
             copy.deepcopy(original), config, forget_dataset=digits_data.forget,
@@ -197,8 +197,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_in
 
     def run(folder, callbacks=(), resume=None):
         config = unlearning_config(tmp_path / folder, num_train_epochs=3, save_steps=5, save_strategy="steps",
-                                   learning_rate=1e-3, alpha=8.0, class_forgetting=True,
-                                   class_mode="paper")  # fmt: skip
+                                   learning_rate=1e-3, alpha=8.0, class_forgetting=True)  # fmt: skip
         trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
                                     retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
                                     callbacks=list(callbacks))  # fmt: skip
@@ -209,9 +208,9 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_in
     whole = run("whole")
     with pytest.raises(KeyboardInterrupt):
         run("broken", [_Crash(crash_at)])
-    from lotus_hf.trainer import last_checkpoint
+    from transformers.trainer_utils import get_last_checkpoint
 
-    assert last_checkpoint(tmp_path / "broken" / "out").endswith(resumed_from)
+    assert get_last_checkpoint(tmp_path / "broken" / "out").endswith(resumed_from)
     resumed = run("broken", resume=True)
     assert resumed._resume_from.endswith(resumed_from)
     for name, value in whole.model.state_dict().items():
@@ -227,7 +226,7 @@ def test_resuming_needs_a_checkpoint_of_an_unlearning_trainer(trained_resnet, di
     config = unlearning_config(tmp_path, num_train_epochs=1)
     trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
                                 retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
-    with pytest.raises(ValueError, match="holds no complete checkpoint to resume from"):
+    with pytest.raises(ValueError, match="holds no checkpoint to resume from"):
         trainer.train(resume_from_checkpoint=True)
     (tmp_path / "plain").mkdir()
     with pytest.raises(ValueError, match="holds no lotus_state.json"):
@@ -238,7 +237,8 @@ def test_resuming_needs_a_checkpoint_of_an_unlearning_trainer(trained_resnet, di
 def test_no_gradient_clipping_unless_asked(method, trained_resnet, digits_data, tmp_path):
     """The paper's code clips no gradient: by default one SGD step moves the weights by lr x the gradient,
     exactly as with `max_grad_norm=0`, and far more than with clipping asked for."""
-    from lotus_hf.run import method_config, unlearn
+    from lotus_hf.methods import method_config
+    from lotus_hf.run import unlearn
 
     common = dict(output_dir=str(tmp_path / "out"), max_steps=1, optim="sgd", optim_args="momentum=0",
                   learning_rate=0.5, weight_decay=0.0, per_device_train_batch_size=64, use_cpu=True,

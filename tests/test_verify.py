@@ -15,8 +15,9 @@ from tiny import DIGIT_NAMES, tiny_model, tiny_processor
 
 import lotus_hf
 from lotus_hf.cli import main
-from lotus_hf.data import ForgetRequest
-from lotus_hf.research.training import Recipe, train_original
+from lotus_hf.recipe import Recipe
+from lotus_hf.requests import ForgetRequest
+from lotus_hf.research.training import train_original
 
 FORGOTTEN = "digit-7"
 

@@ -9,9 +9,12 @@ outside this API.
 
 from . import _compat  # noqa: F401  (first: it quiets a DeepSpeed notice before transformers imports it)
 from .config import UnlearningConfig
-from .data import ForgetRequest, PixelDataset, UnlearningData, load_image_dataset, prepare_unlearning_data
+from .data import UnlearningData, load_image_dataset, prepare_unlearning_data
 from .evaluation import UnlearningReport, evaluate_unlearning
-from .hub import load_model, push_folder
+from .images import PixelDataset
+from .loading import load_model
+from .push import push_folder
+from .requests import ForgetRequest
 from .rf_jsd import rf_jsd
 from .run import save_unlearned, unlearn
 from .trainer import UnlearningTrainer

@@ -1,24 +1,26 @@
-"""The arguments of the `lotus-hf` commands as dataclasses, and how a command line becomes them.
+"""The arguments of the `lotus-hf` commands as dataclasses, and how a command line becomes them, with the public API
+of `transformers.HfArgumentParser` and `argparse` only.
 
-Every flag comes from a dataclass field through `transformers.HfArgumentParser` (`--name` and `--name-with-dashes`,
-typed, documented by the field's `help`). `--config FILE.yaml|json` holds arguments under the same names; it goes
-through the same parser, so its values are typed and checked like flags, and flags given on the command line
-override it. Only what was given (in the file or on the line) comes back: defaults are the library's to apply.
+Every flag is a dataclass field (`--name` and `--name-with-dashes`, typed, documented by the field's `help`).
+`--config FILE.yaml|json` holds arguments under the same names (or their aliases): its values become the parser's
+defaults, so they are typed and checked like flags, and flags given on the command line override them. The
+precedence below that (a method's defaults < the model's `unlearning_config.json`) is `lotus_hf.methods`'.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import time
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers import HfArgumentParser
 from transformers.hf_argparser import HfArg
+
+from .requests import ForgetRequest
 
 
 # ----------------------------------------------------------------------------------- the arguments
@@ -26,10 +28,11 @@ from transformers.hf_argparser import HfArg
 class ForgetArguments:
     """What to forget from the training split: one of these (default for `unlearn`: the first 10%)."""
 
-    _argument_group_name = "forget request (one of)"
-
     forget_first_percent: float | None = HfArg(
         default=None, help="Forget the first P%% of each class's training samples (the paper's protocol)."
+    )
+    forget_percent_range: str | None = HfArg(
+        default=None, help="Forget each class's training samples from A%% to B%% of its indices: A,B."
     )
     forget_classes: str | None = HfArg(default=None, help="Forget whole classes, by name or id: A,B.")
     forget_fraction: float | None = HfArg(default=None, help="Forget a seeded stratified fraction F.")
@@ -39,8 +42,6 @@ class ForgetArguments:
     def request(self, seed: int, default_percent: float | None = None, limit: int | None = None):
         """The `ForgetRequest` these arguments make (None when none is given and there is no default); `limit`
         is the training split's size, the most indices a request can name."""
-        from .data import ForgetRequest
-
         given = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
         if len(given) > 1:
             flags = " and ".join(f"`--{name.replace('_', '-')}`" for name in given)
@@ -49,6 +50,14 @@ class ForgetArguments:
             return ForgetRequest.classes([c.strip() for c in self.forget_classes.split(",") if c.strip()])
         if self.forget_fraction is not None:
             return ForgetRequest.fraction(self.forget_fraction, seed=seed)
+        if self.forget_percent_range is not None:
+            try:
+                start, stop = (float(v) for v in self.forget_percent_range.split(","))
+            except ValueError:
+                raise ValueError(
+                    f"`--forget-percent-range` must be two numbers A,B, got {self.forget_percent_range!r}."
+                ) from None
+            return ForgetRequest.percent_range(start, stop)
         if self.forget_indices is not None or self.forget_indices_file:
             return ForgetRequest.indices(_indices(self.forget_indices, self.forget_indices_file, limit))
         percent = self.forget_first_percent if self.forget_first_percent is not None else default_percent
@@ -66,18 +75,15 @@ def _indices(text: str | None, path: str | None, limit: int | None) -> list[int]
     indices: list[int] = []
     try:
         for line in lines:
-            for token in line.split(","):
-                if token.strip():
-                    indices.append(int(token))
+            tokens = [token for token in line.split(",") if token.strip()]
+            if not all(token.strip().lstrip("-").isdigit() for token in tokens):
+                raise ValueError(f"`{flag}` must be integers separated by commas or newlines.")
+            indices.extend(int(token) for token in tokens)
             if limit is not None and len(indices) > limit:
                 raise ValueError(
                     f"`{flag}` holds more than {limit:,} indices, more than the training split has samples: give "
                     "each training-split index once, one a line or separated by commas."
                 )
-    except ValueError as error:
-        if "holds more than" in str(error):
-            raise
-        raise ValueError(f"`{flag}` must be integers separated by commas or newlines.") from None
     finally:
         if text is None:
             lines.close()
@@ -88,8 +94,6 @@ def _indices(text: str | None, path: str | None, limit: int | None) -> list[int]
 class DataArguments:
     """The data set."""
 
-    _argument_group_name = "data"
-
     dataset: str = HfArg(
         default="fashion_mnist", help="fashion_mnist, an image folder or a Hub data set id[@rev]."
     )
@@ -99,13 +103,15 @@ class DataArguments:
 
 @dataclass
 class UnlearnArguments:
-    """What `lotus-hf unlearn` unlearns, from which model, and where the result goes."""
-
-    _argument_group_name = "run"
+    """What `lotus-hf unlearn` unlearns, from which model, with which method, and where the result goes."""
 
     model: str = HfArg(default="fashion-mnist-resnet", help="Bundled name, model folder or Hub id[@rev].")
     revision: str | None = HfArg(default=None, help="Hub revision of --model.")
-    method: str = HfArg(default="lotus", help="lotus (default) or a baseline: see `--method NAME --help`.")
+    method: str | None = HfArg(
+        default=None,
+        help="lotus (the paper's LoTUS), belief_relabel (lotus-hf's, for whole classes) or a baseline; default: "
+        "belief_relabel for --forget-classes, else lotus. `--method NAME --help` lists its fields.",
+    )
     retrained: str | None = HfArg(
         default=None, help="A model retrained without the forget set: adds JSD and Avg Gap to the report."
     )
@@ -120,6 +126,9 @@ class UnlearnArguments:
         default=False, help="First fine-tune a new head on the data set (a model of other classes)."
     )
     fit_head_epochs: int = HfArg(default=3, help="Epochs of --fit-head.")
+    quiet: bool = HfArg(
+        default=False, help="Print no progress bar and no per-epoch probe while the run trains."
+    )
 
 
 @dataclass
@@ -130,8 +139,6 @@ class VerifyArguments:
     weights and reported beside it. With --reference-models, a per-example test as well: each reference is a model
     trained without the forget set (`lotus-hf train --like ORIGINAL` with the same forget flags and another
     --seed), so K references cost K trainings of the original's recipe, and one inference pass each here."""
-
-    _argument_group_name = "verify"
 
     model: str | None = HfArg(default=None, help="The model to check: folder, bundled name or Hub id[@rev].")
     revision: str | None = HfArg(default=None, help="Hub revision of --model.")
@@ -147,88 +154,22 @@ class VerifyArguments:
         default=False, help="Print one JSON object (verdict, step, weights_match, evidence, ...)."
     )
     receipt: str | None = HfArg(default=None, help="Write a receipt to keep to this new file (JSON).")
-    recheck: str | None = HfArg(
-        default=None, help="Re-run the check a receipt records and compare (exit 0: confirmed, 1: not)."
-    )
+    recheck: str | None = HfArg(default=None, help="Re-run the check a receipt records and compare (exit 0: confirmed, "
+                                "1: not).")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- parsing
-def build_parser(prog: str, description: str, groups: list, *, skip=(), shown=None, usage=None):
-    """A parser with one flag per field of `groups` (dataclasses; the last may be a `TrainingArguments`), plus
-    `--config FILE`. Fields in `skip` (of the last group) get no flag; with `shown`, only those get a line in
-    `--help`."""
-    from transformers import HfArgumentParser
-    from transformers.hf_argparser import string_to_bool
-
-    parser = HfArgumentParser([], prog=prog, description=description, usage=usage)
-    parser.add_argument(
-        "--config", metavar="FILE", help="A YAML or JSON file of arguments; flags override it."
-    )
-    for dtype in groups:
-        group = parser.add_argument_group(getattr(dtype, "_argument_group_name", dtype.__name__))
-        hints = typing.get_type_hints(dtype)
-        for f in dataclasses.fields(dtype):
-            if f.init and not (dtype is groups[-1] and f.name in skip):
-                HfArgumentParser._parse_dataclass_field(group, _flag_field(f, hints[f.name]))
-    for action in parser._actions:  # an optional bool given bare means True, as a required one does
-        if action.type is string_to_bool and action.nargs is None:
-            action.nargs, action.const = "?", True
-    if shown is not None:
-        for action in parser._actions:
-            if action.dest not in shown and action.dest not in ("help", "config"):
-                action.help = argparse.SUPPRESS
-    return parser
-
-
-def _flag_field(f: dataclasses.Field, annotation) -> dataclasses.Field:
-    """A copy of field `f` with its resolved type (HfArgumentParser sets `field.type` in place) and without the
-    metadata argparse does not take (a field's `check`, which the config applies itself)."""
-    f = copy.copy(f)
-    f.type = annotation
-    f.metadata = types.MappingProxyType({k: v for k, v in f.metadata.items() if k != "check"})
-    return f
-
-
-def parse_given(parser: argparse.ArgumentParser, argv: list[str], command: str, owners=None) -> dict:
-    """The arguments given in `argv` and in its `--config` file (flags win), typed by `parser`, without defaults.
-    `owners(name)` names the methods an unknown flag belongs to, for the error."""
-    if {"-h", "--help", "--help-all"} & set(argv):
-        parser.parse_args(argv)  # prints the help, with the defaults, and exits
-    for action in parser._actions:
-        if action.dest != "help":
-            action.default = argparse.SUPPRESS
-    given = _parse(parser, argv, command, owners)
-    if "config" not in given:
-        return given
-    path = given.pop("config")
-    from_file = _parse(parser, _file_tokens(parser, path), command, owners, source=f"`--config` {path!r}")
-    return {**from_file, **given}
-
-
-def _parse(parser, tokens: list[str], command: str, owners, source: str | None = None) -> dict:
-    namespace, unknown = parser.parse_known_args(tokens)
-    if unknown:
-        flag = next((u for u in unknown if u.startswith("--")), unknown[0])
-        name = flag.lstrip("-").split("=")[0].replace("-", "_")
-        methods = owners(name) if owners else []
-        hint = f" It is a field of --method {', '.join(methods)}." if methods else ""
-        where = f" in {source}" if source else ""
-        parser.error(f"unrecognized argument {flag}{where}.{hint} See `lotus-hf {command} --help-all`.")
-    return vars(namespace)
-
-
-def _file_tokens(parser, path: str) -> list[str]:
-    """The command-line tokens that say what the YAML or JSON file at `path` says (keys: the flags' names)."""
+def config_file(argv: list[str]) -> dict:
+    """The arguments of `--config FILE` in `argv` (YAML or JSON), `{}` without one."""
     import yaml
 
+    found, _ = _config_flag().parse_known_args(argv)
+    if found.config is None:
+        return {}
+    path = found.config
     try:
         text = Path(path).read_text()
     except OSError as error:
-        if "=" in path and not Path(path).exists():  # the METHOD.FIELD=VALUE of lotus-hf 0.1's benchmark
-            raise ValueError(
-                f"`--config` takes a YAML or JSON file of arguments, got {path!r}: give a benchmark's per-method "
-                """fields as JSON with `--method-config '{"lotus": {"alpha": 8}}'`."""
-            ) from None
         raise ValueError(f"`--config` {path!r} cannot be read ({error.strerror}).") from None
     try:
         values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
@@ -238,53 +179,127 @@ def _file_tokens(parser, path: str) -> list[str]:
         ) from None
     if not isinstance(values, dict):
         raise ValueError(f"`--config` {path!r} must hold a mapping of argument names to values.")
-    tokens = []
     for key, value in values.items():
         if key == "config" or value is None:
-            raise ValueError(
-                f"`--config` {path!r}: `{key}` cannot be given in a file (give it a value, or leave it out)."
-            )
-        flag = f"--{str(key).replace('_', '-')}"
-        if isinstance(value, bool):
-            tokens += [flag, str(value).lower()]
-        elif isinstance(value, list):
-            tokens += [flag, *map(str, value)]
-        else:
-            tokens += [flag, json.dumps(value) if isinstance(value, dict) else str(value)]
-    return tokens
+            raise ValueError(f"`--config` {path!r}: `{key}` cannot be given in a file (give it a value, or leave it "
+                             "out).")  # fmt: skip
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
 
 
-def split_values(values: dict, *groups) -> list[dict]:
-    """`values` split by the dataclasses of `groups` (each gets its own fields), plus the rest."""
-    parts, rest = [], dict(values)
-    for dtype in groups:
-        names = {f.name for f in dataclasses.fields(dtype)}
-        parts.append({k: rest.pop(k) for k in list(rest) if k in names})
-    return [*parts, rest]
+def _config_flag() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument(
+        "--config", metavar="FILE", help="A YAML or JSON file of arguments; flags override it."
+    )
+    return parser
 
 
-def peek(argv: list[str], name: str, default: str) -> str:
-    """The value of `--name` in `argv`, or in the `--config` file, before the full parse."""
-    import yaml
-
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument(f"--{name}")
-    parser.add_argument("--config")
-    known, _ = parser.parse_known_args(argv)
-    if getattr(known, name) is not None:
-        return getattr(known, name)
-    if known.config and Path(known.config).is_file():
-        values = yaml.safe_load(Path(known.config).read_text())  # YAML reads JSON too
-        return values.get(name, default) if isinstance(values, dict) else default
-    return default
+def parser_for(
+    prog: str, groups: list, description: str | None = None, add_help: bool = True
+) -> HfArgumentParser:
+    """`HfArgumentParser` over `groups`, plus `--config FILE`. Abbreviated flags are not accepted: every flag is
+    spelt out."""
+    return HfArgumentParser(groups, prog=prog, description=description, allow_abbrev=False, add_help=add_help,
+                            parents=[_config_flag()])  # fmt: skip
 
 
-def default_output(prefix: str) -> str:
-    return str(Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+def names_of(dtype) -> dict[str, str]:
+    """Every spelling of a dataclass's fields (`name`, `name-with-dashes`, aliases) -> the field's name."""
+    names = {}
+    for f in dataclasses.fields(dtype):
+        for alias in [f.name, *f.metadata.get("aliases", [])]:
+            names[alias.lstrip("-").replace("-", "_")] = f.name
+    return names
 
 
-def field_names(*dtypes) -> set[str]:
-    return {f.name for dtype in dtypes for f in dataclasses.fields(dtype)}
+def take_from_file(values: dict, *dtypes) -> dict:
+    """The entries of a `--config` file that name fields of `dtypes`, under the fields' names (taken out of
+    `values`)."""
+    names = {k: v for dtype in dtypes for k, v in names_of(dtype).items()}
+    return {names[key]: values.pop(key) for key in list(values) if key in names}
+
+
+def as_default(value) -> str | list:
+    """A file's value as the parser's default: a string, which argparse then types and checks like a flag."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return json.dumps(value) if isinstance(value, dict) else str(value)
+
+
+def parse(prog: str, groups: list, argv: list[str], file_values: dict, rest: bool = False):
+    """Instances of the dataclasses `groups` from `argv`, over the values of a `--config` file (`file_values`, whose
+    entries for these groups are taken out; typed and checked like flags). Unknown flags are an error naming them,
+    or with `rest` the last item returned."""
+    parser = parser_for(prog, groups, groups[0].__doc__, add_help=not rest)
+    parser.set_defaults(**{k: as_default(v) for k, v in take_from_file(file_values, *groups).items()})
+    *parsed, remaining = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    parsed = [
+        p for p in parsed if not isinstance(p, argparse.Namespace)
+    ]  # `--config` is read by `config_file`
+    if rest:
+        return [*parsed, remaining]
+    if file_values:
+        parser.error(f"unrecognized argument --{next(iter(file_values)).replace('_', '-')} in `--config`.")
+    if remaining:
+        parser.error(f"unrecognized argument {next((r for r in remaining if r.startswith('-')), remaining[0])}. See "
+                     f"`{prog} --help`.")  # fmt: skip
+    return parsed
+
+
+def given_fields(prog: str, config_class, argv: list[str], file_values: dict, owners=None) -> dict:
+    """The fields of `config_class` that `argv` or a `--config` file gives (flags win), typed and checked by the
+    parser, and nothing else: what is not given keeps the layered defaults of `lotus_hf.methods`. `owners(name)`
+    names the methods a field belongs to, for the error of a flag this method does not take."""
+    parser = HfArgumentParser([config_class], prog=prog, allow_abbrev=False)
+    dests = [f.name for f in dataclasses.fields(config_class) if f.init]
+    parser.set_defaults(**dict.fromkeys(dests, argparse.SUPPRESS))
+    parser.set_defaults(**{k: as_default(v) for k, v in take_from_file(file_values, config_class).items()})
+    if file_values:
+        key = next(iter(file_values))
+        parser.error(f"unrecognized argument --{key.replace('_', '-')} in `--config`.{_hint(key, owners)} See "
+                     f"`{prog} --help-all`.")  # fmt: skip
+    namespace, rest = parser.parse_known_args(argv, namespace=_GivenOnly())
+    if rest:
+        flag = next((r for r in rest if r.startswith("--")), rest[0])
+        parser.error(f"unrecognized argument {flag}.{_hint(flag.lstrip('-').split('=')[0], owners)} See `{prog} "
+                     "--help-all`.")  # fmt: skip
+    return vars(namespace)
+
+
+class _GivenOnly(argparse.Namespace):
+    """A namespace that keeps only the values given (argparse sets the suppressed defaults on it too)."""
+
+    def __setattr__(self, name, value):
+        if value is not argparse.SUPPRESS:
+            super().__setattr__(name, value)
+
+
+def _hint(name: str, owners) -> str:
+    methods = owners(name.replace("-", "_")) if owners else []
+    return f" It is a field of --method {', '.join(methods)}." if methods else ""
+
+
+def help_text(prog: str, config_class, shown: set[str] | None) -> str:
+    """The `--help` of a method config's flags: only the fields in `shown` (every field when None)."""
+    fields = [f for f in dataclasses.fields(config_class) if f.init and (shown is None or f.name in shown)]
+    hints = typing.get_type_hints(config_class)
+    made = dataclasses.make_dataclass(
+        config_class.__name__,
+        [
+            (f.name, hints[f.name], dataclasses.field(default=_shown_default(f), metadata=f.metadata))
+            for f in fields
+        ],
+    )
+    return HfArgumentParser([made], prog=prog, add_help=False, usage=argparse.SUPPRESS).format_help()
+
+
+def _shown_default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    # a field built by a factory shows its value; the copy is a dataclass only for the help, never instantiated
+    return repr(f.default_factory()) if f.default_factory is not dataclasses.MISSING else None
 
 
 def declared_fields(config_class) -> set[str]:
@@ -295,5 +310,11 @@ def declared_fields(config_class) -> set[str]:
     for cls in config_class.__mro__:
         if cls is TrainingArguments:
             break
-        names |= set(getattr(cls, "__annotations__", {}))
+        names |= {
+            name for name, hint in getattr(cls, "__annotations__", {}).items() if "ClassVar" not in str(hint)
+        }
     return names
+
+
+def default_output(prefix: str) -> str:
+    return str(Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")

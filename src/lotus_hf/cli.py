@@ -1,13 +1,13 @@
 """The `lotus-hf` command: parse, call the library, print.
 
-Every flag comes from a dataclass through `transformers.HfArgumentParser`: the run's own arguments below,
-and every field of the method's config (`UnlearningConfig` for LoTUS, a baseline's config with `--method`).
-`--config FILE.yaml|json` loads a whole run; flags override it; the order in which the rest applies is the
-library's (`lotus_hf.run.method_config`).
+Every flag comes from a dataclass (lotus_hf.arguments): the run's own, and every field of the method's config
+(`UnlearningConfig` for LoTUS, `BeliefRelabelConfig`, a baseline's config with `--method`). `--config FILE` loads a
+whole run; flags override it.
 
     lotus-hf unlearn                      # bundled ResNet, Fashion-MNIST, first 10% of each class
+    lotus-hf unlearn --forget-classes Sandal
+    lotus-hf verify --model runs/... --forget-classes Sandal
     lotus-hf unlearn --method scrub --help
-    lotus-hf train --model-config vit-small --output-dir my-vit
 
 `train` and `benchmark` belong to the research harness (lotus_hf.research.commands).
 """
@@ -20,102 +20,86 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__, _compat
+from . import _compat
 from .arguments import (
     DataArguments,
     ForgetArguments,
     UnlearnArguments,
     VerifyArguments,
-    build_parser,
+    config_file,
     declared_fields,
     default_output,
-    field_names,
-    parse_given,
-    peek,
-    split_values,
+    given_fields,
+    help_text,
+    parse,
+    parser_for,
 )
+from .errors import LotusError, OutputError
+from .hooks import probe_line
+from .version import __version__
 
-# `TrainingArguments` fields the command owns itself: where the model goes and how it is pushed (`--output-dir`,
-# `--push-to-hub ORG/NAME`, `--private`), and the token, which never goes on a command line.
-OWNED_FIELDS = ("output_dir", "push_to_hub", "hub_model_id", "hub_private_repo", "hub_token", "hub_strategy")
 # Shown by `--help` besides the fields a config declares itself; `--help-all` shows every flag.
-SHOWN_TRAINING_FIELDS = ("seed", "bf16", "gradient_accumulation_steps", "logging_strategy", "max_steps")
-# What the command's runs default to, unlike `TrainingArguments`: quiet, and no logging steps of their own.
-COMMAND_DEFAULTS = {"disable_tqdm": True, "logging_strategy": "no"}
+SHOWN_TRAINING_FIELDS = (
+    "seed",
+    "bf16",
+    "gradient_accumulation_steps",
+    "logging_strategy",
+    "max_steps",
+    "save_steps",
+)
+# `TrainingArguments` fields the command owns itself (`--output-dir`, `--push-to-hub ORG/NAME`, `--private`), and the
+# token, which never goes on a command line or into a file.
+OWNED_FIELDS = ("hub_model_id", "hub_private_repo", "hub_token", "hub_strategy", "push_to_hub")
 
 
-# --------------------------------------------------------------------------------------- commands
-def unlearn_parser(method: str = "lotus", help_all: bool = False) -> argparse.ArgumentParser:
-    """The parser of `lotus-hf unlearn --method METHOD`: the run's arguments and the method config's fields."""
-    from .run import METHODS, method_config_class
-
-    config_class = method_config_class(method)
-    shown = {*declared_fields(config_class), *SHOWN_TRAINING_FIELDS}
-    shown |= field_names(UnlearnArguments, DataArguments, ForgetArguments)
-    description = (
-        f"Make a model forget part of its training data ({method}). Every `{config_class.__name__}` field is a "
-        "flag: `--help` lists the method's own and the common ones, `--help-all` all of them."
-    )
-    usage = (
-        "lotus-hf unlearn [--model M] [--dataset D] [forget request] [--method M] [config fields] "
-        "[--output-dir DIR] [--push-to-hub ORG/NAME] [--config FILE]"
-    )
-    groups = [UnlearnArguments, DataArguments, ForgetArguments, config_class]
-    parser = build_parser("lotus-hf unlearn", description, groups, skip=OWNED_FIELDS, usage=usage,
-                     shown=None if help_all else shown)  # fmt: skip
-    parser.add_argument(
-        "--help-all", action="help", help="Show every flag, all `TrainingArguments` fields too."
-    )
-    for action in parser._actions:
-        if action.dest == "method":
-            action.choices = METHODS
-        # what --help shows: the method's own defaults and the command's, where they differ from the fields'
-        action.default = {**getattr(config_class, "defaults", {}), **COMMAND_DEFAULTS}.get(
-            action.dest, action.default
-        )
-    return parser
-
-
-def _owners(name: str) -> list[str]:
-    """The methods whose config declares the field `name` (for the error of a flag another method takes)."""
-    from .run import METHODS, method_config_class
-
-    return [method for method in METHODS if name in declared_fields(method_config_class(method))]
-
-
+# --------------------------------------------------------------------------------------- unlearn
 def unlearn_command(argv: list[str]) -> None:
-    method = peek(argv, "method", "lotus")
-    parser = unlearn_parser(method, help_all="--help-all" in argv)
-    values = parse_given(parser, argv, "unlearn", owners=_owners)
-    run_values, data_values, forget_values, config_values = split_values(values, UnlearnArguments, DataArguments,
-                                                                   ForgetArguments)  # fmt: skip
-    run = UnlearnArguments(**run_values)
-    data_args, forget = DataArguments(**data_values), ForgetArguments(**forget_values)
+    from .methods import METHODS, default_method, method_config_class
+
+    file_values = config_file(argv)
+    run, data_args, forget, rest = parse("lotus-hf unlearn", [UnlearnArguments, DataArguments, ForgetArguments],
+                                         argv, file_values, rest=True)  # fmt: skip
+    wants_help = {"-h", "--help", "--help-all"} & set(argv)
+    request = forget.request(0, default_percent=10)  # the seed of a fraction request is set below
+    method = run.method or default_method(request)
+    config_class = method_config_class(method)
+    if wants_help:
+        shown = None if "--help-all" in argv else {*declared_fields(config_class), *SHOWN_TRAINING_FIELDS}
+        run_help = parser_for(
+            "lotus-hf unlearn", [UnlearnArguments, DataArguments, ForgetArguments]
+        ).format_help()
+        print(run_help + f"\n{config_class.__name__} (--method {method}; `--help-all` shows every field):\n"
+              + help_text("lotus-hf unlearn", config_class, shown))  # fmt: skip
+        raise SystemExit(0)
+    owners = lambda name: [m for m in METHODS if name in declared_fields(METHODS[m][0])]  # noqa: E731
+    fields = given_fields("lotus-hf unlearn", config_class, [a for a in rest if a not in ("--help-all",)],
+                          file_values, owners)  # fmt: skip
+    owned = sorted(set(fields) & set(OWNED_FIELDS))
+    if owned:
+        raise ValueError(
+            f"`{owned[0]}` is not a flag of `lotus-hf unlearn`: push with `--push-to-hub ORG/NAME` (and `--private`); "
+            "the token comes from HF_TOKEN or `hf auth login`, never from a flag or a file."
+        )
     # Trainer writes into its `output_dir` at once; it works in a scratch folder, so that only a finished run
     # ever creates `--output-dir` (written atomically).
     with tempfile.TemporaryDirectory(prefix="lotus-hf-") as scratch:
-        _unlearn(run, data_args, forget, config_values, scratch)
+        _unlearn(run, data_args, forget, method, fields, scratch)
 
 
-def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArguments, config_values: dict,
+def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArguments, method: str, fields: dict,
              scratch: str) -> None:  # fmt: skip
     from accelerate import PartialState
 
-    from .cards import hub_id
-    from .config import MethodConfig, recommended_fields
     from .data import class_names_of, load_image_dataset, prepare_unlearning_data
-    from .hub import (
-        OutputError,
-        check_labels,
-        check_output_dir,
-        check_push_token,
-        load_model,
-        push_folder,
-        start_run_folder,  # fmt: skip
-        unfinished_run,
-    )
+    from .loading import load_model
+    from .methods import method_config, recommended_fields
+    from .names import hub_id
     from .provenance import check_trained_without
-    from .run import fit_head, method_config, save_unlearned, unlearn
+    from .push import check_push_token, push_folder
+    from .recipe import fit_head
+    from .requests import DEFAULT_SEED
+    from .run import save_unlearned, unlearn
+    from .saving import check_output_dir, start_run_folder, unfinished_run
 
     output_dir = run.output_dir or default_output(f"{Path(run.model.split('@')[0]).name}-unlearned")
     unfinished = unfinished_run(output_dir)
@@ -135,7 +119,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         if not hub_id(run.push_to_hub):
             raise ValueError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {run.push_to_hub!r}.")
         check_push_token()  # before any work: a run must not end in a push that cannot happen
-    seed = config_values.get("seed", MethodConfig.seed)  # splits and request use the run's seed
+    seed = fields.get("seed", DEFAULT_SEED)  # splits and request use the run's seed
     model, processor = load_model(run.model, run.revision)
     base_model = model.config._name_or_path  # `name@revision` when a revision was asked for
     dataset = load_image_dataset(data_args.dataset, image_column=data_args.image_column,
@@ -159,41 +143,25 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         fitted = (f"The original is {run.model} with a new head for the data set's {len(class_names)} classes, "
                   f"fine-tuned on its training split for {run.fit_head_epochs} epochs (--fit-head) before "
                   "unlearning.")  # fmt: skip
+    from .loading import check_labels
+
     check_labels(model, class_names)
     # The config comes after the models: under DeepSpeed ZeRO-3 it turns on `zero.Init`, whose partitioned
     # weights transformers 5.24 cannot initialise for every model (ResNet); DeepSpeed shards them later.
-    fields = {**COMMAND_DEFAULTS, **config_values, "output_dir": scratch}
-    config = method_config(run.method, f"{run.model}@{run.revision}" if run.revision else run.model, request,
-                           **fields)  # fmt: skip
+    model_name = f"{run.model}@{run.revision}" if run.revision else run.model
+    config = method_config(method, model_name, request, **{"logging_strategy": "no", "disable_tqdm": run.quiet,
+                                                          **fields, "output_dir": scratch})  # fmt: skip
     say(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {data_args.dataset} from {run.model}",
         flush=True,
     )
-    if run.method == "lotus":
-        model_name = f"{run.model}@{run.revision}" if run.revision else run.model
-        used = {k: v for k, v in recommended_fields(model_name).items() if k not in config_values}
-        if (
-            used and request.kind != "classes"
-        ):  # a class request takes its own settings (CLASS_REQUEST_FIELDS)
-            listed = ", ".join(f"{k}={v}" for k, v in used.items())
-            say(
-                f"settings from the model's unlearning_config.json: {listed} (the command's flags override them)"
-            )
-        if config.class_forgetting and config.class_mode == "remaining":
-            say(
-                f"LoTUS, lotus-hf's class mode (docs/method.md): {config.num_train_epochs:g} epochs at most, "
-                f"lr {config.learning_rate:g}; --class-mode paper runs the paper's"
-            )
-        else:
-            say(
-                f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
-                + (" (the paper's class forgetting)" if config.class_forgetting else "")
-            )
-    else:
-        hyper = config.method_hyperparameters()
-        say(f"{run.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k != "method"), flush=True)
+    used = {k: v for k, v in recommended_fields(model_name, method, request).items() if k not in fields}
+    if used:
+        say(f"settings the model's {'recipe' if method == 'retrain' else 'unlearning_config.json'} (or the request) "
+            f"gives: {', '.join(f'{k}={v}' for k, v in used.items())} (flags override them)")  # fmt: skip
+    say(_method_line(config), flush=True)
     data = prepare_unlearning_data(dataset, request, processor, seed=config.seed)
-    record = {"model": base_model, "dataset": data_args.dataset, "method": run.method, "request": request.describe(),
+    record = {"model": base_model, "dataset": data_args.dataset, "method": method, "request": request.describe(),
               "sha256": data.fingerprint["sha256"], "seed": config.seed}  # fmt: skip
     checkpoints = run.resume or config.save_strategy != "no"
     if unfinished is not None and {k: unfinished.get(k) for k in record} != record:
@@ -203,10 +171,9 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
             f"unlearns {unfinished['request']} from {unfinished['model']}): run the command that started it, or "
             "pass a new folder."
         )
-    if checkpoints and run.method != "lotus":
-        raise ValueError(
-            f"`--save-steps` and `--resume` are for LoTUS runs; drop them for `--method {run.method}`."
-        )
+    if checkpoints and method not in ("lotus", "belief_relabel"):
+        raise ValueError(f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for "
+                         f"`--method {method}`.")  # fmt: skip
     if checkpoints:  # the checkpoints go into the run's own folder, marked unfinished until the model is in
         config.output_dir = output_dir
         if unfinished is None and PartialState().is_main_process:
@@ -231,15 +198,8 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         result.report.notes.insert(0, fitted)
     state = PartialState()
     if state.is_main_process:  # under `accelerate launch`, one process reports and writes
-        for entry in (e for e in result.history if "tau" in e):
-            if "forget_member_rate" in entry:  # lotus-hf's class mode has its own stop rule (docs/method.md)
-                probe = (f"forget called members {entry['forget_member_rate']:.4f} (stops at "
-                         f"{entry['reference_member_rate']:.4f} once forget acc is 0)")  # fmt: skip
-            else:
-                probe = (f"unseen acc {entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, "
-                         f"tau {entry['tau']:.3f}")  # fmt: skip
-            print(f"epoch {entry['epoch']}: forget acc {entry['forget_accuracy']:.4f}, {probe}"
-                  + (" -> stop" if entry["stop"] else ""))  # fmt: skip
+        for entry in (e for e in result.history if "forget_accuracy" in e):
+            print(probe_line(entry["epoch"], entry))
         print()
         print(result.report.to_markdown())
         print(f"\nunlearning took {result.report.unlearning_seconds:.1f} s (rf_jsd: textbook JSD variant)")
@@ -254,6 +214,18 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     _compat.leave_process_group(state)
 
 
+def _method_line(config) -> str:
+    """What runs, in one line: the method's name and the settings that matter."""
+    if config.method == "lotus":
+        return (f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
+                + (" (the paper's class forgetting)" if config.class_forgetting else ""))  # fmt: skip
+    if config.method == "belief_relabel":
+        return (f"Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): "
+                f"{config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}")  # fmt: skip
+    hyper = config.method_hyperparameters()
+    return f"{config.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k not in ("method", "seed"))
+
+
 def verdict_text(verification: dict) -> str:
     """The verdict a run ends with, its tests and what to do, as `lotus-hf unlearn` prints it."""
     from .cards import evidence_table
@@ -262,16 +234,14 @@ def verdict_text(verification: dict) -> str:
             f"{evidence_table(verification)}\n{verification['advice']}")  # fmt: skip
 
 
+# ---------------------------------------------------------------------------------------- verify
 def verify_command(argv: list[str]) -> None:
     import json
 
-    from .hub import OutputError
     from .verify import recheck, verify, write_receipt
 
     groups = [VerifyArguments, DataArguments, ForgetArguments]
-    parser = build_parser("lotus-hf verify", VerifyArguments.__doc__, groups)
-    verify_values, data_values, forget_values, _ = split_values(parse_given(parser, argv, "verify"), *groups)
-    args, data_args = VerifyArguments(**verify_values), DataArguments(**data_values)
+    args, data_args, forget = parse("lotus-hf verify", groups, argv, config_file(argv))
     if args.recheck:
         confirmed, differences, result = recheck(args.recheck)
         print(result.to_text() + "\n")
@@ -284,7 +254,7 @@ def verify_command(argv: list[str]) -> None:
         raise OutputError(
             f"`--receipt` {args.receipt!r} exists: pass a new file name (nothing is ever overwritten)."
         )
-    request = ForgetArguments(**forget_values).request(args.seed or 0)
+    request = forget.request(args.seed or 0)
     if request is None:
         raise ValueError("give the deletion request to verify: `--forget-classes`, `--forget-indices`, ...")
     references = [r.strip() for r in (args.reference_models or "").split(",") if r.strip()]
@@ -299,6 +269,7 @@ def verify_command(argv: list[str]) -> None:
     raise SystemExit(result.exit_code)
 
 
+# ------------------------------------------------------------------------------------------ main
 def _research(name: str):
     """A research-harness command (lotus_hf.research.commands), imported only when it runs."""
 
@@ -311,10 +282,13 @@ def _research(name: str):
 
 
 COMMANDS = {
-    "unlearn": (unlearn_command, "make a model forget part of its training data (LoTUS or a baseline)"),
+    "unlearn": (
+        unlearn_command,
+        "make a model forget part of its training data (LoTUS, Belief Relabel or a baseline)",
+    ),
     "verify": (
         verify_command,
-        "check that a model forgot a deletion request: its history, and what it knows now",
+        "does a model behave as if it never saw a forget set? a verdict from its behaviour",
     ),
     "train": (_research("train"), "train an original classifier, or retrain one without a forget set"),
     "benchmark": (_research("benchmark"), "compare LoTUS with retraining and the baselines"),
@@ -334,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[command][0](argv[1:])
     except SystemExit as stop:  # argparse: --help (0) or a flag it cannot parse (2, its message printed)
         return stop.code if isinstance(stop.code, int) else 2
-    except (ValueError, TypeError) as error:
+    except (LotusError, ValueError) as error:  # bad input: our errors and the configs' checks
         message = str(error)
         message = message if len(message) < 800 else message[:800] + " ..."
         print(f"lotus-hf {command}: error: {message}", file=sys.stderr)

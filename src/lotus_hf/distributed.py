@@ -39,6 +39,23 @@ class StrategyMixin:
             fsdp2_compatible(self.model, self.accelerator.state.fsdp_plugin.cpu_ram_efficient_loading)
         if self.args.channels_last and channels_last_allowed(self):
             to_channels_last(self.model, self.args.device)
+        self.epoch_rows = 0  # rows this process has trained on in the current epoch, padding included
+
+    def start_epoch_rows(self) -> None:
+        """A new epoch begins: `real_rows` counts its rows from 0."""
+        self.epoch_rows = 0
+
+    def real_rows(self, rows: int) -> torch.Tensor:
+        """Which of the `rows` rows of this process's next batch are not accelerate's padding of an epoch's last
+        batch (`real_rows` below); counts them into the epoch."""
+        accelerator, world = self.accelerator, self.accelerator.num_processes
+        if world == 1 or not accelerator.even_batches or accelerator.split_batches:
+            mask = torch.ones(rows, dtype=torch.bool)
+        else:
+            mask = real_rows(len(self.train_dataset), self.args.per_device_train_batch_size, world,
+                             accelerator.process_index, self.epoch_rows, rows)  # fmt: skip
+        self.epoch_rows += rows
+        return mask.to(self.args.device)
 
 
 def _has_batch_norm(model: torch.nn.Module) -> bool:

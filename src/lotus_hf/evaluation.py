@@ -12,8 +12,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .data import UnlearningData, collate
+from .data import UnlearningData
+from .errors import ModelError
+from .images import PixelDataset
 from .rf_jsd import divergence, rf_jsd
+from .stream import collate
 
 ROW_KEYS = (
     "acc_forget",
@@ -84,7 +87,8 @@ def membership_inference(
     """Entropy MIA: fraction of forget samples a member/non-member classifier calls "member".
 
     A logistic regression with balanced class weights is fitted on the entropy of each output, members
-    being (a seeded subsample of) the retain set and non-members unseen data (test + val).
+    being (a seeded subsample of) the retain set and non-members held-out data (the test half of the test split:
+    `evaluate_unlearning` leaves out the unseen half, which methods calibrate on).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -231,9 +235,10 @@ def evaluate_unlearning(
         }
         if kept is not None:  # whole classes forgotten: the test accuracy on the classes kept
             rows[name]["acc_test_remaining"] = accuracy(logits["test"][kept], data.test.labels[kept])
-        nonmembers = np.concatenate([probs[name]["test"], probs[name]["unseen"]])
+        # Non-members: the test split's half no method calibrates on. The paper adds the unseen half, which LoTUS's
+        # A_u and Belief Relabel's stop read: a method would be scored with the data that steered it.
         rows[name]["mia"] = membership_inference(
-            probs[name]["retain"], nonmembers, probs[name]["forget"], seed
+            probs[name]["retain"], probs[name]["test"], probs[name]["forget"], seed
         )
     if probs_out is not None:
         probs_out.update(probs)
@@ -262,3 +267,35 @@ def evaluate_unlearning(
         forget=dict(data.fingerprint),
         notes=notes,
     )
+
+
+def check_model_outputs(model, images: PixelDataset) -> None:
+    """Run `model` on up to 64 of `images` (processed by its image processor) and raise `ModelError`, with the
+    fix, when it cannot take them, returns no logits or returns values that are not finite (broken weights):
+    before any unlearning or fitting."""
+    sample = images.select(np.arange(min(64, len(images))))
+    try:
+        logits = predict_logits(model, sample)
+    except AttributeError as error:  # a backbone (`AutoModel`) or custom code without a classification head
+        if "logits" not in str(error):
+            raise
+        if getattr(getattr(model, "config", None), "return_dict", True) is False:
+            raise ModelError(
+                f"the model ({type(model).__name__}) returns tuples, not outputs with `logits`: its config has "
+                "`return_dict=False`. Set `model.config.return_dict = True` before unlearning."
+            ) from None
+        raise ModelError(
+            f"the model ({type(model).__name__}) returns no `logits`: unlearning needs an image classifier; load "
+            "it with `AutoModelForImageClassification` (or `lotus_hf.load_model`), not as a bare backbone."
+        ) from None
+    except (RuntimeError, ValueError) as error:  # shapes or channels the model does not take
+        raise ModelError(
+            f"the model cannot take the images as its image processor prepares them "
+            f"({str(error).splitlines()[0][:200]}): pass the image processor the model was trained with (its "
+            "`preprocessor_config.json`), or a model for images like these."
+        ) from None
+    if not torch.isfinite(logits).all():
+        raise ModelError(
+            "the model's outputs on the data set are NaN or infinite before any unlearning: its weights are "
+            "broken (load or save it again), or its image processor does not fit these images."
+        )

@@ -147,8 +147,8 @@ def check_trained_without(name: str, fingerprint: dict, argument: str = "retrain
     """Check that the model `name` was trained without exactly this forget request (the fingerprint its
     `training_recipe.json` records, as `lotus-hf train` writes it): raise `DataError` when it records another
     request; return a warning when it records none (what depends on it then assumes it)."""
-    from .data import DataError
-    from .hub import model_file
+    from .errors import DataError
+    from .loading import model_file
 
     path = model_file(name, RECIPE_FILE)
     recorded = json.loads(path.read_text()).get("forget") if path else None

@@ -25,19 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from .cards import evidence_table
-from .data import (
-    PAPER_SEEDS,
-    ForgetRequest,
-    UnlearningData,
-    class_names_of,
-    forget_fingerprint,
-    load_image_dataset,
-    verification_splits,
-)
+from .data import UnlearningData, class_names_of, load_image_dataset, verification_splits
+from .errors import ModelError
 from .evaluation import predict_logits
 from .evidence import Verification, log_softmax, verify_outputs
-from .hub import ModelError, load_model, model_file, split_revision
+from .loading import load_model, model_file
+from .names import split_revision
 from .provenance import check_history, check_trained_without, model_history, weights_sha256
+from .requests import PAPER_SEEDS, ForgetRequest, forget_fingerprint
 from .version import __version__
 
 
@@ -269,7 +264,7 @@ def _quote(part: str) -> str:
 # ------------------------------------------------------------------------------------------ receipts
 def write_receipt(result: VerifyResult, path: str | Path) -> Path:
     """Write `result.receipt()` to `path` as JSON, atomically; an existing file is never overwritten."""
-    from .hub import write_new_file
+    from .saving import write_new_file
 
     return write_new_file(path, json.dumps(result.receipt(), indent=2) + "\n", "receipt")
 

@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForImageClassification
 
 from ..config import IN_UNIT_INTERVAL, POSITIVE
-from ..data import UnlearningStream, seeded_subset
 from ..evaluation import predict_logits
+from ..stream import UnlearningStream, seeded_subset
 from .base import BaselineConfig, BaselineTrainer, distillation_kl
 
 
@@ -20,18 +20,19 @@ class BadTeacherConfig(BaselineConfig):
     retain set, temperature 1."""
 
     method = "bad_teacher"
-    defaults = {"optim": "adamw_torch", "learning_rate": 1e-4, "weight_decay": 0.0, "num_train_epochs": 1}
+    checks = {"retain_fraction": IN_UNIT_INTERVAL, "bad_teacher_temperature": POSITIVE}
+    optim: str = field(default="adamw_torch", metadata={"help": "Optimizer."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay."})
+    num_train_epochs: float = field(default=1, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
 
     retain_fraction: float = field(
         default=0.3,
         metadata={
             "help": "Share of the retain set mixed in.",
-            "check": IN_UNIT_INTERVAL,
         },
     )
-    bad_teacher_temperature: float = field(
-        default=1.0, metadata={"help": "Distillation temperature.", "check": POSITIVE}
-    )
+    bad_teacher_temperature: float = field(default=1.0, metadata={"help": "Distillation temperature."})
 
 
 class BadTeacherTrainer(BaselineTrainer):

@@ -18,27 +18,20 @@ from transformers import AutoModelForImageClassification, Trainer
 from .._compat import without_unsupported_checkpointing
 from ..cards import TAGS
 from ..config import MethodConfig
-from ..data import PixelDataset, UnlearningStream, collate
 from ..distributed import StrategyMixin
-from ..hub import HubMixin
-from ..trainer import RunHooks
+from ..hooks import RunHooks, use_run_progress
+from ..images import PixelDataset
+from ..push import HubMixin
+from ..stream import UnlearningStream, collate
 
 
 @dataclass
 class BaselineConfig(MethodConfig):
-    """Configuration of a baseline: every `TrainingArguments` field, the method's own fields (declared by each
-    subclass) and its training defaults (`defaults`: optimizer, learning rate, weight decay, epochs; a value
-    you give wins). Each subclass names its method in `method`."""
+    """Configuration of a baseline: every `TrainingArguments` field, the method's own fields and its training
+    defaults (optimizer, learning rate, weight decay, epochs), each declared by the method's subclass. Each
+    subclass names its method in `method`."""
 
     method: ClassVar[str] = ""
-    # The method's defaults of the training fields below, which are None until `__post_init__` fills them
-    # (here `TrainingArguments`' own; every method sets its own).
-    defaults: ClassVar[dict] = {
-        "optim": "adamw_torch",
-        "learning_rate": 5e-5,
-        "weight_decay": 0.0,
-        "num_train_epochs": 3,
-    }
     # The training fields that define a run besides the method's own (SSD, which does not train, has none).
     training_fields: ClassVar[tuple[str, ...]] = (
         "optim",
@@ -47,21 +40,12 @@ class BaselineConfig(MethodConfig):
         "num_train_epochs",
     )
 
-    optim: str | None = field(default=None, metadata={"help": "Optimizer (default: the method's)."})
-    learning_rate: float | None = field(
-        default=None, metadata={"help": "Learning rate (default: the method's)."}
-    )
-    weight_decay: float | None = field(
-        default=None, metadata={"help": "Weight decay (default: the method's)."}
-    )
-    num_train_epochs: float | None = field(
-        default=None, metadata={"help": "Epochs (default: the method's).", "aliases": ["--epochs"]}
-    )
+    optim: str = field(default="adamw_torch", metadata={"help": "Optimizer."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay."})
+    num_train_epochs: float = field(default=3, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
 
     def __post_init__(self):
-        for name, value in self.defaults.items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
         if self.optim == "sgd" and not self.optim_args:
             self.optim_args = "momentum=0.9"
         super().__post_init__()
@@ -70,12 +54,6 @@ class BaselineConfig(MethodConfig):
         """The method's own hyper-parameters: the fields its config declares beyond `BaselineConfig`."""
         common = {f.name for f in dataclasses.fields(BaselineConfig)}
         return tuple(f.name for f in dataclasses.fields(self) if f.name not in common)
-
-    def method_description(self) -> str:
-        return (
-            f"with the `{self.method}` baseline of lotus-hf (see `lotus_hf.baselines`), not with LoTUS: a "
-            "comparison\nmethod of the LoTUS paper (Spartalis et al., CVPR 2025)."
-        )
 
     def method_hyperparameters(self) -> dict:
         names = (*self.own_fields(), *self.training_fields, "per_device_train_batch_size", "seed")
@@ -110,6 +88,7 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
                          processing_class=processing_class)  # fmt: skip
         self.lay_out_model()
         self.add_callback(RunHooks(self))
+        use_run_progress(self)
         self.model_accepts_loss_kwargs = False
         self.history: list[dict] = []  # one entry per epoch started
         self._init_card(model)

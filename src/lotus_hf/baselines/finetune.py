@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch.nn.functional as F
 
@@ -15,7 +15,10 @@ class FinetuneConfig(BaselineConfig):
     NegGrad+, Random Labels and SalUn start from the same."""
 
     method = "finetune"
-    defaults = {"optim": "sgd", "learning_rate": 1e-3, "weight_decay": 5e-4, "num_train_epochs": 5}
+    optim: str = field(default="sgd", metadata={"help": "Optimizer."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate."})
+    weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay."})
+    num_train_epochs: float = field(default=5, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
 
 
 class FinetuneTrainer(BaselineTrainer):

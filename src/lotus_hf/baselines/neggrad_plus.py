@@ -17,10 +17,9 @@ class NegGradPlusConfig(FinetuneConfig):
     """Finetune's defaults plus `neggrad_beta`, the weight of the retain loss (0.95-0.999 in the literature)."""
 
     method = "neggrad_plus"
+    checks = {**FinetuneConfig.checks, "neggrad_beta": IN_UNIT_INTERVAL}
 
-    neggrad_beta: float = field(
-        default=0.99, metadata={"help": "NegGrad+ weight beta of the retain loss.", "check": IN_UNIT_INTERVAL}
-    )
+    neggrad_beta: float = field(default=0.99, metadata={"help": "NegGrad+ weight beta of the retain loss."})
 
 
 class NegGradPlusTrainer(FinetuneTrainer):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..data import UnlearningStream
+from ..stream import UnlearningStream
 from .finetune import FinetuneConfig, FinetuneTrainer
 
 

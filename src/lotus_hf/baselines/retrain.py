@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..data import ForgetRequest
-from ..hub import model_file
+from ..loading import model_file
 from ..provenance import RECIPE_FILE
+from ..requests import ForgetRequest
 from .base import BaselineConfig, fresh_model
 from .finetune import FinetuneTrainer
 
@@ -19,7 +19,10 @@ class RetrainConfig(BaselineConfig):
     epochs). `from_pretrained` reads a model's own recipe from its `training_recipe.json`."""
 
     method = "retrain"
-    defaults = {"optim": "adamw_torch", "learning_rate": 1e-3, "weight_decay": 5e-4, "num_train_epochs": 30}
+    optim: str = field(default="adamw_torch", metadata={"help": "Optimizer."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate."})
+    weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay."})
+    num_train_epochs: float = field(default=30, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
 
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
 

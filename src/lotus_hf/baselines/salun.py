@@ -19,12 +19,12 @@ class SalUnConfig(RandomLabelsConfig):
     largest gradient of the forget loss."""
 
     method = "salun"
+    checks = {"salun_sparsity": IN_UNIT_INTERVAL}
 
     salun_sparsity: float = field(
         default=0.1,
         metadata={
             "help": "Share of weights SalUn updates.",
-            "check": IN_UNIT_INTERVAL,
         },
     )
 

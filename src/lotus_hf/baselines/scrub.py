@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..config import POSITIVE, check
-from ..data import UnlearningStream
+from ..config import POSITIVE
 from ..evaluation import predict_logits
+from ..stream import UnlearningStream
 from .base import BaselineConfig, BaselineTrainer, distillation_kl
 
 
@@ -21,17 +21,20 @@ class ScrubConfig(BaselineConfig):
     temperature 4, min steps `0.99 CE + 0.001 KL`."""
 
     method = "scrub"
-    defaults = {"optim": "adamw_torch", "learning_rate": 5e-4, "weight_decay": 0.0, "num_train_epochs": 3}
+    checks = {"scrub_temperature": POSITIVE, "scrub_max_epochs": (lambda v: v >= 0, ">= 0")}
+    optim: str = field(default="adamw_torch", metadata={"help": "Optimizer."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay."})
+    num_train_epochs: float = field(default=3, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
 
     scrub_temperature: float = field(
         default=4.0,
-        metadata={"help": "SCRUB's distillation temperature.", "check": POSITIVE},
+        metadata={"help": "SCRUB's distillation temperature."},
     )
     scrub_max_epochs: int = field(
         default=2,
         metadata={
             "help": "First epochs that begin with a max pass (msteps).",
-            "check": check(lambda v: v >= 0, ">= 0"),
         },
     )
     scrub_ce_weight: float = field(default=0.99, metadata={"help": "Min-step cross-entropy weight (gamma)."})

@@ -19,11 +19,15 @@ class SSDConfig(BaselineConfig):
     fields matter: SSD takes no optimizer step."""
 
     method = "ssd"
-    defaults = {"optim": "sgd", "learning_rate": 0.0, "weight_decay": 0.0, "num_train_epochs": 1}  # unused
+    checks = {"ssd_alpha": POSITIVE, "ssd_lambda": POSITIVE}
+    optim: str = field(default="sgd", metadata={"help": "Optimizer."})
+    learning_rate: float = field(default=0.0, metadata={"help": "Learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "Weight decay."})
+    num_train_epochs: float = field(default=1, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
     training_fields = ()
 
-    ssd_alpha: float = field(default=10.0, metadata={"help": "SSD selection threshold a.", "check": POSITIVE})
-    ssd_lambda: float = field(default=1.0, metadata={"help": "SSD dampening constant l.", "check": POSITIVE})
+    ssd_alpha: float = field(default=10.0, metadata={"help": "SSD selection threshold a."})
+    ssd_lambda: float = field(default=1.0, metadata={"help": "SSD dampening constant l."})
 
 
 def ssd(model, forget_dataset, retain_dataset, args: SSDConfig) -> dict:

@@ -26,19 +26,18 @@ import numpy as np
 import torch
 
 from ..baselines import fresh_model
-from ..data import (
-    PAPER_SEEDS,
-    ForgetRequest,
-    class_names_of,
-    load_image_dataset,
-    preprocess,
-    split_unlearning_data,
-)
-from ..evaluation import GAP_KEYS, entropy
-from ..hub import atomic_output_dir, load_model, resolve_model, write_model_folder
-from ..run import METHODS, method_config, unlearn
+from ..data import class_names_of, load_image_dataset, split_unlearning_data
+from ..evaluation import GAP_KEYS, entropy, predict_logits
+from ..evidence import VERDICTS
+from ..images import preprocess
+from ..loading import load_model
+from ..methods import METHODS, method_config
+from ..recipe import Recipe
+from ..requests import PAPER_SEEDS, ForgetRequest
+from ..run import unlearn, verify_probs
+from ..saving import atomic_output_dir, write_model_folder
+from .controls import error_rates, verifier_controls
 from .plots import plot
-from .training import Recipe, train_with_recipe
 
 METRICS = ("avg_gap", *GAP_KEYS, "acc_test_remaining", "rf_jsd", "jsd", "rf_jsd_reference", "jsd_reference",
            "distance_to_original", "weight_change", "seconds")  # fmt: skip
@@ -63,16 +62,19 @@ class BenchmarkSpec:
     dataset: str = "fashion_mnist"
     request: ForgetRequest = field(default_factory=lambda: ForgetRequest.first_percent(10))
     seeds: tuple[int, ...] = PAPER_SEEDS
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] | None = None  # default: every method the request suits
     train_subset: int | None = None
     recipe_epochs: int | None = None
     config: dict[str, dict] = field(default_factory=dict)
     grid: dict[str, list[dict]] | None = None
     original_per_seed: bool = True
     retime: bool = True
+    controls: bool = True  # the verifier's controls per seed (research.controls)
     cache_dir: str = str(Path.home() / ".cache" / "lotus-hf" / "benchmark")
 
     def __post_init__(self):
+        if self.methods is None:  # Belief Relabel forgets whole classes only
+            self.methods = tuple(m for m in METHODS if m != "belief_relabel" or self.request.kind == "classes")
         if self.grid is not None:
             self.methods = tuple(self.grid)
             empty = [m for m, settings in self.grid.items() if not settings]
@@ -82,7 +84,7 @@ class BenchmarkSpec:
                 )
         unknown = [m for m in self.methods if base_method(m) not in METHODS]
         if unknown:
-            raise ValueError(f"`methods` names {unknown}: choose from {METHODS}.")
+            raise ValueError(f"`methods` names {unknown}: choose from {tuple(METHODS)}.")
         if not [m for m in self.methods if m != "retrain"]:
             raise ValueError("`methods` must name a method besides retrain (e.g. lotus).")
         if "retrain" not in self.methods:
@@ -93,7 +95,9 @@ class BenchmarkSpec:
             raise ValueError(f"`train_subset` must be at least 10 samples, got {self.train_subset}.")
         for method in self.config:
             if base_method(method) not in METHODS:
-                raise ValueError(f"`config` sets {method!r}, which is not a method: choose from {METHODS}.")
+                raise ValueError(
+                    f"`config` sets {method!r}, which is not a method: choose from {tuple(METHODS)}."
+                )
 
     def variants(self) -> list[tuple[str, str, dict]]:
         """(name, method, config fields) of every run per seed, retrain left out."""
@@ -186,7 +190,7 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
     """`size` indices with each class in its share of `labels` (seeded), sorted.
 
     >>> stratified_subset(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 4).tolist()
-    [1, 3, 4, 6]
+    [2, 3, 4, 5]
     """
     rng = np.random.default_rng(seed)
     chosen = []
@@ -232,8 +236,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     if spec.train_subset is not None and spec.train_subset < len(train):
         subset = stratified_subset(train.labels.numpy(), spec.train_subset)
         train = train.select(subset)
-    has_recipe = (Path(resolve_model(spec.model)) / "training_recipe.json").is_file()
-    recipe = Recipe.from_model(spec.model) if has_recipe else Recipe(model_config="config")
+    recipe = Recipe.of_model(spec.model) or Recipe(model_config="config")
     if spec.recipe_epochs is not None:
         recipe.epochs = spec.recipe_epochs
     base = {
@@ -253,9 +256,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     def trained(kind: str, seed: int, data, parts: dict, scratch: str):
         def train_fn():
             model = fresh_model(given.config, seed)
-            return train_with_recipe(
-                model, data, Recipe(**{**asdict(recipe), "seed": seed}), Path(scratch) / kind
-            )
+            return Recipe(**{**asdict(recipe), "seed": seed}).train(model, data, Path(scratch) / kind)
 
         model, seconds, cached = _cached_training(cache_dir, {**base, **parts, "kind": kind, "seed": seed},
                                                   train_fn, processor, log, trainings)  # fmt: skip
@@ -268,8 +269,10 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             timed["seed"] = seed
         return model.eval(), seconds
 
-    runs = []
+    runs, controls = [], []
     with tempfile.TemporaryDirectory(prefix="lotus-hf-bench-") as scratch:
+        # every seed's original and gold standard first: the other seeds' gold standards are each seed's references
+        models = {}
         for seed in spec.seeds:
             original_seed = seed if spec.original_per_seed else recipe.seed if subset is not None else None
             if original_seed is not None:  # trained here, on exactly this training data
@@ -280,28 +283,41 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             # keyed by the original's seed too when there is one per seed: the paper's pairs
             retrained, retrain_seconds = trained("retrained", seed, data.retain,
                                                  {"forget": data.fingerprint["sha256"]}, scratch)  # fmt: skip
+            models[seed] = (original, original_seed, data, retrained, retrain_seconds)
+        for seed, (original, original_seed, data, retrained, retrain_seconds) in models.items():
+            references = [m[3] for other, m in models.items() if other != seed]
+            reference_probs = {split: [softmax_probs(r, getattr(data, split)) for r in references]
+                               for split in ("forget", "test")}  # fmt: skip
             logits_cache: dict = {}
+            first_lotus = None
             for name, _, fields in spec.variants():
                 config = benchmark_config(name, spec, seed, scratch, fields)
                 probs: dict = {}
                 result = unlearn(copy.deepcopy(original), data, config, retrained=retrained,
                                  retrain_seconds=retrain_seconds, original=original, probs_out=probs,
-                                 logits_cache=logits_cache)  # fmt: skip
+                                 logits_cache=logits_cache, reference_probs=reference_probs)  # fmt: skip
                 rows = result.report.rows
                 row = dict(rows["unlearned"], weight_change=weight_change(result.model, original),
                            distance_to_original=_distance(rows["unlearned"], rows["original"]))  # fmt: skip
                 runs.append(_run_row(name, seed, row, result.report.unlearning_seconds,
-                                     config.method_hyperparameters(), probs["unlearned"]))  # fmt: skip
+                                     config.method_hyperparameters(), probs["unlearned"],
+                                     result.report.verification, result.history))  # fmt: skip
                 log(f"  seed {seed} {name:>13}: Avg Gap {row['avg_gap']:.4f}, "
-                    f"{result.report.unlearning_seconds:.1f} s")  # fmt: skip
-            runs.append(
-                _run_row("original", seed, rows["original"], None, {"seed": original_seed}, probs["original"])
-            )
+                    f"{result.report.unlearning_seconds:.1f} s, {result.report.verification['verdict']}")  # fmt: skip
+                if base_method(name) == "lotus" and first_lotus is None:
+                    first_lotus = (name, fields, result)
+            checks = {name: verify_probs(probs[name], data, None, reference_probs).to_dict()
+                      for name in ("original", "retrained")}  # fmt: skip
+            runs.append(_run_row("original", seed, rows["original"], None, {"seed": original_seed},
+                                 probs["original"], checks["original"]))  # fmt: skip
             runs.append(_run_row("retrain", seed, rows["retrained"], retrain_seconds, asdict(recipe) | {"seed": seed},
-                                 probs["retrained"]))  # fmt: skip
+                                 probs["retrained"], checks["retrained"]))  # fmt: skip
+            if spec.controls and first_lotus is not None:
+                controls += verifier_controls(spec, seed, original, data, checks, first_lotus, processor,
+                                              reference_probs, Path(scratch) / f"controls-{seed}", log)  # fmt: skip
 
     results = summarise(spec, runs, subset_size=len(train), wall_seconds=time.perf_counter() - start,
-                        retrain_timed=timed)  # fmt: skip
+                        retrain_timed=timed, controls=controls)  # fmt: skip
     results["cached_training_seconds"] = sum(trainings["cached"].values())  # read from the cache, not run now
     results["trainings"] = trainings
     results["command"] = command or " ".join(
@@ -318,7 +334,9 @@ def _distance(row: dict, original: dict) -> float:
     return float(np.mean([abs(row[k] - original[k]) for k in GAP_KEYS]))
 
 
-def _run_row(method, seed, row, seconds, hyper, probs) -> dict:
+def _run_row(
+    method, seed, row, seconds, hyper, probs, verification: dict, history: list | None = None
+) -> dict:
     values = {k: row.get(k) for k in METRICS if k != "seconds"}
     forget_entropy = entropy(probs["forget"])
     return {
@@ -327,10 +345,26 @@ def _run_row(method, seed, row, seconds, hyper, probs) -> dict:
         **values,
         "seconds": seconds,
         "hyperparameters": hyper,
+        "verdict": verification["verdict"],
+        "verification": compact_verification(verification),
+        "history": history or [],
+        "stopped_at_epoch": next((e["epoch"] for e in history or [] if e.get("stop")), None),
         "forget_entropy_histogram": np.histogram(
             forget_entropy, bins=30, range=(0.0, math.log(probs["forget"].shape[1]))
         )[0].tolist(),
     }
+
+
+def compact_verification(verification: dict) -> dict:
+    """A verdict's tests without the per-example p-values (results.json keeps the counts)."""
+    return {e["test"]: {"statistic": e["statistic"], "interval": e["interval"], "outcome": e["outcome"],
+                        **({"flagged": e["details"]["flagged"]} if "flagged" in e["details"] else {})}
+            for e in verification["evidence"]}  # fmt: skip
+
+
+def softmax_probs(model, dataset) -> np.ndarray:
+    """`model`'s softmax outputs on `dataset`, in float64 (what `lotus_hf.run.verify_probs` reads)."""
+    return torch.softmax(predict_logits(model, dataset).double(), dim=-1).numpy()
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -372,11 +406,14 @@ def summarise(
     subset_size: int,
     wall_seconds: float,
     retrain_timed: dict | None = None,
+    controls: list[dict] | None = None,
 ) -> dict:
     """Per method: mean and sample std over seeds, `avg_gap_paper` (per metric |mean(method) - mean(retrain)|,
-    averaged: the paper's aggregation), the share of retraining's time, and whether it changed the model at
-    all; across methods the Pearson r of RF-JSD against JSD in both variants; with a grid, the best setting
-    of each method."""
+    averaged: the paper's aggregation), the share of retraining's time, whether it changed the model at all, how
+    many seeds `lotus-hf verify` calls `forgotten` (and the rest), and, for methods with a stop rule, on how many
+    seeds it fired; across methods the Pearson r of RF-JSD against JSD in both variants, the seed-level comparison
+    of the lowest method with every other (`paired_comparison`) and the verifier's error rates on its controls;
+    with a grid, the best setting of each method."""
     names = [name for name, _, _ in spec.variants()]
     order = ["original", "retrain", *names]
     gold = {k: float(np.mean([r[k] for r in runs if r["method"] == "retrain"])) for k in GAP_KEYS}
@@ -395,6 +432,9 @@ def summarise(
         row["share_of_retrain"] = dict(zip(("mean", "std"), _mean_std(shares), strict=True))
         distance = row["distance_to_original"]["mean"]
         row["no_op"] = distance is not None and distance < NO_OP_DISTANCE
+        row["verdicts"] = {v: sum(r.get("verdict") == v for r in rows) for v in VERDICTS}
+        if any(r.get("history") and "stop" in r["history"][0] for r in rows):
+            row["stop_fired"] = [r["stopped_at_epoch"] for r in rows]  # per seed: the epoch, or None
         summary[name] = row
     # The paper's tables give the original no JSD/RF-JSD; the points are retrain and every unlearning method.
     points = [m for m in order if m != "original" and summary[m]["jsd"]["mean"] is not None]
@@ -422,6 +462,9 @@ def summarise(
         if methods_only
         else None,
         "summary": summary,
+        "paired": paired_comparison(runs, methods_only, summary),
+        "controls": controls or [],
+        "error_rates": error_rates(controls or []),
         "runs": runs,
     }
     if spec.grid is not None:
@@ -434,6 +477,37 @@ def summarise(
             for method, settings in spec.grid.items()
         }
     return results
+
+
+def paired_comparison(runs: list[dict], methods: list[str], summary: dict, level: float = 0.05) -> dict:
+    """The method with the lowest mean Avg Gap against each other method, seed by seed: its wins, the mean
+    difference, and a one-sided paired t-test (H1: lower) with Holm's correction over the comparisons. `claim` is
+    "lowest" when every comparison is significant at `level`, else "level with" the methods it is not separated
+    from. A reviewer's question, answered from the runs: is "lowest" more than seed noise?"""
+    from scipy.stats import ttest_rel
+
+    if len(methods) < 2:
+        return {}
+    best = min(methods, key=lambda m: summary[m]["avg_gap"]["mean"])
+    gaps = {m: {r["seed"]: r["avg_gap"] for r in runs if r["method"] == m} for m in methods}
+    rows = {}
+    for other in (m for m in methods if m != best):
+        seeds = sorted(set(gaps[best]) & set(gaps[other]))
+        a, b = np.array([gaps[best][s] for s in seeds]), np.array([gaps[other][s] for s in seeds])
+        p = float(ttest_rel(a, b, alternative="less").pvalue) if len(seeds) > 1 and np.any(a != b) else 1.0
+        rows[other] = {"wins": int((a < b).sum()), "seeds": len(seeds), "mean_difference": float((a - b).mean()),
+                       "p": p if np.isfinite(p) else 1.0}  # fmt: skip
+    # Holm: the k-th smallest p-value is compared with level / (m - k + 1), stopping at the first that fails
+    passed, ordered = True, sorted(rows, key=lambda m: rows[m]["p"])
+    for k, other in enumerate(ordered):
+        rows[other]["p_holm"] = min(
+            1.0, max(rows[o]["p"] * (len(ordered) - i) for i, o in enumerate(ordered[: k + 1]))
+        )
+        passed = passed and rows[other]["p"] <= level / (len(ordered) - k)
+        rows[other]["separated"] = passed
+    level_with = [m for m in rows if not rows[m]["separated"]]
+    return {"best": best, "level": level, "claim": "lowest" if not level_with else "level with",
+            "level_with": level_with, "against": rows}  # fmt: skip
 
 
 def best_setting(summary: dict, method: str, count: int, allowed=None) -> int:
@@ -499,11 +573,13 @@ def render_markdown(results: dict) -> str:
         f"Times are wall-clock seconds of the unlearning call on this machine. {shares} JSD and RF-JSD: textbook "
         "variant (the `_reference` columns of results.json are the paper's form, whose tables print them x1e4). "
         f"Δ original: mean |metric - original's| over the four gap metrics; below {NO_OP_DISTANCE} the method left "
-        "the model as it was, marked *(no change)*.\n",
+        "the model as it was, marked *(no change)*. Verified: on how many seeds `lotus-hf verify`'s tests call the "
+        "model `forgotten` (f), `inconclusive` (i) or `not_forgotten` (n), on held-out data no method calibrated on "
+        "(docs/verification.md). MIA's non-members are that same held-out half.\n",
         "| method | Avg Gap | Avg Gap (paper) | time (s) | share of retrain | acc forget | acc retain | acc test | "
         + ("acc test (kept classes) | " if remaining else "")
-        + "MIA | RF-JSD | JSD | Δ original |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if remaining else ""),
+        + "MIA | RF-JSD | JSD | Δ original | verified f/i/n |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if remaining else ""),
     ]
     for method, row in summary.items():
         share = row["share_of_retrain"]
@@ -513,7 +589,8 @@ def render_markdown(results: dict) -> str:
             f"{_pm(share, 1, 100) + '%' if share['mean'] is not None else '-'} | {_pm(row['acc_forget'])} | "
             f"{_pm(row['acc_retain'])} | {_pm(row['acc_test'])} | "
             + (f"{_pm(row['acc_test_remaining'])} | " if remaining else "")
-            + f"{_pm(row['mia'])} | {_pm(row['rf_jsd'])} | {_pm(row['jsd'])} | {_pm(row['distance_to_original'])} |"
+            + f"{_pm(row['mia'])} | {_pm(row['rf_jsd'])} | {_pm(row['jsd'])} | {_pm(row['distance_to_original'])} | "
+            f"{_verdicts(row)} |"
         )
     lines += [
         "",
@@ -523,6 +600,9 @@ def render_markdown(results: dict) -> str:
         f"**{_r(results.get('pearson_reference'))}** (paper, reference form: 0.92 ± 0.04).\n",
         "![Avg Gap against time](avg_gap_vs_time.png) ![RF-JSD against JSD](rf_jsd_vs_jsd.png)\n",
         "![forget-set entropy per method](entropy_histograms.png)\n",
+        *_paired_lines(results.get("paired") or {}),
+        *_stop_lines(summary),
+        *_control_lines(results.get("error_rates") or {}),
     ]
     if results.get("tuning"):
         lines += ["## Tuning\n", "Every setting of every method, with the same number per method; the best by "
@@ -541,6 +621,52 @@ def render_markdown(results: dict) -> str:
             f"| {method} | {_fields({k: v for k, v in row['hyperparameters'].items() if k != 'seed'}) or '-'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _verdicts(row: dict) -> str:
+    counts = row.get("verdicts") or {}
+    return "/".join(str(counts.get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten")) if counts else "-"
+
+
+def _paired_lines(paired: dict) -> list[str]:
+    if not paired:
+        return []
+    lines = ["## Seed by seed\n", f"**{paired['best']}** has the lowest mean Avg Gap. Against each other method: the "
+             "seeds it wins, the mean per-seed difference, a one-sided paired t-test and Holm's correction over the "
+             f"comparisons (level {paired['level']}). Claim: **{paired['claim']}**"
+             + (f" {', '.join(paired['level_with'])}" if paired["level_with"] else "") + ".\n",
+             "| against | wins | mean difference | p | p (Holm) | separated |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for other, row in paired["against"].items():
+        lines.append(f"| {other} | {row['wins']}/{row['seeds']} | {row['mean_difference']:+.4f} | {row['p']:.4f} | "
+                     f"{row['p_holm']:.4f} | {'yes' if row['separated'] else 'no'} |")  # fmt: skip
+    return [*lines, ""]
+
+
+def _stop_lines(summary: dict) -> list[str]:
+    rows = {m: r["stop_fired"] for m, r in summary.items() if "stop_fired" in r}
+    if not rows:
+        return []
+    lines = ["## Stop rules\n", "On how many seeds each method's stop rule fired, and before which epoch (per-epoch "
+             "histories in results.json).\n", "| method | fired | epochs |", "|---|---|---|"]  # fmt: skip
+    for method, epochs in rows.items():
+        fired = [e for e in epochs if e is not None]
+        lines.append(f"| {method} | {len(fired)}/{len(epochs)} | {', '.join(str(e) for e in fired) or '-'} |")
+    return [*lines, ""]
+
+
+def _control_lines(rates: dict) -> list[str]:
+    if not rates:
+        return []
+    lines = ["## The verifier's controls\n", "Models whose answer is known (docs/verification.md), verified on every "
+             "seed: wrong = a retrained model called `not_forgotten` (a false alarm), or any other control not called "
+             "`not_forgotten` or whose forged history passed (a miss).\n",
+             "| control | expected | seeds | forgotten | inconclusive | not_forgotten | wrong |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for control, row in rates.items():
+        lines.append(f"| {control} | {row['expected']} | {row['seeds']} | {row['forgotten']} | {row['inconclusive']} | "
+                     f"{row['not_forgotten']} | {row['wrong']} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def _fields(fields: dict) -> str:

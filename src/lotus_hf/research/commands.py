@@ -11,38 +11,24 @@ from pathlib import Path
 
 from transformers.hf_argparser import HfArg
 
-from ..arguments import (
-    DataArguments,
-    ForgetArguments,
-    build_parser,
-    default_output,
-    parse_given,
-    split_values,
-)
+from ..arguments import DataArguments, ForgetArguments, config_file, default_output, given_fields, parse
+from ..recipe import Recipe
 
 
 @dataclass
 class TrainArguments:
-    """`lotus-hf train`: an original classifier, or with a forget request the retrained gold standard."""
+    """`lotus-hf train`: an original classifier, or with a forget request the retrained gold standard. The
+    recipe's fields (`--epochs`, `--learning-rate`, ...) are flags too; with `--like`, that model's recipe is
+    their default."""
 
-    _argument_group_name = "training"
-
-    model_config: str = HfArg(default="resnet-small", help="resnet-small, vit-small or a config.json.")
     like: str | None = HfArg(default=None, help="Reuse the recipe and processor of a `lotus-hf train` model.")
-    seed: int = HfArg(default=3407, help="Seed of the run (paper: 3407, 13, 12).")
-    epochs: int | None = HfArg(default=None, help="Epochs (default 30).")
     image_size: int | None = HfArg(default=None, help="Input size (default: the data's).")
-    learning_rate: float | None = HfArg(default=None, help="AdamW learning rate (default 1e-3).")
-    weight_decay: float | None = HfArg(default=None, help="AdamW weight decay (default 5e-4).")
-    batch_size: int | None = HfArg(default=None, help="Batch size (default 128).")
     output_dir: str | None = HfArg(default=None, help="New folder for the model (default runs/...).")
 
 
 @dataclass
 class BenchmarkArguments:
     """`lotus-hf benchmark`: LoTUS against retraining and the baselines."""
-
-    _argument_group_name = "benchmark"
 
     model: str = HfArg(default="fashion-mnist-resnet", help="The original: bundled name, folder or Hub id.")
     seeds: str = HfArg(default="3407,13,12", help="Comma-separated seeds (default: the paper's).")
@@ -69,18 +55,22 @@ class BenchmarkArguments:
 
 def train_command(argv: list[str]) -> None:
     from ..data import load_image_dataset
-    from ..hub import check_output_dir, resolve_model
-    from .training import Recipe, image_processor_for, train_original
+    from ..loading import resolve_model
+    from ..saving import check_output_dir
+    from .training import image_processor_for, train_original
 
-    groups = [TrainArguments, DataArguments, ForgetArguments]
-    parser = build_parser("lotus-hf train", TrainArguments.__doc__, groups)
-    train_values, data_values, forget_values, _ = split_values(parse_given(parser, argv, "train"), *groups)
-    args, data_args = TrainArguments(**train_values), DataArguments(**data_values)
-    recipe = Recipe.from_model(args.like) if args.like else Recipe(model_config=args.model_config)
-    changes = {"epochs": args.epochs, "learning_rate": args.learning_rate, "weight_decay": args.weight_decay,
-               "batch_size": args.batch_size, "seed": args.seed}  # fmt: skip
-    recipe = dataclasses.replace(recipe, **{k: v for k, v in changes.items() if v is not None})
-    request = ForgetArguments(**forget_values).request(args.seed)
+    file_values = config_file(argv)
+    args, data_args, forget, rest = parse("lotus-hf train", [TrainArguments, DataArguments, ForgetArguments], argv,
+                                          file_values, rest=True)  # fmt: skip
+    if {"-h", "--help"} & set(argv):
+        from ..arguments import help_text, parser_for
+
+        print(parser_for("lotus-hf train", [TrainArguments, DataArguments, ForgetArguments], add_help=False)
+              .format_help() + "\nrecipe:\n" + help_text("lotus-hf train", Recipe, None))  # fmt: skip
+        raise SystemExit(0)
+    base = Recipe.from_model(args.like) if args.like else Recipe()
+    recipe = dataclasses.replace(base, **given_fields("lotus-hf train", Recipe, rest, file_values))
+    request = forget.request(recipe.seed)
     name = f"{Path(data_args.dataset).name}-{recipe.model_config.replace('.json', '')}" + (
         "-retrained" if request else ""
     )
@@ -97,7 +87,7 @@ def train_command(argv: list[str]) -> None:
 
         processor = AutoImageProcessor.from_pretrained(resolve_model(args.like))
     else:
-        processor = image_processor_for(dataset["train"], image_size=args.image_size, seed=args.seed)
+        processor = image_processor_for(dataset["train"], image_size=args.image_size, seed=recipe.seed)
     summary = train_original(
         dataset, processor, recipe, output_dir, request=request, dataset_name=data_args.dataset
     )
@@ -106,28 +96,21 @@ def train_command(argv: list[str]) -> None:
 
 
 def benchmark_command(argv: list[str]) -> None:
-    from ..hub import check_output_dir
-    from ..run import METHODS
+    from ..saving import check_output_dir
     from .benchmark import BenchmarkSpec, benchmark_config, run_benchmark
 
-    groups = [BenchmarkArguments, DataArguments, ForgetArguments]
-    parser = build_parser("lotus-hf benchmark", BenchmarkArguments.__doc__, groups)
-    bench_values, data_values, forget_values, _ = split_values(
-        parse_given(parser, argv, "benchmark"), *groups
-    )
-    args, data_args = BenchmarkArguments(**bench_values), DataArguments(**data_values)
+    args, data_args, forget = parse("lotus-hf benchmark", [BenchmarkArguments, DataArguments, ForgetArguments], argv,
+                                    config_file(argv))  # fmt: skip
     output_dir = args.output_dir or default_output(f"benchmark-{Path(args.model).name}")
     check_output_dir(output_dir)
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError:
         raise ValueError(f"`--seeds` must be integers separated by commas, got {args.seeds!r}.") from None
-    methods = (
-        METHODS if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    )
+    methods = None if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     per_method = _json_object(args.method_config, "--method-config") if args.method_config else {}
     grid = _grid(args.grid) if args.grid else None
-    spec = BenchmarkSpec(model=args.model, dataset=data_args.dataset, request=ForgetArguments(**forget_values).request(
+    spec = BenchmarkSpec(model=args.model, dataset=data_args.dataset, request=forget.request(
         seeds[0] if seeds else 0, default_percent=10), seeds=seeds, methods=methods, train_subset=args.train_subset,
         recipe_epochs=args.recipe_epochs, config=per_method, grid=grid, original_per_seed=args.original_per_seed,
         **({"cache_dir": args.cache_dir} if args.cache_dir else {}))  # fmt: skip

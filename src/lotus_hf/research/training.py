@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +14,14 @@ import torch
 from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForImageClassification
 
-from ..cards import dataset_id, hub_id
-from ..data import ForgetRequest, PixelDataset, class_names_of, forget_fingerprint, preprocess
+from ..data import class_names_of
 from ..evaluation import accuracy, predict_logits
-from ..hub import atomic_output_dir, resolve_model, write_model_folder
+from ..images import preprocess
+from ..names import dataset_id, hub_id
 from ..provenance import RECIPE_FILE
-from ..run import classifier_arguments, train_classifier
+from ..recipe import Recipe
+from ..requests import ForgetRequest, forget_fingerprint
+from ..saving import atomic_output_dir, write_model_folder
 
 _ORIGINAL_TEMPLATE = Path(__file__).parent / "original_card.md"
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
@@ -122,42 +123,6 @@ def _vit_processor(image_size: int, mean: list[float], std: list[float]):
 
 
 # --------------------------------------------------------------------------------------- training
-@dataclass
-class Recipe:
-    """How an original (and its retrained gold standard) is trained with the ordinary Trainer."""
-
-    model_config: str = "resnet-small"
-    epochs: int = 30
-    learning_rate: float = 1e-3
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.0
-    seed: int = 3407
-
-    @classmethod
-    def from_model(cls, name: str) -> Recipe:
-        """The recipe a model trained by `lotus-hf train` was trained with (its training_recipe.json)."""
-        path = Path(resolve_model(name)) / RECIPE_FILE
-        if not path.is_file():
-            raise ValueError(
-                f"`like` {name!r} has no {RECIPE_FILE}: pass a model trained by `lotus-hf train`."
-            )
-        return cls(**json.loads(path.read_text())["recipe"])
-
-    def arguments(self, output_dir: str | Path):
-        """The `TrainingArguments` of this recipe."""
-        return classifier_arguments(output_dir, epochs=self.epochs, learning_rate=self.learning_rate,
-                                    weight_decay=self.weight_decay, batch_size=self.batch_size,
-                                    lr_scheduler_type=self.lr_scheduler_type, warmup_ratio=self.warmup_ratio,
-                                    seed=self.seed)  # fmt: skip
-
-
-def train_with_recipe(model, train: PixelDataset, recipe: Recipe, work_dir: str | Path):
-    """Train `model` on `train` as `recipe` says (the ordinary Trainer); returns `(model, seconds)`."""
-    return train_classifier(model, train, recipe.arguments(work_dir))
-
-
 def train_original(
     dataset,
     image_processor,
@@ -183,9 +148,9 @@ def train_original(
     with atomic_output_dir(output_dir) as staging:
         model = build_model(recipe.model_config, class_names, recipe.seed, image_processor)
         with tempfile.TemporaryDirectory(prefix="lotus-hf-train-") as work:
-            model, seconds = train_with_recipe(model, train, recipe, work)
+            model, seconds = recipe.train(model, train, work)
         summary = {
-            "recipe": asdict(recipe),
+            "recipe": recipe.to_dict(),
             "dataset": dataset_name,
             "trained_on": "retain set" if request is not None else "full training split",
             "forget": fingerprint,

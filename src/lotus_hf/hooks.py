@@ -1,0 +1,73 @@
+"""How every unlearning trainer of lotus-hf (LoTUS, Belief Relabel and the baselines) hooks into `Trainer`'s loop,
+with public callback events only: `RunHooks` (prepare, probe, save the run's state) and `RunProgress` (what the run
+shows while it trains)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+
+class RunHooks(TrainerCallback):
+    """Calls the trainer's `prepare()` when training starts (after accelerate has prepared the model), its
+    `begin_epoch()` before each epoch (stopping training when that returns True) and, for trainers with a state to
+    resume (`save_run_state`), saves that state into each checkpoint Trainer writes."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.prepare()
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.trainer.begin_epoch():
+            control.should_training_stop = True
+
+    def on_save(self, args, state, control, **kwargs):
+        if hasattr(self.trainer, "save_run_state"):
+            self.trainer.save_run_state(
+                Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            )
+
+
+class RunProgress(ProgressCallback):
+    """Trainer's progress bar (steps, rate, time left) with each epoch's probe written above it as it happens, and
+    no bar for the probes' own passes. `use_run_progress` puts it in place of Trainer's default."""
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        pass  # a probe is part of the run: its passes add no bars of their own
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if (
+            state.is_world_process_zero
+            and self.training_bar is not None
+            and logs
+            and "forget_accuracy" in logs
+        ):
+            self.training_bar.write(
+                probe_line(len([e for e in state.log_history if "forget_accuracy" in e]), logs)
+            )
+
+
+def use_run_progress(trainer) -> None:
+    """Show `RunProgress` unless `disable_tqdm` (then nothing: the probes are in `trainer.history`, the losses in
+    `trainer.state.log_history`), instead of Trainer's bar, which prints every log as a dict."""
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    if not trainer.args.disable_tqdm:
+        trainer.add_callback(RunProgress)
+
+
+def probe_line(epoch: int, entry: dict) -> str:
+    """One probe, as a line: LoTUS's gap and temperature, or Belief Relabel's membership rule."""
+    if "forget_member_rate" in entry:
+        probe = (f"forget called members {entry['forget_member_rate']:.4f} (stops at "
+                 f"{entry['reference_member_rate']:.4f} once forget acc is 0)")  # fmt: skip
+    else:
+        probe = (
+            f"unseen acc {entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, tau {entry['tau']:.3f}"
+        )
+    stop = " -> stop" if entry.get("stop") else ""
+    return f"epoch {epoch}: forget acc {entry['forget_accuracy']:.4f}, {probe}{stop}"
