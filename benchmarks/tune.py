@@ -61,7 +61,9 @@ def run_grid(cell: str, settings: dict[str, list[dict]], folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default=",".join(CELLS), help=f"comma-separated cells of {', '.join(CELLS)}")
+    parser.add_argument(
+        "--only", default=",".join(CELLS), help=f"comma-separated cells of {', '.join(CELLS)}"
+    )
     parser.add_argument("--picks-only", action="store_true", help="rewrite the picks from the cells' JSON")
     args = parser.parse_args()
     cells = args.only.split(",")
@@ -133,7 +135,9 @@ def write_picks() -> None:
     for cell in cells:
         for method, pick in tuned[cell].items():
             fields = ", ".join(f"`{k}`={v}" for k, v in pick["fields"].items())
-            verdicts = "/".join(str(pick["verdicts"].get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten"))
+            verdicts = "/".join(
+                str(pick["verdicts"].get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten")
+            )
             lines.append(f"| {cell} | {method} | {fields}{' *(no change)*' if pick['no_op'] else ''} | {pick['from']} "
                          f"| {pick['avg_gap']:.4f} | {verdicts} |")  # fmt: skip
     minutes = {c: minutes_from_empty_cache(runs[c]) for c in cells}

@@ -158,7 +158,9 @@ def test_model_folder_unlearning_config_sets_defaults_and_flags_win(digits_folde
             "--class-forgetting"]  # fmt: skip
     assert main([*base, "--output-dir", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
-    assert "gives: alpha=3.0, num_train_epochs=1" in printed and "LoTUS: alpha 3.0, 1 epochs at most" in printed
+    assert (
+        "gives: alpha=3.0, num_train_epochs=1" in printed and "LoTUS: alpha 3.0, 1 epochs at most" in printed
+    )
     assert main([*base, "--epochs", "2", "--output-dir", str(tmp_path / "b")]) == 0
     printed = capsys.readouterr().out
     assert "unlearning_config.json (or the request) gives: alpha=3.0 (" in printed
@@ -240,7 +242,10 @@ def test_a_config_file_loads_a_whole_run_and_flags_override_it(digits_folder, tm
     assert main(["unlearn", "--config", str(run), "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "unlearning classes=digit-2 of" in printed
-    assert "Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): 2 epochs at most, lr 0.0003" in printed
+    assert (
+        "Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): 2 epochs at most, lr 0.0003"
+        in printed
+    )
     report = json.loads((tmp_path / "from-file" / "report.json").read_text())
     assert report["training"]["hyperparameters"]["per_device_train_batch_size"] == 64
     assert report["training"]["method"] == "belief_relabel"  # a class request's default
@@ -254,7 +259,8 @@ def test_a_config_files_values_are_typed_and_checked_like_flags(digits_folder, t
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     run = tmp_path / "run.yaml"
     # YAML reads 1e-4 and 1e1 as strings, "no" as a string: the parser makes them a float and a bool
-    run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget_classes: digit-2\nmethod: lotus\nlearning_rate: 1e-4\n"
+    run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget_classes: digit-2\nmethod: lotus\n"
+                   "learning_rate: 1e-4\n"
                    f"alpha: 1e1\nclass_forgetting: 'no'\nepochs: 1\nbatch-size: 64\n")  # fmt: skip
     assert main(["unlearn", "--config", str(run), "--output-dir", str(tmp_path / "a")]) == 0
     hyper = json.loads((tmp_path / "a" / "report.json").read_text())["training"]["hyperparameters"]

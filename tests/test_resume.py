@@ -77,7 +77,8 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(trained_res
     "setup, extra, message",
     [
         ("none", ["--resume"], "holds no unfinished run (one started with `--save-steps`)"),
-        ("unfinished", ["--forget-classes", "digit-2", "--resume"], "differs from this command in ['method', 'request',"),
+        ("unfinished", ["--forget-classes", "digit-2", "--resume"],
+         "differs from this command in ['method', 'request',"),
         ("unfinished", ["--method", "scrub", "--resume"], "differs from this command in ['method',"),
     ],
 )  # fmt: skip

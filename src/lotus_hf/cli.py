@@ -223,7 +223,9 @@ def _method_line(config) -> str:
         return (f"Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): "
                 f"{config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}")  # fmt: skip
     hyper = config.method_hyperparameters()
-    return f"{config.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k not in ("method", "seed"))
+    return f"{config.method}: " + ", ".join(
+        f"{k} {v}" for k, v in hyper.items() if k not in ("method", "seed")
+    )
 
 
 def verdict_text(verification: dict) -> str:

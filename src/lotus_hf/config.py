@@ -181,8 +181,10 @@ class UnlearningConfig(StreamConfig):
     )
     class_forgetting: bool = field(
         default=False,
-        metadata={"help": "The paper's class forgetting: the target unseen accuracy is 0 (a class request with LoTUS "
-                  "turns it on)."},  # fmt: skip
+        metadata={
+            "help": "The paper's class forgetting: the target unseen accuracy is 0 (a class request with LoTUS "
+            "turns it on)."
+        },  # fmt: skip
     )
     stop_margin: float = field(
         default=0.01,

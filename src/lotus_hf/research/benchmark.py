@@ -74,7 +74,9 @@ class BenchmarkSpec:
 
     def __post_init__(self):
         if self.methods is None:  # Belief Relabel forgets whole classes only
-            self.methods = tuple(m for m in METHODS if m != "belief_relabel" or self.request.kind == "classes")
+            self.methods = tuple(
+                m for m in METHODS if m != "belief_relabel" or self.request.kind == "classes"
+            )
         if self.grid is not None:
             self.methods = tuple(self.grid)
             empty = [m for m, settings in self.grid.items() if not settings]
@@ -625,7 +627,11 @@ def render_markdown(results: dict) -> str:
 
 def _verdicts(row: dict) -> str:
     counts = row.get("verdicts") or {}
-    return "/".join(str(counts.get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten")) if counts else "-"
+    return (
+        "/".join(str(counts.get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten"))
+        if counts
+        else "-"
+    )
 
 
 def _paired_lines(paired: dict) -> list[str]:

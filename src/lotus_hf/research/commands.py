@@ -107,7 +107,9 @@ def benchmark_command(argv: list[str]) -> None:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError:
         raise ValueError(f"`--seeds` must be integers separated by commas, got {args.seeds!r}.") from None
-    methods = None if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    methods = (
+        None if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    )
     per_method = _json_object(args.method_config, "--method-config") if args.method_config else {}
     grid = _grid(args.grid) if args.grid else None
     spec = BenchmarkSpec(model=args.model, dataset=data_args.dataset, request=forget.request(
