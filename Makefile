@@ -23,11 +23,11 @@ browser:                  ## Debian's chromium for the Space's browser test (Pla
 	-@command -v chromium >/dev/null || (command -v apt-get >/dev/null && \
 	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1) || true
 
-test: setup browser       ## the default test suite (slow tests excluded)
-	$(PY) -m pytest -q
+test: setup browser       ## the default test suite (slow tests excluded), with its slowest tests
+	$(PY) -m pytest -q --durations=15
 
-test-slow: setup
-	$(PY) -m pytest -q -m slow
+test-slow: setup browser  ## browser, several processes, packaging, CLI subprocesses, long training
+	$(PY) -m pytest -q -m slow --durations=15
 
 # timm needs a torchvision that imports, and the one that pairs with the CPU torch 2.13.0 of .venv does not:
 # its own venv with the torch 2.14.1 / torchvision 0.29.1 pair (on this machine's disk; about 6 GB).

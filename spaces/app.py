@@ -1,8 +1,10 @@
 """lotus-hf Space: make an image classifier forget part of its training data with LoTUS, in a browser.
 
 Pure functions on top (tested without a browser), the gr.Blocks app below, launch under __main__.
-Every run lives in its own temporary folder, referenced only from that session's state; tokens are
-passed straight to the Hub client and never stored or logged.
+Runs go one at a time (a Trainer is not made to share a process with another running beside it, and two
+trainings on a Space's 2 CPU cores would only slow each other down); later ones wait in the queue. Every run lives
+in its own temporary folder, referenced only from that session's state; tokens are passed straight to the Hub
+client and never stored or logged.
 
     python spaces/app.py            # http://127.0.0.1:7860
 """
@@ -26,9 +28,10 @@ from transformers import TrainerCallback
 from lotus_hf import ForgetRequest, load_image_dataset, load_model, push_folder, save_unlearned, unlearn
 from lotus_hf.data import class_names_of, split_unlearning_data
 from lotus_hf.evaluation import entropy, predict_logits
+from lotus_hf.hooks import probe_line
 from lotus_hf.images import preprocess
 from lotus_hf.loading import check_labels
-from lotus_hf.methods import method_config
+from lotus_hf.methods import default_method, method_config
 from lotus_hf.names import hub_id
 
 BUNDLED = {
@@ -38,13 +41,14 @@ BUNDLED = {
 MAX_EPOCHS = 10
 MAX_TRAIN_SAMPLES = 60_000  # bounds a Hub data set's training split (a seeded subsample beyond it)
 MAX_PICKED = 200
-CONCURRENT_RUNS = 2  # runs at once; more wait in the queue
-MAX_WAITING = 6  # runs waiting in the queue: 8 sessions at once in all, later ones are told the queue is full
+CONCURRENT_RUNS = 1  # runs at once; more wait in the queue
+MAX_WAITING = 7  # runs waiting in the queue: 8 sessions at once in all, later ones are told the queue is full
 GALLERY_SIZE = 48
 SEED = 3407
 INTRO = """# Make an image classifier forget
-LoTUS (CVPR 2025) removes what a model learned from chosen training samples without retraining it.
-Pick a model, choose what to forget, run; then compare the original and the unlearned model."""
+LoTUS (CVPR 2025) removes what a model learned from chosen training samples without retraining it; whole classes
+go with Belief Relabel, lotus-hf's own method. Pick a model, choose what to forget, run; then see whether the
+model now treats the forgotten images as data it never saw, and compare it with the original."""
 
 
 class SpaceError(ValueError):
@@ -99,6 +103,23 @@ def make_request(
             raise SpaceError(f"Pick at most {MAX_PICKED} samples.")
         return ForgetRequest.indices(sorted(set(int(i) for i in picked)))
     raise SpaceError(f"Unknown forget mode {mode!r}.")
+
+
+def method_controls(mode: str, model_name: str) -> dict:
+    """What a request of `mode` runs on `model_name`, and its controls' starting values: LoTUS (alpha and epochs,
+    from the model's unlearning_config.json) for samples, Belief Relabel (epochs only) for whole classes."""
+    request = ForgetRequest.classes(["x"]) if mode == "classes" else ForgetRequest.first_percent(10)
+    method = default_method(request)
+    config = method_config(method, model_name, request, output_dir=tempfile.gettempdir(), use_cpu=True)
+    epochs = int(min(config.num_train_epochs, MAX_EPOCHS))
+    if method == "lotus":
+        return {"method": method, "name": "LoTUS", "alpha": config.alpha, "epochs": epochs}
+    return {
+        "method": method,
+        "name": "Belief Relabel, lotus-hf's class forgetting (not the paper's)",
+        "alpha": None,
+        "epochs": epochs,
+    }
 
 
 def gallery_indices(n_train: int, size: int = GALLERY_SIZE) -> list[int]:
@@ -160,18 +181,6 @@ def top_predictions(logits: torch.Tensor, class_names: list[str], k: int = 3) ->
     return {class_names[int(i)]: float(v) for v, i in zip(values, indices, strict=True)}
 
 
-# Sessions run in threads of one process. transformers 5.24 resets accelerate 1.15's process-wide state
-# whenever a config sets up its device, which breaks a run under way in another thread ("`AcceleratorState`
-# object has no attribute `distributed_type`"): the state is set up once here and every config reuses it.
-SHARED_STATE = {"accelerator_config": {"use_configured_state": True}}
-
-
-def _set_up_state_once() -> None:
-    from accelerate import PartialState
-
-    PartialState(cpu=True)
-
-
 class SessionFiles:
     """The folders of each session's runs, removed when the session ends (its tab closed, its client gone) or
     when it starts another run: nothing of one session outlives it or reaches another."""
@@ -223,7 +232,7 @@ class _Progress(TrainerCallback):
         self.events, self.cancel = events, cancel
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "tau" in logs:
+        if logs and "forget_accuracy" in logs:
             self.events.put(("probe", dict(logs)))
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -245,9 +254,11 @@ def run_unlearning(model_name, dataset_name, request, alpha, epochs, events=None
     original = copy.deepcopy(model)
     student = copy.deepcopy(model)
     work = work or Path(tempfile.mkdtemp(prefix="lotus-space-"))
-    config = method_config("lotus", model_name, request, output_dir=str(work / "trainer"), alpha=float(alpha),
+    method = default_method(request)
+    fields = {"alpha": float(alpha)} if method == "lotus" else {}  # Belief Relabel has no alpha
+    config = method_config(method, model_name, request, output_dir=str(work / "trainer"),
                            num_train_epochs=float(epochs), seed=SEED, disable_tqdm=True, logging_strategy="no",
-                           use_cpu=True, dataloader_pin_memory=False, **SHARED_STATE)  # fmt: skip
+                           use_cpu=True, dataloader_pin_memory=False, **fields)  # fmt: skip
     callbacks = [_Progress(events, cancel)] if events is not None else []
     result = unlearn(student, data, config, base_model=model_name, dataset=dataset_name, callbacks=callbacks)
     folder = save_unlearned(result, processor, work / "unlearned-model")
@@ -327,7 +338,6 @@ def build_demo():
     """The app, queued: `CONCURRENT_RUNS` runs at once and `MAX_WAITING` waiting, later ones told the queue is
     full. The default model's data are prepared here, once, at start-up: the first page load only reads them
     (a Space that prepared them per load showed "processing" for over 15 s)."""
-    _set_up_state_once()
     prepared(*resolve_choice(next(iter(BUNDLED)), "", ""))
 
     def choices_for(model_choice, model_id, dataset_id):
@@ -341,6 +351,17 @@ def build_demo():
             (as_image(train_split[i]["image"]), f"#{i} {class_names[train_split[i]['label']]}") for i in shown
         ]
         return gr.Dropdown(choices=class_names, value=[]), gallery, shown, []
+
+    def controls_for(mode, model_choice, model_id, dataset_id):
+        """Only the controls the request's method uses, at that method's defaults for the model."""
+        try:
+            model_name, _ = resolve_choice(model_choice, model_id, dataset_id)
+            controls = method_controls(mode, model_name)
+        except (SpaceError, ValueError):
+            controls = method_controls(mode, BUNDLED[next(iter(BUNDLED))])
+        lotus = controls["alpha"] is not None
+        return (gr.Slider(visible=lotus, value=controls["alpha"] if lotus else 14),
+                gr.Slider(value=controls["epochs"]), f"Runs **{controls['name']}**.")  # fmt: skip
 
     def pick(shown, picked, event: gr.SelectData):
         picked = add_pick(shown, picked, event.index)
@@ -378,18 +399,17 @@ def build_demo():
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        log = [
-            f"Forgetting {forget.describe()} from {model_name} (alpha {alpha}, at most {int(epochs)} epochs)"
-        ]
+        controls = method_controls("classes" if forget.kind == "classes" else "samples", model_name)
+        settings = f"alpha {alpha}, " if controls["alpha"] is not None else ""
+        log = [f"Forgetting {forget.describe()} from {model_name} with {controls['name']} ({settings}at most "
+               f"{int(epochs)} epochs)"]  # fmt: skip
         try:
             while True:
                 kind, value = events.get()
                 if kind == "done":
                     break
                 epoch = len(log)
-                log.append(
-                    f"epoch {epoch}: forget accuracy {value['forget_accuracy']:.4f}, tau {value['tau']:.3f}"
-                )
+                log.append(probe_line(epoch, value))
                 progress(min(epoch / int(epochs), 1.0), desc=log[-1])
                 yield {status: "\n".join(log)}
         finally:
@@ -398,7 +418,10 @@ def build_demo():
             raise gr.Error(str(outcome["error"]))
         result = outcome["run"]
         bars, entropy_original, entropy_unlearned, gallery = outcome["plots"]
+        verification = result.report["verification"]
         log.append(f"done in {result.report['unlearning_seconds']:.1f} s")
+        log.append(f"verified on held-out images the run did not calibrate on: {verification['verdict']}. "
+                   f"{verification['advice']}")  # fmt: skip
         yield {
             status: "\n".join(log),
             table: metrics_table(result.report),
@@ -449,9 +472,14 @@ def build_demo():
             label="Click samples to forget them", columns=12, height=200, elem_id="pick-gallery"
         )
         with gr.Row():
-            alpha = gr.Slider(1, 32, value=14, step=1, label="alpha")
-            epochs = gr.Slider(1, MAX_EPOCHS, value=2, step=1, label="Epochs (at most)", elem_id="epochs")
-            start = gr.Button("Run LoTUS", variant="primary", elem_id="run")
+            opening = method_controls(
+                "classes", BUNDLED[next(iter(BUNDLED))]
+            )  # the form opens on a class request
+            alpha = gr.Slider(1, 32, value=14, step=1, label="alpha (LoTUS)", visible=False, elem_id="alpha")
+            epochs = gr.Slider(1, MAX_EPOCHS, value=opening["epochs"], step=1, label="Epochs (at most)",
+                               elem_id="epochs")  # fmt: skip
+            method_note = gr.Markdown(f"Runs **{opening['name']}**.", elem_id="method")
+            start = gr.Button("Run", variant="primary", elem_id="run")
             stop = gr.Button("Cancel", elem_id="cancel")
         status = gr.Textbox(label="Progress", lines=4, elem_id="status")
         table = gr.DataFrame(label="Before and after", elem_id="metrics")
@@ -481,6 +509,8 @@ def build_demo():
         pushed = gr.Markdown()
 
         load_inputs = [model_choice, model_id, dataset_id]
+        for trigger in (mode.change, load.click):
+            trigger(controls_for, [mode, *load_inputs], [alpha, epochs, method_note])
         load.click(choices_for, load_inputs, [classes, gallery, shown_state, picked_state])
         demo.load(choices_for, load_inputs, [classes, gallery, shown_state, picked_state])
         gallery.select(pick, [shown_state, picked_state], [picked_state, picked_text])

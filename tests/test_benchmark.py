@@ -212,6 +212,7 @@ def test_a_folder_being_replaced_comes_back_whole_if_the_run_fails(failure, tmp_
     )
 
 
+@pytest.mark.slow
 def test_a_folder_being_replaced_comes_back_when_the_script_is_terminated(tmp_path):
     """SIGTERM (what `kill` and job schedulers send) interrupts the body like Ctrl-C does."""
     import signal

@@ -119,6 +119,7 @@ def test_dataset_without_an_image_column(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, tmp_path):
     """A real `lotus-hf` process gets SIGINT while it trains: exit 130, no folder at --output-dir.
     (A trained model and a tiny learning rate: the stop rule cannot end the run before the signal.)"""
@@ -219,6 +220,7 @@ def test_train_fits_the_processor_to_rgb_data_and_retrains_like_it(colour_digits
     assert AutoImageProcessor.from_pretrained(retrained).to_dict() == processor.to_dict()
 
 
+@pytest.mark.slow
 def test_importing_lotus_hf_drops_deepspeeds_no_gpu_warning_only():
     import subprocess
     import sys

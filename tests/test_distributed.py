@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # several processes (torchrun, accelerate launch): `make test-slow`
+
 SCRIPT = Path(__file__).parent / "distributed_unlearn.py"
 CONFIGS = Path(__file__).parents[1] / "configs" / "accelerate"  # the shipped accelerate configs
 # config file, accelerate's distributed type, what the student and a live teacher become

@@ -40,7 +40,7 @@ tiny_processor().push_to_hub("me/other-labels")
         yield server
 
 
-@pytest.mark.parametrize("kind", ["vit", "resnet"])
+@pytest.mark.parametrize("kind", [pytest.param("vit", marks=pytest.mark.slow), "resnet"])
 def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
     from huggingface_hub import ModelCard
 
@@ -83,6 +83,7 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
     assert "pixel" not in texts.lower()
 
 
+@pytest.mark.slow
 def test_unlearning_again_keeps_the_chain(hub, tmp_path):
     first = _cli(hub.env, "--model", "me/tiny-vit", "--dataset", "me/tiny-digits@main", "--forget-classes", "digit-1",
                  "--epochs", "1", "--output-dir", str(tmp_path / "a"), "--push-to-hub", "me/vit-step-1",
@@ -118,6 +119,7 @@ def test_unlearning_again_keeps_the_chain(hub, tmp_path):
     assert missing.returncode in (0, 1, 3) and "this request: not in it" in missing.stdout
 
 
+@pytest.mark.slow
 def test_a_model_revision_is_loaded_and_recorded(hub, tmp_path):
     commit = hub.state.repos[("model", "me/tiny-resnet")].commits[-1]["oid"]
     run = _cli(hub.env, "--model", f"me/tiny-resnet@{commit}", "--dataset", "me/tiny-digits", "--forget-classes",
@@ -127,6 +129,7 @@ def test_a_model_revision_is_loaded_and_recorded(hub, tmp_path):
     assert "base_model: me/tiny-resnet\n" in card and f"me/tiny-resnet@{commit}" in card
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, env_change, message",
     [
@@ -152,6 +155,7 @@ def test_hub_errors_are_clear_and_leave_nothing(args, env_change, message, hub, 
     assert hub.repo_ids() == repos_before
 
 
+@pytest.mark.slow
 def test_trainer_push_to_hub_from_python(hub, tmp_path):
     """The Python path: `UnlearningTrainer(..., processing_class=...)`, `train()`, `push_to_hub()`."""
     from huggingface_hub import ModelCard
@@ -184,6 +188,7 @@ print("commit:", trainer.push_to_hub())
     assert steps[-1]["forget"]["sha256"] in card.text and steps[-1]["dataset"] == "me/tiny-digits"
 
 
+@pytest.mark.slow
 def test_fit_head_makes_a_model_of_other_classes_the_original(hub, tmp_path):
     out = tmp_path / "out"
     run = _cli(hub.env, "--model", "me/other-labels", "--dataset", "me/tiny-digits", "--fit-head",

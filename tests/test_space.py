@@ -43,6 +43,21 @@ def test_resolve_choice_and_requests(app):
             app.make_request(mode, classes, fraction, picked)
 
 
+def test_the_form_names_the_method_and_shows_only_its_controls(app):
+    classes = app.method_controls("classes", "fashion-mnist-resnet")
+    assert (
+        classes["method"] == "belief_relabel"
+        and classes["alpha"] is None
+        and "Belief Relabel" in classes["name"]
+    )
+    samples = app.method_controls("samples", "fashion-mnist-resnet")
+    from lotus_hf.methods import method_config
+
+    lotus = method_config("lotus", "fashion-mnist-resnet", output_dir="unused", use_cpu=True)
+    assert samples["method"] == "lotus" and samples["alpha"] == lotus.alpha  # the model's own setting
+    assert samples["epochs"] == min(lotus.num_train_epochs, app.MAX_EPOCHS)
+
+
 def test_gallery_picks(app):
     shown = app.gallery_indices(60_000)
     assert len(shown) == app.GALLERY_SIZE and shown == app.gallery_indices(60_000)  # the same for everyone
@@ -94,6 +109,7 @@ def _row_numbers(page, name: str) -> list[float]:
     raise AssertionError(f"no row {name!r} in the metrics table")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
 def test_two_browser_sessions_unlearn_compare_and_download(app, tmp_path):
     """Headless Chromium, two sessions at once: each forgets its own class from the bundled ResNet; each page

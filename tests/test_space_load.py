@@ -85,7 +85,7 @@ def test_eight_sessions_at_once_each_get_their_own_results_and_more_are_told_the
         time.sleep(0.05)
     refused = []
 
-    def submit_more(client):  # the queue now holds 2 runs and 6 waiting: more are refused at once
+    def submit_more(client):  # the queue now holds 1 run and 7 waiting: more are refused at once
         try:
             client.predict("Hub", "me/tiny-resnet", "me/tiny-digits", "classes", ["digit-9"], 10, 14, 1,
                            api_name="/run")  # fmt: skip

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .evaluation import markdown_table, report_table
 from .names import dataset_id, hub_id
 from .version import __version__
 
@@ -149,26 +150,19 @@ def evidence_table(verification: dict) -> str:
     rows = verification.get("evidence") or []
     if not rows:
         return ""
-    lines = ["| test | statistic | 95% interval | unseen data | never-seen at most | forget | held-out | outcome |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for e in rows:
-        low, high = e["interval"]
-        lines.append(f"| {e['test']} | {e['statistic']:.4f} | [{low:.4f}, {high:.4f}] | {e['expected']:.2f} | "
-                     f"{e['threshold']:.2f} | {e['n_forget']} | {e['n_heldout']} | {e['outcome']} |")  # fmt: skip
-    return "\n".join(lines)
-
-
-def report_table(report: dict) -> str:
-    """The report's rows as a markdown table, rounded for display only."""
-    rows = report.get("rows", {})
-    if not rows:
-        return "Not evaluated."
-    keys = list(next(iter(rows.values())))
-    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, row in rows.items():
-        cells = ["-" if row.get(k) is None else f"{row[k]:.4f}" for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    header = [
+        "test",
+        "statistic",
+        "95% interval",
+        "unseen data",
+        "never-seen at most",
+        "forget",
+        "held-out",
+        "outcome",
+    ]
+    return markdown_table(header, [[e["test"], e["statistic"], f"[{e['interval'][0]:.4f}, {e['interval'][1]:.4f}]",
+                                    f"{e['expected']:.2f}", f"{e['threshold']:.2f}", str(e["n_forget"]),
+                                    str(e["n_heldout"]), e["outcome"]] for e in rows])  # fmt: skip
 
 
 def _versions() -> dict[str, str]:

@@ -14,13 +14,8 @@ import numpy as np
 
 from .errors import DataError
 from .images import PixelDataset, preprocess
+from .names import FASHION_MNIST_HUB_ID, FASHION_MNIST_IDS, split_revision
 from .requests import DEFAULT_SEED, ForgetRequest, forget_fingerprint, stratified_halves
-
-FASHION_MNIST_IDS = ("fashion_mnist", "fashion-mnist", "zalando-datasets/fashion_mnist")
-
-
-FASHION_MNIST_HUB_ID = "zalando-datasets/fashion_mnist"
-
 
 FASHION_MNIST_DIR = Path(os.environ.get("LOTUS_HF_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
@@ -101,11 +96,17 @@ def load_image_dataset(
     """
     import datasets
 
-    if revision is None and "@" in name_or_path and not Path(name_or_path).exists():
-        name_or_path, revision = name_or_path.rsplit("@", 1)  # ORG/NAME@REVISION, as for models
+    if revision is None:
+        name_or_path, revision = split_revision(name_or_path)  # ORG/NAME@REVISION, as for models
     if name_or_path in FASHION_MNIST_IDS and (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
         return _fashion_mnist_from_files(FASHION_MNIST_DIR)
     hub_id = FASHION_MNIST_HUB_ID if name_or_path in FASHION_MNIST_IDS else name_or_path
+    empty = _empty_split(Path(hub_id)) if Path(hub_id).is_dir() else None
+    if empty is not None:
+        raise DataError(
+            f"`dataset` {name_or_path!r} has a split with no data ({empty}): give every split images (train and "
+            "test), or pass another data set."
+        )
     try:
         if Path(hub_id).is_dir():
             # `datasets` infers the builder from the files: imagefolder for images, csv/parquet/json too.
@@ -113,11 +114,6 @@ def load_image_dataset(
         else:
             dataset = datasets.load_dataset(hub_id, revision=revision)
     except (FileNotFoundError, ConnectionError, OSError, ValueError) as error:
-        if "corresponds to no data" in str(error):  # datasets' words for a split without rows
-            raise DataError(
-                f"`dataset` {name_or_path!r} has a split with no data ({str(error).splitlines()[0][:200]}): give "
-                "every split images (train and test), or pass another data set."
-            ) from None
         hint = (
             " (Fashion-MNIST: `apt-get install dataset-fashion-mnist` makes it available offline)"
             if name_or_path in FASHION_MNIST_IDS
@@ -143,6 +139,20 @@ def load_image_dataset(
     if label != "label":
         dataset = dataset.rename_column(label, "label")
     return dataset
+
+
+def _empty_split(folder: Path) -> str | None:
+    """The part of a local data set folder that holds no rows: a parquet file of none, or a split's sub-folder
+    without files; None when each has some."""
+    import pyarrow.parquet as pq
+
+    for file in sorted(folder.rglob("*.parquet")):
+        if pq.ParquetFile(file).metadata.num_rows == 0:
+            return f"{file.name} has no rows"
+    for split in (d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")):
+        if not any(f.is_file() for f in split.rglob("*")):
+            return f"{split.name}/ holds no file"
+    return None
 
 
 def class_names_of(dataset) -> list[str]:

@@ -168,13 +168,35 @@ class UnlearningReport:
 
     def to_markdown(self) -> str:
         """The before/after table, rounded for display only."""
-        keys = [k for k in (*ROW_KEYS, "avg_gap") if any(k in row for row in self.rows.values())]
-        lines = ["| model | " + " | ".join(keys) + " | seconds |", "|---" * (len(keys) + 2) + "|"]
-        seconds = {"unlearned": self.unlearning_seconds, "retrained": self.retrain_seconds}
-        for name, row in self.rows.items():
-            cells = [_fmt(row.get(k)) for k in keys]
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {_fmt(seconds.get(name), 1)} |")
-        return "\n".join(lines)
+        return report_table(self.to_dict())
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A markdown table: `header` and `rows` of cells (strings, or numbers shown with 4 decimals; None as "-").
+
+    >>> print(markdown_table(["model", "acc"], [["a", 0.5], ["b", None]]))
+    | model | acc |
+    |---|---|
+    | a | 0.5000 |
+    | b | - |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += [
+        "| " + " | ".join(cell if isinstance(cell, str) else _fmt(cell) for cell in row) + " |"
+        for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def report_table(report: dict) -> str:
+    """A report's rows (`UnlearningReport.to_dict()`) as a markdown table, with the seconds of the runs."""
+    rows = report.get("rows", {})
+    if not rows:
+        return "Not evaluated."
+    keys = [k for k in (*ROW_KEYS, "avg_gap") if any(k in row for row in rows.values())]
+    seconds = {"unlearned": report.get("unlearning_seconds"), "retrained": report.get("retrain_seconds")}
+    return markdown_table(["model", *keys, "seconds"], [[name, *(row.get(k) for k in keys),
+                          _fmt(seconds.get(name), 1)] for name, row in rows.items()])  # fmt: skip
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -273,27 +295,32 @@ def check_model_outputs(model, images: PixelDataset) -> None:
     """Run `model` on up to 64 of `images` (processed by its image processor) and raise `ModelError`, with the
     fix, when it cannot take them, returns no logits or returns values that are not finite (broken weights):
     before any unlearning or fitting."""
-    sample = images.select(np.arange(min(64, len(images))))
+    pixels = images.pixel_values[: min(64, len(images))]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
     try:
-        logits = predict_logits(model, sample)
-    except AttributeError as error:  # a backbone (`AutoModel`) or custom code without a classification head
-        if "logits" not in str(error):
-            raise
-        if getattr(getattr(model, "config", None), "return_dict", True) is False:
-            raise ModelError(
-                f"the model ({type(model).__name__}) returns tuples, not outputs with `logits`: its config has "
-                "`return_dict=False`. Set `model.config.return_dict = True` before unlearning."
-            ) from None
-        raise ModelError(
-            f"the model ({type(model).__name__}) returns no `logits`: unlearning needs an image classifier; load "
-            "it with `AutoModelForImageClassification` (or `lotus_hf.load_model`), not as a bare backbone."
-        ) from None
+        with torch.no_grad():
+            outputs = model(pixel_values=pixels.to(device))
     except (RuntimeError, ValueError) as error:  # shapes or channels the model does not take
         raise ModelError(
             f"the model cannot take the images as its image processor prepares them "
             f"({str(error).splitlines()[0][:200]}): pass the image processor the model was trained with (its "
             "`preprocessor_config.json`), or a model for images like these."
         ) from None
+    finally:
+        model.train(was_training)
+    if isinstance(outputs, tuple):
+        raise ModelError(
+            f"the model ({type(model).__name__}) returns tuples, not outputs with `logits`: its config has "
+            "`return_dict=False`. Set `model.config.return_dict = True` before unlearning."
+        )
+    logits = getattr(outputs, "logits", None)
+    if logits is None:  # a backbone (`AutoModel`) or custom code without a classification head
+        raise ModelError(
+            f"the model ({type(model).__name__}) returns no `logits`: unlearning needs an image classifier; load "
+            "it with `AutoModelForImageClassification` (or `lotus_hf.load_model`), not as a bare backbone."
+        )
     if not torch.isfinite(logits).all():
         raise ModelError(
             "the model's outputs on the data set are NaN or infinite before any unlearning: its weights are "

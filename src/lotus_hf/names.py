@@ -30,7 +30,7 @@ def hub_id(name: str | None) -> str | None:
     """
     if not name:
         return None
-    bare = name.split("@")[0]
+    bare = split_revision(name)[0]
     if bare.count("/") != 1 or bare.startswith((".", "/", "~")) or Path(bare).exists():
         return None
     return bare

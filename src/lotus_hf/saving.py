@@ -100,7 +100,8 @@ def save_model_folder(
 ) -> Path:
     """`write_model_folder` into a new folder `output_dir`, atomically: it appears whole or not at all. A run
     folder (`start_run_folder`) is finished in place instead: the model's files are written beside the
-    checkpoints and moved in, the checkpoints removed, and the mark of an unfinished run goes last."""
+    checkpoints and moved in, everything else the run left (checkpoints, its state) removed, and the mark of an
+    unfinished run goes last."""
     output_dir = Path(output_dir)
     if not (output_dir / UNFINISHED_RUN).is_file():
         with atomic_output_dir(output_dir) as staging:
@@ -109,12 +110,14 @@ def save_model_folder(
     staging = Path(tempfile.mkdtemp(prefix=".final-", dir=output_dir))
     try:
         write_model_folder(staging, model, image_processor, card, report)
+        written = {file.name for file in staging.iterdir()}
         for file in staging.iterdir():
             os.replace(file, output_dir / file.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    for checkpoint in output_dir.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint)
+    for left in output_dir.iterdir():
+        if left.name not in written and left.name != UNFINISHED_RUN:
+            shutil.rmtree(left) if left.is_dir() else left.unlink()
     (output_dir / UNFINISHED_RUN).unlink()
     return output_dir
 

@@ -27,7 +27,7 @@ import torch
 
 from ..baselines import fresh_model
 from ..data import class_names_of, load_image_dataset, split_unlearning_data
-from ..evaluation import GAP_KEYS, entropy, predict_logits
+from ..evaluation import GAP_KEYS, entropy, markdown_table, predict_logits
 from ..evidence import VERDICTS
 from ..images import preprocess
 from ..loading import load_model
@@ -637,42 +637,33 @@ def _verdicts(row: dict) -> str:
 def _paired_lines(paired: dict) -> list[str]:
     if not paired:
         return []
-    lines = ["## Seed by seed\n", f"**{paired['best']}** has the lowest mean Avg Gap. Against each other method: the "
-             "seeds it wins, the mean per-seed difference, a one-sided paired t-test and Holm's correction over the "
-             f"comparisons (level {paired['level']}). Claim: **{paired['claim']}**"
-             + (f" {', '.join(paired['level_with'])}" if paired["level_with"] else "") + ".\n",
-             "| against | wins | mean difference | p | p (Holm) | separated |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for other, row in paired["against"].items():
-        lines.append(f"| {other} | {row['wins']}/{row['seeds']} | {row['mean_difference']:+.4f} | {row['p']:.4f} | "
-                     f"{row['p_holm']:.4f} | {'yes' if row['separated'] else 'no'} |")  # fmt: skip
-    return [*lines, ""]
+    level_with = f" {', '.join(paired['level_with'])}" if paired["level_with"] else ""
+    rows = [[other, f"{r['wins']}/{r['seeds']}", f"{r['mean_difference']:+.4f}", r["p"], r["p_holm"],
+             "yes" if r["separated"] else "no"] for other, r in paired["against"].items()]  # fmt: skip
+    return ["## Seed by seed\n", f"**{paired['best']}** has the lowest mean Avg Gap. Against each other method: the "
+            "seeds it wins, the mean per-seed difference, a one-sided paired t-test and Holm's correction over the "
+            f"comparisons (level {paired['level']}). Claim: **{paired['claim']}**{level_with}.\n",
+            markdown_table(["against", "wins", "mean difference", "p", "p (Holm)", "separated"], rows), ""]  # fmt: skip
 
 
 def _stop_lines(summary: dict) -> list[str]:
-    rows = {m: r["stop_fired"] for m, r in summary.items() if "stop_fired" in r}
+    rows = [[m, f"{sum(e is not None for e in r['stop_fired'])}/{len(r['stop_fired'])}",
+             ", ".join(str(e) for e in r["stop_fired"] if e is not None) or "-"]
+            for m, r in summary.items() if "stop_fired" in r]  # fmt: skip
     if not rows:
         return []
-    lines = ["## Stop rules\n", "On how many seeds each method's stop rule fired, and before which epoch (per-epoch "
-             "histories in results.json).\n", "| method | fired | epochs |", "|---|---|---|"]  # fmt: skip
-    for method, epochs in rows.items():
-        fired = [e for e in epochs if e is not None]
-        lines.append(f"| {method} | {len(fired)}/{len(epochs)} | {', '.join(str(e) for e in fired) or '-'} |")
-    return [*lines, ""]
+    return ["## Stop rules\n", "On how many seeds each method's stop rule fired, and before which epoch (per-epoch "
+            "histories in results.json).\n", markdown_table(["method", "fired", "epochs"], rows), ""]  # fmt: skip
 
 
 def _control_lines(rates: dict) -> list[str]:
     if not rates:
         return []
-    lines = ["## The verifier's controls\n", "Models whose answer is known (docs/verification.md), verified on every "
-             "seed: wrong = a retrained model called `not_forgotten` (a false alarm), or any other control not called "
-             "`not_forgotten` or whose forged history passed (a miss).\n",
-             "| control | expected | seeds | forgotten | inconclusive | not_forgotten | wrong |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for control, row in rates.items():
-        lines.append(f"| {control} | {row['expected']} | {row['seeds']} | {row['forgotten']} | {row['inconclusive']} | "
-                     f"{row['not_forgotten']} | {row['wrong']} |")  # fmt: skip
-    return [*lines, ""]
+    header = ["control", "expected", "seeds", "forgotten", "inconclusive", "not_forgotten", "wrong"]
+    rows = [[control, row["expected"], *(str(row[k]) for k in header[2:])] for control, row in rates.items()]
+    return ["## The verifier's controls\n", "Models whose answer is known (docs/verification.md), verified on every "
+            "seed: wrong = a retrained model called `not_forgotten` (a false alarm), or any other control not called "
+            "`not_forgotten` or whose forged history passed (a miss).\n", markdown_table(header, rows), ""]  # fmt: skip
 
 
 def _fields(fields: dict) -> str:
