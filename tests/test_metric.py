@@ -22,8 +22,6 @@ SPACE_REQUIREMENTS = {"evaluate", "datasets", "numpy", "gradio", "pandas"}
 ALLOWED_IMPORTS = {"rf_jsd.py": {"evaluate", "datasets", "numpy"}, "rf_jsd_math.py": {"numpy"}}
 ALLOWED_IMPORTS["app.py"] = ALLOWED_IMPORTS["rf_jsd.py"] | {"gradio", "pandas"}
 # The package's argument names -> the metric's, as the metric's errors say them.
-METRIC_NAMES = {"forget_probs": "predictions", "forget_labels": "references", "unseen_probs": "unseen_predictions",
-                "unseen_labels": "unseen_references", "n_resamples": "n_bootstrap"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -229,12 +227,12 @@ def test_rf_jsd_inputs_feed_the_metric_and_agree_with_the_report(metric, trained
     assert report.rows["unlearned"]["rf_jsd"] != pytest.approx(report.rows["original"]["rf_jsd"], abs=1e-9)
 
 
-def _helper():
-    """metrics/rf_jsd/rf_jsd_math.py, the math the metric module and the app share, imported from its file."""
-    spec = importlib.util.spec_from_file_location("rf_jsd_math_under_test", METRIC_DIR / "rf_jsd_math.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_the_metric_ships_the_packages_math_byte_for_byte():
+    """One source of truth: lotus_hf/rf_jsd.py and the metric folder's rf_jsd_math.py are the same file."""
+    package_file = Path(package.__file__)
+    assert (METRIC_DIR / "rf_jsd_math.py").read_bytes() == package_file.read_bytes(), (
+        "copy src/lotus_hf/rf_jsd.py to metrics/rf_jsd/rf_jsd_math.py (they must not drift)"
+    )
 
 
 def _random_inputs(seed):
@@ -256,19 +254,18 @@ def test_spec_vectors_agree_with_the_package(metric, forget, labels, variant, ex
     ours = package.rf_jsd(*inputs, variant=variant)
     assert ours == pytest.approx(expected, abs=1e-9)
     assert _compute(metric, forget, labels, variant=variant)["rf_jsd"] == pytest.approx(ours, abs=1e-12)
-    assert _helper().rf_jsd(*inputs, variant=variant) == pytest.approx(ours, abs=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("variant", ["jsd", "reference"])
 def test_random_inputs_agree_with_the_package(metric, seed, variant):
-    """Value, per-class JSDs and the seeded bootstrap interval: the metric (via evaluate.load) and its math
-    helper give lotus_hf.rf_jsd's numbers to 1e-12."""
+    """Value, per-class JSDs and the seeded bootstrap interval: the metric (via evaluate.load) gives
+    lotus_hf.rf_jsd's numbers to 1e-12, under the same argument names."""
     inputs = _random_inputs(seed)
     forget, labels, unseen, unseen_labels = inputs
     value = package.rf_jsd(*inputs, variant=variant)
     per_class = package.rf_jsd_per_class(*inputs)
-    low, high = package.rf_jsd_interval(*inputs, variant=variant, n_resamples=120, confidence=0.9, seed=seed)
+    low, high = package.rf_jsd_interval(*inputs, variant=variant, n_bootstrap=120, confidence=0.9, seed=seed)
     got = metric.compute(predictions=forget, references=labels, unseen_predictions=unseen,
                          unseen_references=unseen_labels, variant=variant, per_class=True, n_bootstrap=120,
                          confidence=0.9, seed=seed)  # fmt: skip
@@ -276,66 +273,6 @@ def test_random_inputs_agree_with_the_package(metric, seed, variant):
     assert got["per_class"].keys() == per_class.keys()
     assert got["per_class"] == pytest.approx(per_class, abs=1e-12)
     assert (got["rf_jsd_low"], got["rf_jsd_high"]) == pytest.approx((low, high), abs=1e-12)
-
-    helper = _helper()
-    assert helper.rf_jsd(*inputs, variant=variant) == pytest.approx(value, abs=1e-12)
-    assert helper.rf_jsd_per_class(*inputs) == pytest.approx(per_class, abs=1e-12)
-    interval = helper.rf_jsd_interval(*inputs, variant=variant, n_bootstrap=120, confidence=0.9, seed=seed)
-    assert interval == pytest.approx((low, high), abs=1e-12)
-    for theirs, ours in zip(package.class_means(*inputs), helper.class_means(*inputs), strict=True):
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
-    rows = min(len(forget), len(unseen))
-    assert helper.divergence(forget[:rows], unseen[:rows], variant) == pytest.approx(
-        package.divergence(forget[:rows], unseen[:rows], variant), abs=1e-12
-    )
-    assert helper.VARIANTS == package.VARIANTS
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(forget_probs=[[0.5, 0.6]]),
-        dict(forget_probs=[[-0.1, 1.1]]),
-        dict(forget_probs=[[float("inf"), 1.0]]),
-        dict(forget_probs=[]),
-        dict(forget_probs=np.zeros((0, 2)), forget_labels=[]),
-        dict(forget_probs=[[0.5, 0.5], [1.0]], forget_labels=[0, 0]),
-        dict(forget_probs=[[0.5, 0.5]], forget_labels=[0, 1]),
-        dict(forget_labels=[0.5]),
-        dict(forget_labels=[2]),
-        dict(unseen_labels=[-1]),
-        dict(unseen_probs=[[0.2, 0.3, 0.5]]),
-        dict(forget_labels=[1], unseen_labels=[0]),
-        dict(variant="kl"),
-    ],
-)
-def test_the_helpers_errors_are_the_packages_with_the_metrics_names(kwargs):
-    args = dict(forget_probs=[[0.5, 0.5]], forget_labels=[0], unseen_probs=[[0.4, 0.6]], unseen_labels=[0])
-    args.update(kwargs)
-    with pytest.raises(ValueError) as theirs:
-        package.rf_jsd(**args)
-    with pytest.raises(ValueError) as ours:
-        _helper().rf_jsd(*[args[name] for name in list(METRIC_NAMES)[:4]], variant=args.get("variant", "jsd"))
-    expected = str(theirs.value)
-    for name, metric_name in METRIC_NAMES.items():
-        expected = expected.replace(f"`{name}`", f"`{metric_name}`")
-    assert str(ours.value) == expected
-
-
-def test_the_helpers_interval_checks_match_the_package():
-    inputs = (FORGET, FORGET_LABELS, UNSEEN, UNSEEN_LABELS)
-    for kwargs in (dict(n_resamples=3), dict(n_resamples=10.0), dict(confidence=1.0), dict(variant="x")):
-        with pytest.raises(ValueError) as theirs:
-            package.rf_jsd_interval(*inputs, **kwargs)
-        ours = {METRIC_NAMES.get(key, key): value for key, value in kwargs.items()}
-        with pytest.raises(ValueError) as mine:
-            _helper().rf_jsd_interval(*inputs, **ours)
-        assert str(mine.value) == str(theirs.value).replace("`n_resamples`", "`n_bootstrap`")
-
-
-def test_doctests_of_the_math_helper():
-    results = doctest.testmod(_helper(), optionflags=doctest.ELLIPSIS)
-    assert results.attempted >= 5 and results.failed == 0
 
 
 def _imports(path):

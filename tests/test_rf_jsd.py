@@ -56,25 +56,25 @@ def test_divergence_variants():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(forget_probs=[[0.5, 0.6]]), "`forget_probs` row 0 sums to 1.1"),
-        (dict(forget_probs=[[-0.1, 1.1]]), "negative"),
-        (dict(forget_probs=[[float("nan"), 1.0]]), "NaN"),
-        (dict(forget_probs=[]), "2-D"),
-        (dict(forget_probs=[[0.5, 0.5]], forget_labels=[0, 1]), "one label per probability row"),
-        (dict(forget_probs=[[0.5, 0.5]], unseen_probs=[[0.2, 0.3, 0.5]]), "same label set"),
-        (dict(forget_labels=[1], unseen_labels=[0]), "forget class 1 has no unseen sample"),
+        (dict(predictions=[[0.5, 0.6]]), "`predictions` row 0 sums to 1.1"),
+        (dict(predictions=[[-0.1, 1.1]]), "negative"),
+        (dict(predictions=[[float("nan"), 1.0]]), "NaN"),
+        (dict(predictions=[]), "2-D"),
+        (dict(predictions=[[0.5, 0.5]], references=[0, 1]), "one label per probability row"),
+        (dict(predictions=[[0.5, 0.5]], unseen_predictions=[[0.2, 0.3, 0.5]]), "same label set"),
+        (dict(references=[1], unseen_references=[0]), "forget class 1 has no unseen sample"),
         (dict(variant="kl"), "`variant`"),
     ],
 )
 def test_bad_inputs_name_the_problem(kwargs, message):
-    args = dict(forget_probs=[[0.5, 0.5]], forget_labels=[0], unseen_probs=[[0.4, 0.6]], unseen_labels=[0])
+    args = dict(predictions=[[0.5, 0.5]], references=[0], unseen_predictions=[[0.4, 0.6]], unseen_references=[0])
     args.update(kwargs)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         rf_jsd(**args)
 
 
 def test_empty_rows_error():
-    with pytest.raises(ValueError, match="`forget_probs` is empty"):
+    with pytest.raises(ValueError, match="`predictions` is empty"):
         rf_jsd(np.zeros((0, 2)), [], [[0.4, 0.6]], [0])
 
 
@@ -103,5 +103,5 @@ def test_interval_brackets_the_estimate_per_variant():
     unseen, unseen_labels = rng.dirichlet([1, 2, 6], size=90), rng.integers(0, 3, size=90)
     for variant in ("jsd", "reference"):
         value = rf_jsd(forget, labels, unseen, unseen_labels, variant)
-        low, high = rf_jsd_interval(forget, labels, unseen, unseen_labels, variant, n_resamples=300, seed=0)
+        low, high = rf_jsd_interval(forget, labels, unseen, unseen_labels, variant, n_bootstrap=300, seed=0)
         assert low < value < high

@@ -1,9 +1,9 @@
-"""The math of the RF-JSD metric in plain numpy, shared by rf_jsd.py (the `evaluate` module) and app.py.
+"""RF-JSD, the retrain-free forgetting metric of LoTUS (docs/metric.md), and the retrain-based JSD, in plain numpy.
 
-This folder is pushed to the Hub on its own (a metric Space), so it carries its own implementation instead of
-importing lotus-hf. It must agree with lotus-hf's `lotus_hf.rf_jsd`: tests/test_metric.py checks the two to
-1e-12 on the spec vectors and on random inputs, the seeded bootstrap included. Errors name the metric's
-arguments (`predictions`, `references`, `unseen_predictions`, `unseen_references`, `n_bootstrap`).
+One file, shipped twice: as `lotus_hf.rf_jsd` in the package, and as metrics/rf_jsd/rf_jsd_math.py in the
+`evaluate` metric's folder, which is pushed to the Hub on its own and so cannot import lotus-hf.
+tests/test_metric.py keeps the two byte for byte identical. Errors name the metric's arguments (`predictions`,
+`references`, `unseen_predictions`, `unseen_references`, `n_bootstrap`), which lotus-hf uses too.
 
 >>> round(rf_jsd([[0.1, 0.8, 0.1]], [1], [[0.2, 0.7, 0.1]], [1]), 6)
 0.010163
@@ -164,7 +164,7 @@ def class_means(predictions, references, unseen_predictions, unseen_references):
 
 def _bootstrap(classes, forget, unseen, variant, n_bootstrap, confidence, seed):
     """Stratified percentile bootstrap. The draws go class by class, forget rows then unseen rows, in the
-    order lotus_hf.rf_jsd.rf_jsd_interval draws them, so one seed gives one interval in both."""
+    same order on every call, so one seed gives one interval."""
     rng = np.random.default_rng(seed)
     groups = [rows[ids == c] for c in classes for rows, ids in (forget, unseen)]
     means = []
