@@ -34,11 +34,11 @@ test-slow: setup browser  ## browser, several processes, packaging, CLI subproce
 .venv-timm/.installed: pyproject.toml
 	python3 -m venv .venv-timm
 	.venv-timm/bin/pip install -q --upgrade pip
-	.venv-timm/bin/pip install -q torch==2.14.1 torchvision==0.29.1 -e ".[timm]" pytest
+	.venv-timm/bin/pip install -q torch==2.14.1 torchvision==0.29.1 -e ".[timm,pretrained]" pytest
 	touch $@
 
-test-timm: .venv-timm/.installed  ## the timm family (TimmWrapperForImageClassification), end to end
-	.venv-timm/bin/python -m pytest -q -m timm tests/test_architectures.py
+test-timm: .venv-timm/.installed  ## the timm family and the pretrained EfficientNet-Lite0, end to end
+	.venv-timm/bin/python -m pytest -q -m timm tests/test_architectures.py tests/test_pretrained.py
 
 tune: setup              ## every method's six settings on seeds 1-2 and the class Bag (unreported); picks -> tuning.json
 	$(PY) benchmarks/tune.py

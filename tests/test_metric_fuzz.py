@@ -10,7 +10,13 @@ from lotus_hf.rf_jsd import rf_jsd
 
 evaluate = pytest.importorskip("evaluate")
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "rf_jsd"
-PACKAGE_NAMES = ("`predictions`", "`references`", "`unseen_predictions`", "`unseen_references`", "forget class")
+PACKAGE_NAMES = (
+    "`predictions`",
+    "`references`",
+    "`unseen_predictions`",
+    "`unseen_references`",
+    "forget class",
+)
 # the same names through the metric; evaluate itself checks that predictions and references have the same length
 METRIC_NAMES = ("`predictions`", "`references`", "`unseen_predictions`", "`unseen_references`", "forget class",
                 "number of predictions", "Predictions and/or references")  # fmt: skip

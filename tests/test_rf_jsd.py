@@ -67,7 +67,9 @@ def test_divergence_variants():
     ],
 )
 def test_bad_inputs_name_the_problem(kwargs, message):
-    args = dict(predictions=[[0.5, 0.5]], references=[0], unseen_predictions=[[0.4, 0.6]], unseen_references=[0])
+    args = dict(
+        predictions=[[0.5, 0.5]], references=[0], unseen_predictions=[[0.4, 0.6]], unseen_references=[0]
+    )
     args.update(kwargs)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         rf_jsd(**args)

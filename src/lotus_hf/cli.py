@@ -99,22 +99,10 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     from .recipe import fit_head
     from .requests import DEFAULT_SEED
     from .run import save_unlearned, unlearn
-    from .saving import check_output_dir, start_run_folder, unfinished_run
+    from .saving import check_same_run, open_output_dir, start_run_folder
 
     output_dir = run.output_dir or default_output(f"{Path(run.model.split('@')[0]).name}-unlearned")
-    unfinished = unfinished_run(output_dir)
-    if unfinished is not None and not run.resume:
-        raise OutputError(
-            f"`output_dir` {output_dir!r} holds an unfinished run ({unfinished['request']} from "
-            f"{unfinished['model']}): add `--resume` to continue it from its last checkpoint, or pass a new folder."
-        )
-    if unfinished is None and run.resume:
-        raise OutputError(
-            f"`--resume`: `output_dir` {output_dir!r} holds no unfinished run (one started with `--save-steps`): "
-            "name that run's folder, or drop `--resume`."
-        )
-    if unfinished is None:
-        check_output_dir(output_dir)
+    unfinished = open_output_dir(output_dir, run.resume)
     if run.push_to_hub:
         if not hub_id(run.push_to_hub):
             raise ValueError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {run.push_to_hub!r}.")
@@ -164,13 +152,8 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     record = {"model": base_model, "dataset": data_args.dataset, "method": method, "request": request.describe(),
               "sha256": data.fingerprint["sha256"], "seed": config.seed}  # fmt: skip
     checkpoints = run.resume or config.save_strategy != "no"
-    if unfinished is not None and {k: unfinished.get(k) for k in record} != record:
-        changed = [k for k in record if unfinished.get(k) != record[k]]
-        raise OutputError(
-            f"`--resume`: the unfinished run in {output_dir!r} differs from this command in {changed} (it "
-            f"unlearns {unfinished['request']} from {unfinished['model']}): run the command that started it, or "
-            "pass a new folder."
-        )
+    if unfinished is not None:
+        check_same_run(output_dir, unfinished, record)
     if checkpoints and method not in ("lotus", "belief_relabel"):
         raise ValueError(f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for "
                          f"`--method {method}`.")  # fmt: skip

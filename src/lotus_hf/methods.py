@@ -61,7 +61,12 @@ def recommended_fields(model: str | None, method: str, request: ForgetRequest | 
     classes = request is not None and request.kind == "classes"
     if method == "retrain":
         recipe = Recipe.of_model(model) if model else None
-        return recipe.training_fields() if recipe else {}
+        if recipe is None:
+            return {}
+        return {
+            **recipe.training_fields(),
+            **({"pretrained": recipe.pretrained} if recipe.pretrained else {}),
+        }
     section = _model_sections(model).get(method, {}) if model else {}
     if method != "lotus":
         return section

@@ -39,6 +39,13 @@ class Recipe:
         default=0.0, metadata={"help": "Share of the steps that warm the learning rate up."}
     )
     seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the run (paper: 3407, 13, 12)."})
+    pretrained: str | None = field(
+        default=None,
+        metadata={
+            "help": "Fine-tune this pretrained classifier (folder or Hub id) with a new head for the data set's "
+            "classes, instead of training `model_config` from scratch."
+        },
+    )
 
     @classmethod
     def of_model(cls, name: str) -> Recipe | None:
@@ -76,6 +83,14 @@ class Recipe:
                                  per_device_eval_batch_size=512, save_strategy="no", logging_strategy="epoch",
                                  report_to="none", remove_unused_columns=False,
                                  dataloader_pin_memory=torch.cuda.is_available())  # fmt: skip
+
+    def pretrained_model(self, class_names: list[str]) -> torch.nn.Module:
+        """`pretrained` with a new head for `class_names`, the head's weights drawn with this recipe's seed: where a
+        fine-tuning starts, for an original and for its gold standard alike."""
+        from .loading import load_model
+
+        torch.manual_seed(self.seed)
+        return load_model(self.pretrained, new_head=class_names)[0]
 
     def train(self, model, train_dataset, work_dir) -> tuple[torch.nn.Module, float]:
         """Train `model` on `train_dataset` as this recipe says; `(model in eval mode, seconds)`."""

@@ -167,3 +167,20 @@ def stratified_halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.nda
         first.append(members[:half])
         second.append(members[half:])
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """`size` indices with each class in its share of `labels` (seeded), sorted.
+
+    >>> stratified_subset(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 4).tolist()
+    [2, 3, 4, 5]
+    """
+    rng = np.random.default_rng(seed)
+    chosen = []
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = np.floor(counts / len(labels) * size).astype(int)
+    quotas[np.argsort(-(counts / len(labels) * size - quotas))[: size - quotas.sum()]] += 1
+    for label, quota in zip(classes, quotas, strict=True):
+        members = np.flatnonzero(labels == label)
+        chosen.append(np.sort(rng.choice(members, size=min(quota, len(members)), replace=False)))
+    return np.sort(np.concatenate(chosen))

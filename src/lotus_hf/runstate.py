@@ -53,3 +53,22 @@ class RunState:
         if main and constants:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in constants.items()}, Path(output_dir) / CONSTANTS_FILE)
+
+
+def resume_folder(output_dir: str | Path, resume_from_checkpoint: str | bool, trainer: str) -> str:
+    """The checkpoint a run resumes from: the given folder, or for True the last in `output_dir` (Trainer's own
+    `get_last_checkpoint`); it must hold this run's state."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = resume_from_checkpoint
+    if folder is True:
+        folder = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if folder is None:
+            raise ValueError(f"`output_dir` {str(output_dir)!r} holds no checkpoint to resume from.")
+    if not (Path(folder) / STATE_FILE).is_file():
+        raise ValueError(
+            f"`resume_from_checkpoint` {str(folder)!r} holds no {STATE_FILE}: pass a checkpoint an `{trainer}` wrote "
+            "whole (`save_steps`); a run stopped while writing its last checkpoint resumes from the one before once "
+            "that folder is removed."
+        )
+    return str(folder)

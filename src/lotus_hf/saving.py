@@ -142,3 +142,33 @@ def unfinished_run(output_dir: str | os.PathLike) -> dict | None:
     """The record of the unfinished run in `output_dir`, or None."""
     marker = Path(output_dir) / UNFINISHED_RUN
     return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def open_output_dir(output_dir: str | os.PathLike, resume: bool) -> dict | None:
+    """Check that `output_dir` can take a run: a new folder, or with `resume` the folder of an unfinished run, whose
+    record it returns (None for a new folder)."""
+    unfinished = unfinished_run(output_dir)
+    if unfinished is not None and not resume:
+        raise OutputError(
+            f"`output_dir` {str(output_dir)!r} holds an unfinished run ({unfinished['request']} from "
+            f"{unfinished['model']}): add `--resume` to continue it from its last checkpoint, or pass a new folder."
+        )
+    if unfinished is None and resume:
+        raise OutputError(
+            f"`--resume`: `output_dir` {str(output_dir)!r} holds no unfinished run (one started with `--save-steps`): "
+            "name that run's folder, or drop `--resume`."
+        )
+    if unfinished is None:
+        check_output_dir(output_dir)
+    return unfinished
+
+
+def check_same_run(output_dir: str | os.PathLike, unfinished: dict, record: dict) -> None:
+    """Refuse to resume an unfinished run with another command than the one that started it."""
+    changed = [k for k in record if unfinished.get(k) != record[k]]
+    if changed:
+        raise OutputError(
+            f"`--resume`: the unfinished run in {str(output_dir)!r} differs from this command in {changed} (it "
+            f"unlearns {unfinished['request']} from {unfinished['model']}): run the command that started it, or "
+            "pass a new folder."
+        )

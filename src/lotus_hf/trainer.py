@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from . import _compat
 from .cards import TAGS
@@ -25,7 +24,7 @@ from .evaluation import accuracy
 from .hooks import RunHooks, use_run_progress
 from .losses import accuracy_gap, lotus_targets, should_stop, soft_cross_entropy, temperature
 from .push import HubMixin
-from .runstate import STATE_FILE, RunState
+from .runstate import RunState, resume_folder
 from .stream import UnlearningStream, collate, in_memory
 
 
@@ -240,22 +239,9 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
         `args.output_dir`) continues a run where its checkpoint left it, LoTUS's state included (`RunState`): the
         weights end as those of a run that was never interrupted."""
         if resume_from_checkpoint:
-            folder = resume_from_checkpoint
-            if folder is True:
-                folder = (
-                    get_last_checkpoint(self.args.output_dir) if Path(self.args.output_dir).is_dir() else None
-                )
-                if folder is None:
-                    raise ValueError(
-                        f"`output_dir` {self.args.output_dir!r} holds no checkpoint to resume from."
-                    )
-            if not (Path(folder) / STATE_FILE).is_file():
-                raise ValueError(
-                    f"`resume_from_checkpoint` {str(folder)!r} holds no {STATE_FILE}: pass a checkpoint an "
-                    f"`{type(self).__name__}` wrote whole (`save_steps`); a run stopped while writing its last "
-                    "checkpoint resumes from the one before once that folder is removed."
-                )
-            resume_from_checkpoint = str(folder)
+            resume_from_checkpoint = resume_folder(
+                self.args.output_dir, resume_from_checkpoint, type(self).__name__
+            )
         self._resume_from = resume_from_checkpoint or None
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial,
                              ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)  # fmt: skip

@@ -33,7 +33,7 @@ from ..images import preprocess
 from ..loading import load_model
 from ..methods import METHODS, method_config
 from ..recipe import Recipe
-from ..requests import PAPER_SEEDS, ForgetRequest
+from ..requests import PAPER_SEEDS, ForgetRequest, stratified_subset
 from ..run import unlearn, verify_probs
 from ..saving import atomic_output_dir, write_model_folder
 from .controls import error_rates, verifier_controls
@@ -188,23 +188,6 @@ def _exit_on_term(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """`size` indices with each class in its share of `labels` (seeded), sorted.
-
-    >>> stratified_subset(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 4).tolist()
-    [2, 3, 4, 5]
-    """
-    rng = np.random.default_rng(seed)
-    chosen = []
-    classes, counts = np.unique(labels, return_counts=True)
-    quotas = np.floor(counts / len(labels) * size).astype(int)
-    quotas[np.argsort(-(counts / len(labels) * size - quotas))[: size - quotas.sum()]] += 1
-    for label, quota in zip(classes, quotas, strict=True):
-        members = np.flatnonzero(labels == label)
-        chosen.append(np.sort(rng.choice(members, size=min(quota, len(members)), replace=False)))
-    return np.sort(np.concatenate(chosen))
-
-
 # ------------------------------------------------------------------------------------------------ run
 def benchmark_config(method: str, spec: BenchmarkSpec, seed: int, scratch: str, fields: dict | None = None):
     """The config a method runs with in this benchmark: `lotus_hf.run.method_config` with `fields` (default
@@ -245,7 +228,8 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
         "architecture": _architecture(given.config),
         "dataset": spec.dataset,
         "subset": None if subset is None else hashlib.sha256(subset.tobytes()).hexdigest()[:16],
-        "recipe": {k: v for k, v in asdict(recipe).items() if k != "seed"},
+        # (a recipe from scratch keys as it did before recipes could name pretrained weights)
+        "recipe": {k: v for k, v in asdict(recipe).items() if k != "seed" and (k != "pretrained" or v)},
     }
     log(
         f"benchmark: {spec.model} on {spec.dataset} ({len(train)} training samples), forget {spec.request.describe()}"
@@ -257,8 +241,11 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
 
     def trained(kind: str, seed: int, data, parts: dict, scratch: str):
         def train_fn():
-            model = fresh_model(given.config, seed)
-            return Recipe(**{**asdict(recipe), "seed": seed}).train(model, data, Path(scratch) / kind)
+            seeded = Recipe(**{**asdict(recipe), "seed": seed})
+            model = (
+                seeded.pretrained_model(class_names) if recipe.pretrained else fresh_model(given.config, seed)
+            )
+            return seeded.train(model, data, Path(scratch) / kind)
 
         model, seconds, cached = _cached_training(cache_dir, {**base, **parts, "kind": kind, "seed": seed},
                                                   train_fn, processor, log, trainings)  # fmt: skip
@@ -315,7 +302,11 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             runs.append(_run_row("retrain", seed, rows["retrained"], retrain_seconds, asdict(recipe) | {"seed": seed},
                                  probs["retrained"], checks["retrained"]))  # fmt: skip
             if spec.controls and first_lotus is not None:
-                controls += verifier_controls(spec, seed, original, data, checks, first_lotus, processor,
+                name, fields, lotus = first_lotus
+                zero = benchmark_config(
+                    name, spec, seed, scratch, {**fields, "learning_rate": 0.0, "num_train_epochs": 1}
+                )
+                controls += verifier_controls(spec.request, seed, original, data, checks, lotus, zero, processor,
                                               reference_probs, Path(scratch) / f"controls-{seed}", log)  # fmt: skip
 
     results = summarise(spec, runs, subset_size=len(train), wall_seconds=time.perf_counter() - start,

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from transformers.hf_argparser import HfArg
 
 from ..arguments import DataArguments, ForgetArguments, config_file, default_output, given_fields, parse
@@ -21,8 +22,15 @@ class TrainArguments:
     recipe's fields (`--epochs`, `--learning-rate`, ...) are flags too; with `--like`, that model's recipe is
     their default."""
 
-    like: str | None = HfArg(default=None, help="Reuse the recipe and processor of a `lotus-hf train` model.")
-    image_size: int | None = HfArg(default=None, help="Input size (default: the data's).")
+    like: str | None = HfArg(
+        default=None, help="Reuse the recipe, processor and subset of a `lotus-hf train` model."
+    )
+    image_size: int | None = HfArg(
+        default=None, help="Input size (default: the data's; the pretrained model's)."
+    )
+    train_subset: int | None = HfArg(
+        default=None, help="Train on a stratified subset of N training images (seed 0)."
+    )
     output_dir: str | None = HfArg(default=None, help="New folder for the model (default runs/...).")
 
 
@@ -56,8 +64,9 @@ class BenchmarkArguments:
 def train_command(argv: list[str]) -> None:
     from ..data import load_image_dataset
     from ..loading import resolve_model
+    from ..requests import stratified_subset
     from ..saving import check_output_dir
-    from .training import image_processor_for, train_original
+    from .training import image_processor_for, like_subset, pretrained_processor, train_original
 
     file_values = config_file(argv)
     args, data_args, forget, rest = parse("lotus-hf train", [TrainArguments, DataArguments, ForgetArguments], argv,
@@ -78,6 +87,11 @@ def train_command(argv: list[str]) -> None:
     check_output_dir(output_dir)
     dataset = load_image_dataset(data_args.dataset, image_column=data_args.image_column,
                                  label_column=data_args.label_column)  # fmt: skip
+    subset = args.train_subset if args.train_subset is not None else like_subset(args.like)
+    if subset is not None:
+        dataset["train"] = dataset["train"].select(
+            stratified_subset(np.asarray(dataset["train"]["label"]), subset)
+        )
     print(
         f"training {recipe.model_config} on {data_args.dataset}"
         + (f" without {request.describe()}" if request else "")
@@ -86,11 +100,12 @@ def train_command(argv: list[str]) -> None:
         from transformers import AutoImageProcessor
 
         processor = AutoImageProcessor.from_pretrained(resolve_model(args.like))
+    elif recipe.pretrained:  # a fine-tuning keeps the pretrained model's normalisation, at the size asked for
+        processor = pretrained_processor(recipe.pretrained, args.image_size)
     else:
         processor = image_processor_for(dataset["train"], image_size=args.image_size, seed=recipe.seed)
-    summary = train_original(
-        dataset, processor, recipe, output_dir, request=request, dataset_name=data_args.dataset
-    )
+    summary = train_original(dataset, processor, recipe, output_dir, request=request, dataset_name=data_args.dataset,
+                             train_subset=subset)  # fmt: skip
     print(f"train accuracy {summary['train_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}, "
           f"{summary['training_seconds']:.0f} s; saved to {output_dir}")  # fmt: skip
 

@@ -18,24 +18,20 @@ EXPECTED = {"retrained": "not not_forgotten", "original": "not_forgotten", "lr0"
             "edited_history": "not_forgotten", "swapped_weights": "not_forgotten"}  # fmt: skip
 
 
-def verifier_controls(spec, seed: int, original, data, checks: dict, lotus: tuple, processor, reference_probs: dict,
-                      folder: Path, log) -> list[dict]:  # fmt: skip
+def verifier_controls(request, seed: int, original, data, checks: dict, lotus, zero, processor,
+                      reference_probs: dict, folder: Path, log) -> list[dict]:  # fmt: skip
     """The controls of one seed. `checks`: the verdicts already drawn on the original and the retrained model (their
-    outputs are the evaluation's); `lotus`: `(name, fields, result)` of the cell's LoTUS run, whose saved folder the
-    history controls start from."""
+    outputs are the evaluation's); `lotus`: the cell's LoTUS run (an `UnlearningResult`), whose saved folder the
+    history controls start from; `zero`: its config at learning rate 0, for one epoch."""
     from ..provenance import HISTORY_KEY
     from ..run import save_unlearned, unlearn
     from ..verify import verify
-    from .benchmark import benchmark_config
 
-    name, fields, result = lotus
     rows = [_row("retrained", seed, checks["retrained"]), _row("original", seed, checks["original"])]
-    zero = benchmark_config(name, spec, seed, str(folder / "scratch"), {**fields, "learning_rate": 0.0,
-                                                                       "num_train_epochs": 1})  # fmt: skip
     idle = unlearn(copy.deepcopy(original), data, zero, original=original, reference_probs=reference_probs)
     rows.append(_row("lr0", seed, idle.report.verification))
 
-    unlearned = save_unlearned(result, processor, folder / "unlearned")
+    unlearned = save_unlearned(lotus, processor, folder / "unlearned")
     edited = folder / "edited"
     original.save_pretrained(edited)
     processor.save_pretrained(edited)
@@ -46,7 +42,7 @@ def verifier_controls(spec, seed: int, original, data, checks: dict, lotus: tupl
     shutil.copytree(unlearned, swapped)
     shutil.copy(edited / "model.safetensors", swapped / "model.safetensors")
     for control, path in (("edited_history", edited), ("swapped_weights", swapped)):
-        found = verify(str(path), request=spec.request, data=data, seed=seed).to_dict()
+        found = verify(str(path), request=request, data=data, seed=seed).to_dict()
         rows.append(_row(control, seed, found, weights_match=found["weights_match"], step=found["step"]))
     log(f"  seed {seed} controls: " + ", ".join(f"{r['control']} {r['verdict']}" for r in rows))
     shutil.rmtree(folder, ignore_errors=True)

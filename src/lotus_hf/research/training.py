@@ -108,6 +108,29 @@ def image_processor_for(split, image_size: int | None = None, sample: int = 1000
     return _vit_processor(image_size, [round(float(m), 4) for m in mean], [round(float(s), 4) for s in std])
 
 
+def pretrained_processor(name: str, image_size: int | None = None):
+    """The image processor of a fine-tuning from the pretrained classifier `name`: its normalisation (mean and std,
+    and so its colour channels), at `image_size` pixels (default: its own input size)."""
+    from transformers import AutoImageProcessor
+
+    from ..loading import resolve_model
+
+    processor = AutoImageProcessor.from_pretrained(resolve_model(name))
+    config = getattr(processor, "data_config", None) or {}
+    mean = list(getattr(processor, "image_mean", None) or config["mean"])
+    std = list(getattr(processor, "image_std", None) or config["std"])
+    size = image_size or (config.get("input_size") or [0, 224, 224])[-1]
+    return _vit_processor(int(size), [float(m) for m in mean], [float(s) for s in std])
+
+
+def like_subset(name: str | None) -> int | None:
+    """The training subset a `lotus-hf train` model was trained on (its training_recipe.json), or None."""
+    from ..loading import model_file
+
+    path = model_file(name, RECIPE_FILE) if name else None
+    return json.loads(path.read_text()).get("train_subset") if path else None
+
+
 def _grey_or_rgb(image):
     if hasattr(image, "convert"):  # PIL: palette, RGBA, CMYK... become RGB; 1-bit and 16-bit grey become L
         return image.convert("L" if image.mode in ("1", "L", "I", "I;16", "F") else "RGB")
@@ -131,6 +154,7 @@ def train_original(
     *,
     request: ForgetRequest | None = None,
     dataset_name: str = "fashion_mnist",
+    train_subset: int | None = None,
 ) -> dict:
     """Train a classifier on `dataset["train"]` (or on the retain set of `request`: the retrained gold
     standard) and save it with its image processor, recipe and card into `output_dir`, atomically.
@@ -146,7 +170,10 @@ def train_original(
         keep[forget_indices] = False
         train = train.select(np.flatnonzero(keep))
     with atomic_output_dir(output_dir) as staging:
-        model = build_model(recipe.model_config, class_names, recipe.seed, image_processor)
+        if recipe.pretrained:
+            model = recipe.pretrained_model(class_names)
+        else:
+            model = build_model(recipe.model_config, class_names, recipe.seed, image_processor)
         with tempfile.TemporaryDirectory(prefix="lotus-hf-train-") as work:
             model, seconds = recipe.train(model, train, work)
         summary = {
@@ -155,6 +182,7 @@ def train_original(
             "trained_on": "retain set" if request is not None else "full training split",
             "forget": fingerprint,
             "train_samples": len(train),
+            "train_subset": train_subset,
             "train_accuracy": accuracy(predict_logits(model, train), train.labels),
             "test_accuracy": accuracy(predict_logits(model, test), test.labels),
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -170,8 +198,10 @@ def train_original(
 def original_card(name: str, model, summary: dict) -> ModelCard:
     """The card of a model trained by `lotus-hf train` (research/original_card.md)."""
     data = dataset_id(summary["dataset"])
+    base = hub_id(summary["recipe"].get("pretrained"))
     card_data = ModelCardData(library_name="transformers", pipeline_tag="image-classification",
-                              datasets=[hub_id(data)] if hub_id(data) else None,
+                              datasets=[hub_id(data)] if hub_id(data) else None, base_model=base,
+                              base_model_relation="finetune" if base else None,
                               tags=["lotus-hf", "image-classification"])  # fmt: skip
     return ModelCard.from_template(card_data, template_path=str(_ORIGINAL_TEMPLATE), name=name,
                                    architecture=model.config.model_type, summary=summary,
