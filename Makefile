@@ -40,13 +40,13 @@ test-slow: setup browser  ## browser, several processes, packaging, CLI subproce
 test-timm: .venv-timm/.installed  ## the timm family and the pretrained EfficientNet-Lite0, end to end
 	.venv-timm/bin/python -m pytest -q -m timm tests/test_architectures.py tests/test_pretrained.py
 
-tune: setup              ## every method's six settings on seeds 1-2 and the class Bag (unreported); picks -> tuning.json
+tune: setup              ## every method's eight settings (benchmarks/grid.json) on seeds 1-2, Bag and the 10-20% slices (unreported); picks -> tuning.json
 	$(PY) benchmarks/tune.py
 
-benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and ViT, 2 requests, 3 seeds, 9 methods (78 min from an empty cache)
+benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and ViT, samples and two classes, 5 seeds, every method at its pick
 	$(PY) benchmarks/fashion_mnist.py
 
-benchmark-full: setup    ## the ResNet sample-forgetting cell on all 60,000 training images (about 85 min from an empty cache)
+benchmark-full: setup    ## the ResNet sample-forgetting cell on all 60,000 training images, 3 seeds
 	$(PY) benchmarks/fashion_mnist.py --only resnet-first10-full
 
 benchmark-scale: setup   ## throughput and peak memory, cached vs live teacher (add DEVICE=cuda on a GPU)

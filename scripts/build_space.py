@@ -19,6 +19,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from lotus_hf.saving import atomic_output_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 SPACE_FILES = ("app.py", "README.md", "screenshots")
 
@@ -29,9 +31,7 @@ def build_space(output_dir: Path) -> Path:
     output_dir = output_dir.resolve()
     if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / "lotus_hf").is_dir():
         raise SystemExit(f"{output_dir} exists and is not a Space folder built before: pass a new folder.")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.incomplete-", dir=output_dir.parent))
-    try:
+    with atomic_output_dir(output_dir, replace=True) as staging:
         for name in SPACE_FILES:
             source = ROOT / "spaces" / name
             (shutil.copytree if source.is_dir() else shutil.copy2)(source, staging / name)
@@ -48,11 +48,6 @@ def build_space(output_dir: Path) -> Path:
             + f"# lotus-hf {metadata['Version']}'s dependencies (the package itself is in lotus_hf/)\n"
             + "".join(f"{need}\n" for need in needs)
         )
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 

@@ -153,3 +153,24 @@ def test_a_split_without_rows_given_from_python():
     empty = datasets.DatasetDict({"train": full["train"], "test": full["test"].select([])})
     with pytest.raises(DataError, match="a split of the data set is empty"):
         prepare_unlearning_data(empty, ForgetRequest.first_percent(10), tiny_processor())
+
+
+def test_an_output_folder_appears_whole_or_not_at_all_and_a_replaced_build_survives_a_failed_rebuild(tmp_path):
+    from lotus_hf.saving import atomic_output_dir
+
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError), atomic_output_dir(target) as staging:
+        (staging / "half.txt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with atomic_output_dir(target) as staging:
+        (staging / "v1.txt").write_text("1")
+    with pytest.raises(ValueError), atomic_output_dir(target):  # not empty, and not asked to replace
+        pass
+    with pytest.raises(RuntimeError), atomic_output_dir(target, replace=True) as staging:
+        (staging / "v2.txt").write_text("2")
+        raise RuntimeError("interrupted")
+    assert [p.name for p in target.iterdir()] == ["v1.txt"]
+    with atomic_output_dir(target, replace=True) as staging:
+        (staging / "v2.txt").write_text("2")
+    assert [p.name for p in target.iterdir()] == ["v2.txt"] and [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -109,7 +109,8 @@ def test_unknown_methods_and_fields_are_named(tmp_path):
 def test_each_method_declares_only_its_own_hyperparameters(tmp_path):
     own = {name: set(method_config(name, output_dir=str(tmp_path)).own_fields()) for name in BASELINES}
     assert own["neggrad_plus"] == {"neggrad_beta"} and own["salun"] == {"salun_sparsity"}
-    assert own["ssd"] == {"ssd_alpha", "ssd_lambda"} and own["finetune"] == own["retrain"] == set()
+    assert own["ssd"] == {"ssd_alpha", "ssd_lambda"} and own["finetune"] == set()
+    assert own["retrain"] == {"pretrained"}  # the weights a pretrained-regime retrain starts from
     assert own["scrub"] == {"scrub_temperature", "scrub_max_epochs", "scrub_ce_weight", "scrub_kl_weight"}
     for name, (config_class, run) in BASELINES.items():
         assert config_class.method == name

@@ -91,6 +91,26 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
         assert (tmp_path / "first" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (tmp_path / "first" / "results.md").read_text()
     assert "| lotus |" in table and "Pearson r" in table and "`salun_sparsity`=0.1" in table
+    # every run's verdict and inside are kept; the lowest method is compared seed by seed with every other
+    assert all(r["verdict"] in ("forgotten", "inconclusive", "not_forgotten") for r in results["runs"])
+    lotus_runs = [r for r in results["runs"] if r["method"] == "lotus"]
+    assert all(r["history"] and "tau" in r["history"][0] for r in lotus_runs)
+    assert results["summary"]["lotus"]["stop_fired"] == [r["stopped_at_epoch"] for r in lotus_runs]
+    assert sum(results["summary"]["lotus"]["verdicts"].values()) == 2
+    paired = results["paired"]
+    assert paired["best"] == results["lowest_avg_gap"] and set(paired["against"]) == methods - {
+        "original", "retrain", paired["best"]}  # fmt: skip
+    assert all(0 <= row["wins"] <= 2 and 0 <= row["p"] <= 1 for row in paired["against"].values())
+    # the verifier's controls ran on both seeds: each one's verdict, and the forged histories caught
+    assert {r["control"] for r in results["controls"]} == {"retrained", "original", "lr0", "edited_history",
+                                                          "swapped_weights"}  # fmt: skip
+    assert all(
+        r["weights_match"] is False
+        for r in results["controls"]
+        if r["control"].endswith(("history", "weights"))
+    )
+    assert results["error_rates"]["retrained"]["seeds"] == 2
+    assert "## Seed by seed" in table and "## The verifier's controls" in table and "verified f/i/n" in table
 
     # Same request again: the original and both retrained models come from the cache, with their times.
     assert main([*common, "--methods", "lotus", "--output-dir", str(tmp_path / "second")]) == 0

