@@ -283,8 +283,8 @@ def total_error_rates(cells: dict) -> dict:
         for control, row in (r.get("error_rates") or {}).items():
             entry = total.setdefault(control, {"seeds": 0, "wrong": 0, "forgotten": 0, "inconclusive": 0,
                                                "not_forgotten": 0, "expected": EXPECTED[control]})  # fmt: skip
-            for key in ("seeds", "wrong", "forgotten", "inconclusive", "not_forgotten"):
-                entry[key] += row[key]
+            for key in ("seeds", "wrong", "forgotten", "inconclusive", "not_forgotten", "skipped"):
+                entry[key] = entry.get(key, 0) + row.get(key, 0)
     return total
 
 
@@ -303,7 +303,9 @@ def error_table(cells: dict) -> list[str]:
 
 
 def _rate(row: dict | None) -> str:
-    return "-" if not row else f"{row['wrong']}/{row['seeds']}"
+    if not row:
+        return "-"
+    return f"{row['wrong']}/{row['seeds']}" + (f" ({row['skipped']} skipped)" if row.get("skipped") else "")
 
 
 if __name__ == "__main__":

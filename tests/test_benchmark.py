@@ -20,7 +20,10 @@ ONE_EPOCH = {m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "r
                                                   "bad_teacher")}  # fmt: skip
 TINY = [
     "--seeds", "1,2", "--train-subset", "200", "--recipe-epochs", "3",
-    "--method-config", json.dumps({"lotus": {"num_train_epochs": 1, "per_device_train_batch_size": 32}, **ONE_EPOCH}),
+    # stop_margin 0.99: the stop rule never fires before the first step, so LoTUS changes the weights and the history
+    # controls have a real history to forge
+    "--method-config", json.dumps({"lotus": {"num_train_epochs": 1, "per_device_train_batch_size": 32,
+                                             "stop_margin": 0.99}, **ONE_EPOCH}),
 ]  # fmt: skip
 
 
@@ -108,7 +111,7 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
         r["weights_match"] is False
         for r in results["controls"]
         if r["control"].endswith(("history", "weights"))
-    )
+    ), [(r["control"], r.get("weights_match"), r.get("step")) for r in results["controls"]]
     assert results["error_rates"]["retrained"]["seeds"] == 2
     assert "## Seed by seed" in table and "## The verifier's controls" in table and "verified f/i/n" in table
 
@@ -259,3 +262,17 @@ def test_a_folder_being_replaced_comes_back_when_the_script_is_terminated(tmp_pa
     assert process.wait(timeout=60) == 128 + signal.SIGTERM
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cell"]
     assert [p.name for p in folder.iterdir()] == ["results.json"]
+
+
+def test_a_skipped_control_is_counted_apart_never_as_right():
+    from lotus_hf.research.controls import error_rates
+
+    rows = [{"control": "edited_history", "seed": 1, "verdict": "not_forgotten", "correct": True},
+            {"control": "edited_history", "seed": 2, "verdict": "skipped", "correct": None},
+            {"control": "swapped_weights", "seed": 2, "verdict": "skipped", "correct": None},
+            {"control": "retrained", "seed": 1, "verdict": "not_forgotten", "correct": False}]  # fmt: skip
+    rates = error_rates(rows)
+    assert rates["edited_history"] == {"seeds": 1, "forgotten": 0, "inconclusive": 0, "not_forgotten": 1, "wrong": 0,
+                                       "expected": "not_forgotten", "skipped": 1}  # fmt: skip
+    assert rates["swapped_weights"]["seeds"] == 0 and rates["swapped_weights"]["skipped"] == 1
+    assert rates["retrained"]["wrong"] == 1 and "original" not in rates

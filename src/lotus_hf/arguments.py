@@ -127,7 +127,7 @@ class UnlearnArguments:
     )
     fit_head_epochs: int = HfArg(default=3, help="Epochs of --fit-head.")
     quiet: bool = HfArg(
-        default=False, help="Print no progress bar and no per-epoch probe while the run trains."
+        default=False, help="Print no progress bar and no probe while the run trains (the probes come after it)."
     )
 
 

@@ -181,8 +181,9 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         result.report.notes.insert(0, fitted)
     state = PartialState()
     if state.is_main_process:  # under `accelerate launch`, one process reports and writes
-        for entry in (e for e in result.history if "forget_accuracy" in e):
-            print(probe_line(entry["epoch"], entry))
+        if run.quiet:  # otherwise each probe was shown above the progress bar as it happened
+            for entry in (e for e in result.history if "forget_accuracy" in e):
+                print(probe_line(entry["epoch"], entry))
         print()
         print(result.report.to_markdown())
         print(f"\nunlearning took {result.report.unlearning_seconds:.1f} s (rf_jsd: textbook JSD variant)")

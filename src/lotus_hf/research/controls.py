@@ -23,7 +23,7 @@ def verifier_controls(request, seed: int, original, data, checks: dict, lotus, z
     """The controls of one seed. `checks`: the verdicts already drawn on the original and the retrained model (their
     outputs are the evaluation's); `lotus`: the cell's LoTUS run (an `UnlearningResult`), whose saved folder the
     history controls start from; `zero`: its config at learning rate 0, for one epoch."""
-    from ..provenance import HISTORY_KEY
+    from ..provenance import HISTORY_KEY, weights_sha256
     from ..run import save_unlearned, unlearn
     from ..verify import verify
 
@@ -31,6 +31,13 @@ def verifier_controls(request, seed: int, original, data, checks: dict, lotus, z
     idle = unlearn(copy.deepcopy(original), data, zero, original=original, reference_probs=reference_probs)
     rows.append(_row("lr0", seed, idle.report.verification))
 
+    if weights_sha256(lotus.model) == weights_sha256(original):
+        # A LoTUS run that changed no weight (its stop rule fired before the first step) leaves a history that is
+        # true of the original's weights: pasting it is no forgery, so these controls cannot be run on this seed.
+        reason = "the LoTUS run changed no weight, so its history is true of the original"
+        rows += [_skipped(control, seed, reason) for control in ("edited_history", "swapped_weights")]
+        log(f"  seed {seed} controls: " + ", ".join(f"{r['control']} {r['verdict']}" for r in rows))
+        return rows
     unlearned = save_unlearned(lotus, processor, folder / "unlearned")
     edited = folder / "edited"
     original.save_pretrained(edited)
@@ -59,17 +66,23 @@ def _row(control: str, seed: int, verification: dict, **history) -> dict:
             "tests": {e["test"]: e["outcome"] for e in verification["evidence"]}, **history}  # fmt: skip
 
 
+def _skipped(control: str, seed: int, reason: str) -> dict:
+    return {"control": control, "seed": seed, "verdict": "skipped", "expected": EXPECTED[control], "correct": None,
+            "skipped": reason, "tests": {}}  # fmt: skip
+
+
 def error_rates(controls: list[dict]) -> dict:
     """Per control: how many seeds, how many verdicts of each kind, and how many were wrong (false alarms for the
-    retrained models, misses for the others)."""
+    retrained models, misses for the others). Skipped controls (`_skipped`) are counted apart, never as right."""
     table = {}
     for control in EXPECTED:
-        rows = [r for r in controls if r["control"] == control]
-        if rows:
+        skipped = sum(r["verdict"] == "skipped" for r in controls if r["control"] == control)
+        rows = [r for r in controls if r["control"] == control and r["verdict"] != "skipped"]
+        if rows or skipped:
             verdicts = {
                 v: sum(r["verdict"] == v for r in rows)
                 for v in ("forgotten", "inconclusive", "not_forgotten")
             }
             table[control] = {"seeds": len(rows), **verdicts, "wrong": sum(not r["correct"] for r in rows),
-                              "expected": EXPECTED[control]}  # fmt: skip
+                              "expected": EXPECTED[control], **({"skipped": skipped} if skipped else {})}  # fmt: skip
     return table
