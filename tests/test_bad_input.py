@@ -155,7 +155,9 @@ def test_a_split_without_rows_given_from_python():
         prepare_unlearning_data(empty, ForgetRequest.first_percent(10), tiny_processor())
 
 
-def test_an_output_folder_appears_whole_or_not_at_all_and_a_replaced_build_survives_a_failed_rebuild(tmp_path):
+def test_an_output_folder_appears_whole_or_not_at_all_and_a_replaced_build_survives_a_failed_rebuild(
+    tmp_path,
+):
     from lotus_hf.saving import atomic_output_dir
 
     target = tmp_path / "out"
@@ -173,4 +175,6 @@ def test_an_output_folder_appears_whole_or_not_at_all_and_a_replaced_build_survi
     assert [p.name for p in target.iterdir()] == ["v1.txt"]
     with atomic_output_dir(target, replace=True) as staging:
         (staging / "v2.txt").write_text("2")
-    assert [p.name for p in target.iterdir()] == ["v2.txt"] and [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert [p.name for p in target.iterdir()] == ["v2.txt"] and [p.name for p in tmp_path.iterdir()] == [
+        "out"
+    ]

@@ -42,7 +42,8 @@ def test_the_converted_model_predicts_as_the_package_model_on_real_photographs(l
         ours, theirs = model(pixel_values=pixels).logits, package(pixels)
     assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
     assert (ours - theirs).abs().max() < 1e-4
-    assert torch.softmax(ours, -1).max(-1).values.min() > 0.3  # confident on real photographs: real weights
+    # real ImageNet weights: the temple is read as ImageNet's "palace" (698), the flower as "daisy" (985)
+    assert ours.argmax(-1).tolist() == [698, 985]
     names = [model.config.id2label[int(i)] for i in ours.argmax(-1)]
     assert all(isinstance(n, str) and n for n in names)
     assert "timm_model.classifier.weight" in json.dumps(
@@ -70,7 +71,17 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
                  "--output-dir", str(original)]) == 0  # fmt: skip
     assert (
         main(
-            ["train", "--like", str(original), "--forget-classes", "digit-3", "--output-dir", str(retrained)]
+            [
+                "train",
+                "--like",
+                str(original),
+                "--dataset",
+                str(digits_folder),
+                "--forget-classes",
+                "digit-3",
+                "--output-dir",
+                str(retrained),
+            ]
         )
         == 0
     )
@@ -105,7 +116,11 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
     # and the original unlearns like any classifier
     out = tmp_path / "unlearned"
     assert main(["unlearn", "--model", str(original), "--dataset", str(digits_folder), "--forget-classes", "digit-3",
-                 "--epochs", "1", "--batch-size", "32", "--retrained", str(retrained), "--quiet",
-                 "--output-dir", str(out)]) == 0  # fmt: skip
+                 "--epochs", "1", "--batch-size", "32", "--quiet", "--output-dir", str(out)]) == 0  # fmt: skip
     report = json.loads((out / "report.json").read_text())
-    assert np.isfinite(report["rows"]["unlearned"]["avg_gap"]) and report["verification"]["verdict"]
+    assert np.isfinite(report["rows"]["unlearned"]["acc_forget"])
+    assert report["verification"]["verdict"] in ("forgotten", "inconclusive", "not_forgotten")
+    # its gold standard was fine-tuned on the 150-image subset: lotus-hf refuses to compare it with this request
+    assert main(["unlearn", "--model", str(original), "--dataset", str(digits_folder), "--forget-classes", "digit-3",
+                 "--retrained", str(retrained), "--output-dir", str(tmp_path / "refused")]) == 2  # fmt: skip
+    assert "trained without another forget set" in capsys.readouterr().err

@@ -127,7 +127,8 @@ class UnlearnArguments:
     )
     fit_head_epochs: int = HfArg(default=3, help="Epochs of --fit-head.")
     quiet: bool = HfArg(
-        default=False, help="Print no progress bar and no probe while the run trains (the probes come after it)."
+        default=False,
+        help="Print no progress bar and no probe while the run trains (the probes come after it).",
     )
 
 

@@ -48,13 +48,13 @@ class BeliefRelabelConfig(StreamConfig):
     learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate."})
 
 
-# ------------------------------------------------------------------ lotus-hf's class mode ("remaining")
+# ------------------------------------------------------------------ Belief Relabel's targets
 def remaining_class_targets(
     teacher_logits: torch.Tensor, forgotten: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """One class per row, drawn from the teacher's belief over the classes that are not `forgotten` (Gumbel-max:
-    `argmax(z + g)` with the forgotten classes' logits at -inf), as LoTUS draws its retain labels. Class mode
-    draws them once per run: a model that never saw a class files each of its samples under one other class.
+    `argmax(z + g)` with the forgotten classes' logits at -inf), as LoTUS draws its retain labels. Belief
+    Relabel draws them once per run: a model that never saw a class files each of its samples under one other class.
 
     >>> z = torch.tensor([[9.0, 0.0, 5.0], [9.0, 5.0, 0.0]])
     >>> remaining_class_targets(z, torch.tensor([0]), torch.Generator().manual_seed(0)).tolist()

@@ -69,6 +69,10 @@ def load_model(
         model = AutoModelForImageClassification.from_pretrained(
             path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code, **head
         )
+        if new_head is not None and getattr(model.config, "label_names", None) is not None:
+            # transformers 5.25's TimmWrapperConfig keeps the checkpoint's `label_names` as an attribute, and its
+            # to_dict writes them over the new head's id2label: saved and reloaded, the new head's names were gone
+            model.config.label_names = list(new_head)
         processor = AutoImageProcessor.from_pretrained(
             path, revision=revision, trust_remote_code=trust_remote_code
         )

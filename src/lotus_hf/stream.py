@@ -58,7 +58,7 @@ def collate(examples: list[dict]) -> dict[str, torch.Tensor]:
 class UnlearningStream(torch.utils.data.Dataset):
     """The training stream of an unlearning run: forget items (`is_forget` 1), then the chosen retain items
     (`is_forget` 0), each with its cached teacher logits once `teacher_logits` is set, and a `forget_target`
-    class (-1 on retain items) once `forget_targets` is (class mode). Trainer's sampler shuffles it.
+    class (-1 on retain items) once `forget_targets` is (Belief Relabel). Trainer's sampler shuffles it.
 
     >>> from lotus_hf.images import PixelDataset
     >>> forget = PixelDataset(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]))

@@ -650,12 +650,24 @@ def _stop_lines(summary: dict) -> list[str]:
 def _control_lines(rates: dict) -> list[str]:
     if not rates:
         return []
-    header = ["control", "expected", "seeds", "forgotten", "inconclusive", "not_forgotten", "wrong", "skipped"]
-    rows = [[control, row["expected"], *(str(row.get(k, 0)) for k in header[2:])] for control, row in rates.items()]
+    header = [
+        "control",
+        "expected",
+        "seeds",
+        "forgotten",
+        "inconclusive",
+        "not_forgotten",
+        "wrong",
+        "skipped",
+    ]
+    rows = [
+        [control, row["expected"], *(str(row.get(k, 0)) for k in header[2:])]
+        for control, row in rates.items()
+    ]
     return ["## The verifier's controls\n", "Models whose answer is known (docs/verification.md), verified on every "
             "seed: wrong = a retrained model called `not_forgotten` (a false alarm), or any other control not called "
-            "`not_forgotten` or whose forged history passed (a miss); skipped = a seed whose LoTUS run changed no weight, "
-            "so there was no history to forge.\n", markdown_table(header, rows), ""]  # fmt: skip
+            "`not_forgotten` or whose forged history passed (a miss); skipped = a seed whose LoTUS run changed no "
+            "weight, so there was no history to forge.\n", markdown_table(header, rows), ""]  # fmt: skip
 
 
 def _fields(fields: dict) -> str:
