@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser unlearn test test-slow test-timm lint space tune benchmark benchmark-full benchmark-scale benchmark-sharded benchmark-architectures
+.PHONY: setup browser unlearn test test-slow test-timm lint space tune tune-vit benchmark benchmark-vit benchmark-full benchmark-scale benchmark-sharded benchmark-architectures
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -40,11 +40,17 @@ test-slow: setup browser  ## browser, several processes, packaging, CLI subproce
 test-timm: .venv-timm/.installed  ## the timm family and the pretrained EfficientNet-Lite0, end to end
 	.venv-timm/bin/python -m pytest -q -m timm tests/test_architectures.py tests/test_pretrained.py
 
-tune: setup              ## every method's eight settings (benchmarks/grid.json) on seeds 1-2, Bag and the 10-20% slices (unreported); picks -> tuning.json
+tune: setup              ## every method's eight settings (benchmarks/grid.json) on seeds 1-2, Bag and the 10-20% slices (unreported), ResNet cells; picks -> tuning.json
 	$(PY) benchmarks/tune.py
 
-benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet and ViT, samples and two classes, 5 seeds, every method at its pick
+tune-vit: setup          ## the same for the ViT cells (about three hours on 2 cores)
+	$(PY) benchmarks/tune.py --only vit-first10,vit-class
+
+benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet, samples and two classes, 5 seeds, every method at its pick
 	$(PY) benchmarks/fashion_mnist.py
+
+benchmark-vit: setup     ## the same three cells for the ViT, after make tune-vit (about two hours on 2 cores)
+	$(PY) benchmarks/fashion_mnist.py --only vit-first10,vit-class,vit-class-shirt
 
 benchmark-full: setup    ## the ResNet sample-forgetting cell on all 60,000 training images, 3 seeds
 	$(PY) benchmarks/fashion_mnist.py --only resnet-first10-full
