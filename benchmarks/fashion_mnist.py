@@ -169,8 +169,8 @@ def summarise() -> None:
     cells = {
         c: json.loads((RESULTS / c / "results.json").read_text()) for c in CELLS if (RESULTS / c).exists()
     }
-    # Cells measured before this protocol (no verdicts, no per-seed comparison) are left out and named.
-    stale = [c for c, r in cells.items() if "paired" not in r]
+    # Cells not run, or measured before this protocol (no verdicts, no per-seed comparison), are left out and named.
+    stale = [c for c in CELLS if "paired" not in cells.get(c, {})]
     cells = {c: r for c, r in cells.items() if c not in stale}
     for cell, result in cells.items():  # redraw each cell's table and plots from its JSON
         plot(result, RESULTS / cell)
