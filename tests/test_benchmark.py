@@ -276,3 +276,25 @@ def test_a_skipped_control_is_counted_apart_never_as_right():
                                        "expected": "not_forgotten", "skipped": 1}  # fmt: skip
     assert rates["swapped_weights"]["seeds"] == 0 and rates["swapped_weights"]["skipped"] == 1
     assert rates["retrained"]["wrong"] == 1 and "original" not in rates
+
+
+@pytest.mark.parametrize("architecture", ["resnet", "vit"])
+def test_the_bundled_models_defaults_are_the_settings_tuning_picked(architecture):
+    """What ships is what the benchmark ran: each bundled model's unlearning_config.json holds the picks of its
+    architecture's tuning cells (benchmarks/results/fashion_mnist/tuning.json), and nothing where none were made."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    picks = json.loads((root / "benchmarks/results/fashion_mnist/tuning.json").read_text())["picks"]
+    path = root / f"src/lotus_hf/bundled/fashion-mnist-{architecture}/unlearning_config.json"
+    shipped = json.loads(path.read_text()) if path.is_file() else {}
+    shipped = {k: v for k, v in shipped.items() if not k.startswith("_")}
+    expected = {}
+    if f"{architecture}-first10" in picks:
+        expected["lotus"] = picks[f"{architecture}-first10"]["lotus"]["fields"]
+    if f"{architecture}-class" in picks:
+        chosen = picks[f"{architecture}-class"]
+        classes = {k: v for k, v in chosen["lotus"]["fields"].items() if k != "class_forgetting"}
+        expected["lotus"] = {**expected.get("lotus", {}), "classes": classes}
+        expected["belief_relabel"] = chosen["belief_relabel"]["fields"]
+    assert shipped == expected

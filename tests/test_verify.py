@@ -128,6 +128,15 @@ def test_a_fraction_request_is_found_with_the_runs_own_flags(models, digits_parq
     # Python gives the same result as the command
     same = lotus_hf.verify(str(out), str(digits_parquet), ForgetRequest.fraction(0.1)).to_dict()
     assert same["verdict"] == result["verdict"] and same["evidence"] == result["evidence"]
+    # and so do data prepared in Python with the run's seed, which `verify` reads from them (README's example)
+    request = ForgetRequest.fraction(0.1, seed=5)
+    data = lotus_hf.prepare_unlearning_data(
+        lotus_hf.load_image_dataset(str(digits_parquet)), request, lotus_hf.load_model(str(out))[1], seed=5
+    )
+    prepared = lotus_hf.verify(str(out), request=request, data=data).to_dict()
+    assert prepared["verdict"] == result["verdict"] and prepared["evidence"] == result["evidence"]
+    with pytest.raises(ValueError, match=r"`seed` \(6\) is not the seed"):
+        lotus_hf.verify(str(out), request=request, data=data, seed=6)
 
 
 def test_a_receipt_re_checks_and_shows_an_edit_or_other_weights(models, digits_parquet, tmp_path, capsys):

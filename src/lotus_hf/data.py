@@ -174,6 +174,8 @@ class UnlearningData:
     fingerprint: dict = field(default_factory=dict)
     # what was done to the data to fit the model (grey images made RGB, say), for the report
     notes: list[str] = field(default_factory=list)
+    # the seed the test split was halved with (unseen / test); `verify(data=...)` reads it
+    seed: int | None = None
 
 
 def prepare_unlearning_data(
@@ -222,6 +224,7 @@ def split_unlearning_data(
         forget_indices=forget_indices,
         fingerprint=forget_fingerprint(request, forget_indices, train_labels, class_names),
         notes=sorted({f"The data set's {x}." for x in (train.converted, held_out.converted) if x}),
+        seed=seed,
     )
 
 

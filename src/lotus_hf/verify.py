@@ -143,7 +143,7 @@ def verify(
     a fraction request; by default it is the seed the history step holding the request recorded (the run's), else
     3407. `reference_models`: models trained without the forget set (`lotus-hf train --like ORIGINAL` with the
     same forget flags and other seeds) for the per-example test. `data`: an `UnlearningData` already prepared,
-    instead of `dataset` (its `test` split is the held-out data)."""
+    instead of `dataset` (its `test` split is the held-out data; `seed` defaults to the one it was prepared with)."""
     if request is None:
         raise ValueError("`request` must be given: the deletion request to verify (a `ForgetRequest`).")
     name, revision = (model, revision) if revision else split_revision(model)
@@ -151,10 +151,16 @@ def verify(
     network.eval()
     history = model_history(network)
     if data is not None:
-        if seed is None:
+        if seed is None and data.seed is None:
             raise ValueError(
                 "`seed` must be given with `data`: the seed its unseen/test split was drawn with."
             )
+        if seed is not None and data.seed is not None and seed != data.seed:
+            raise ValueError(
+                f"`seed` ({seed}) is not the seed `data`'s unseen/test split was drawn with ({data.seed}): "
+                "leave `seed` out to use that one."
+            )
+        seed = data.seed if seed is None else seed
         forget, heldout, fingerprint = data.forget, data.test, data.fingerprint
     else:
         if dataset is None:
