@@ -125,7 +125,8 @@ def write_picks() -> None:
                 if (TUNING / name / "results.json").is_file()] for c in cells}  # fmt: skip
     lines = [
         "# Tuning: every method alike\n",
-        "Command: `.venv/bin/python benchmarks/tune.py` (`make tune`). Each method runs the eight settings that "
+        "Command: `.venv/bin/python benchmarks/tune.py --only CELLS` (`make tune`: the ResNet cells; `make tune-vit`: "
+        "the ViT cells). Each method runs the eight settings that "
         "benchmarks/grid.json gives it (one rule for every method, written before any reported result was read; "
         "[docs/benchmark.md](../../../docs/benchmark.md#the-grid)), on seeds 1 and 2, each seed with its own original "
         "and retrained model, on the benchmark's 6,000-image subset. Sample cells forget each class's 10-20% slice, "
