@@ -40,16 +40,16 @@ test-slow: setup browser  ## browser, several processes, packaging, CLI subproce
 test-timm: .venv-timm/.installed  ## the timm family and the pretrained EfficientNet-Lite0, end to end
 	.venv-timm/bin/python -m pytest -q -m timm tests/test_architectures.py tests/test_pretrained.py
 
-tune: setup              ## every method's eight settings (benchmarks/grid.json) on seeds 1-2, Bag and the 10-20% slices (unreported), ResNet cells; picks -> tuning.json
+tune: setup              ## every method's eight settings (benchmarks/grid.json) on seeds 1-2, Bag and the 10-20% slices (unreported), ResNet cells (61 min on 2 cores); picks -> tuning.json
 	$(PY) benchmarks/tune.py
 
-tune-vit: setup          ## the same for the ViT cells (about three hours on 2 cores)
+tune-vit: setup          ## the same for the ViT cells (105 min on 2 cores)
 	$(PY) benchmarks/tune.py --only vit-first10,vit-class
 
-benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet, samples and two classes, 5 seeds, every method at its pick
+benchmark: setup         ## the committed Fashion-MNIST benchmark: ResNet, samples and two classes, 5 seeds, every method at its pick (42 min)
 	$(PY) benchmarks/fashion_mnist.py
 
-benchmark-vit: setup     ## the same three cells for the ViT, after make tune-vit (about two hours on 2 cores)
+benchmark-vit: setup     ## the same three cells for the ViT, after make tune-vit (81 min on 2 cores)
 	$(PY) benchmarks/fashion_mnist.py --only vit-first10,vit-class,vit-class-shirt
 
 benchmark-full: setup    ## the ResNet sample-forgetting cell on all 60,000 training images, 3 seeds
