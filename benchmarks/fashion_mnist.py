@@ -314,7 +314,8 @@ def error_table(cells: dict) -> list[str]:
     rows.append("| **all cells** | " + " | ".join(_rate(total.get(c)) for c in controls) + " |")
     return ["The verifier's own error rates: wrong verdicts / seeds, per control (retrained: called `not_forgotten`, "
             "a false alarm; the others: not called `not_forgotten`, or a forged history that passed, a miss). "
-            "Commands: `make benchmark`, `make benchmark-vit`; tables per cell in each results.md.\n",
+            f"Commands: {', '.join(f'`{t}`' for t, group in TARGETS.items() if set(group) & set(cells))}; tables per "
+            "cell in each results.md.\n",
             "| cell | " + " | ".join(controls) + " |", "|---" * (len(controls) + 1) + "|", *rows, ""]  # fmt: skip
 
 
