@@ -333,4 +333,4 @@ def test_the_precedence_of_settings_is_a_library_function(tmp_path):
                              output_dir=out)  # fmt: skip
     assert (explicit.class_forgetting, explicit.alpha) == (False, 3.0)  # whole classes forgotten as samples
     assert method_config("belief_relabel", str(model_dir), output_dir=out).learning_rate == 5e-4
-    assert method_config("belief_relabel", output_dir=out).learning_rate == 2e-4  # its own default
+    assert method_config("belief_relabel", output_dir=out).learning_rate == 1e-4  # its own default, LoTUS's

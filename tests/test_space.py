@@ -44,18 +44,23 @@ def test_resolve_choice_and_requests(app):
 
 
 def test_the_form_names_the_method_and_shows_only_its_controls(app):
-    classes = app.method_controls("classes", "fashion-mnist-resnet")
-    assert (
-        classes["method"] == "belief_relabel"
-        and classes["alpha"] is None
-        and "Belief Relabel" in classes["name"]
-    )
-    samples = app.method_controls("samples", "fashion-mnist-resnet")
     from lotus_hf.methods import method_config
+    from lotus_hf.requests import ForgetRequest
 
-    lotus = method_config("lotus", "fashion-mnist-resnet", output_dir="unused", use_cpu=True)
-    assert samples["method"] == "lotus" and samples["alpha"] == lotus.alpha  # the model's own setting
-    assert samples["epochs"] == min(lotus.num_train_epochs, app.MAX_EPOCHS)
+    for model in app.BUNDLED.values():  # each request starts at the model's own tuned settings, none capped
+        classes = app.method_controls("classes", model)
+        belief = method_config("belief_relabel", model, ForgetRequest.classes(["Bag"]), output_dir="unused",
+                               use_cpu=True)  # fmt: skip
+        assert (
+            classes["method"] == "belief_relabel"
+            and classes["alpha"] is None
+            and "Belief Relabel" in classes["name"]
+        )
+        assert classes["epochs"] == belief.num_train_epochs <= app.MAX_EPOCHS
+        samples = app.method_controls("samples", model)
+        lotus = method_config("lotus", model, output_dir="unused", use_cpu=True)
+        assert samples["method"] == "lotus" and samples["alpha"] == lotus.alpha
+        assert samples["epochs"] == lotus.num_train_epochs <= app.MAX_EPOCHS
 
 
 def test_gallery_picks(app):

@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_model, unlearning_config
 from transformers import TrainerCallback
 
-from lotus_hf import UnlearningTrainer
+from lotus_hf import UnlearningConfig, UnlearningTrainer
 from lotus_hf.evaluation import predict_logits
 from lotus_hf.images import PixelDataset
 
@@ -124,6 +124,8 @@ def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
     with pytest.raises(ValueError, match="`forget_dataset` must be a non-empty"):
         UnlearningTrainer(model, unlearning_config(tmp_path), forget_dataset=digits_data.forget.select([]),
                           retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    with pytest.raises(ValueError, match="`remove_unused_columns` must be False"):
+        UnlearningConfig(output_dir=str(tmp_path), remove_unused_columns=True)
 
 
 def test_gradient_accumulation_matches_one_big_batch(digits_data, tmp_path):
@@ -212,7 +214,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_in
 
     assert get_last_checkpoint(tmp_path / "broken" / "out").endswith(resumed_from)
     resumed = run("broken", resume=True)
-    assert resumed._resume_from.endswith(resumed_from)
+    assert resumed.resumed_from.endswith(resumed_from)
     for name, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
     assert resumed.history == whole.history and len(whole.history) == 3

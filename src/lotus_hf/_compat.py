@@ -18,6 +18,8 @@ import os
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _installed
 
+from .errors import ArgumentError
+
 # transformers imports DeepSpeed whenever it is installed, and DeepSpeed 0.19 then logs on every machine
 # without a GPU that it is "Setting accelerator to CPU", even for runs that never use DeepSpeed. This filter
 # must exist before transformers is first imported, so it comes before every other import of the package.
@@ -131,7 +133,7 @@ def fsdp2_compatible(model: torch.nn.Module, cpu_ram_efficient_loading: bool = F
     saved = model.state_dict().keys() if cpu_ram_efficient_loading and ACCELERATE_1 else ()
     buffer = next((name for name, _ in model.named_buffers() if name in saved), None)
     if buffer is not None:
-        raise ValueError(
+        raise ArgumentError(
             f"FSDP2's `fsdp_cpu_ram_efficient_loading` cannot load {type(model).__name__}: it has buffers "
             f"({buffer}, ...) and accelerate 1.15 expects only parameters. Set "
             "`fsdp_cpu_ram_efficient_loading: false` in the accelerate config."

@@ -20,6 +20,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 from transformers.hf_argparser import HfArg
 
+from .errors import ArgumentError
 from .requests import ForgetRequest
 
 
@@ -45,7 +46,7 @@ class ForgetArguments:
         given = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
         if len(given) > 1:
             flags = " and ".join(f"`--{name.replace('_', '-')}`" for name in given)
-            raise ValueError(f"{flags} cannot be combined: give one forget request.")
+            raise ArgumentError(f"{flags} cannot be combined: give one forget request.")
         if self.forget_classes:
             return ForgetRequest.classes([c.strip() for c in self.forget_classes.split(",") if c.strip()])
         if self.forget_fraction is not None:
@@ -54,7 +55,7 @@ class ForgetArguments:
             try:
                 start, stop = (float(v) for v in self.forget_percent_range.split(","))
             except ValueError:
-                raise ValueError(
+                raise ArgumentError(
                     f"`--forget-percent-range` must be two numbers A,B, got {self.forget_percent_range!r}."
                 ) from None
             return ForgetRequest.percent_range(start, stop)
@@ -71,16 +72,16 @@ def _indices(text: str | None, path: str | None, limit: int | None) -> list[int]
     try:
         lines = iter(text.splitlines()) if text is not None else open(path)  # noqa: SIM115  (closed below)
     except OSError as error:
-        raise ValueError(f"`{flag}` {path!r} cannot be read ({error.strerror}).") from None
+        raise ArgumentError(f"`{flag}` {path!r} cannot be read ({error.strerror}).") from None
     indices: list[int] = []
     try:
         for line in lines:
             tokens = [token for token in line.split(",") if token.strip()]
             if not all(token.strip().lstrip("-").isdigit() for token in tokens):
-                raise ValueError(f"`{flag}` must be integers separated by commas or newlines.")
+                raise ArgumentError(f"`{flag}` must be integers separated by commas or newlines.")
             indices.extend(int(token) for token in tokens)
             if limit is not None and len(indices) > limit:
-                raise ValueError(
+                raise ArgumentError(
                     f"`{flag}` holds more than {limit:,} indices, more than the training split has samples: give "
                     "each training-split index once, one a line or separated by commas."
                 )
@@ -171,18 +172,18 @@ def config_file(argv: list[str]) -> dict:
     try:
         text = Path(path).read_text()
     except OSError as error:
-        raise ValueError(f"`--config` {path!r} cannot be read ({error.strerror}).") from None
+        raise ArgumentError(f"`--config` {path!r} cannot be read ({error.strerror}).") from None
     try:
         values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:
-        raise ValueError(
+        raise ArgumentError(
             f"`--config` {path!r} is not valid JSON/YAML: {str(error).splitlines()[0]}"
         ) from None
     if not isinstance(values, dict):
-        raise ValueError(f"`--config` {path!r} must hold a mapping of argument names to values.")
+        raise ArgumentError(f"`--config` {path!r} must hold a mapping of argument names to values.")
     for key, value in values.items():
         if key == "config" or value is None:
-            raise ValueError(f"`--config` {path!r}: `{key}` cannot be given in a file (give it a value, or leave it "
+            raise ArgumentError(f"`--config` {path!r}: `{key}` cannot be given in a file (give it a value, or leave it "
                              "out).")  # fmt: skip
     return {str(k).replace("-", "_"): v for k, v in values.items()}
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from .config import StreamConfig
+from .errors import ArgumentError
 from .evaluation import accuracy
 from .losses import round_accuracy, sample_gumbel
 from .runstate import RunState
@@ -45,7 +46,10 @@ class BeliefRelabelConfig(StreamConfig):
 
     method = "belief_relabel"
 
-    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate."})
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "AdamW learning rate (as LoTUS's; bundled models carry their tuned picks)."},
+    )
 
 
 # ------------------------------------------------------------------ Belief Relabel's targets
@@ -209,7 +213,7 @@ def forgotten_classes(forget_dataset, retain_dataset, model) -> torch.Tensor:
     forgotten = torch.unique(_labels_of(forget_dataset))
     classes = getattr(getattr(model, "config", None), "num_labels", None)
     if classes is not None and len(forgotten) >= classes:
-        raise ValueError(
+        raise ArgumentError(
             f"Belief Relabel files the forgotten classes' samples under the remaining ones, but the forget set holds "
             f"all {classes} classes: forget whole classes (`ForgetRequest.classes`), or unlearn samples with LoTUS "
             "(`method='lotus'`)."
@@ -218,7 +222,7 @@ def forgotten_classes(forget_dataset, retain_dataset, model) -> torch.Tensor:
     if isinstance(retain_labels, torch.Tensor):
         kept = torch.unique(retain_labels[torch.isin(retain_labels, forgotten)]).tolist()
         if kept:
-            raise ValueError(
+            raise ArgumentError(
                 f"Belief Relabel forgets whole classes, but the retain set still holds samples of the forgotten "
                 f"class(es) {kept}: forget whole classes (`ForgetRequest.classes`), or unlearn samples with LoTUS "
                 "(`method='lotus'`)."

@@ -34,7 +34,7 @@ from .arguments import (
     parse,
     parser_for,
 )
-from .errors import LotusError, OutputError
+from .errors import ArgumentError, LotusError, OutputError
 from .hooks import probe_line
 from .version import __version__
 
@@ -76,7 +76,7 @@ def unlearn_command(argv: list[str]) -> None:
                           file_values, owners)  # fmt: skip
     owned = sorted(set(fields) & set(OWNED_FIELDS))
     if owned:
-        raise ValueError(
+        raise ArgumentError(
             f"`{owned[0]}` is not a flag of `lotus-hf unlearn`: push with `--push-to-hub ORG/NAME` (and `--private`); "
             "the token comes from HF_TOKEN or `hf auth login`, never from a flag or a file."
         )
@@ -93,7 +93,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     from .data import class_names_of, load_image_dataset, prepare_unlearning_data
     from .loading import load_model
     from .methods import method_config, recommended_fields
-    from .names import hub_id
+    from .names import hub_id, split_revision
     from .provenance import check_trained_without
     from .push import check_push_token, push_folder
     from .recipe import fit_head
@@ -101,11 +101,11 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     from .run import save_unlearned, unlearn
     from .saving import check_same_run, open_output_dir, start_run_folder
 
-    output_dir = run.output_dir or default_output(f"{Path(run.model.split('@')[0]).name}-unlearned")
+    output_dir = run.output_dir or default_output(f"{Path(split_revision(run.model)[0]).name}-unlearned")
     unfinished = open_output_dir(output_dir, run.resume)
     if run.push_to_hub:
         if not hub_id(run.push_to_hub):
-            raise ValueError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {run.push_to_hub!r}.")
+            raise ArgumentError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {run.push_to_hub!r}.")
         check_push_token()  # before any work: a run must not end in a push that cannot happen
     seed = fields.get("seed", DEFAULT_SEED)  # splits and request use the run's seed
     model, processor = load_model(run.model, run.revision)
@@ -155,7 +155,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     if unfinished is not None:
         check_same_run(output_dir, unfinished, record)
     if checkpoints and method not in ("lotus", "belief_relabel"):
-        raise ValueError(f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for "
+        raise ArgumentError(f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for "
                          f"`--method {method}`.")  # fmt: skip
     if checkpoints:  # the checkpoints go into the run's own folder, marked unfinished until the model is in
         config.output_dir = output_dir
@@ -235,14 +235,16 @@ def verify_command(argv: list[str]) -> None:
               "receipt NOT confirmed:\n" + "\n".join(f"- {d}" for d in differences))  # fmt: skip
         raise SystemExit(0 if confirmed else 1)
     if not args.model:
-        raise ValueError("`--model` must name the model to verify: a folder, bundled name or Hub id.")
+        raise ArgumentError("`--model` must name the model to verify: a folder, bundled name or Hub id.")
     if args.receipt and Path(args.receipt).exists():
         raise OutputError(
             f"`--receipt` {args.receipt!r} exists: pass a new file name (nothing is ever overwritten)."
         )
     request = forget.request(args.seed or 0)
     if request is None:
-        raise ValueError("give the deletion request to verify: `--forget-classes`, `--forget-indices`, ...")
+        raise ArgumentError(
+            "give the deletion request to verify: `--forget-classes`, `--forget-indices`, ..."
+        )
     references = [r.strip() for r in (args.reference_models or "").split(",") if r.strip()]
     result = verify(args.model, data_args.dataset, request, revision=args.revision, seed=args.seed,
                     image_column=data_args.image_column, label_column=data_args.label_column,
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[command][0](argv[1:])
     except SystemExit as stop:  # argparse: --help (0) or a flag it cannot parse (2, its message printed)
         return stop.code if isinstance(stop.code, int) else 2
-    except (LotusError, ValueError) as error:  # bad input: our errors and the configs' checks
+    except LotusError as error:  # bad input, typed (lotus_hf.errors): a message, no traceback
         message = str(error)
         message = message if len(message) < 800 else message[:800] + " ..."
         print(f"lotus-hf {command}: error: {message}", file=sys.stderr)

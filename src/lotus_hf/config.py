@@ -14,6 +14,7 @@ import torch
 from transformers import TrainingArguments
 
 from ._compat import launched_on_cpu
+from .errors import ArgumentError
 from .losses import PROB_TRANSFORMS
 from .requests import DEFAULT_SEED
 
@@ -50,7 +51,10 @@ class MethodConfig(TrainingArguments):
         default="no", metadata={"help": "Checkpointing; the result is saved at the end."}
     )
     report_to: str | list[str] = field(default="none", metadata={"help": "Trackers to report to."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep `is_forget` in batches."})
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Must stay False: the loss reads the batches' `is_forget` and targets."},
+    )
     channels_last: bool = field(
         default=True, metadata={"help": "Train conv models in channels-last memory format (faster)."}
     )
@@ -62,7 +66,12 @@ class MethodConfig(TrainingArguments):
     def __post_init__(self):
         for name, (ok, allowed) in self.checks.items():
             if not ok(getattr(self, name)):
-                raise ValueError(f"`{name}` must be {allowed}, got {getattr(self, name)!r}.")
+                raise ArgumentError(f"`{name}` must be {allowed}, got {getattr(self, name)!r}.")
+        if self.remove_unused_columns:
+            raise ArgumentError(
+                "`remove_unused_columns` must be False: an unlearning loss reads the batches' `is_forget`, teacher "
+                "logits and targets, which the model's forward does not take."
+            )
         self.use_cpu = self.use_cpu or launched_on_cpu()
         if self.output_dir is None:
             self.output_dir = "lotus-hf-output"

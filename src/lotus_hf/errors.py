@@ -6,6 +6,10 @@ class LotusError(ValueError):
     """An input the user must fix; the message says how."""
 
 
+class ArgumentError(LotusError):
+    """An argument, option or config value the user must fix."""
+
+
 class DataError(LotusError):
     """A data set or forget request the user must fix."""
 

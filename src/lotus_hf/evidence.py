@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .errors import DataError
+
 VERDICTS = ("forgotten", "not_forgotten", "inconclusive")
 EXIT_CODES = {"forgotten": 0, "not_forgotten": 1, "inconclusive": 3}
 # How far above unseen data's value a statistic may be for a model that never trained on the forget set
@@ -130,7 +132,7 @@ def class_matched_weights(forget_labels: np.ndarray, heldout_labels: np.ndarray)
     weights = np.zeros(len(heldout_labels))
     missing = [int(c) for c in classes if not (heldout_labels == c).any()]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"the held-out data has no sample of the forget set's class(es) {missing}: verification compares "
             "each forget sample with held-out samples of its class; pass a data set whose test split has them."
         )
@@ -279,13 +281,13 @@ def verify_outputs(
     forget_log_probs, heldout_log_probs = np.asarray(forget_log_probs), np.asarray(heldout_log_probs)
     forget_labels, heldout_labels = np.asarray(forget_labels), np.asarray(heldout_labels)
     if len(forget_labels) < 2:
-        raise ValueError("the forget set must hold at least 2 samples to be verified from behaviour.")
+        raise DataError("the forget set must hold at least 2 samples to be verified from behaviour.")
     references = reference_forget is not None and len(reference_forget) > 0
     if kind == "classes":
         classes = sorted(set(forget_labels.tolist()) if forgotten_classes is None else forgotten_classes)
         heldout_rows = np.isin(heldout_labels, classes)
         if not heldout_rows.any():
-            raise ValueError(
+            raise DataError(
                 f"the held-out data has no image of the forgotten class(es) {classes}: verification compares the "
                 "class's training images with its held-out images; pass a data set whose test split has them."
             )

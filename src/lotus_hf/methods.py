@@ -24,7 +24,7 @@ import json
 from .baselines import BASELINES
 from .belief_relabel import BeliefRelabelConfig, BeliefRelabelTrainer
 from .config import PAPER_CLASS_FIELDS, UnlearningConfig
-from .errors import ModelError
+from .errors import ArgumentError, ModelError
 from .loading import model_file
 from .recipe import Recipe
 from .requests import ForgetRequest
@@ -47,7 +47,7 @@ def default_method(request: ForgetRequest | None) -> str:
 
 def method_config_class(method: str):
     if method not in METHODS:
-        raise ValueError(f"`method` must be one of {tuple(METHODS)}, got {method!r}.")
+        raise ArgumentError(f"`method` must be one of {tuple(METHODS)}, got {method!r}.")
     return METHODS[method][0]
 
 
@@ -117,7 +117,7 @@ def method_config(method: str, model: str | None = None, request: ForgetRequest 
     config_class = method_config_class(method)
     unknown = sorted(set(fields) - _field_names(method))
     if unknown:
-        raise ValueError(
+        raise ArgumentError(
             f"{unknown} are not fields of `{config_class.__name__}` (method {method!r}): check the names "
             f"(`lotus-hf unlearn --method {method} --help-all` lists them)."
         )
@@ -126,4 +126,9 @@ def method_config(method: str, model: str | None = None, request: ForgetRequest 
     layered = {**recommended_fields(model, method, request), **fields}
     if "save_steps" in fields and "save_strategy" not in fields:
         layered["save_strategy"] = "steps"
-    return config_class(**layered)
+    try:
+        return config_class(**layered)
+    except ArgumentError:
+        raise
+    except ValueError as error:  # `TrainingArguments`' own checks (e.g. bf16 on a machine without it)
+        raise ArgumentError(f"{config_class.__name__}: {error}") from None

@@ -121,7 +121,7 @@ def unlearn(
         "hyperparameters": hyperparameters,
         "history": history,
         "stopped_at_epoch": next((e["epoch"] for e in history if e.get("stop")), None),
-        "resumed_from": Path(trainer._resume_from).name if getattr(trainer, "_resume_from", None) else None,
+        "resumed_from": Path(trainer.resumed_from).name if getattr(trainer, "resumed_from", None) else None,
     }
     if trainer is not None:  # so that `trainer.push_to_hub()` records the request and the metrics too
         trainer.base_model, trainer.dataset_name = base_model, dataset

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import torch
 
+from .errors import ArgumentError
+
 
 def is_streamed(dataset) -> bool:
     """True for data read as a stream (a `torch` `IterableDataset` or a `datasets.IterableDataset`)."""
@@ -115,9 +117,9 @@ def in_memory(forget, retain, unseen, args) -> tuple:
         forget = ItemList(list(forget))
     for name, dataset in (("forget_dataset", forget), ("unseen_dataset", unseen)):
         if dataset is None or (not is_streamed(dataset) and len(dataset) == 0):
-            raise ValueError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
+            raise ArgumentError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
     if retain is None:
-        raise ValueError("`retain_dataset` must be given: the retain subset keeps the model's behaviour.")
+        raise ArgumentError("`retain_dataset` must be given: the retain subset keeps the model's behaviour.")
     if is_streamed(retain):
         retain = ItemList(reservoir_sample(retain, _reservoir_size(retain, args), args.seed))
         return forget, retain, torch.arange(len(retain))
@@ -130,6 +132,6 @@ def _reservoir_size(retain, args) -> int:
     try:
         return int(args.retain_fraction * len(retain))
     except TypeError:
-        raise ValueError(
+        raise ArgumentError(
             "the streamed `retain_dataset` has no length: set `retain_samples` (how many retain samples to draw)."
         ) from None

@@ -10,7 +10,6 @@ loss: they are used for accuracy only.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,11 +23,11 @@ from .evaluation import accuracy
 from .hooks import RunHooks, use_run_progress
 from .losses import accuracy_gap, lotus_targets, should_stop, soft_cross_entropy, temperature
 from .push import HubMixin
-from .runstate import RunState, resume_folder
+from .runstate import ResumableRun, RunState
 from .stream import UnlearningStream, collate, in_memory
 
 
-class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Trainer):
+class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, HubMixin, Trainer):
     """Unlearn a forget set from an image classifier with LoTUS.
 
     Args:
@@ -101,18 +100,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
         # and the forget and retain rows trained on so far.
         self._loss_sums = torch.zeros(4, device=self.args.device)
         self._seen = torch.zeros(2, dtype=torch.long, device=self.args.device)
-        self._resume_from: str | None = None
-
-    def _set_signature_columns_if_needed(self):
-        # Keep our columns ourselves instead of asking users for `remove_unused_columns=False`.
-        if self._signature_columns is None:
-            self._signature_columns = [
-                "pixel_values",
-                "labels",
-                "is_forget",
-                "teacher_logits",
-                "forget_target",
-            ]
+        self.resumed_from: str | None = None  # the checkpoint `train` resumes from
 
     @property
     def stream(self) -> UnlearningStream:
@@ -147,8 +135,8 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
     def prepare(self) -> None:
         """Before the first update, while the student is still the original f0: the unseen accuracy A_u and,
         when enabled, the teacher's logits on the stream. A resumed run reads its state back instead."""
-        if self._resume_from is not None:
-            self.restore(RunState.load(self._resume_from, self.args.process_index))
+        if self.resumed_from is not None:
+            self.restore(RunState.load(self.resumed_from, self.args.process_index))
             return
         self.unseen_accuracy = self.unseen_target()
         if self.args.cache_teacher_logits:
@@ -231,53 +219,3 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, StrategyMixin, HubMixin, Traine
             logs["retain_loss"] = sums[2] / sums[3] if sums[3] else float("nan")
             self._loss_sums.zero_()
         super().log(logs, start_time)
-
-    # ------------------------------------------------------------------------------------- checkpoints
-    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None,
-              **kwargs):  # fmt: skip
-        """`Trainer.train`. `resume_from_checkpoint` (a checkpoint folder, or True for the last one in
-        `args.output_dir`) continues a run where its checkpoint left it, LoTUS's state included (`RunState`): the
-        weights end as those of a run that was never interrupted."""
-        if resume_from_checkpoint:
-            resume_from_checkpoint = resume_folder(
-                self.args.output_dir, resume_from_checkpoint, type(self).__name__
-            )
-        self._resume_from = resume_from_checkpoint or None
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial,
-                             ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)  # fmt: skip
-
-    def constants(self) -> dict[str, torch.Tensor]:
-        """What a run fixes before its first update and a resumed run reads back: the cached teacher logits."""
-        logits = self.stream.teacher_logits
-        return {} if logits is None else {"teacher_logits": logits}
-
-    def run_state(self) -> RunState:
-        """LoTUS's state now: the probes so far, tau, A_u, and this process's noise and counters."""
-        values = {"history": self.history, "tau": self.tau, "unseen_accuracy": self.unseen_accuracy,
-                  "processes": self.accelerator.num_processes}  # fmt: skip
-        tensors = {"noise": self._noise.get_state(), "loss_sums": self._loss_sums.cpu(), "seen": self._seen.cpu(),
-                   "epoch_rows": torch.tensor([self.epoch_rows])}  # fmt: skip
-        return RunState(values, tensors)
-
-    def save_run_state(self, checkpoint: Path) -> None:
-        """Write `run_state()` into a checkpoint Trainer has just saved (every process calls it)."""
-        self.run_state().save(
-            checkpoint, self.args.process_index, self.accelerator, self.is_world_process_zero()
-        )
-
-    def restore(self, state: RunState) -> None:
-        """Continue from `state` (`RunState.load` of a checkpoint of this run)."""
-        if state.values["processes"] != self.accelerator.num_processes:
-            raise ValueError(
-                f"the checkpoint {self._resume_from!r} was written by {state.values['processes']} processes: resume "
-                f"it with as many (this run has {self.accelerator.num_processes})."
-            )
-        self.history, self.tau = state.values["history"], state.values["tau"]
-        self.unseen_accuracy = state.values["unseen_accuracy"]
-        self._noise = torch.Generator(device=self.args.device)
-        self._noise.set_state(state.tensors["noise"])
-        self._loss_sums.copy_(state.tensors["loss_sums"])
-        self._seen.copy_(state.tensors["seen"])
-        self.epoch_rows = int(state.tensors["epoch_rows"])
-        if "teacher_logits" in state.constants:
-            self.stream.teacher_logits = state.constants["teacher_logits"]

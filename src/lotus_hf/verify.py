@@ -26,13 +26,13 @@ import numpy as np
 
 from .cards import evidence_table
 from .data import UnlearningData, class_names_of, load_image_dataset, verification_splits
-from .errors import ModelError
+from .errors import ArgumentError, ModelError
 from .evaluation import predict_logits
 from .evidence import Verification, log_softmax, verify_outputs
 from .loading import load_model, model_file
 from .names import split_revision
 from .provenance import check_history, check_trained_without, model_history, weights_sha256
-from .requests import PAPER_SEEDS, ForgetRequest, forget_fingerprint
+from .requests import DEFAULT_SEED, ForgetRequest, forget_fingerprint
 from .version import __version__
 
 
@@ -145,18 +145,18 @@ def verify(
     same forget flags and other seeds) for the per-example test. `data`: an `UnlearningData` already prepared,
     instead of `dataset` (its `test` split is the held-out data; `seed` defaults to the one it was prepared with)."""
     if request is None:
-        raise ValueError("`request` must be given: the deletion request to verify (a `ForgetRequest`).")
+        raise ArgumentError("`request` must be given: the deletion request to verify (a `ForgetRequest`).")
     name, revision = (model, revision) if revision else split_revision(model)
     network, processor = load_model(name, revision)
     network.eval()
     history = model_history(network)
     if data is not None:
         if seed is None and data.seed is None:
-            raise ValueError(
+            raise ArgumentError(
                 "`seed` must be given with `data`: the seed its unseen/test split was drawn with."
             )
         if seed is not None and data.seed is not None and seed != data.seed:
-            raise ValueError(
+            raise ArgumentError(
                 f"`seed` ({seed}) is not the seed `data`'s unseen/test split was drawn with ({data.seed}): "
                 "leave `seed` out to use that one."
             )
@@ -164,7 +164,7 @@ def verify(
         forget, heldout, fingerprint = data.forget, data.test, data.fingerprint
     else:
         if dataset is None:
-            raise ValueError("`dataset` must name the data set the request refers to (or pass `data`).")
+            raise ArgumentError("`dataset` must name the data set the request refers to (or pass `data`).")
         loaded = load_image_dataset(dataset, image_column=image_column, label_column=label_column)
         if seed is None:
             seed = _recorded_seed(history, request, loaded)
@@ -201,19 +201,19 @@ def verify(
 
 
 def _recorded_seed(history: list[dict], request: ForgetRequest, dataset) -> int:
-    """The seed the run that unlearned `request` recorded (its history step's), else the default 3407. A fraction
+    """The seed the run that unlearned `request` recorded (its history step's), else `DEFAULT_SEED`. A fraction
     request is found by its description, since its samples depend on the seed; any other by its fingerprint."""
     if request.kind == "fraction":
         steps = [s for s in history if (s.get("forget") or {}).get("request") == request.describe()]
     else:
         train = dataset["train"] if "train" in dataset else None
         if train is None:
-            return PAPER_SEEDS[0]
+            return DEFAULT_SEED
         labels, names = np.asarray(train["label"]), class_names_of(dataset)
         sha = forget_fingerprint(request, request.resolve(labels, names), labels, names)["sha256"]
         steps = [s for s in history if (s.get("forget") or {}).get("sha256") == sha]
     seeds = [s.get("seed") for s in steps if s.get("seed") is not None]
-    return int(seeds[-1]) if seeds else PAPER_SEEDS[0]
+    return int(seeds[-1]) if seeds else DEFAULT_SEED
 
 
 def _base_weights(name: str | None) -> str | None:
@@ -285,9 +285,9 @@ def recheck(path: str | Path) -> tuple[bool, list[str], VerifyResult]:
     try:
         receipt = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"`recheck` {str(path)!r} is not a readable receipt ({error}).") from None
+        raise ArgumentError(f"`recheck` {str(path)!r} is not a readable receipt ({error}).") from None
     if not isinstance(receipt, dict) or "arguments" not in receipt or "receipt_sha256" not in receipt:
-        raise ValueError(f"`recheck` {str(path)!r} is not a lotus-hf verification receipt.")
+        raise ArgumentError(f"`recheck` {str(path)!r} is not a lotus-hf verification receipt.")
     differences = []
     body = {k: v for k, v in receipt.items() if k != "receipt_sha256"}
     if _digest(body) != receipt["receipt_sha256"]:

@@ -19,6 +19,7 @@ from .._compat import without_unsupported_checkpointing
 from ..cards import TAGS
 from ..config import MethodConfig
 from ..distributed import StrategyMixin
+from ..errors import ArgumentError
 from ..hooks import RunHooks, use_run_progress
 from ..images import PixelDataset
 from ..push import HubMixin
@@ -81,7 +82,9 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
             raise TypeError(f"`args` must be a `{self.config_class.__name__}`, got {type(args).__name__}.")
         for name, dataset in (("forget_dataset", forget_dataset), ("retain_dataset", retain_dataset)):
             if dataset is None or len(dataset) == 0:
-                raise ValueError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
+                raise ArgumentError(
+                    f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items."
+                )
         self.forget_dataset, self.retain_dataset = forget_dataset, retain_dataset
         super().__init__(model=model, args=without_unsupported_checkpointing(args, model), data_collator=collate,
                          callbacks=callbacks, train_dataset=self.build_stream(args),
@@ -105,10 +108,6 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
         """Before each epoch; True would stop training (no baseline has a stop rule)."""
         self.history.append({"epoch": len(self.history) + 1})
         return False
-
-    def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            self._signature_columns = ["pixel_values", "labels", "is_forget", "teacher_logits"]
 
     stopped_at_epoch = None  # baselines have no stop rule
 

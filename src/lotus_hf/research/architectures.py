@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from ..errors import ArgumentError
+
 # family -> what it brings to unlearning (the README's table lists these)
 FAMILIES = {
     "convnext": "ConvNeXt: LayerNorm, drop-path, shortest-edge resize with crop_pct",
@@ -105,7 +107,7 @@ def build_family(
                                       **labels)  # fmt: skip
         processor = tf.TimmWrapperImageProcessor(pretrained_cfg=config.pretrained_cfg)
     else:
-        raise ValueError(f"`family` {family!r} is not one of {list(FAMILIES)}.")
+        raise ArgumentError(f"`family` {family!r} is not one of {list(FAMILIES)}.")
     torch.manual_seed(seed)
     architecture = getattr(config, "architectures", None)
     if architecture:  # DeiT's two heads: transformers 5.24's from_config needs the class named

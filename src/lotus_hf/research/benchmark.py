@@ -27,6 +27,7 @@ import torch
 
 from ..baselines import fresh_model
 from ..data import class_names_of, load_image_dataset, split_unlearning_data
+from ..errors import ArgumentError
 from ..evaluation import GAP_KEYS, entropy, markdown_table, predict_logits
 from ..evidence import VERDICTS
 from ..images import preprocess
@@ -81,23 +82,25 @@ class BenchmarkSpec:
             self.methods = tuple(self.grid)
             empty = [m for m, settings in self.grid.items() if not settings]
             if empty:
-                raise ValueError(
+                raise ArgumentError(
                     f"`grid` gives no setting for {empty}: give each method a list of field dicts."
                 )
         unknown = [m for m in self.methods if base_method(m) not in METHODS]
         if unknown:
-            raise ValueError(f"`methods` names {unknown}: choose from {tuple(METHODS)}.")
+            raise ArgumentError(f"`methods` names {unknown}: choose from {tuple(METHODS)}.")
         if not [m for m in self.methods if m != "retrain"]:
-            raise ValueError("`methods` must name a method besides retrain (e.g. lotus).")
+            raise ArgumentError("`methods` must name a method besides retrain (e.g. lotus).")
         if "retrain" not in self.methods:
             self.methods = (*self.methods, "retrain")  # the gold standard defines every gap
         if not self.seeds:
-            raise ValueError("`seeds` must name at least one seed (the paper's: 3407,13,12).")
+            raise ArgumentError(
+                f"`seeds` must name at least one seed (the paper's: {','.join(map(str, PAPER_SEEDS))})."
+            )
         if self.train_subset is not None and self.train_subset < 10:
-            raise ValueError(f"`train_subset` must be at least 10 samples, got {self.train_subset}.")
+            raise ArgumentError(f"`train_subset` must be at least 10 samples, got {self.train_subset}.")
         for method in self.config:
             if base_method(method) not in METHODS:
-                raise ValueError(
+                raise ArgumentError(
                     f"`config` sets {method!r}, which is not a method: choose from {tuple(METHODS)}."
                 )
 
@@ -569,23 +572,34 @@ def render_markdown(results: dict) -> str:
         "the model as it was, marked *(no change)*. Verified: on how many seeds `lotus-hf verify`'s tests call the "
         "model `forgotten` (f), `inconclusive` (i) or `not_forgotten` (n), on held-out data no method calibrated on "
         "(docs/verification.md). MIA's non-members are that same held-out half.\n",
-        "| method | Avg Gap | Avg Gap (paper) | time (s) | share of retrain | acc forget | acc retain | acc test | "
-        + ("acc test (kept classes) | " if remaining else "")
-        + "MIA | RF-JSD | JSD | Δ original | verified f/i/n |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if remaining else ""),
     ]
+    header = ["method", "Avg Gap", "Avg Gap (paper)", "time (s)", "share of retrain", "acc forget", "acc retain",
+              "acc test", *(["acc test (kept classes)"] if remaining else []), "MIA", "RF-JSD", "JSD", "Δ original",
+              "verified f/i/n"]  # fmt: skip
+    rows = []
     for method, row in summary.items():
         share = row["share_of_retrain"]
         label = method + (" *(no change)*" if row.get("no_op") else "")
-        lines.append(
-            f"| {label} | {_pm(row['avg_gap'])} | {row['avg_gap_paper']:.4f} | {_pm(row['seconds'], 1)} | "
-            f"{_pm(share, 1, 100) + '%' if share['mean'] is not None else '-'} | {_pm(row['acc_forget'])} | "
-            f"{_pm(row['acc_retain'])} | {_pm(row['acc_test'])} | "
-            + (f"{_pm(row['acc_test_remaining'])} | " if remaining else "")
-            + f"{_pm(row['mia'])} | {_pm(row['rf_jsd'])} | {_pm(row['jsd'])} | {_pm(row['distance_to_original'])} | "
-            f"{_verdicts(row)} |"
+        rows.append(
+            [
+                label,
+                _pm(row["avg_gap"]),
+                f"{row['avg_gap_paper']:.4f}",
+                _pm(row["seconds"], 1),
+                _pm(share, 1, 100) + "%" if share["mean"] is not None else "-",
+                _pm(row["acc_forget"]),
+                _pm(row["acc_retain"]),
+                _pm(row["acc_test"]),
+                *([_pm(row["acc_test_remaining"])] if remaining else []),
+                _pm(row["mia"]),
+                _pm(row["rf_jsd"]),
+                _pm(row["jsd"]),
+                _pm(row["distance_to_original"]),
+                _verdicts(row),
+            ]
         )
     lines += [
+        markdown_table(header, rows),
         "",
         f"Lowest Avg Gap: **{results['lowest_avg_gap']}**; lowest Avg Gap (paper): "
         f"**{results['lowest_avg_gap_paper']}**. Pearson r of RF-JSD against JSD across the methods' means "
@@ -598,21 +612,19 @@ def render_markdown(results: dict) -> str:
         *_control_lines(results.get("error_rates") or {}),
     ]
     if results.get("tuning"):
-        lines += ["## Tuning\n", "Every setting of every method, with the same number per method; the best by "
-                  "mean Avg Gap is in bold.\n", "| method | setting | Avg Gap | Avg Gap (paper) | fields |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        tuned = []
         for method, tuning in results["tuning"].items():
             for i, fields in enumerate(tuning["settings"], 1):
                 row = summary[f"{method}#{i}"]
                 bold = "**" if i == tuning["best"] else ""
-                lines.append(f"| {method} | {bold}#{i}{bold} | {bold}{row['avg_gap']['mean']:.4f}{bold} | "
-                             f"{row['avg_gap_paper']:.4f} | {_fields(fields)} |")  # fmt: skip
-        lines.append("")
-    lines += ["## Hyper-parameters\n", "| method | hyper-parameters |", "|---|---|"]
-    for method, row in summary.items():
-        lines.append(
-            f"| {method} | {_fields({k: v for k, v in row['hyperparameters'].items() if k != 'seed'}) or '-'} |"
-        )
+                tuned.append([method, f"{bold}#{i}{bold}", f"{bold}{row['avg_gap']['mean']:.4f}{bold}",
+                              f"{row['avg_gap_paper']:.4f}", _fields(fields)])  # fmt: skip
+        header = ["method", "setting", "Avg Gap", "Avg Gap (paper)", "fields"]
+        lines += ["## Tuning\n", "Every setting of every method, with the same number per method; the best by "
+                  "mean Avg Gap is in bold.\n", markdown_table(header, tuned), ""]  # fmt: skip
+    hyper = [[method, _fields({k: v for k, v in row["hyperparameters"].items() if k != "seed"}) or "-"]
+             for method, row in summary.items()]  # fmt: skip
+    lines += ["## Hyper-parameters\n", markdown_table(["method", "hyper-parameters"], hyper)]
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from transformers.hf_argparser import HfArg
 
 from ..arguments import DataArguments, ForgetArguments, config_file, default_output, given_fields, parse
+from ..errors import ArgumentError
 from ..recipe import Recipe
 from ..requests import PAPER_SEEDS
 
@@ -124,7 +125,7 @@ def benchmark_command(argv: list[str]) -> None:
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError:
-        raise ValueError(f"`--seeds` must be integers separated by commas, got {args.seeds!r}.") from None
+        raise ArgumentError(f"`--seeds` must be integers separated by commas, got {args.seeds!r}.") from None
     methods = (
         None if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     )
@@ -151,12 +152,12 @@ def _grid(text) -> dict:
     if isinstance(text, str) and not text.lstrip().startswith("{"):
         path = Path(text)
         if not path.is_file():
-            raise ValueError(f"`--grid` must be a JSON object or a file holding one; {text!r} is neither.")
+            raise ArgumentError(f"`--grid` must be a JSON object or a file holding one; {text!r} is neither.")
         text = path.read_text()
     grid = _json_object(text, "--grid")
     for method, settings in grid.items():
         if not isinstance(settings, list) or not settings or not all(isinstance(s, dict) for s in settings):
-            raise ValueError(
+            raise ArgumentError(
                 f"`--grid` must map each method to a non-empty list of config-field objects; {method!r} maps "
                 f'to {settings!r}. Example: {{"lotus": [{{"alpha": 2}}, {{"alpha": 8}}]}}.'
             )
@@ -169,9 +170,9 @@ def _json_object(text, flag: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(
+        raise ArgumentError(
             f'`{flag}` must be a JSON object, e.g. \'{{"lotus": {{"alpha": 8}}}}\': {error}.'
         ) from None
     if not isinstance(value, dict):
-        raise ValueError(f"`{flag}` must be a JSON object of method names to config fields, got {text!r}.")
+        raise ArgumentError(f"`{flag}` must be a JSON object of method names to config fields, got {text!r}.")
     return value

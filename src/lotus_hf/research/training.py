@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from transformers import AutoModelForImageClassification
 
 from ..data import class_names_of
+from ..errors import ArgumentError
 from ..evaluation import accuracy, predict_logits
 from ..images import preprocess
 from ..names import dataset_id, hub_id
@@ -56,7 +57,7 @@ def preset_config(preset: str, class_names: list[str], image_size: int = 28, num
             attention_probs_dropout_prob=0.0,
             **labels,
         )
-    raise ValueError(
+    raise ArgumentError(
         f"`model_config` must be 'resnet-small', 'vit-small' or a config.json path, got {preset!r}."
     )
 
