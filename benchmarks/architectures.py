@@ -173,6 +173,7 @@ def ddp_run(family: str, width: int, work: Path, data: Path) -> dict:
 
 
 def render(rows: dict) -> str:
+    from lotus_hf.evaluation import markdown_table
     from lotus_hf.research.architectures import FAMILIES
 
     lines = [
@@ -189,21 +190,30 @@ def render(rows: dict) -> str:
         "RGB) for 2 epochs with the stop rule out of reach, then the saved folder reloaded with "
         "`AutoModelForImageClassification` and `AutoImageProcessor`, its logits finite and not the original's. "
         "Unlearn (sample and class), save-reload and push of every family: tests/test_architectures.py.\n",
-        "| family | model class | parameters | LoTUS images/s | fine-tuning images/s | LoTUS / fine-tuning (range) | "
-        "DDP, 2 processes | torch | measured |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    header = ["family", "model class", "parameters", "LoTUS images/s", "fine-tuning images/s",
+              "LoTUS / fine-tuning (range)", "DDP, 2 processes", "torch", "measured"]  # fmt: skip
+    table = []
     for family in FAMILIES:
         row = rows.get(family)
         if row is None:
             continue
         ddp = f"yes, {row.get('ddp_epochs', '?')} epochs" if row.get("ddp") else "**no**"
         low, high = row.get("ratio_range", [row["ratio"], row["ratio"]])
-        lines.append(
-            f"| {family} | {row['model_class']} | {row['parameters']:,} | {row['lotus_images_per_second']:.0f} | "
-            f"{row['finetune_images_per_second']:.0f} | {row['ratio']:.3f}x ({low:.2f}-{high:.2f}) | "
-            f"{ddp} ({row['ddp_seconds']:.0f} s) | {row['torch']} | {row['date']} |"
+        table.append(
+            [
+                family,
+                row["model_class"],
+                f"{row['parameters']:,}",
+                f"{row['lotus_images_per_second']:.0f}",
+                f"{row['finetune_images_per_second']:.0f}",
+                f"{row['ratio']:.3f}x ({low:.2f}-{high:.2f})",
+                f"{ddp} ({row['ddp_seconds']:.0f} s)",
+                row["torch"],
+                row["date"],
+            ]
         )
+    lines.append(markdown_table(header, table))
     return "\n".join(lines) + "\n"
 
 

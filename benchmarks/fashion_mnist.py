@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from lotus_hf.cli import main as lotus_hf
+from lotus_hf.evaluation import markdown_table
+from lotus_hf.requests import PAPER_SEEDS
 from lotus_hf.research.benchmark import (
     cached_not_trained,
     minutes_from_empty_cache,
@@ -39,8 +41,8 @@ from lotus_hf.research.plots import plot
 # relative to the working directory where possible, so the commands written into the results carry no
 # machine's absolute paths (run from the repository root: `make benchmark`)
 RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnist"))
-SEEDS = "3407,13,12,7,42"
-FULL_SEEDS = "3407,13,12"
+SEEDS = ",".join(map(str, (*PAPER_SEEDS, 7, 42)))
+FULL_SEEDS = ",".join(map(str, PAPER_SEEDS))
 CELLS = {
     "resnet-first10": ["--model", "fashion-mnist-resnet", "--forget-first-percent", "10"],
     "resnet-class": ["--model", "fashion-mnist-resnet", "--forget-classes", "Sandal"],
@@ -139,6 +141,12 @@ def record_run(cells: list[str], seconds: float) -> None:
             c: json.loads((RESULTS / c / "results.json").read_text())["wall_seconds"] for c in cells
         },
     }
+    current = {c: json.loads((RESULTS / c / "results.json").read_text())["wall_seconds"]
+               for c in CELLS if (RESULTS / c / "results.json").is_file()}  # fmt: skip
+    # a run some of whose cells were run again since describes results no longer committed: dropped
+    runs = {
+        k: r for k, r in runs.items() if all(current.get(c) == s for c, s in r["cell_wall_seconds"].items())
+    }
     RUNS.write_text(json.dumps(runs, indent=2) + "\n")
 
 
@@ -209,11 +217,11 @@ def summarise() -> None:
         "(Holm-corrected) separates it from every other method, else *level with* those it is not separated from "
         "(each cell's results.md has the seed-level wins). Verified f/i/n: seeds `lotus-hf verify` calls "
         "forgotten / inconclusive / not_forgotten.\n",
-        "| cell | images | seeds | lowest (paired test) | LoTUS Avg Gap | (paper agg.) | LoTUS share | LoTUS verified "
-        "| Belief Relabel Avg Gap | best baseline, Avg Gap | retrain verified | retrain s | Pearson r textbook / "
-        "reference |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    header = ["cell", "images", "seeds", "lowest (paired test)", "LoTUS Avg Gap", "(paper agg.)", "LoTUS share",
+              "LoTUS verified", "Belief Relabel Avg Gap", "best baseline, Avg Gap", "retrain verified", "retrain s",
+              "Pearson r textbook / reference"]  # fmt: skip
+    rows = []
     for name, r in cells.items():
         summary = r["summary"]
         lotus, retrain = summary["lotus"], summary["retrain"]
@@ -225,13 +233,24 @@ def summarise() -> None:
         pearson = " / ".join("-" if v is None else f"{v:.3f}"
                              for v in (r["pearson_rf_jsd_vs_jsd"], r.get("pearson_reference")))  # fmt: skip
         timed = (r.get("retrain_timed") or {}).get("seconds") or retrain["seconds"]["mean"]
-        lines.append(
-            f"| [{name}]({name}/results.md) | {r['train_samples']:,} | {len(r['seeds'])} | {_claim(r)} | "
-            f"{_pm(lotus['avg_gap'])} | {lotus['avg_gap_paper']:.4f} | "
-            f"{100 * lotus['share_of_retrain']['mean']:.1f}% | "
-            f"{_verified(lotus)} | {relabel} | {best}{' *(no change)*' if baselines[best].get('no_op') else ''} "
-            f"{_pm(baselines[best]['avg_gap'])} | {_verified(retrain)} | {timed:.0f} | {pearson} |"
+        rows.append(
+            [
+                f"[{name}]({name}/results.md)",
+                f"{r['train_samples']:,}",
+                str(len(r["seeds"])),
+                _claim(r),
+                _pm(lotus["avg_gap"]),
+                f"{lotus['avg_gap_paper']:.4f}",
+                f"{100 * lotus['share_of_retrain']['mean']:.1f}%",
+                _verified(lotus),
+                relabel,
+                f"{best}{' *(no change)*' if baselines[best].get('no_op') else ''} {_pm(baselines[best]['avg_gap'])}",
+                _verified(retrain),
+                f"{timed:.0f}",
+                pearson,
+            ]
         )
+    lines.append(markdown_table(header, rows))
     still = {n: [m for m, v in r["summary"].items() if v.get("no_op")] for n, r in cells.items()}
     notes = [
         f"{n}: {', '.join(m)} left the model as it was, at its best setting." for n, m in still.items() if m
@@ -283,13 +302,13 @@ def stop_table(cells: dict) -> list[str]:
                 epochs = [e for e in fired if e is not None]
                 epochs_text = ", ".join(map(str, epochs)) or "-"
                 settings = r["summary"][method]["hyperparameters"]
-                rows.append(f"| {name} | {NAMES[method]} | {settings.get('num_train_epochs'):g} | {len(epochs)}/"
-                            f"{len(fired)} | {epochs_text} |")  # fmt: skip
+                rows.append([name, NAMES[method], f"{settings.get('num_train_epochs'):g}",
+                             f"{len(epochs)}/{len(fired)}", epochs_text])  # fmt: skip
     if not rows:
         return []
+    header = ["cell", "method", "epochs at most", "fired", "before epoch"]
     return ["Stop rules: on how many seeds each fired, and before which epoch (at most the epochs of its setting; "
-            "per-epoch histories in each cell's results.json).\n", "| cell | method | epochs at most | fired | before "
-            "epoch |", "|---|---|---|---|---|", *rows, ""]  # fmt: skip
+            "per-epoch histories in each cell's results.json).\n", markdown_table(header, rows), ""]  # fmt: skip
 
 
 def total_error_rates(cells: dict) -> dict:
@@ -308,15 +327,16 @@ def error_table(cells: dict) -> list[str]:
     """The verifier's error rates per cell (docs/verification.md): false alarms on retrained models, misses on the
     original, learning-rate-0 runs, edited histories and swapped-back weights."""
     controls = list(EXPECTED)
-    rows = [f"| {name} | " + " | ".join(_rate((r.get("error_rates") or {}).get(c)) for c in controls) + " |"
-            for name, r in cells.items()]  # fmt: skip
+    rows = [
+        [name, *(_rate((r.get("error_rates") or {}).get(c)) for c in controls)] for name, r in cells.items()
+    ]
     total = total_error_rates(cells)
-    rows.append("| **all cells** | " + " | ".join(_rate(total.get(c)) for c in controls) + " |")
+    rows.append(["**all cells**", *(_rate(total.get(c)) for c in controls)])
     return ["The verifier's own error rates: wrong verdicts / seeds, per control (retrained: called `not_forgotten`, "
             "a false alarm; the others: not called `not_forgotten`, or a forged history that passed, a miss). "
             f"Commands: {', '.join(f'`{t}`' for t, group in TARGETS.items() if set(group) & set(cells))}; tables per "
             "cell in each results.md.\n",
-            "| cell | " + " | ".join(controls) + " |", "|---" * (len(controls) + 1) + "|", *rows, ""]  # fmt: skip
+            markdown_table(["cell", *controls], rows), ""]  # fmt: skip
 
 
 def _rate(row: dict | None) -> str:

@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 from lotus_hf import ForgetRequest, UnlearningConfig, load_image_dataset, prepare_unlearning_data
+from lotus_hf.evaluation import markdown_table
 from lotus_hf.loading import load_model
 from lotus_hf.recipe import Recipe
+from lotus_hf.requests import DEFAULT_SEED
 from lotus_hf.research.training import train_original
 from lotus_hf.run import unlearn
 
@@ -30,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--retrained", default=None, help="a retrained model folder to reuse")
     parser.add_argument("--settings", default="2:10,8:10", help="alpha:epochs pairs for LoTUS")
-    parser.add_argument("--seed", type=int, default=3407)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--render-only", action="store_true", help="rewrite the markdown from the JSON")
     args = parser.parse_args()
     if args.render_only:
@@ -85,24 +87,30 @@ def render(result: dict) -> None:
         "wall time is read from its `training_recipe.json`). One seed (3407); times on this 2-core VM, where "
         "wall times vary by up to 25% between runs.\n",
         "## Summary\n",
-        "| alpha | max epochs | epochs run | Avg Gap | LoTUS s | retrain s | share of retrain |",
-        "|---|---|---|---|---|---|---|",
     ]
+    summary = []
     for run in runs:
         epochs_run = sum(1 for entry in run["history"] if not entry["stop"])
         share = run["unlearning_seconds"] / run["retrain_seconds"]
-        lines.append(
-            f"| {run['alpha']:g} | {run['epochs']:g} | {epochs_run} | {run['rows']['unlearned']['avg_gap']:.4f} "
-            f"| {run['unlearning_seconds']:.1f} | {run['retrain_seconds']:.0f} | {100 * share:.1f}% |"
+        summary.append(
+            [
+                f"{run['alpha']:g}",
+                f"{run['epochs']:g}",
+                str(epochs_run),
+                f"{run['rows']['unlearned']['avg_gap']:.4f}",
+                f"{run['unlearning_seconds']:.1f}",
+                f"{run['retrain_seconds']:.0f}",
+                f"{100 * share:.1f}%",
+            ]
         )
+    header = ["alpha", "max epochs", "epochs run", "Avg Gap", "LoTUS s", "retrain s", "share of retrain"]
+    lines.append(markdown_table(header, summary))
     for run in runs:
         lines.append(f"\n## LoTUS alpha={run['alpha']:g}, epochs={run['epochs']:g}\n")
         rows = run["rows"]
         keys = list(rows["unlearned"])
-        lines.append("| model | " + " | ".join(keys) + " |")
-        lines.append("|---" * (len(keys) + 1) + "|")
-        for name, row in rows.items():
-            lines.append(f"| {name} | " + " | ".join(_cell(row.get(k)) for k in keys) + " |")
+        table = [[name, *(_cell(row.get(k)) for k in keys)] for name, row in rows.items()]
+        lines.append(markdown_table(["model", *keys], table))
         probes = ", ".join(f"{e['forget_accuracy']:.4f}/tau {e['tau']:.2f}" for e in run["history"])
         lines.append(f"\nProbes before each epoch (forget accuracy / tau): {probes}")
     (RESULTS / "fashion_mnist_resnet.md").write_text("\n".join(lines) + "\n")

@@ -19,6 +19,8 @@ from pathlib import Path
 from fashion_mnist import CELLS, FULL, RESULTS
 
 from lotus_hf.cli import main as lotus_hf
+from lotus_hf.evaluation import markdown_table
+from lotus_hf.requests import DEFAULT_SEED, PAPER_SEEDS
 
 
 def _fields(assignments: list[str]) -> dict:
@@ -39,8 +41,8 @@ def main() -> None:
     parser.add_argument("--grid", required=True, help="alpha:epochs[:learning_rate] points, comma-separated")
     parser.add_argument(
         "--seeds",
-        default="3407",
-        help="comma-separated; best kept apart from the reported seeds (3407, 13, 12)",
+        default=str(DEFAULT_SEED),
+        help=f"comma-separated; best kept apart from the reported seeds ({', '.join(map(str, PAPER_SEEDS))})",
     )
     parser.add_argument("--train-subset", type=int, default=6000)
     parser.add_argument(
@@ -53,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     subset = None if args.cell in FULL else args.train_subset
     subset_args = [] if subset is None else ["--train-subset", str(subset)]
-    tag = "" if args.seeds == "3407" else "-seeds-" + args.seeds.replace(",", "-")
+    tag = "" if args.seeds == str(DEFAULT_SEED) else "-seeds-" + args.seeds.replace(",", "-")
     tag += "" if subset in (None, 6000) else f"-subset-{subset}"  # the first sweeps ran on 6,000 images
     record = RESULTS / f"sweep-{args.cell}{tag}.json"
     previous = json.loads(record.read_text()) if record.exists() else {}
@@ -113,16 +115,26 @@ def main() -> None:
         "Commands:\n",
         *[f"- `{c}`" for c in commands],
         "",
-        "| alpha | epochs | lr | other | Avg Gap | acc forget | acc retain | acc test | MIA | s | share of retrain |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows.values(), key=lambda r: r["avg_gap"]):
-        lines.append(
-            f"| {r['alpha']:g} | {r['epochs']} | {r['learning_rate']:g} | {r['other']} | {r['avg_gap']:.4f} "
-            f"| {r['acc_forget']:.4f} "
-            f"| {r['acc_retain']:.4f} "
-            f"| {r['acc_test']:.4f} | {r['mia']:.4f} | {r['seconds']:.1f} | {100 * r['share_of_retrain']:.1f}% |"
-        )
+    header = ["alpha", "epochs", "lr", "other", "Avg Gap", "acc forget", "acc retain", "acc test", "MIA", "s",
+              "share of retrain"]  # fmt: skip
+    table = [
+        [
+            f"{r['alpha']:g}",
+            str(r["epochs"]),
+            f"{r['learning_rate']:g}",
+            r["other"],
+            f"{r['avg_gap']:.4f}",
+            f"{r['acc_forget']:.4f}",
+            f"{r['acc_retain']:.4f}",
+            f"{r['acc_test']:.4f}",
+            f"{r['mia']:.4f}",
+            f"{r['seconds']:.1f}",
+            f"{100 * r['share_of_retrain']:.1f}%",
+        ]
+        for r in sorted(rows.values(), key=lambda r: r["avg_gap"])
+    ]
+    lines.append(markdown_table(header, table))
     record.write_text(json.dumps({"commands": commands, "rows": list(rows.values())}, indent=2) + "\n")
     (RESULTS / f"sweep-{args.cell}{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

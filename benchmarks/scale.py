@@ -172,13 +172,16 @@ def main() -> None:
         "(median step time after 2 warm-up steps)"
         + (", bf16." if args.device == "cuda" else ", fp32.")
         + "\n",
-        f"| mode | images/s | peak {'GPU memory' if args.device == 'cuda' else 'RSS'} (MiB) | RSS rise (MiB) |",
-        "|---|---|---|---|",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['mode']} | {row['images_per_second']:.1f} | {row[memory_key]:.0f} | {rise[row['mode']]:.0f} |"
-        )
+    from lotus_hf.evaluation import markdown_table
+
+    peak = "GPU memory" if args.device == "cuda" else "RSS"
+    header = ["mode", "images/s", f"peak {peak} (MiB)", "RSS rise (MiB)"]
+    table = [
+        [row["mode"], f"{row['images_per_second']:.1f}", f"{row[memory_key]:.0f}", f"{rise[row['mode']]:.0f}"]
+        for row in rows
+    ]
+    lines.append(markdown_table(header, table))
     lines += [
         "",
         f"Cached teacher / live teacher, peak memory: **{result['memory_ratio_cached_over_live']:.2f}x** "

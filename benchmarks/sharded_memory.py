@@ -125,14 +125,13 @@ def main() -> None:
         "does) and `deepspeed_zero3_cpu.yaml`. Each row is the process with the "
         "larger peak RSS; the rise is above the RSS just before the trainer is built, when every process still "
         "holds the whole model.\n",
-        "| strategy | teacher | peak RSS (MiB) | RSS rise (MiB) | training (s) |",
-        "|---|---|---|---|---|",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['strategy']} | {row['teacher']} | {row['peak_rss_mib']:.0f} | {row['rss_rise_mib']:.0f} | "
-            f"{row['train_seconds']:.1f} |"
-        )
+    from lotus_hf.evaluation import markdown_table
+
+    table = [[row["strategy"], row["teacher"], f"{row['peak_rss_mib']:.0f}", f"{row['rss_rise_mib']:.0f}",
+              f"{row['train_seconds']:.1f}"] for row in rows]  # fmt: skip
+    header = ["strategy", "teacher", "peak RSS (MiB)", "RSS rise (MiB)", "training (s)"]
+    lines.append(markdown_table(header, table))
     lines.append("")
     for strategy in STRATEGIES:
         cached, live = by[(strategy, "cached-teacher")], by[(strategy, "live-teacher")]

@@ -62,12 +62,14 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "space-startup.json").write_text(json.dumps(result, indent=2) + "\n")
-    rows = "\n".join(f"| {i} | {s:.2f} |" for i, s in enumerate(loads, 1))
+    from lotus_hf.evaluation import markdown_table
+
+    table = markdown_table(["load", "seconds"], [[str(i), f"{s:.2f}"] for i, s in enumerate(loads, 1)])
     (RESULTS / "space-startup.md").write_text(
         f"# The Space's first page: how soon it is usable\n\nCommand: `{result['command']}` ({result['date']}).\n\n"
         f"Start-up (the app built, the bundled ResNet and Fashion-MNIST prepared once, the server started): "
         f"{startup:.1f} s.\n\nEach page load in a new browser context, from `goto` until the gallery of training "
-        f"images is shown (the classes to pick come with it):\n\n| load | seconds |\n|---|---|\n{rows}\n"
+        f"images is shown (the classes to pick come with it):\n\n{table}\n"
     )
     print((RESULTS / "space-startup.md").read_text())
 

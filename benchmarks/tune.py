@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 from grid import GRID, extension
 
 from lotus_hf.cli import main as lotus_hf
+from lotus_hf.evaluation import markdown_table
 from lotus_hf.research.benchmark import minutes_from_empty_cache, replacing
 
 RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnist"))
@@ -49,17 +49,16 @@ def grids(cell: str) -> dict[str, dict]:
 
 
 def run_grid(cell: str, settings: dict[str, list[dict]], folder: Path) -> None:
-    """One `lotus-hf benchmark --grid` run of `settings` in `cell` into `folder` (replaced only if it succeeds)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(settings, handle)
-    argv = ["benchmark", *CELLS[cell][0], "--seeds", SEEDS, "--train-subset", SUBSET, "--grid", handle.name,
+    """One `lotus-hf benchmark --grid` run of `settings` in `cell` into `folder` (replaced only if it succeeds); the
+    settings are kept in tuning/grids/<folder>.json, the file its recorded command names."""
+    grid_file = TUNING / "grids" / f"{folder.name}.json"
+    grid_file.parent.mkdir(parents=True, exist_ok=True)
+    grid_file.write_text(json.dumps(settings, indent=2) + "\n")
+    argv = ["benchmark", *CELLS[cell][0], "--seeds", SEEDS, "--train-subset", SUBSET, "--grid", str(grid_file),
             "--cache-dir", str(RESULTS.parent / "cache"), "--output-dir", str(folder)]  # fmt: skip
-    try:
-        with replacing(folder):  # the committed results come back if the run fails
-            if lotus_hf(argv) != 0:
-                raise SystemExit(f"tuning {folder.name} failed")
-    finally:
-        os.unlink(handle.name)
+    with replacing(folder):  # the committed results come back if the run fails
+        if lotus_hf(argv) != 0:
+            raise SystemExit(f"tuning {folder.name} failed")
 
 
 def main() -> None:
@@ -132,18 +131,20 @@ def write_picks() -> None:
         "and retrained model, on the benchmark's 6,000-image subset. Sample cells forget each class's 10-20% slice, "
         "class cells forget Bag: no seed, class or forget set here is reported. A pick at the edge of its grid gets "
         "one extension step per edge (tuning/<cell>-extension/). Picked: the lowest mean Avg Gap over the two seeds, "
-        "grid and extension together.\n",
-        "| cell | method | picked setting | from | Avg Gap (seeds 1, 2) | verified f/i/n |",
-        "|---|---|---|---|---|---|",
+        "grid and extension together. The settings each run was given (its command's `--grid` file) are kept in "
+        "tuning/grids/<run>.json; runs before that file was kept name a temporary copy of it.\n",
     ]
+    rows = []
     for cell in cells:
         for method, pick in tuned[cell].items():
             fields = ", ".join(f"`{k}`={v}" for k, v in pick["fields"].items())
             verdicts = "/".join(
                 str(pick["verdicts"].get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten")
             )
-            lines.append(f"| {cell} | {method} | {fields}{' *(no change)*' if pick['no_op'] else ''} | {pick['from']} "
-                         f"| {pick['avg_gap']:.4f} | {verdicts} |")  # fmt: skip
+            rows.append([cell, method, f"{fields}{' *(no change)*' if pick['no_op'] else ''}", pick["from"],
+                         f"{pick['avg_gap']:.4f}", verdicts])  # fmt: skip
+    header = ["cell", "method", "picked setting", "from", "Avg Gap (seeds 1, 2)", "verified f/i/n"]
+    lines.append(markdown_table(header, rows))
     minutes = {c: minutes_from_empty_cache(runs[c]) for c in cells}
     lines += ["", "Minutes per cell, grid and extension, from an empty cache: "
               + ", ".join(f"{c} {m:.0f}" for c, m in minutes.items()) + "."]  # fmt: skip
