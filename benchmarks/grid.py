@@ -14,6 +14,10 @@ Every axis also names one value beyond each end: a pick at the edge of its grid 
 trained from scratch; the paper's ViT row is for a pretrained ViT-B/16), with alpha 2 (the paper's value for data
 sets other than CIFAR-10) and, for whole classes, the paper's class row (alpha 32). Belief Relabel, lotus-hf's own,
 starts from LoTUS's learning rate and epochs.
+For models fine-tuned from pretrained weights (the grids "samples-pretrained" and "classes-pretrained", written
+before any such cell was run), LoTUS takes the paper's row for a pretrained model instead (ViT-B/16: learning rate
+1e-6, 3 epochs, batch 32; F = 1), with the same alphas, and Belief Relabel starts from its learning rate and epochs;
+every other method keeps its reference, which its paper does not tie to pretraining.
 """
 
 from __future__ import annotations
@@ -36,6 +40,17 @@ REFERENCES = {
     "bad_teacher": (1e-4, (1, 3), {}, ("bad_teacher_temperature", 1.0, [2.0, 4.0])),
     "scrub": (5e-4, (2, 3), {}, ("scrub_max_epochs", 2, [1, 3])),
 }
+# the pretrained regime's references where they differ (the paper's ViT-B/16 row for LoTUS)
+PRETRAINED = {
+    "lotus": (1e-6, (1, 3), {"per_device_train_batch_size": 32}, ("alpha", 2.0, [8.0, 32.0])),
+    "lotus_classes": (
+        1e-6,
+        (1, 3),
+        {"class_forgetting": True, "per_device_train_batch_size": 32},
+        ("alpha", 32.0, [8.0, 128.0]),
+    ),  # fmt: skip
+    "belief_relabel": (1e-6, (1, 3), {}, None),
+}
 # one step beyond each end of a knob's values (a pick at the edge gets it); None: nothing beyond
 KNOB_BEYOND = {
     "alpha": lambda low, high: (low / 4, high * 4),
@@ -56,15 +71,16 @@ def axis(values: list, below, above) -> dict:
     return {"values": sorted(values), "below": below, "above": above}
 
 
-def method_grid(name: str) -> dict:
-    """The axes and the eight settings of one method by the rule above."""
+def method_grid(name: str, pretrained: bool = False) -> dict:
+    """The axes and the eight settings of one method by the rule above (`pretrained`: the pretrained regime's
+    references)."""
     if name == "ssd":
         alphas, lambdas = [10.0, 3.0, 1.0, 0.3], [1.0, 0.5]
         settings = [{"ssd_alpha": a, "ssd_lambda": lam} for a in alphas for lam in lambdas]
         axes = {"ssd_alpha": axis(alphas, *map(_round, KNOB_BEYOND["ssd_alpha"](min(alphas), max(alphas)))),
                 "ssd_lambda": axis(lambdas, *KNOB_BEYOND["ssd_lambda"](min(lambdas), max(lambdas)))}  # fmt: skip
         return {"axes": axes, "settings": settings}
-    lr, (few, epochs), fixed, knob = REFERENCES[name]
+    lr, (few, epochs), fixed, knob = (PRETRAINED if pretrained and name in PRETRAINED else REFERENCES)[name]
     rates = [_round(lr * m) for m in (1, 3, 10)]
     settings = [{"learning_rate": r, "num_train_epochs": e, **fixed} for r in rates for e in (few, epochs)]
     if knob is None:
@@ -101,16 +117,18 @@ def extension(method_grid: dict, pick: dict) -> list[dict]:
 
 def main() -> None:
     baselines = ["finetune", "neggrad_plus", "random_labels", "salun", "bad_teacher", "scrub", "ssd"]
-    grid = {
-        "rule": __doc__.split("The rule, ")[1].split('\n"""')[0].strip(),
-        "samples": {"lotus": method_grid("lotus"), **{m: method_grid(m) for m in baselines}},
-        "classes": {
-            "lotus": method_grid("lotus_classes"),
-            "belief_relabel": method_grid("belief_relabel"),
-            **{m: method_grid(m) for m in baselines},
-        },  # fmt: skip
+    grid = {"rule": __doc__.split("The rule, ")[1].split('\n"""')[0].strip()}
+    for suffix, pretrained in (("", False), ("-pretrained", True)):
+        grid["samples" + suffix] = {"lotus": method_grid("lotus", pretrained),
+                                    **{m: method_grid(m, pretrained) for m in baselines}}  # fmt: skip
+        grid["classes" + suffix] = {
+            "lotus": method_grid("lotus_classes", pretrained),
+            "belief_relabel": method_grid("belief_relabel", pretrained),
+            **{m: method_grid(m, pretrained) for m in baselines},
+        }
+    counts = {
+        len(g["settings"]) for kind, methods in grid.items() if kind != "rule" for g in methods.values()
     }
-    counts = {len(g["settings"]) for kind in ("samples", "classes") for g in grid[kind].values()}
     assert counts == {8}, counts  # the same budget for every method
     GRID.write_text(json.dumps(grid, indent=2) + "\n")
     print(f"wrote {GRID}: 8 settings for each of {len(grid['classes'])} methods")

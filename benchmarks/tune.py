@@ -5,6 +5,7 @@ Gap is what benchmarks/fashion_mnist.py runs.
 
     .venv/bin/python benchmarks/tune.py [--only resnet-first10,resnet-class]      # `make tune` (ResNet cells)
     .venv/bin/python benchmarks/tune.py --only vit-first10,vit-class      # `make tune-vit`
+    .venv-timm/bin/python benchmarks/tune.py --only effnet-first10,effnet-class      # `make tune-pretrained`
     .venv/bin/python benchmarks/tune.py --picks-only      # rewrite tuning.md and tuning.json from the cells' JSON
 
 Seeds 1 and 2 (the benchmark reports 3407, 13, 12, 7, 42), each with its own original and retrained model, on the
@@ -33,11 +34,18 @@ RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnis
 TUNING = RESULTS / "tuning"
 SEEDS = "1,2"
 SUBSET = "6000"
+# the model `make benchmarks/models/fashion-mnist-efficientnet-lite0` fine-tunes (its recipe trains each seed's
+# original and gold standard), its training and test subsets
+EFFNET = ["--model", "benchmarks/models/fashion-mnist-efficientnet-lite0", "--train-subset", "2000",
+          "--test-subset", "2000"]  # fmt: skip
 CELLS = {
     "resnet-first10": (["--model", "fashion-mnist-resnet", "--forget-percent-range", "10,20"], "samples"),
     "resnet-class": (["--model", "fashion-mnist-resnet", "--forget-classes", "Bag"], "classes"),
     "vit-first10": (["--model", "fashion-mnist-vit", "--forget-percent-range", "10,20"], "samples"),
     "vit-class": (["--model", "fashion-mnist-vit", "--forget-classes", "Bag"], "classes"),
+    # the pretrained regime (`make tune-pretrained`): EfficientNet-Lite0 fine-tuned at 32 px on 2,000 images
+    "effnet-first10": ([*EFFNET, "--forget-percent-range", "10,20"], "samples-pretrained"),
+    "effnet-class": ([*EFFNET, "--forget-classes", "Bag"], "classes-pretrained"),
 }
 # `make tune`; the ViT cells (`make tune-vit`) only when asked
 DEFAULT_CELLS = ["resnet-first10", "resnet-class"]
@@ -54,7 +62,8 @@ def run_grid(cell: str, settings: dict[str, list[dict]], folder: Path) -> None:
     grid_file = TUNING / "grids" / f"{folder.name}.json"
     grid_file.parent.mkdir(parents=True, exist_ok=True)
     grid_file.write_text(json.dumps(settings, indent=2) + "\n")
-    argv = ["benchmark", *CELLS[cell][0], "--seeds", SEEDS, "--train-subset", SUBSET, "--grid", str(grid_file),
+    subset = [] if "--train-subset" in CELLS[cell][0] else ["--train-subset", SUBSET]
+    argv = ["benchmark", *CELLS[cell][0], "--seeds", SEEDS, *subset, "--grid", str(grid_file),
             "--cache-dir", str(RESULTS.parent / "cache"), "--output-dir", str(folder)]  # fmt: skip
     with replacing(folder):  # the committed results come back if the run fails
         if lotus_hf(argv) != 0:

@@ -95,8 +95,19 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
     assert (
         json.loads((retrained / "training_recipe.json").read_text())["forget"]["request"] == "classes=digit-3"
     )
-    processor = json.loads((original / "preprocessor_config.json").read_text())
-    assert processor["size"] == {"height": 32, "width": 32} and processor["image_mean"] == [0.5, 0.5, 0.5]
+    # the folder loads with the processor it was trained with: 32 px, the weights' normalisation (transformers keeps
+    # a timm model's processor in config.json, where `lotus-hf train` writes it)
+    from transformers import AutoImageProcessor
+
+    from lotus_hf.data import load_image_dataset
+    from lotus_hf.images import preprocess
+    from lotus_hf.research.training import pretrained_processor
+
+    images = load_image_dataset(str(digits_folder))["test"].select(range(4))
+    trained_with = preprocess(images, pretrained_processor(str(lite0), 32)).pixel_values
+    loaded = preprocess(images, AutoImageProcessor.from_pretrained(original)).pixel_values
+    assert loaded.shape == (4, 3, 32, 32) and torch.equal(loaded, trained_with)
+    assert AutoImageProcessor.from_pretrained(original).data_config["mean"] == (0.5, 0.5, 0.5)
 
     # the retrain baseline fine-tunes again from the same pretrained weights, not from a random initialisation
     from lotus_hf.baselines import RetrainTrainer
@@ -124,3 +135,57 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
     assert main(["unlearn", "--model", str(original), "--dataset", str(digits_folder), "--forget-classes", "digit-3",
                  "--retrained", str(retrained), "--output-dir", str(tmp_path / "refused")]) == 2  # fmt: skip
     assert "trained without another forget set" in capsys.readouterr().err
+
+
+def test_the_whole_path_on_a_pretrained_model_through_the_hub(lite0, digits_folder, tmp_path):
+    """As docs/pretrained.md walks it, against a local server speaking the Hub's API: the pretrained model on the
+    Hub, fine-tuned on one's own images and pushed, unlearned by name and pushed, verified by name; each card's
+    `base_model` names the model before it."""
+    import subprocess
+    import sys
+
+    from hub_server import TOKEN, HubServer, client_env, download, python
+
+    def lotus_hf(env, *args):
+        run = subprocess.run([sys.executable, "-m", "lotus_hf.cli", *args], env=env, capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+        assert TOKEN not in run.stdout + run.stderr
+        return run
+
+    with HubServer() as server:
+        env = client_env(server, tmp_path / "hf_home")
+        python(
+            env,
+            f"from lotus_hf.push import push_folder\npush_folder({str(lite0)!r}, 'me/efficientnet-lite0')",
+        )
+        data = ["--dataset", str(digits_folder), "--batch-size", "32"]
+        tuned = lotus_hf(env, "train", "--pretrained", "me/efficientnet-lite0", "--image-size", "32", *data,
+                         "--epochs", "2", "--learning-rate", "1e-3", "--output-dir", str(tmp_path / "tuned"),
+                         "--push-to-hub", "me/digits-effnet")  # fmt: skip
+        assert tuned.returncode == 0 and "pushed to" in tuned.stdout, tuned.stderr[-3000:]
+        for request, repo in ((["--forget-first-percent", "10"], "me/digits-effnet-samples"),
+                              (["--forget-classes", "digit-3"], "me/digits-effnet-class")):  # fmt: skip
+            unlearned = lotus_hf(env, "unlearn", "--model", "me/digits-effnet", *data, *request, "--epochs", "1",
+                                 "--quiet", "--output-dir", str(tmp_path / repo), "--push-to-hub", repo)  # fmt: skip
+            assert unlearned.returncode == 0 and "pushed to" in unlearned.stdout, unlearned.stderr[-3000:]
+            checked = lotus_hf(
+                env, "verify", "--model", repo, "--dataset", str(digits_folder), *request, "--json"
+            )
+            assert checked.returncode in (0, 1, 3), checked.stderr[-3000:]
+            verdict = json.loads(checked.stdout)
+            assert (
+                verdict["verdict"] in ("forgotten", "not_forgotten", "inconclusive")
+                and verdict["weights_match"]
+            )
+        from huggingface_hub import ModelCard
+
+        cards = {repo: ModelCard.load(download(env, repo, tmp_path / "copies" / repo) / "README.md").data
+                 for repo in ("me/digits-effnet", "me/digits-effnet-samples", "me/digits-effnet-class")}  # fmt: skip
+    assert (
+        cards["me/digits-effnet"].base_model == "me/efficientnet-lite0"
+    )  # fine-tuned from the pretrained model
+    assert (
+        cards["me/digits-effnet-samples"].base_model == "me/digits-effnet"
+    )  # unlearned from the fine-tuned one
+    assert cards["me/digits-effnet-class"].base_model == "me/digits-effnet"
+    assert cards["me/digits-effnet-samples"].base_model_relation == "finetune"

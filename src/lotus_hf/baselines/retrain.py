@@ -9,21 +9,30 @@ from ..recipe import Recipe
 from .base import BaselineConfig, fresh_model
 from .finetune import FinetuneTrainer
 
+RECIPE = Recipe()  # where retraining's defaults come from: one description of how a classifier is trained
+
 
 @dataclass
 class RetrainConfig(BaselineConfig):
-    """Retraining's defaults: the recipe of `lotus-hf train` (AdamW lr 1e-3, weight decay 5e-4, cosine, 30
-    epochs). `lotus_hf.methods.method_config` reads a model's own recipe from its `training_recipe.json`."""
+    """Retraining's defaults are those of `Recipe`, the recipe of `lotus-hf train` (AdamW, its learning rate,
+    weight decay, schedule, epochs and batch size). `lotus_hf.methods.method_config` reads a model's own recipe from
+    its `training_recipe.json`."""
 
     method = "retrain"
     optim: str = field(default="adamw_torch", metadata={"help": "Optimizer."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate."})
-    weight_decay: float = field(default=5e-4, metadata={"help": "Weight decay."})
-    num_train_epochs: float = field(default=30, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
-
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    learning_rate: float = field(default=RECIPE.learning_rate, metadata={"help": "Learning rate."})
+    weight_decay: float = field(default=RECIPE.weight_decay, metadata={"help": "Weight decay."})
+    num_train_epochs: float = field(
+        default=RECIPE.epochs, metadata={"help": "Epochs.", "aliases": ["--epochs"]}
+    )
+    per_device_train_batch_size: int = field(
+        default=RECIPE.batch_size, metadata={"help": "Batch size per device.", "aliases": ["--batch-size"]}
+    )
+    lr_scheduler_type: str = field(
+        default=RECIPE.lr_scheduler_type, metadata={"help": "Learning-rate schedule."}
+    )
     pretrained: str | None = field(
-        default=None,
+        default=RECIPE.pretrained,
         metadata={"help": "Retrain by fine-tuning this pretrained classifier again (the recipe's)."},
     )
 

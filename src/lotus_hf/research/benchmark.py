@@ -65,6 +65,7 @@ class BenchmarkSpec:
     seeds: tuple[int, ...] = PAPER_SEEDS
     methods: tuple[str, ...] | None = None  # default: every method the request suits
     train_subset: int | None = None
+    test_subset: int | None = None  # judge on a stratified subset of the test split (seed 0)
     recipe_epochs: int | None = None
     config: dict[str, dict] = field(default_factory=dict)
     grid: dict[str, list[dict]] | None = None
@@ -98,6 +99,8 @@ class BenchmarkSpec:
             )
         if self.train_subset is not None and self.train_subset < 10:
             raise ArgumentError(f"`train_subset` must be at least 10 samples, got {self.train_subset}.")
+        if self.test_subset is not None and self.test_subset < 20:
+            raise ArgumentError(f"`test_subset` must be at least 20 samples, got {self.test_subset}.")
         for method in self.config:
             if base_method(method) not in METHODS:
                 raise ArgumentError(
@@ -218,12 +221,14 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     given, processor = load_model(spec.model)
     dataset = load_image_dataset(spec.dataset)
     class_names = class_names_of(dataset)
-    train = preprocess(dataset["train"], processor)
-    held_out = preprocess(dataset["test"], processor)
-    subset = None
-    if spec.train_subset is not None and spec.train_subset < len(train):
-        subset = stratified_subset(train.labels.numpy(), spec.train_subset)
-        train = train.select(subset)
+    train_split, test_split = dataset["train"], dataset["test"]
+    subset = None  # the subsets are drawn before any image is processed
+    if spec.train_subset is not None and spec.train_subset < len(train_split):
+        subset = stratified_subset(np.asarray(train_split["label"]), spec.train_subset)
+        train_split = train_split.select(subset)
+    if spec.test_subset is not None and spec.test_subset < len(test_split):  # judged on it; none trains on it
+        test_split = test_split.select(stratified_subset(np.asarray(test_split["label"]), spec.test_subset))
+    train, held_out = preprocess(train_split, processor), preprocess(test_split, processor)
     recipe = Recipe.of_model(spec.model) or Recipe(model_config="config")
     if spec.recipe_epochs is not None:
         recipe.epochs = spec.recipe_epochs
@@ -445,6 +450,7 @@ def summarise(
         "original_per_seed": spec.original_per_seed,
         "train_samples": subset_size,
         "train_subset": spec.train_subset,
+        "test_subset": spec.test_subset,
         "recipe_epochs": spec.recipe_epochs,
         "wall_seconds": wall_seconds,
         "retrain_timed": retrain_timed or None,
@@ -540,6 +546,10 @@ def render_markdown(results: dict) -> str:
         f"a stratified subset of {results['train_samples']} training images (seed 0)"
         if results["train_subset"]
         else f"all {results['train_samples']} training images"
+    ) + (
+        f", judged on a stratified subset of {results['test_subset']} test images (seed 0)"
+        if results.get("test_subset")
+        else ""
     )
     per_seed = results.get("original_per_seed")
     originals = ("an original trained per seed with the model's recipe and that seed, and a retrained model with "

@@ -34,6 +34,8 @@ class TrainArguments:
         default=None, help="Train on a stratified subset of N training images (seed 0)."
     )
     output_dir: str | None = HfArg(default=None, help="New folder for the model (default runs/...).")
+    push_to_hub: str | None = HfArg(default=None, help="Push the trained model to this Hub repo, ORG/NAME.")
+    private: bool = HfArg(default=False, help="Create the --push-to-hub repo as private.")
 
 
 @dataclass
@@ -47,6 +49,10 @@ class BenchmarkArguments:
     methods: str = HfArg(default="all", help="Comma-separated methods, or all.")
     train_subset: int | None = HfArg(
         default=None, help="A stratified subset of N training images; the original is trained on it."
+    )
+    test_subset: int | None = HfArg(
+        default=None,
+        help="Judge every model on a stratified subset of N test images (seed 0); none trains on it.",
     )
     recipe_epochs: int | None = HfArg(default=None, help="Epochs of the original's recipe.")
     method_config: str | None = HfArg(
@@ -89,6 +95,13 @@ def train_command(argv: list[str]) -> None:
     )
     output_dir = args.output_dir or default_output(name)
     check_output_dir(output_dir)
+    if args.push_to_hub:
+        from ..names import hub_id
+        from ..push import check_push_token
+
+        if not hub_id(args.push_to_hub):
+            raise ArgumentError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {args.push_to_hub!r}.")
+        check_push_token()  # before any training: a run must not end in a push that cannot happen
     dataset = load_image_dataset(data_args.dataset, image_column=data_args.image_column,
                                  label_column=data_args.label_column)  # fmt: skip
     subset = args.train_subset if args.train_subset is not None else like_subset(args.like)
@@ -112,6 +125,10 @@ def train_command(argv: list[str]) -> None:
                              train_subset=subset)  # fmt: skip
     print(f"train accuracy {summary['train_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}, "
           f"{summary['training_seconds']:.0f} s; saved to {output_dir}")  # fmt: skip
+    if args.push_to_hub:
+        from ..push import push_folder
+
+        print(f"pushed to {push_folder(output_dir, args.push_to_hub, private=args.private)}")
 
 
 def benchmark_command(argv: list[str]) -> None:
@@ -133,7 +150,8 @@ def benchmark_command(argv: list[str]) -> None:
     grid = _grid(args.grid) if args.grid else None
     spec = BenchmarkSpec(model=args.model, dataset=data_args.dataset, request=forget.request(
         seeds[0] if seeds else 0, default_percent=10), seeds=seeds, methods=methods, train_subset=args.train_subset,
-        recipe_epochs=args.recipe_epochs, config=per_method, grid=grid, original_per_seed=args.original_per_seed,
+        test_subset=args.test_subset, recipe_epochs=args.recipe_epochs, config=per_method, grid=grid,
+        original_per_seed=args.original_per_seed,
         **({"cache_dir": args.cache_dir} if args.cache_dir else {}))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="lotus-hf-") as scratch:
         for name, _, fields in spec.variants():  # every config is valid before hours of training start

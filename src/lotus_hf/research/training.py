@@ -111,17 +111,34 @@ def image_processor_for(split, image_size: int | None = None, sample: int = 1000
 
 def pretrained_processor(name: str, image_size: int | None = None):
     """The image processor of a fine-tuning from the pretrained classifier `name`: its normalisation (mean and std,
-    and so its colour channels), at `image_size` pixels (default: its own input size)."""
-    from transformers import AutoImageProcessor
+    and so its colour channels), at `image_size` pixels (default: its own input size), the whole image resized to
+    it (no crop). For a timm model it is a `TimmWrapperImageProcessor`, whose settings live in the model's
+    config.json (`pretrained_cfg`): `train_original` writes them there, so that the fine-tuned folder loads with
+    the processor it was trained with."""
+    from transformers import AutoConfig, AutoImageProcessor
 
     from ..loading import resolve_model
 
-    processor = AutoImageProcessor.from_pretrained(resolve_model(name))
+    path = resolve_model(name)
+    processor = AutoImageProcessor.from_pretrained(path)
     config = getattr(processor, "data_config", None) or {}
     mean = list(getattr(processor, "image_mean", None) or config["mean"])
     std = list(getattr(processor, "image_std", None) or config["std"])
-    size = image_size or (config.get("input_size") or [0, 224, 224])[-1]
-    return _vit_processor(int(size), [float(m) for m in mean], [float(s) for s in std])
+    size = int(image_size or (config.get("input_size") or [0, 224, 224])[-1])
+    pretrained_cfg = getattr(AutoConfig.from_pretrained(path), "pretrained_cfg", None)
+    if pretrained_cfg is not None:  # transformers 5.25 loads a timm model's processor from config.json only
+        from transformers import TimmWrapperImageProcessor
+
+        return TimmWrapperImageProcessor(
+            pretrained_cfg={**pretrained_cfg, **fine_tuning_cfg(size, mean, std)}
+        )
+    return _vit_processor(size, [float(m) for m in mean], [float(s) for s in std])
+
+
+def fine_tuning_cfg(size: int, mean: list[float], std: list[float]) -> dict:
+    """timm's data config of a fine-tuning at `size` pixels: the whole image resized (bilinear, no crop)."""
+    return {"input_size": [3, size, size], "mean": [float(m) for m in mean], "std": [float(s) for s in std],
+            "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}  # fmt: skip
 
 
 def like_subset(name: str | None) -> int | None:
@@ -173,6 +190,12 @@ def train_original(
     with atomic_output_dir(output_dir) as staging:
         if recipe.pretrained:
             model = recipe.pretrained_model(class_names)
+            data_config = getattr(image_processor, "data_config", None)
+            if data_config is not None:  # a timm model: its processor is read back from config.json
+                cfg = fine_tuning_cfg(
+                    int(data_config["input_size"][-1]), data_config["mean"], data_config["std"]
+                )
+                model.config.pretrained_cfg = {**model.config.pretrained_cfg, **cfg}
         else:
             model = build_model(recipe.model_config, class_names, recipe.seed, image_processor)
         with tempfile.TemporaryDirectory(prefix="lotus-hf-train-") as work:
