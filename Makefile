@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser unlearn test test-slow test-timm lint space tune tune-vit tune-pretrained benchmark benchmark-vit benchmark-full benchmark-pretrained benchmark-scale benchmark-sharded benchmark-architectures
+.PHONY: setup browser unlearn test test-slow test-timm lint space tune tune-vit tune-pretrained tune-pretrained-vit benchmark benchmark-vit benchmark-full benchmark-pretrained benchmark-pretrained-vit benchmark-scale benchmark-sharded benchmark-architectures
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -71,6 +71,23 @@ tune-pretrained: $(EFFNET)/config.json  ## every method's eight settings (grid.j
 
 benchmark-pretrained: $(EFFNET)/config.json  ## the EfficientNet cells (samples and Sandal), 5 seeds, after make tune-pretrained
 	.venv-timm/bin/python benchmarks/fashion_mnist.py --only effnet-first10,effnet-class
+
+# The same regime for a ViT: the bundled ViT (trained by lotus-hf on Fashion-MNIST) fine-tuned on another data set,
+# scikit-learn's handwritten digits (written as an image folder, 1,257 training and 540 test images). Never committed.
+DIGITS := benchmarks/data/digits
+VITDIGITS := benchmarks/models/digits-vit
+$(DIGITS)/train: | .venv/.installed
+	$(PY) scripts/digits_folder.py --output-dir $(DIGITS)
+
+$(VITDIGITS)/config.json: | $(DIGITS)/train
+	.venv/bin/lotus-hf train --pretrained fashion-mnist-vit --dataset $(DIGITS) --image-size 28 --epochs 20 \
+	  --learning-rate 1e-3 --output-dir $(VITDIGITS)
+
+tune-pretrained-vit: $(VITDIGITS)/config.json  ## every method's eight settings (the pretrained grids) on the digits ViT cells
+	$(PY) benchmarks/tune.py --only vitdigits-first10,vitdigits-class
+
+benchmark-pretrained-vit: $(VITDIGITS)/config.json  ## the digits ViT cells (samples and the digit 3), 5 seeds, after make tune-pretrained-vit
+	$(PY) benchmarks/fashion_mnist.py --only vitdigits-first10,vitdigits-class
 
 benchmark-scale: setup   ## throughput and peak memory, cached vs live teacher (add DEVICE=cuda on a GPU)
 	$(PY) benchmarks/scale.py --device $(or $(DEVICE),cpu)

@@ -298,3 +298,38 @@ def test_the_bundled_models_defaults_are_the_settings_tuning_picked(architecture
         expected["lotus"] = {**expected.get("lotus", {}), "classes": classes}
         expected["belief_relabel"] = chosen["belief_relabel"]["fields"]
     assert shipped == expected
+
+
+def test_the_digits_folder_holds_every_digit_once_in_a_stratified_split(tmp_path):
+    """scripts/digits_folder.py (the digits ViT cells' data set): scikit-learn's 1,797 digits, each image once, in a
+    70/30 split that keeps every digit's share, read back by `lotus-hf` as any image folder."""
+    import sys
+    from pathlib import Path
+
+    from sklearn.datasets import load_digits
+
+    from lotus_hf.data import load_image_dataset
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from digits_folder import write_digits
+
+    assert write_digits(tmp_path / "digits") == {"train": 1257, "test": 540}
+    data = load_image_dataset(str(tmp_path / "digits"))
+    assert data["train"].features["label"].names == [str(d) for d in range(10)]
+    digits = load_digits()
+    for split, size in (("train", 1257), ("test", 540)):
+        labels = np.array(data[split]["label"])
+        assert len(labels) == size
+        # every digit keeps its share of the whole (scikit-learn's counts: 174 to 183 per digit)
+        assert (
+            np.abs(np.bincount(labels, minlength=10) / size - np.bincount(digits.target) / 1797).max() < 0.005
+        )
+    files = sorted((tmp_path / "digits").rglob("*.png"))
+    assert len({f.name for f in files}) == 1797  # each image once, named by its index
+    from PIL import Image
+
+    for index in (0, 1796):  # the pixels 0-16 scaled to 0-255, in the folder of the image's digit
+        (path,) = [f for f in files if f.name == f"{index:04d}.png"]
+        assert path.parent.name == str(digits.target[index])
+        expected = np.clip(np.rint(digits.images[index] * 255 / 16), 0, 255).astype(np.uint8)
+        assert np.array_equal(np.asarray(Image.open(path)), expected)

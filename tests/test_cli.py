@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import DIGIT_NAMES, save_tiny, tiny_model
 
 from lotus_hf.cli import main
@@ -218,6 +219,38 @@ def test_train_fits_the_processor_to_rgb_data_and_retrains_like_it(colour_digits
     )
     assert summary["recipe"] == {**recipe["recipe"], "seed": summary["recipe"]["seed"]}
     assert AutoImageProcessor.from_pretrained(retrained).to_dict() == processor.to_dict()
+
+
+def test_train_fine_tunes_the_bundled_vit_on_another_data_set_from_its_own_weights(
+    digits_folder, tmp_path, capsys
+):
+    """The digits ViT cells' models, in small: `--pretrained fashion-mnist-vit` keeps the bundled ViT's weights (trained
+    by lotus-hf on Fashion-MNIST) under a new head for the digits, and the gold standard starts again from them. At
+    learning rate 0 nothing moves, so every weight but the head's must equal the bundled model's."""
+    from transformers import AutoModelForImageClassification
+
+    from lotus_hf.loading import load_model
+
+    bundled = load_model("fashion-mnist-vit")[0].state_dict()
+    original, retrained = tmp_path / "original", tmp_path / "retrained"
+    code = main(["train", "--pretrained", "fashion-mnist-vit", "--dataset", str(digits_folder), "--image-size", "28",
+                 "--epochs", "1", "--learning-rate", "0", "--output-dir", str(original)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    code = main(["train", "--like", str(original), "--dataset", str(digits_folder), "--forget-classes", "digit-3",
+                 "--output-dir", str(retrained)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    for folder in (original, retrained):
+        model = AutoModelForImageClassification.from_pretrained(folder)
+        assert model.config.id2label[3] == "digit-3" and model.config.num_labels == 10
+        weights = model.state_dict()
+        body = [k for k in weights if not k.startswith("classifier.")]
+        assert len(body) == len(bundled) - 2 and all(torch.equal(weights[k], bundled[k]) for k in body)
+        assert not torch.equal(weights["classifier.weight"], bundled["classifier.weight"])  # a new head
+    recipe = json.loads((retrained / "training_recipe.json").read_text())
+    assert (
+        recipe["recipe"]["pretrained"] == "fashion-mnist-vit"
+        and recipe["forget"]["request"] == "classes=digit-3"
+    )
 
 
 @pytest.mark.slow

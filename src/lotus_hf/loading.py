@@ -37,6 +37,27 @@ def model_file(name: str, filename: str) -> Path | None:
     return Path(path) if path else None
 
 
+def _draw_new_head(model, num_labels: int) -> None:
+    """Draw the classification head afresh. transformers re-initialises a head only when the checkpoint's has another
+    shape (`ignore_mismatched_sizes`), so a checkpoint with as many classes as the new data set kept its old head, its
+    rows now read as the new classes' (a ViT trained on Fashion-MNIST's ten classes fine-tuned on ten digits)."""
+    import torch
+
+    if hasattr(model, "timm_model"):  # TimmWrapperForImageClassification: the head is timm's classifier
+        heads = [model.timm_model.get_classifier()]
+    else:  # every linear layer outside the backbone that outputs one logit per class (DeiT has two)
+        backbone = f"{model.base_model_prefix}."
+        heads = [module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
+                 and module.out_features == num_labels and not name.startswith(backbone)]  # fmt: skip
+    if not heads:
+        raise ModelError(
+            f"{type(model).__name__} has no linear head with {num_labels} outputs to draw afresh: fine-tune a model "
+            "whose classification head is a linear layer, or pass one with another number of classes."
+        )
+    for module in heads:
+        module.reset_parameters()
+
+
 def load_model(
     name: str, revision: str | None = None, trust_remote_code: bool = False, new_head: list[str] | None = None
 ):
@@ -66,9 +87,12 @@ def load_model(
         if new_head is not None:
             head = {"num_labels": len(new_head), "id2label": dict(enumerate(new_head)),
                     "label2id": {n: i for i, n in enumerate(new_head)}, "ignore_mismatched_sizes": True}  # fmt: skip
-        model = AutoModelForImageClassification.from_pretrained(
-            path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code, **head
-        )
+        model, loaded = AutoModelForImageClassification.from_pretrained(
+            path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code,
+            output_loading_info=True, **head,
+        )  # fmt: skip
+        if new_head is not None and not loaded["mismatched_keys"]:
+            _draw_new_head(model, len(new_head))
         if new_head is not None and getattr(model.config, "label_names", None) is not None:
             # transformers 5.25's TimmWrapperConfig keeps the checkpoint's `label_names` as an attribute, and its
             # to_dict writes them over the new head's id2label: saved and reloaded, the new head's names were gone
