@@ -17,6 +17,25 @@ import pytest  # noqa: E402
 from tiny import DIGIT_NAMES, digits_dataset, save_tiny, tiny_model, tiny_processor  # noqa: E402, F401
 
 
+@pytest.fixture(autouse=True)
+def _deterministic_kernels(request):
+    """Tests marked `deterministic` compare two training runs' weights bit for bit (a resumed run against one never
+    interrupted). On CPU one machine picks the same kernels for both; on a GPU (atomics, autotuned convolutions)
+    that needs deterministic algorithms, which the marker turns on for the test. Outputs compared across reloads,
+    processes or machines never rest on this: they compare with `torch.testing.assert_close`."""
+    if request.node.get_closest_marker("deterministic") is None:
+        yield
+        return
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 @pytest.fixture(scope="session")
 def digits():
     return digits_dataset()

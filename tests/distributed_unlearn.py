@@ -55,6 +55,7 @@ def main(out_path: str, per_device_batch: int, weights: str, live_teacher: bool)
         result = {
             "stopped_at_epoch": trainer.stopped_at_epoch,
             "seen": seen,
+            "sizes": {"forget": len(data.forget), "unseen": len(data.unseen)},
             "histories": histories,
             "world": trainer.accelerator.num_processes,
             "strategy": str(trainer.accelerator.distributed_type),

@@ -67,14 +67,16 @@ def test_a_family_unlearns_saves_and_reloads_in_process(family, tmp_path):
     assert type(reloaded) is type(original) and type(AutoImageProcessor.from_pretrained(path)) is type(
         processor
     )
+    # The weights come back bit for bit; the logits only to float32's tolerance: oneDNN picks its kernels by CPU
+    # and by memory layout, and a reloaded tensor's layout may differ from the trained one's (seen on an AMD EPYC:
+    # the sixth decimal moved).
+    torch.testing.assert_close(reloaded.state_dict(), result.model.state_dict(), rtol=0, atol=0)
+    before = original.state_dict()
+    assert any(not torch.equal(w, before[k]) for k, w in reloaded.state_dict().items())  # LoTUS trained
     pixels = data.test.pixel_values[:8]
     with torch.no_grad():
-        assert torch.equal(
-            reloaded(pixel_values=pixels).logits, result.model.eval()(pixel_values=pixels).logits
-        )
-        assert not torch.equal(
-            reloaded(pixel_values=pixels).logits, original.eval()(pixel_values=pixels).logits
-        )
+        expected = result.model.eval()(pixel_values=pixels).logits
+        torch.testing.assert_close(reloaded(pixel_values=pixels).logits, expected)
 
 
 @pytest.mark.parametrize("family", [_param(f, slow=True) for f in FAMILIES])
@@ -106,7 +108,10 @@ processor.push_to_hub({repo!r})
     # Probes run in eval mode: the first one (before any update) sees the original exactly as the evaluation does.
     first, last = report["training"]["history"][0], report["training"]["history"][-1]
     rows = report["rows"]
-    assert first["epoch"] == 1 and first["forget_accuracy"] == pytest.approx(rows["original"]["acc_forget"])
+    # (within one image: the probe and the evaluation batch differently, and a near tie may fall either way)
+    one_image = 1 / report["forget"]["size"]
+    assert first["epoch"] == 1
+    assert first["forget_accuracy"] == pytest.approx(rows["original"]["acc_forget"], abs=one_image)
     assert not first["stop"] and last["epoch"] == 2, report["training"]["history"]  # LoTUS trained
 
     _python(hub.env, f"""
@@ -123,9 +128,10 @@ processor = AutoImageProcessor.from_pretrained({repo + "-unlearned"!r})
 assert type(processor) is type(AutoImageProcessor.from_pretrained({repo!r}))
 images = [image.convert("RGB") for image in digits_image_dataset(20, 16)["test"]["image"]]
 pixels = processor(images, return_tensors="pt")["pixel_values"]
-with torch.no_grad():
-    assert torch.equal(pushed(pixel_values=pixels).logits, saved(pixel_values=pixels).logits)
-    assert not torch.equal(pushed(pixel_values=pixels).logits, original(pixel_values=pixels).logits)
+torch.testing.assert_close(pushed.state_dict(), saved.state_dict(), rtol=0, atol=0)  # the weights, exactly
+assert any(not torch.equal(w, original.state_dict()[k]) for k, w in pushed.state_dict().items())
+with torch.no_grad():  # and they classify as the saved model does (outputs: to float32's tolerance)
+    torch.testing.assert_close(pushed(pixel_values=pixels).logits, saved(pixel_values=pixels).logits)
 card = ModelCard.load({repo + "-unlearned"!r})
 assert card.data.base_model == {repo!r} and "LoTUS" in card.text and "converted to RGB" in card.text
 """)  # fmt: skip

@@ -124,7 +124,12 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
     assert out.count("re-timing the cached retrained model of seed 1") == 1
     again = json.loads((tmp_path / "second" / "results.json").read_text())
     assert again["summary"]["retrain"]["seconds"] == results["summary"]["retrain"]["seconds"]
-    assert again["summary"]["original"]["acc_test"] == results["summary"]["original"]["acc_test"]
+    # the cached originals are the same weights, reloaded: each seed's test accuracy within one of the test half's
+    # 50 images (a reload may change the kernels, and a near tie may fall the other way)
+    runs_again = {(r["method"], r["seed"]): r for r in again["runs"]}
+    for seed in (1, 2):
+        expected = runs["original", seed]["acc_test"]
+        assert runs_again["original", seed]["acc_test"] == pytest.approx(expected, abs=1 / 50)
     # the second run says how much training it read from the cache instead of running it
     assert results["cached_training_seconds"] == 0.0
     reused = again["cached_training_seconds"]

@@ -51,9 +51,11 @@ def _assert_same_outcome(one: dict, two: dict) -> None:
     assert two["stopped_at_epoch"] == one["stopped_at_epoch"]
     # every rank saw the whole forget set and took the same decisions
     assert two["histories"][0] == two["histories"][1]
+    # probes of the same original, within one image: the processes batch differently, and a near tie may fall
+    # either way on another CPU's kernels
     first_one, first_two = one["histories"][0][0], two["histories"][0][0]
-    assert first_one["forget_accuracy"] == first_two["forget_accuracy"]  # probe of the same original
-    assert first_one["unseen_accuracy"] == first_two["unseen_accuracy"]
+    for key, size in (("forget_accuracy", "forget"), ("unseen_accuracy", "unseen")):
+        assert first_one[key] == pytest.approx(first_two[key], abs=1 / one["sizes"][size]), key
     # as many forget and retain rows trained on over all processes as in one process
     assert two["seen"] == one["seen"] and one["seen"]["forget"] > 0
 
@@ -125,7 +127,8 @@ def test_the_cli_on_sharded_cpu_processes_saves_the_whole_model_it_evaluated(str
     )
     report = json.loads((out / "report.json").read_text())
     measured = accuracy(predict_logits(saved, data.forget), data.forget.labels)
-    assert measured == pytest.approx(report["rows"]["unlearned"]["acc_forget"])
+    # within one image: this process reloaded the weights, and its kernels may break a near tie the other way
+    assert measured == pytest.approx(report["rows"]["unlearned"]["acc_forget"], abs=1 / len(data.forget))
 
 
 @pytest.mark.slow

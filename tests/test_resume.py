@@ -24,6 +24,7 @@ def _command(model_dir, digits_folder, out, *extra):
 
 
 @pytest.mark.slow
+@pytest.mark.deterministic  # two processes on one CPU: the same kernels
 def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(trained_resnet, digits_folder, tmp_path):
     model_dir = save_tiny(trained_resnet, tmp_path / "trained")
     reference = subprocess.run(_command(model_dir, digits_folder, tmp_path / "reference"), capture_output=True,

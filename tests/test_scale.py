@@ -25,6 +25,7 @@ def _lazy(dataset: PixelDataset, reads: list):
     return datasets.IterableDataset.from_generator(items).with_format("torch")
 
 
+@pytest.mark.deterministic  # two runs compared to the same decisions
 def test_streamed_sets_are_read_once_and_train_like_the_same_samples_in_memory(
     trained_resnet, digits_data, tmp_path
 ):

@@ -149,8 +149,10 @@ def test_gradient_accumulation_matches_one_big_batch(digits_data, tmp_path):
         results.append((_params(trainer.model), logged, trainer.samples_seen()))
     (params_a, log_a, seen_a), (params_b, log_b, seen_b) = results
     assert _changed(params_a, original)
-    for name, value in params_a.items():
-        assert torch.allclose(value, params_b[name], atol=1e-6), name
+    # The same update to within 1% of one step (lr 1e-3), not bit for bit: the two batch splits sum in another
+    # order, and where the gradient is zero in theory (the key projection's bias: softmax ignores it) AdamW turns
+    # what float noise is left into a move of up to ~1e-6, whose sign depends on the CPU's kernels.
+    torch.testing.assert_close(params_a, params_b, rtol=0, atol=1e-5)
     assert seen_a == seen_b and sum(seen_a.values()) == 8
     for key in ("loss", "forget_loss", "retain_loss"):
         assert log_a[key] == pytest.approx(log_b[key], rel=1e-5), key
@@ -185,6 +187,7 @@ class _Crash(TrainerCallback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.deterministic
 @pytest.mark.parametrize(
     "crash_at, resumed_from",
     [

@@ -92,6 +92,22 @@ class Verification:
         return EXIT_CODES[self.verdict]
 
 
+def measurements_agree(before: dict, now: dict) -> bool:
+    """Whether two measurements of one test (`Evidence.to_dict` rows) agree, as a re-check on another machine needs.
+
+    The same weights on another CPU, or reloaded with another memory layout, give logits that differ in the sixth
+    decimal (oneDNN picks kernels by CPU and layout), so a near tie in a prediction or a rank may fall the other way:
+    that moves a statistic by about one example's share. More than that is a different measurement.
+
+    Example:
+        >>> row = {"statistic": 0.10, "n_forget": 50, "n_heldout": 200}
+        >>> measurements_agree(row, {**row, "statistic": 0.11}), measurements_agree(row, {**row, "statistic": 0.2})
+        (True, False)
+    """
+    one_example = 1 / max(1, min(before["n_forget"], before["n_heldout"]))
+    return math.isclose(before["statistic"], now["statistic"], rel_tol=0, abs_tol=one_example)
+
+
 # ------------------------------------------------------------------------------------------- scores
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax in float64."""

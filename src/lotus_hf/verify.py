@@ -28,7 +28,7 @@ from .cards import evidence_table
 from .data import UnlearningData, class_names_of, load_image_dataset, verification_splits
 from .errors import ArgumentError, ModelError
 from .evaluation import predict_logits
-from .evidence import Verification, log_softmax, verify_outputs
+from .evidence import Verification, log_softmax, measurements_agree, verify_outputs
 from .loading import load_model, model_file
 from .names import split_revision
 from .provenance import check_history, check_trained_without, model_history, weights_sha256
@@ -306,7 +306,7 @@ def recheck(path: str | Path) -> tuple[bool, list[str], VerifyResult]:
     recorded = {e["test"]: e for e in receipt.get("evidence", [])}
     for evidence in now["evidence"]:
         before = recorded.get(evidence["test"])
-        if before is None or not np.isclose(before["statistic"], evidence["statistic"], rtol=0, atol=1e-9):
+        if before is None or not measurements_agree(before, evidence):
             differences.append(f"{evidence['test']}: statistic {before and before['statistic']} -> "
                                f"{evidence['statistic']}")  # fmt: skip
     return not differences, differences, result
