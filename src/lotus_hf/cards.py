@@ -14,6 +14,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .cost import describe_cost
 from .evaluation import markdown_table, report_table
 from .names import dataset_id, hub_id
 from .version import __version__
@@ -84,6 +85,7 @@ def unlearning_card(
         hyperparameters=config.method_hyperparameters(),
         probes=probes,
         seconds="-" if seconds is None else f"{seconds:.1f}",
+        cost=describe_cost(report["cost"]) if report.get("cost") else "",
         metrics_table=report_table(report),
         verification=report.get("verification") or {},
         evidence_table=evidence_table(report.get("verification") or {}),

@@ -90,6 +90,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
              scratch: str) -> None:  # fmt: skip
     from accelerate import PartialState
 
+    from .cost import describe_cost
     from .data import class_names_of, load_image_dataset, prepare_unlearning_data
     from .loading import load_model
     from .methods import method_config, recommended_fields
@@ -187,6 +188,7 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         print()
         print(result.report.to_markdown())
         print(f"\nunlearning took {result.report.unlearning_seconds:.1f} s (rf_jsd: textbook JSD variant)")
+        print(describe_cost(result.report.cost))
         for note in result.report.notes:
             print(f"note: {note}")
         print(verdict_text(result.report.verification))

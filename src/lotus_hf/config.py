@@ -62,11 +62,46 @@ class MethodConfig(TrainingArguments):
         default=0.0,
         metadata={"help": "Clip gradients to this norm; 0 (default) clips none, as the paper's code does."},
     )
+    budget: float | None = field(
+        default=None,
+        metadata={"help": "Stop once the run has cost this share of a retraining (0.1: a tenth; lotus_hf.cost counts "
+                  "it). Needs `retrain_epochs`."},
+    )  # fmt: skip
+    budget_checkpoints: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Shares of a retraining, below `budget`, at which a checkpoint is saved on the way."
+        },
+    )
+    retrain_epochs: float | None = field(
+        default=None,
+        metadata={"help": "Epochs of a retraining of the model on the retain set (its training recipe's), for "
+                  "`budget` and the run's cost as a share of a retraining. `lotus-hf unlearn` reads them from "
+                  "the model's training_recipe.json."},
+    )  # fmt: skip
 
     def __post_init__(self):
         for name, (ok, allowed) in self.checks.items():
             if not ok(getattr(self, name)):
                 raise ArgumentError(f"`{name}` must be {allowed}, got {getattr(self, name)!r}.")
+        if self.budget is not None and not self.budget > 0:
+            raise ArgumentError(
+                f"`budget` must be > 0 (a share of a retraining, 0.1 for 10%), got {self.budget!r}."
+            )
+        if self.retrain_epochs is not None and not self.retrain_epochs > 0:
+            raise ArgumentError(f"`retrain_epochs` must be > 0, got {self.retrain_epochs!r}.")
+        if self.budget is not None and self.retrain_epochs is None:
+            raise ArgumentError(
+                "`budget` needs `retrain_epochs`, the epochs a retraining of this model takes: give it, or unlearn "
+                "a model whose training_recipe.json records them."
+            )
+        self.budget_checkpoints = sorted(float(b) for b in self.budget_checkpoints or [])
+        if self.budget_checkpoints and (self.budget is None or self.budget_checkpoints[-1] >= self.budget
+                                        or self.budget_checkpoints[0] <= 0):  # fmt: skip
+            raise ArgumentError(
+                f"`budget_checkpoints` must be shares in (0, `budget`), got {self.budget_checkpoints!r} with "
+                f"`budget` {self.budget!r}."
+            )
         if self.remove_unused_columns:
             raise ArgumentError(
                 "`remove_unused_columns` must be False: an unlearning loss reads the batches' `is_forget`, teacher "

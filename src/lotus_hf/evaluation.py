@@ -155,6 +155,7 @@ class UnlearningReport:
     training: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     verification: dict = field(default_factory=dict)  # the verdict on the forget set (lotus_hf.evidence)
+    cost: dict = field(default_factory=dict)  # what the run cost, as a share of a retraining (lotus_hf.cost)
 
     def to_dict(self) -> dict:
         return _finite(asdict(self))

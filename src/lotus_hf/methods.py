@@ -55,23 +55,29 @@ def recommended_fields(model: str | None, method: str, request: ForgetRequest | 
     """The fields `model` recommends for `method` (its `unlearning_config.json`; for `retrain`, its training
     recipe), with LoTUS's class-forgetting row first for a class request; `{}` for none.
 
+    Every method also gets `retrain_epochs` from the model's training recipe, so that its cost is a share of a
+    retraining and a `budget` can be kept.
+
     >>> recommended_fields("fashion-mnist-resnet", "lotus")
-    {'learning_rate': 0.001, 'num_train_epochs': 1, 'alpha': 2.0}
+    {'retrain_epochs': 30, 'learning_rate': 0.001, 'num_train_epochs': 1, 'alpha': 2.0}
     """
     classes = request is not None and request.kind == "classes"
+    recipe = Recipe.of_model(model) if model else None
+    retraining = {"retrain_epochs": recipe.epochs} if recipe is not None else {}
     if method == "retrain":
-        recipe = Recipe.of_model(model) if model else None
         if recipe is None:
             return {}
         return {
+            **retraining,
             **recipe.training_fields(),
             **({"pretrained": recipe.pretrained} if recipe.pretrained else {}),
         }
     section = _model_sections(model).get(method, {}) if model else {}
     if method != "lotus":
-        return section
+        return {**retraining, **section}
     own = {k: v for k, v in section.items() if k != "classes"}
-    return {**own, **PAPER_CLASS_FIELDS, **section.get("classes", {})} if classes else own
+    return {**retraining, **own, **PAPER_CLASS_FIELDS, **section.get("classes", {})} if classes else {
+        **retraining, **own}  # fmt: skip
 
 
 def _model_sections(model: str) -> dict[str, dict]:

@@ -56,6 +56,18 @@ class Recipe:
         recorded = json.loads(path.read_text())["recipe"]
         return cls(**{k: v for k, v in recorded.items() if k in {f.name for f in fields(cls)}})
 
+    @staticmethod
+    def seconds_per_example(name: str) -> float | None:
+        """How long the model's own training took per training example and epoch, as its training_recipe.json
+        recorded it (None when it does not): what puts a wall-time beside a retraining's count."""
+        path = model_file(name, RECIPE_FILE)
+        if path is None:
+            return None
+        recorded = json.loads(path.read_text())
+        seconds, samples = recorded.get("training_seconds"), recorded.get("train_samples")
+        epochs = recorded.get("recipe", {}).get("epochs")
+        return seconds / (samples * epochs) if seconds and samples and epochs else None
+
     @classmethod
     def from_model(cls, name: str) -> Recipe:
         """`of_model`, or a `ModelError` saying what to pass."""

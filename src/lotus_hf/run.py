@@ -27,12 +27,14 @@ from transformers import Trainer
 from .baselines import BaselineConfig
 from .cards import unlearning_card
 from .config import StreamConfig, UnlearningConfig
+from .cost import CostMeter, cost_summary, retraining_cost
 from .data import UnlearningData
 from .distributed import whole_model
 from .evaluation import UnlearningReport, check_model_outputs, evaluate_unlearning
 from .evidence import verify_outputs
 from .methods import METHODS
 from .provenance import HISTORY_KEY, history_step, model_history, weights_sha256
+from .recipe import Recipe
 from .saving import save_model_folder
 
 
@@ -116,6 +118,13 @@ def unlearn(
     report.verification = verify_probs(
         probs["unlearned"], data, hyperparameters["method"], reference_probs
     ).to_dict()
+    report.cost = _cost(trainer, history, config, data)
+    if (
+        retrain_seconds is None and config.retrain_epochs
+    ):  # the model's own training time, as its recipe recorded
+        per_example = Recipe.seconds_per_example(base_model)
+        retrain_seconds = per_example * config.retrain_epochs * len(data.retain) if per_example else None
+    report.cost["wall_share"] = seconds / retrain_seconds if retrain_seconds else None
     report.training = {
         "method": hyperparameters["method"],
         "hyperparameters": hyperparameters,
@@ -146,11 +155,22 @@ def verify_probs(
         )  # fmt: skip
 
 
+def _cost(trainer, history: list[dict], config, data: UnlearningData) -> dict:
+    """The run's cost (`lotus_hf.cost`): the trainer's count, or for SSD its one pass against a retraining."""
+    if trainer is not None:
+        return trainer.cost.summary()
+    epochs = config.retrain_epochs
+    return cost_summary(history[-1]["cost"], retraining_cost(epochs, len(data.retain)) if epochs else None,
+                        config.budget)  # fmt: skip
+
+
 def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[Trainer | None, list[dict]]:
     """Run the method of `config`: its trainer's `train()`, or SSD's function."""
     run = METHODS[config.method][1]
-    if not isinstance(run, type):  # a method that does not train (SSD)
-        return None, [{"epoch": 1, **run(model, data.forget, data.retain, config)}]
+    if not isinstance(run, type):  # a method that does not train (SSD): one pass, counted whole
+        with CostMeter(model) as meter:
+            entry = run(model, data.forget, data.retain, config)
+        return None, [{"epoch": 1, **entry, "cost": meter.total()}]
     if isinstance(config, StreamConfig):  # LoTUS and Belief Relabel calibrate on unseen data
         trainer = run(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
                       unseen_dataset=data.unseen, callbacks=callbacks)  # fmt: skip

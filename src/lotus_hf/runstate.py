@@ -105,9 +105,11 @@ class ResumableRun:
     def run_state(self) -> RunState:
         """LoTUS's state now: the probes so far, tau, A_u, and this process's noise and counters."""
         values = {"history": self.history, "tau": self.tau, "unseen_accuracy": self.unseen_accuracy,
-                  "processes": self.accelerator.num_processes}  # fmt: skip
+                  "processes": self.accelerator.num_processes,
+                  "budgets_reached": {str(k): v for k, v in self.cost.reached.items()}}  # fmt: skip
         tensors = {"noise": self._noise.get_state(), "loss_sums": self._loss_sums.cpu(), "seen": self._seen.cpu(),
-                   "epoch_rows": torch.tensor([self.epoch_rows])}  # fmt: skip
+                   "epoch_rows": torch.tensor([self.epoch_rows]),
+                   "cost": torch.tensor([self.cost.meter.units])}  # fmt: skip
         return RunState(values, tensors)
 
     def save_run_state(self, checkpoint: Path) -> None:
@@ -130,5 +132,6 @@ class ResumableRun:
         self._loss_sums.copy_(state.tensors["loss_sums"])
         self._seen.copy_(state.tensors["seen"])
         self.epoch_rows = int(state.tensors["epoch_rows"])
+        self.cost.resume(int(state.tensors["cost"]), state.values["budgets_reached"])
         if "teacher_logits" in state.constants:
             self.stream.teacher_logits = state.constants["teacher_logits"]

@@ -18,6 +18,7 @@ from transformers import Trainer, TrainerCallback
 from . import _compat
 from .cards import TAGS
 from .config import StreamConfig, UnlearningConfig
+from .cost import track_cost
 from .distributed import StrategyMixin, prepare_teacher
 from .evaluation import accuracy
 from .hooks import RunHooks, use_run_progress
@@ -69,6 +70,9 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
             raise TypeError(
                 f"`args` must be an instance of `{self.config_class.__name__}`, got {type(args).__name__}."
             )
+        retain_size = (
+            len(retain_dataset) if hasattr(retain_dataset, "__len__") else None
+        )  # a retraining's data
         # The retain subset S_r is drawn once per run, seeded, before anything else touches the RNG.
         forget_dataset, retain_dataset, retain_indices = in_memory(forget_dataset, retain_dataset, unseen_dataset,
                                                                    args)  # fmt: skip
@@ -82,6 +86,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
                          train_dataset=UnlearningStream(forget_dataset, retain_dataset, retain_indices),
                          eval_dataset=eval_dataset, processing_class=processing_class, compute_metrics=compute_metrics,
                          callbacks=callbacks, optimizers=optimizers)  # fmt: skip
+        self.cost = track_cost(self, retain_size)  # what the run costs, and its budget
         self.add_callback(RunHooks(self))
         use_run_progress(self)
         self.lay_out_model()
@@ -92,6 +97,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         if not self.args.cache_teacher_logits:
             teacher = teacher_model if teacher_model is not None else copy.deepcopy(self.model)
             self.teacher = prepare_teacher(teacher, self.accelerator)
+            self.cost.meter.add(self.teacher)
         self._init_card(self.model)
         self.tau, self.unseen_accuracy = 1.0, None
         self.history: list[dict] = []  # one entry per probe: epoch, accuracies, delta, tau, stop
@@ -162,7 +168,8 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         if epoch < len(self.history):  # a run resumed inside an epoch whose probe already ran
             self.tau = self.history[epoch].get("tau", 1.0)
             return self.history[epoch]["stop"]
-        entry = {"epoch": len(self.history) + 1, **self.probe(*self._predict(self.forget_dataset))}
+        entry = {"epoch": len(self.history) + 1, **self.probe(*self._predict(self.forget_dataset)),
+                 "cost": self.cost.meter.total()}  # fmt: skip
         self.history.append(entry)
         self.log({k: float(v) for k, v in entry.items() if k not in ("epoch", "stop")})
         self.start_epoch_rows()

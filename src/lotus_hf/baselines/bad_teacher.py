@@ -49,6 +49,7 @@ class BadTeacherTrainer(BaselineTrainer):
         batch, n_forget = self.args.per_device_eval_batch_size, len(self.forget_dataset)
         torch.manual_seed(self.args.seed)
         incompetent = AutoModelForImageClassification.from_config(self.model.config).to(self.args.device)
+        self.cost.meter.add(incompetent)  # its forward passes count like the original's
         retain_rows = torch.utils.data.Subset(self.train_dataset, range(n_forget, len(self.train_dataset)))
         self.train_dataset.teacher_logits = torch.cat(
             [

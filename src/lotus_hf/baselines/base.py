@@ -18,6 +18,7 @@ from transformers import AutoModelForImageClassification, Trainer
 from .._compat import without_unsupported_checkpointing
 from ..cards import TAGS
 from ..config import MethodConfig
+from ..cost import track_cost
 from ..distributed import StrategyMixin
 from ..errors import ArgumentError
 from ..hooks import RunHooks, use_run_progress
@@ -90,6 +91,7 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
                          callbacks=callbacks, train_dataset=self.build_stream(args),
                          processing_class=processing_class)  # fmt: skip
         self.lay_out_model()
+        self.cost = track_cost(self, len(retain_dataset))  # what the run costs, and its budget
         self.add_callback(RunHooks(self))
         use_run_progress(self)
         self.model_accepts_loss_kwargs = False
@@ -106,7 +108,7 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
 
     def begin_epoch(self) -> bool:
         """Before each epoch; True would stop training (no baseline has a stop rule)."""
-        self.history.append({"epoch": len(self.history) + 1})
+        self.history.append({"epoch": len(self.history) + 1, "cost": self.cost.meter.total()})
         return False
 
     stopped_at_epoch = None  # baselines have no stop rule

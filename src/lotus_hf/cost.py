@@ -1,0 +1,211 @@
+"""What a run costs, counted the same way for every method and on every machine, and the budget that stops it.
+
+A clock measures the machine as much as the method, so lotus-hf counts work the way training FLOPs are counted
+(docs/evaluation.md): every example through a model's forward pass with gradients on counts 3 (forward and
+backward), every example through a forward pass without them counts 1 (teacher logits, probes, saliency masks,
+the verifier's tests inside a run). A retraining is counted the same way, so a run's cost is a share of one.
+
+`CostMeter` counts with forward pre-hooks on the models a run uses, whatever the method does with them;
+`CostCallback` counts a `Trainer`'s run and stops it when the count reaches a budget, as `EarlyStoppingCallback`
+stops one that no longer improves, saving checkpoints as the count passes smaller budgets on the way.
+
+Example:
+    >>> import torch
+    >>> layer = torch.nn.Linear(4, 2)
+    >>> with CostMeter(layer) as meter:
+    ...     loss = layer(torch.zeros(8, 4)).sum()  # 8 examples, forward and backward
+    ...     with torch.no_grad():
+    ...         _ = layer(torch.zeros(5, 4))  # 5 examples, forward only
+    >>> meter.units
+    29
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import TrainerCallback
+
+FORWARD = 1  # an example through a forward pass only
+FORWARD_BACKWARD = (
+    3  # an example through a forward and a backward pass (the backward costs about two forwards)
+)
+
+
+def retraining_cost(epochs: float, train_size: int) -> int:
+    """The cost of a retraining: `epochs` passes over `train_size` examples, forward and backward.
+
+    >>> retraining_cost(30, 5400)
+    486000
+    """
+    return int(round(FORWARD_BACKWARD * epochs * train_size))
+
+
+def _batch_size(args: tuple, kwargs: dict) -> int:
+    """How many examples a forward call takes: the leading dimension of its first tensor argument."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return int(value.shape[0])
+    return 0
+
+
+class CostMeter:
+    """Counts the examples that pass through `models`' forward calls while it is active (a context manager):
+    `FORWARD_BACKWARD` each while gradients are on, `FORWARD` each while they are off. Only the models' own
+    (outermost) forward calls count, so a model's layers, gradient checkpointing's recomputation or a wrapper
+    (DDP, FSDP) count nothing twice. Under several processes each counts its own examples; `total()` adds them up.
+
+    Args:
+        *models: the modules whose forward calls cost (the student, a live teacher, a second teacher).
+    """
+
+    def __init__(self, *models: torch.nn.Module):
+        self.models = [m for m in models if m is not None]
+        self.units = 0
+        self._handles: list = []
+
+    def add(self, *models: torch.nn.Module) -> None:
+        """Count `models` too (e.g. a teacher a method builds once training starts)."""
+        for model in models:
+            if model is not None and all(model is not m for m in self.models):
+                self.models.append(model)
+                if self._handles:
+                    self._handles.append(model.register_forward_pre_hook(self._count, with_kwargs=True))
+
+    def _count(self, module, args, kwargs) -> None:
+        self.units += _batch_size(args, kwargs) * (FORWARD_BACKWARD if torch.is_grad_enabled() else FORWARD)
+
+    def __enter__(self) -> CostMeter:
+        self._handles = [m.register_forward_pre_hook(self._count, with_kwargs=True) for m in self.models]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def total(self) -> int:
+        """The count over every process (a collective: call it on all of them at the same point)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return self.units
+        backend = torch.distributed.get_backend()
+        device = "cuda" if backend == "nccl" else "cpu"
+        count = torch.tensor([self.units], dtype=torch.long, device=device)
+        torch.distributed.all_reduce(count)
+        return int(count.item())
+
+
+def cost_summary(units: int, retrain_units: int | None, budget: float | None = None) -> dict:
+    """What report.json, the card and the benchmark record of a run's cost.
+
+    >>> cost_summary(900, 9000, budget=0.1)
+    {'units': 900, 'retrain_units': 9000, 'share_of_retrain': 0.1, 'budget': 0.1, 'within_budget': True}
+    """
+    share = units / retrain_units if retrain_units else None
+    within = None if budget is None or share is None else share <= budget + 1e-12
+    return {"units": int(units), "retrain_units": retrain_units, "share_of_retrain": share, "budget": budget,
+            "within_budget": within}  # fmt: skip
+
+
+def describe_cost(cost: dict) -> str:
+    """A run's cost in one sentence, as the CLI prints it and the card says it.
+
+    >>> cost = {"units": 98304, "retrain_units": 4860000, "share_of_retrain": 0.0202, "budget": 0.1,
+    ...         "within_budget": True, "wall_share": 0.031}
+    >>> describe_cost(cost)[-69:]
+    ': 2.0% of a retraining (wall time: 3.1%), within its budget of 10.0%.'
+    """
+    text = f"It cost {cost['units']:,} units (3 per example through forward and backward, 1 through a forward only)"
+    if cost.get("share_of_retrain") is not None:
+        text += f": {cost['share_of_retrain']:.1%} of a retraining"
+        if cost.get("wall_share") is not None:
+            text += f" (wall time: {cost['wall_share']:.1%})"
+    else:
+        text += "; no retraining to compare with (`retrain_epochs` unknown)"
+    if cost.get("budget") is not None:
+        text += f", {'within' if cost['within_budget'] else 'over'} its budget of {cost['budget']:.1%}"
+    return text + "."
+
+
+class CostCallback(TrainerCallback):
+    """Counts a `Trainer`'s run with a `CostMeter` (from training's start to its end: the passes a method makes before
+    its first update included) and stops it at its budget, the same way for every method.
+
+    The budget is checked after each optimizer step: training stops when one more step like the last (with the
+    probes and passes since the step before) would pass it, so a run ends within its budget. At each of
+    `checkpoints` (smaller budgets) on the way, a checkpoint is saved, so that one run can be evaluated at 5%,
+    10% and 20% of a retraining.
+
+    Args:
+        meter: the run's `CostMeter`, over the models the trainer runs.
+        retrain_units: the cost of a retraining (`retraining_cost`), or None when unknown.
+        budget: the share of `retrain_units` at which training stops (None: no budget).
+        checkpoints: smaller shares at which a checkpoint is saved.
+
+    Example:
+        >>> callback = CostCallback(CostMeter(), retrain_units=10_000, budget=0.2, checkpoints=[0.05, 0.1])
+        >>> callback.marks
+        [500, 1000, 2000]
+    """
+
+    def __init__(self, meter: CostMeter, retrain_units: int | None = None, budget: float | None = None,
+                 checkpoints: list[float] = ()):  # fmt: skip
+        if budget is not None and not retrain_units:
+            raise ValueError("`budget` needs the cost of a retraining (`retrain_units`).")
+        self.meter, self.retrain_units, self.budget = meter, retrain_units, budget
+        shares = [*checkpoints, budget] if budget is not None else []
+        self.shares = [float(s) for s in shares]
+        self.marks = [int(s * retrain_units) for s in self.shares] if shares else []
+        self.reached: dict[float, dict] = {}  # share -> {"units", "step"} where the run was taken at it
+        self.stopped_by_budget = False
+        self._last = 0  # the count at the previous step's end
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.meter.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        units = self.meter.total()
+        step, self._last = units - self._last, units
+        for share, mark in zip(self.shares, self.marks, strict=True):
+            if share not in self.reached and units + step > mark:
+                self.reached[share] = {"units": units, "step": state.global_step}
+                if share == self.budget:
+                    control.should_training_stop = self.stopped_by_budget = True
+                else:
+                    control.should_save = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.meter.__exit__()
+
+    def resume(self, units: int, reached: dict) -> None:
+        """Go on from a checkpoint: this process's count then, and the budgets the run had reached (a collective
+        under several processes: call it on all of them)."""
+        self.meter.units = units
+        self._last = self.meter.total()
+        self.reached = {float(share): at for share, at in reached.items()}
+
+    def summary(self) -> dict:
+        """`cost_summary` of the run so far, with the checkpoints taken on the way (share -> units and step). A
+        collective under several processes: call it on all of them."""
+        summary = cost_summary(self.meter.total(), self.retrain_units, self.budget)
+        summary["stopped_by_budget"] = self.stopped_by_budget
+        if len(self.shares) > 1:
+            summary["checkpoints"] = {str(s): r for s, r in self.reached.items() if s != self.budget}
+        return summary
+
+
+def track_cost(trainer, retain_size: int | None) -> CostCallback:
+    """Give `trainer` its `CostCallback`, over its model (`trainer.cost.meter.add` takes any other model it runs),
+    with the budget of its `args` (`budget`, `budget_checkpoints`, `retrain_epochs`) for a retain set of
+    `retain_size` examples. Call it before adding the trainer's own hooks, so that what they do when training
+    starts (teacher logits, saliency masks) counts."""
+    args = trainer.args
+    retrain_units = (
+        retraining_cost(args.retrain_epochs, retain_size) if args.retrain_epochs and retain_size else None
+    )
+    if args.budget is not None and retrain_units is None:
+        raise ValueError(
+            "`budget` needs a retain set whose length is known, to count what a retraining costs."
+        )
+    callback = CostCallback(CostMeter(trainer.model), retrain_units, args.budget, args.budget_checkpoints)
+    trainer.add_callback(callback)
+    return callback
