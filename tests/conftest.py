@@ -104,6 +104,7 @@ def unlearning_config(tmp_path, **overrides):
         disable_tqdm=True,
         use_cpu=True,
         seed=3407,
+        stop_rule="paper",  # the paper's per-epoch probe: tests of the bound rule ask for it
     )
     defaults.update(overrides)
     return UnlearningConfig(**defaults)

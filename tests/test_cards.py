@@ -80,7 +80,7 @@ def test_a_lotus_card_parses_and_says_what_was_done(tmp_path):
     )
     assert "| per class | Sandal: 6000 |" in text
     assert "| `alpha` | 32.0 |" in text and "| `method` | lotus |" in text
-    assert "| 3 | 0.0000 | 0.0000 | -0.01 | 0.9900 | stop |" in text  # the probes
+    assert "| 3 | - | 0.0000 | 0.0000 | -0.01 | 0.9900 | stop |" in text  # the probes
     assert "Unlearning took 12.3 s" in text
     assert (
         "| unlearned | 0.1250 | 0.9900 | 0.8500 | 0.2500 | 0.2000 | - |" in text

@@ -32,19 +32,25 @@ def test_a_model_counts_once_per_example_whatever_its_layers_do():
     assert meter.units == 6 * FORWARD_BACKWARD + 4 * FORWARD
 
 
-def test_lotus_costs_its_passes_and_its_training_rows(trained_resnet, digits_data, tmp_path):
-    """The paper's run, pass by pass: the unseen set once (A_u), the stream once (cached teacher logits), the forget
-    set at each epoch's probe, and every row trained on, forward and backward."""
-    config = unlearning_config(tmp_path, num_train_epochs=2, stop_margin=0.99, retrain_epochs=15)
+@pytest.mark.parametrize("rule", ["paper", "bound"])
+def test_lotus_costs_its_passes_and_its_training_rows(rule, trained_resnet, digits_data, tmp_path):
+    """A run, pass by pass: the unseen set once (A_u), the stream once (cached teacher logits), the forget set at each
+    probe (the bound rule: 3 probes an epoch, on 60 of its samples), and every row trained on, forward and backward.
+    At learning rate 0 neither rule stops (paper: margin 0.99 below; bound: margin 0 with the forget accuracy above
+    the unseen one, as the original's is), so every probe runs."""
+    margin = 0.99 if rule == "paper" else 0.0
+    config = unlearning_config(tmp_path, num_train_epochs=2, stop_margin=margin, retrain_epochs=15, stop_rule=rule,
+                               probes_per_epoch=3, probe_samples=60, learning_rate=0.0)  # fmt: skip
     trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
                                 retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
     trainer.train()
     seen = sum(trainer.samples_seen().values())
-    probes = len(trainer.history)
-    assert probes == 2 and seen == 2 * len(trainer.stream)
-    expected = (
-        len(digits_data.unseen) + len(trainer.stream) + probes * len(digits_data.forget)
-    ) * FORWARD + (seen * FORWARD_BACKWARD)
+    probes, probe_rows = len(trainer.history), len(trainer.probe_set())
+    assert (probes, probe_rows) == ((2, len(digits_data.forget)) if rule == "paper" else (6, 60))
+    assert seen == 2 * len(trainer.stream)
+    expected = (len(digits_data.unseen) + len(trainer.stream) + probes * probe_rows) * FORWARD + (
+        seen * FORWARD_BACKWARD
+    )
     summary = trainer.cost.summary()
     assert summary["units"] == expected
     assert (
@@ -54,7 +60,7 @@ def test_lotus_costs_its_passes_and_its_training_rows(trained_resnet, digits_dat
     )
     assert summary["share_of_retrain"] == pytest.approx(expected / summary["retrain_units"])
     # each probe records what the run had cost when it ran
-    first_probe = len(digits_data.unseen) + len(trainer.stream) + len(digits_data.forget)
+    first_probe = len(digits_data.unseen) + len(trainer.stream) + probe_rows
     assert [e["cost"] for e in trainer.history][0] == first_probe
 
 
@@ -84,7 +90,7 @@ def test_every_method_stops_within_its_budget(method, trained_resnet, digits_dat
     data = class_data if method == "belief_relabel" else digits_data
     config = method_config(method, output_dir=str(tmp_path / "out"), num_train_epochs=10, use_cpu=True,
                            disable_tqdm=True, per_device_train_batch_size=32, retrain_epochs=15, budget=budget,
-                           **({"stop_margin": 0.99} if method == "lotus" else {}))  # fmt: skip
+                           **({"stop_margin": 0.99, "stop_rule": "paper"} if method == "lotus" else {}))  # fmt: skip
     result = unlearn(copy.deepcopy(trained_resnet), data, config)
     cost, trainer = result.report.cost, result.trainer
     assert cost["stopped_by_budget"] and cost["within_budget"], cost  # the budget stopped it, within itself

@@ -2,13 +2,14 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_model, unlearning_config
 from transformers import TrainerCallback
 
 from lotus_hf import UnlearningConfig, UnlearningTrainer
-from lotus_hf.evaluation import predict_logits
+from lotus_hf.evaluation import accuracy, predict_logits
 from lotus_hf.images import PixelDataset
 
 
@@ -189,19 +190,23 @@ class _Crash(TrainerCallback):
 
 @pytest.mark.deterministic
 @pytest.mark.parametrize(
-    "crash_at, resumed_from",
+    "crash_at, resumed_from, rule",
     [
-        (17, "checkpoint-15"),
-        pytest.param(23, "checkpoint-20", marks=pytest.mark.slow),
-    ],  # the later one: make test-slow
+        (17, "checkpoint-15", "paper"),
+        (23, "checkpoint-20", "bound"),
+        pytest.param(23, "checkpoint-20", "paper", marks=pytest.mark.slow),
+    ],  # the paper's rule inside an epoch: make test-slow
 )
 def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_interrupted(
-    crash_at, resumed_from, trained_resnet, digits_data, tmp_path
+    crash_at, resumed_from, rule, trained_resnet, digits_data, tmp_path
 ):
-    """Checkpoints every 5 steps, 15 steps an epoch: resumed at an epoch's end (15) and inside one (20)."""
+    """Checkpoints every 5 steps, 15 steps an epoch: resumed at an epoch's end (15) and inside one (20), where the bound
+    rule has probed after steps 15 and 20 already (3 probes an epoch; class forgetting with margin 0: only a forget
+    accuracy of 0 would stop it, and this run never gets there)."""
 
     def run(folder, callbacks=(), resume=None):
         config = unlearning_config(tmp_path / folder, num_train_epochs=3, save_steps=5, save_strategy="steps",
+                                   stop_rule=rule, probes_per_epoch=3, stop_margin=0.0 if rule == "bound" else 0.01,
                                    learning_rate=1e-3, alpha=8.0, class_forgetting=True)  # fmt: skip
         trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
                                     retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
@@ -220,7 +225,8 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_in
     assert resumed.resumed_from.endswith(resumed_from)
     for name, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[name]), name
-    assert resumed.history == whole.history and len(whole.history) == 3
+    assert resumed.history == whole.history and len(whole.history) == (3 if rule == "paper" else 9)
+    assert not any(e["stop"] for e in whole.history)
     assert resumed.samples_seen() == whole.samples_seen()
     checkpoint = tmp_path / "broken" / "out" / resumed_from
     assert not [p for p in checkpoint.iterdir() if p.suffix in (".bin", ".pkl")]  # no pickle, but what
@@ -265,3 +271,41 @@ def test_no_gradient_clipping_unless_asked(method, trained_resnet, digits_data, 
     assert default == unclipped and default > 0
     assert clipped == pytest.approx(0.5 * 1e-3, rel=1e-2)  # clipping, when asked: lr x the clipped norm
     assert default > 100 * clipped
+
+
+def test_the_bound_rule_probes_inside_epochs_and_stops_with_the_weights_it_probed(
+    trained_resnet, digits_data, tmp_path
+):
+    """lotus-hf's extension: 3 probes an epoch (15 steps: before it, after step 5 and after step 10) on a seeded subset
+    of 60 forget samples; a fast setting (lr 1e-2, alpha 32) brings the forget accuracy down to the original's unseen
+    accuracy, and training stops at that probe, keeping the weights it measured."""
+    config = unlearning_config(tmp_path, num_train_epochs=4, stop_rule="bound", probes_per_epoch=3, probe_samples=60,
+                               learning_rate=1e-2, alpha=32.0, stop_margin=0.0)  # fmt: skip
+    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
+                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    assert len(trainer.get_train_dataloader()) == 15
+    trainer.train()
+    history = trainer.history
+    schedule = [(e, p, 15 * (e - 1) + 5 * p) for e in range(1, 5) for p in range(3)]
+    assert [(h["epoch"], h["probe"], h["step"]) for h in history] == schedule[: len(history)]
+    assert history[0]["forget_accuracy"] > history[0]["unseen_accuracy"]  # the original knows its forget set
+    last = history[-1]
+    assert last["stop"] and not any(h["stop"] for h in history[:-1]) and last["delta"] <= 0
+    assert last["step"] > 0 and trainer.state.global_step == last["step"]  # stopped right there, mid-run
+    assert trainer.stopped_at_epoch == last["epoch"]
+    # the probes read the same 60 forget samples throughout, and the model kept is the one the last probe measured
+    rows = trainer.probe_set()
+    assert len(rows) == 60 and rows.indices == trainer._probe_rows.indices
+    assert accuracy(*trainer._predict(rows)) == last["forget_accuracy"]
+    # tau follows every probe, not only each epoch's first
+    assert [h["tau"] for h in history] == [pytest.approx(np.exp(32.0 * h["delta"])) for h in history]
+
+
+def test_the_paper_rule_is_one_flag_away_and_probes_once_an_epoch(trained_resnet, digits_data, tmp_path):
+    config = unlearning_config(tmp_path, num_train_epochs=2, stop_rule="paper", probes_per_epoch=3)
+    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
+                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    assert trainer.probe_set() is digits_data.forget  # the paper probes the whole forget set
+    trainer.train()
+    assert [(h["epoch"], h["probe"]) for h in trainer.history] == [(1, 0), (2, 0)][: len(trainer.history)]
+    assert "probes_per_epoch" not in config.method_hyperparameters()  # what the run did, not what it ignored

@@ -104,6 +104,13 @@ def describe_method(config) -> str:
             "fine-tunes a model towards smoothed, uncertain versions of its own predictions on the forget set, and\n"
             "stops once its accuracy there falls to what the original model reaches on data it never saw"
             + (" (the paper's class forgetting: 0)." if config.class_forgetting else ".")
+            + (
+                "\nIt ran with lotus-hf's bound stop, an extension of the paper's rule: the forget accuracy was\n"
+                f"probed {config.probes_per_epoch} times an epoch, and training stopped at the first probe that\n"
+                "reached the unseen accuracy, keeping the weights it measured."
+                if config.stop_rule == "bound"
+                else ""
+            )
         )
     if config.method == "belief_relabel":
         return (

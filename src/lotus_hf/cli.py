@@ -203,8 +203,14 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
 def _method_line(config) -> str:
     """What runs, in one line: the method's name and the settings that matter."""
     if config.method == "lotus":
+        rule = (
+            f"; lotus-hf's bound stop, an extension of the paper ({config.probes_per_epoch} probes an epoch; "
+            "--stop-rule paper for the paper's)"
+            if config.stop_rule == "bound"
+            else "; the paper's stop rule"
+        )
         return (f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
-                + (" (the paper's class forgetting)" if config.class_forgetting else ""))  # fmt: skip
+                + (" (the paper's class forgetting)" if config.class_forgetting else "") + rule)  # fmt: skip
     if config.method == "belief_relabel":
         return (f"Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): "
                 f"{config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}")  # fmt: skip

@@ -15,7 +15,7 @@ from transformers import TrainingArguments
 
 from ._compat import launched_on_cpu
 from .errors import ArgumentError
-from .losses import PROB_TRANSFORMS
+from .losses import PROB_TRANSFORMS, STOP_RULES
 from .requests import DEFAULT_SEED
 
 # What a config's `checks` hold per field: (predicate, the allowed values), applied by `__post_init__`.
@@ -197,7 +197,16 @@ class UnlearningConfig(StreamConfig):
             row (`PAPER_CLASS_FIELDS`), for a class request. lotus-hf's own way to forget classes is another method,
             Belief Relabel (`lotus_hf.belief_relabel`).
         stop_margin (`float`, defaults to `0.01`):
-            Training stops before an epoch once `delta <= -stop_margin`.
+            The paper's rule stops training before an epoch once `delta <= -stop_margin`; the bound rule at the
+            first probe where `delta <= stop_margin`.
+        stop_rule (`str`, defaults to `"bound"`):
+            `"bound"`, lotus-hf's extension (not the paper's): the forget accuracy is probed `probes_per_epoch`
+            times an epoch (on a seeded subset of `probe_samples` forget samples), tau follows each probe, and
+            training stops at the first probe where the forget accuracy has reached the original's unseen accuracy
+            within `stop_margin`, keeping the weights it probed. `"paper"`: one probe on the whole forget set
+            before each epoch, stopping once the forget accuracy is `stop_margin` below the unseen accuracy.
+        probes_per_epoch (`int`, defaults to `4`), probe_samples (`int`, defaults to `1000`):
+            The bound rule's probes: how many per epoch, and on how many forget samples (all of them: None).
         cache_teacher_logits (`bool`, defaults to `True`):
             Compute the teacher's logits on the unlearning stream once, before the first update, instead of
             running a frozen teacher every step. Exact when inputs are not augmented (they are not here);
@@ -233,7 +242,27 @@ class UnlearningConfig(StreamConfig):
     stop_margin: float = field(
         default=0.01,
         metadata={
-            "help": "Stop once forget accuracy is this far below unseen accuracy.",
+            "help": "The paper's rule stops once forget accuracy is this far below unseen accuracy; the bound rule "
+            "once it is at most this far above.",
+        },
+    )
+    stop_rule: str = field(
+        default="bound",
+        metadata={
+            "help": "'bound' (lotus-hf's extension: probe `probes_per_epoch` times an epoch, stop at the first probe "
+            "that reaches the unseen accuracy) or 'paper' (probe before each epoch, stop once below it).",
+        },
+    )
+    probes_per_epoch: int = field(
+        default=4,
+        metadata={
+            "help": "Bound rule: probes of the forget accuracy per epoch (the first before the epoch)."
+        },
+    )
+    probe_samples: int | None = field(
+        default=1000,
+        metadata={
+            "help": "Bound rule: the probes read a seeded subset of this many forget samples (all: None)."
         },
     )
 
@@ -241,13 +270,23 @@ class UnlearningConfig(StreamConfig):
         **StreamConfig.checks,
         "alpha": (lambda value: value > 0, "> 0 (the paper uses 2, 4, 8, 16 or 32)"),
         "stop_margin": (lambda value: 0.0 <= value < 1.0, "in [0, 1) (the paper uses 0.01)"),
+        "stop_rule": (lambda value: value in STOP_RULES, f"one of {STOP_RULES}"),
+        "probes_per_epoch": (lambda value: value >= 1, ">= 1"),
+        "probe_samples": (
+            lambda value: value is None or value >= 1,
+            ">= 1, or None for the whole forget set",
+        ),
     }
 
     def method_hyperparameters(self) -> dict:
         values = super().method_hyperparameters()
+        rule = {"stop_rule": self.stop_rule}
+        if self.stop_rule == "bound":
+            rule.update(probes_per_epoch=self.probes_per_epoch, probe_samples=self.probe_samples)
         return {**values, "alpha": self.alpha, "class_forgetting": self.class_forgetting,
-                "stop_margin": self.stop_margin}  # fmt: skip
+                "stop_margin": self.stop_margin, **rule}  # fmt: skip
 
 
 # The paper's row for forgetting whole classes with LoTUS (ResNet-18): what a class request starts from.
-PAPER_CLASS_FIELDS = {"class_forgetting": True, "alpha": 32.0, "num_train_epochs": 10, "learning_rate": 1e-4}
+PAPER_CLASS_FIELDS = {"class_forgetting": True, "alpha": 32.0, "num_train_epochs": 10, "learning_rate": 1e-4,
+                      "stop_rule": "paper"}  # fmt: skip

@@ -43,14 +43,18 @@ def temperature(delta: float, alpha: float) -> float:
     return math.exp(alpha * delta)
 
 
-def should_stop(delta: float, margin: float = 0.01) -> bool:
-    """Stop once the forget accuracy has fallen `margin` below the unseen accuracy.
+STOP_RULES = ("bound", "paper")
 
-    >>> should_stop(-0.01), should_stop(0.0)
-    (True, False)
+
+def should_stop(delta: float, margin: float = 0.01, rule: str = "paper") -> bool:
+    """The paper's rule stops once the forget accuracy has fallen `margin` below the unseen accuracy; lotus-hf's
+    `"bound"` rule once it has reached the unseen accuracy within `margin` (docs/method.md).
+
+    >>> should_stop(-0.01), should_stop(0.0), should_stop(0.01, rule="bound"), should_stop(0.02, rule="bound")
+    (True, False, True, False)
     """
     # delta is a multiple of 0.01 after rounding; the epsilon keeps -0.01 <= -0.01 true in floats.
-    return delta <= -margin + 1e-9
+    return delta <= (margin if rule == "bound" else -margin) + 1e-9
 
 
 def sample_gumbel(shape_like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

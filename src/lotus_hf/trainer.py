@@ -10,6 +10,7 @@ loss: they are used for accuracy only.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -141,6 +142,11 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
     def prepare(self) -> None:
         """Before the first update, while the student is still the original f0: the unseen accuracy A_u and,
         when enabled, the teacher's logits on the stream. A resumed run reads its state back instead."""
+        self._probe_rows = self.probe_set()
+        # optimizer steps per epoch on this process, where the bound rule's probes inside an epoch fall
+        self._steps_per_epoch = max(
+            1, math.ceil(len(self.get_train_dataloader()) / self.args.gradient_accumulation_steps)
+        )
         if self.resumed_from is not None:
             self.restore(RunState.load(self.resumed_from, self.args.process_index))
             return
@@ -162,17 +168,57 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
     def prepare_targets(self) -> None:
         """What a method fixes before training from the original's outputs (LoTUS: nothing)."""
 
+    @property
+    def bound_rule(self) -> bool:
+        """Whether lotus-hf's bound stop rule runs (an extension of the paper; docs/method.md)."""
+        return getattr(self.args, "stop_rule", "paper") == "bound"
+
+    def probe_set(self):
+        """What the probes read: the whole forget set (the paper), or under the bound rule a seeded subset of
+        `probe_samples` of it, the same for the whole run."""
+        size, n = getattr(self.args, "probe_samples", None), len(self.forget_dataset)
+        if not self.bound_rule or size is None or size >= n:
+            return self.forget_dataset
+        chosen = (
+            torch.randperm(n, generator=torch.Generator().manual_seed(self.args.seed))[:size].sort().values
+        )
+        return torch.utils.data.Subset(self.forget_dataset, chosen.tolist())
+
     def begin_epoch(self) -> bool:
-        """Probe the student on the whole forget set; set tau, or return True to stop. Same on every process."""
-        epoch = int(self.state.epoch or 0)  # the epochs done: this epoch's index
-        if epoch < len(self.history):  # a run resumed inside an epoch whose probe already ran
-            self.tau = self.history[epoch].get("tau", 1.0)
-            return self.history[epoch]["stop"]
-        entry = {"epoch": len(self.history) + 1, **self.probe(*self._predict(self.forget_dataset)),
-                 "cost": self.cost.meter.total()}  # fmt: skip
-        self.history.append(entry)
-        self.log({k: float(v) for k, v in entry.items() if k not in ("epoch", "stop")})
+        """Probe the student on the forget set; set tau, or return True to stop. Same on every process."""
+        done = self._recorded(
+            epoch=int(self.state.epoch or 0) + 1, probe=0
+        )  # a run resumed inside this epoch
+        if done is not None:
+            return done
+        stop = self._probe(probe=0)
         self.start_epoch_rows()
+        return stop
+
+    def after_step(self) -> bool:
+        """The bound rule's probes inside an epoch, `probes_per_epoch - 1` of them at even steps; True stops
+        training at once, with the weights this probe measured."""
+        per_epoch = getattr(self.args, "probes_per_epoch", 1)
+        if not self.bound_rule or per_epoch < 2:
+            return False
+        position = self.state.global_step % self._steps_per_epoch
+        every = max(1, self._steps_per_epoch // per_epoch)
+        if position == 0 or position % every or position // every >= per_epoch:
+            return False
+        return self._probe(probe=position // every)
+
+    def _recorded(self, epoch: int, probe: int) -> bool | None:
+        """The decision of a probe this run already took (a resumed run), or None if it has not. The tau it set is
+        not taken back: the run's state holds the tau of its latest probe, which may come later in the epoch."""
+        entry = next((e for e in self.history if e["epoch"] == epoch and e.get("probe", 0) == probe), None)
+        return None if entry is None else entry["stop"]
+
+    def _probe(self, probe: int) -> bool:
+        epoch = int(self.state.epoch or 0) + 1
+        entry = {"epoch": epoch, "probe": probe, "step": self.state.global_step,
+                 **self.probe(*self._predict(self._probe_rows)), "cost": self.cost.meter.total()}  # fmt: skip
+        self.history.append(entry)
+        self.log({k: float(v) for k, v in entry.items() if k not in ("epoch", "probe", "step", "stop")})
         return entry["stop"]
 
     def probe(self, logits: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -180,8 +226,9 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         forget_accuracy = accuracy(logits, labels)
         delta = accuracy_gap(forget_accuracy, self.unseen_accuracy)
         self.tau = temperature(delta, self.args.alpha)
+        stop = should_stop(delta, self.args.stop_margin, getattr(self.args, "stop_rule", "paper"))
         return {"forget_accuracy": forget_accuracy, "unseen_accuracy": self.unseen_accuracy, "delta": delta,
-                "tau": self.tau, "stop": should_stop(delta, self.args.stop_margin)}  # fmt: skip
+                "tau": self.tau, "stop": stop}  # fmt: skip
 
     @property
     def stopped_at_epoch(self) -> int | None:
