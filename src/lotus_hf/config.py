@@ -73,6 +73,20 @@ class MethodConfig(TrainingArguments):
             "help": "Shares of a retraining, below `budget`, at which a checkpoint is saved on the way."
         },
     )
+    stop_when_verified: bool = field(
+        default=False,
+        metadata={"help": "Also stop as soon as the verifier's tests, run on the calibration half of the held-out "
+                  "data (never the half of the final verdict), say `forgotten` (lotus_hf.verified_stop)."},
+    )  # fmt: skip
+    verify_checks_per_epoch: int = field(
+        default=2, metadata={"help": "With `stop_when_verified`: checks per epoch, at even steps."}
+    )
+    verify_samples: int | None = field(
+        default=1000,
+        metadata={
+            "help": "With `stop_when_verified`: forget and calibration rows each check reads (None: all)."
+        },
+    )
     retrain_epochs: float | None = field(
         default=None,
         metadata={"help": "Epochs of a retraining of the model on the retain set (its training recipe's), for "
@@ -87,6 +101,14 @@ class MethodConfig(TrainingArguments):
         if self.budget is not None and not self.budget > 0:
             raise ArgumentError(
                 f"`budget` must be > 0 (a share of a retraining, 0.1 for 10%), got {self.budget!r}."
+            )
+        if self.verify_checks_per_epoch < 1:
+            raise ArgumentError(
+                f"`verify_checks_per_epoch` must be >= 1, got {self.verify_checks_per_epoch!r}."
+            )
+        if self.verify_samples is not None and self.verify_samples < 2:
+            raise ArgumentError(
+                f"`verify_samples` must be >= 2, or None for all, got {self.verify_samples!r}."
             )
         if self.retrain_epochs is not None and not self.retrain_epochs > 0:
             raise ArgumentError(f"`retrain_epochs` must be > 0, got {self.retrain_epochs!r}.")

@@ -27,6 +27,8 @@ class RunHooks(TrainerCallback):
             control.should_training_stop = True
 
     def on_step_end(self, args, state, control, **kwargs):
+        if control.should_training_stop:  # stopped already (a budget): no probe, which would cost past it
+            return
         if hasattr(self.trainer, "after_step") and self.trainer.after_step():
             control.should_training_stop = True
 

@@ -36,6 +36,7 @@ from .methods import METHODS
 from .provenance import HISTORY_KEY, history_step, model_history, weights_sha256
 from .recipe import Recipe
 from .saving import save_model_folder
+from .verified_stop import VerifiedStop
 
 
 @dataclass
@@ -119,6 +120,7 @@ def unlearn(
         probs["unlearned"], data, hyperparameters["method"], reference_probs
     ).to_dict()
     report.cost = _cost(trainer, history, config, data)
+    stopped_by, checks = _stopped_by(trainer, history)
     if (
         retrain_seconds is None and config.retrain_epochs
     ):  # the model's own training time, as its recipe recorded
@@ -130,6 +132,8 @@ def unlearn(
         "hyperparameters": hyperparameters,
         "history": history,
         "stopped_at_epoch": next((e["epoch"] for e in history if e.get("stop")), None),
+        "stopped_by": stopped_by,
+        **({"verified_checks": checks} if config.stop_when_verified else {}),
         "resumed_from": Path(trainer.resumed_from).name if getattr(trainer, "resumed_from", None) else None,
     }
     if trainer is not None:  # so that `trainer.push_to_hub()` records the request and the metrics too
@@ -167,6 +171,10 @@ def _cost(trainer, history: list[dict], config, data: UnlearningData) -> dict:
 def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[Trainer | None, list[dict]]:
     """Run the method of `config`: its trainer's `train()`, or SSD's function."""
     run = METHODS[config.method][1]
+    if config.stop_when_verified and isinstance(run, type):  # SSD takes no step: nothing to stop
+        stop = VerifiedStop(data.forget, data.unseen, data.fingerprint.get("kind"), config.verify_checks_per_epoch,
+                            config.verify_samples, config.seed)  # fmt: skip
+        callbacks = [*(callbacks or []), stop]
     if not isinstance(run, type):  # a method that does not train (SSD): one pass, counted whole
         with CostMeter(model) as meter:
             entry = run(model, data.forget, data.retain, config)
@@ -180,6 +188,18 @@ def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[T
         )
     trainer.train(**({"resume_from_checkpoint": resume} if resume else {}))
     return trainer, trainer.history
+
+
+def _stopped_by(trainer, history: list[dict]) -> tuple[str | None, list[dict]]:
+    """What ended a run early (`"budget"`, `"verified"`, the method's own `"rule"`, or None: its epochs ran out),
+    and the verifier's in-run checks, if it had them."""
+    stops = [c for c in trainer.callback_handler.callbacks if isinstance(c, VerifiedStop)] if trainer else []
+    checks = [check for stop in stops for check in stop.checks]
+    if trainer is not None and trainer.cost.stopped_by_budget:
+        return "budget", checks
+    if checks and checks[-1]["verdict"] == "forgotten":
+        return "verified", checks
+    return ("rule" if any(e.get("stop") for e in history) else None), checks
 
 
 def save_unlearned(result: UnlearningResult, image_processor, output_dir: str | Path) -> Path:

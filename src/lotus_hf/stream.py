@@ -109,6 +109,20 @@ def seeded_subset(size: int, fraction: float, seed: int) -> torch.Tensor:
     return torch.randperm(size, generator=generator)[: math.floor(fraction * size)].sort().values
 
 
+def seeded_rows(dataset, size: int | None, seed: int):
+    """`dataset`, or a seeded subset of `size` of its rows (in their order) when it holds more: what probes and
+    in-run checks read when a set is large.
+
+    >>> seeded_rows(list(range(10)), 3, seed=0).indices
+    [1, 4, 7]
+    """
+    n = len(dataset)
+    if size is None or size >= n:
+        return dataset
+    chosen = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
+    return torch.utils.data.Subset(dataset, chosen.tolist())
+
+
 def in_memory(forget, retain, unseen, args) -> tuple:
     """The forget set, the retain set and the indices of its seeded share `args.retain_fraction` (S_r, drawn once
     per run), checked, with data sets read as streams held in memory: a forget set whole (it is small), a

@@ -26,7 +26,7 @@ from .hooks import RunHooks, use_run_progress
 from .losses import accuracy_gap, lotus_targets, should_stop, soft_cross_entropy, temperature
 from .push import HubMixin
 from .runstate import ResumableRun, RunState
-from .stream import UnlearningStream, collate, in_memory
+from .stream import UnlearningStream, collate, in_memory, seeded_rows
 
 
 class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, HubMixin, Trainer):
@@ -176,13 +176,8 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
     def probe_set(self):
         """What the probes read: the whole forget set (the paper), or under the bound rule a seeded subset of
         `probe_samples` of it, the same for the whole run."""
-        size, n = getattr(self.args, "probe_samples", None), len(self.forget_dataset)
-        if not self.bound_rule or size is None or size >= n:
-            return self.forget_dataset
-        chosen = (
-            torch.randperm(n, generator=torch.Generator().manual_seed(self.args.seed))[:size].sort().values
-        )
-        return torch.utils.data.Subset(self.forget_dataset, chosen.tolist())
+        size = getattr(self.args, "probe_samples", None) if self.bound_rule else None
+        return seeded_rows(self.forget_dataset, size, self.args.seed)
 
     def begin_epoch(self) -> bool:
         """Probe the student on the forget set; set tau, or return True to stop. Same on every process."""
