@@ -338,3 +338,47 @@ def test_the_digits_folder_holds_every_digit_once_in_a_stratified_split(tmp_path
         assert path.parent.name == str(digits.target[index])
         expected = np.clip(np.rint(digits.images[index] * 255 / 16), 0, 255).astype(np.uint8)
         assert np.array_equal(np.asarray(Image.open(path)), expected)
+
+
+def test_a_budgeted_benchmark_evaluates_each_run_at_every_budget(digits_folder, tmp_path, capsys):
+    """Budgets 4%, 8% and 16% of the recipe's retraining (30 epochs of 180 images): every run stops at 16% and is
+    evaluated, from the checkpoint it saved on the way, at 4% and 8%; one results folder per budget, and the cost
+    curves."""
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    config = {"finetune": {"num_train_epochs": 30}, "ssd": {}, "lotus": {"num_train_epochs": 30, "stop_rule": "paper",
+              "stop_margin": 0.99, "per_device_train_batch_size": 32}}  # fmt: skip
+    argv = ["benchmark", "--model", str(model_dir), "--dataset", str(digits_folder), "--seeds", "1",
+            "--train-subset", "200", "--recipe-epochs", "30", "--methods", "lotus,finetune,ssd", "--budgets",
+            "0.16,0.04,0.08", "--method-config", json.dumps(config), "--cache-dir", str(tmp_path / "cache"),
+            "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    out = tmp_path / "out"
+    assert (out / "cost_curves.png").is_file() and "# At 8% of a retraining" in (
+        out / "results.md"
+    ).read_text()
+    top = json.loads((out / "results.json").read_text())
+    assert list(top["budgets"]) == ["4", "8", "16"]
+    for label in ("4", "8", "16"):
+        results = json.loads((out / f"budget-{label}" / "results.json").read_text())
+        assert results == top["budgets"][label] and (out / f"budget-{label}" / "results.md").is_file()
+        budget = float(label) / 100
+        for run in (r for r in results["runs"] if r["method"] in ("lotus", "finetune")):
+            assert run["budget"] == budget and run["cost"]["within_budget"], (
+                label,
+                run["method"],
+                run["cost"],
+            )
+            assert run["cost_share"] == pytest.approx(run["cost"]["share_of_retrain"])
+            assert budget / 2 < run["cost_share"] <= budget  # trained until the budget was near, not past it
+            assert run["stopped_by"] == "budget"
+        ssd = next(r for r in results["runs"] if r["method"] == "ssd")
+        assert ssd["cost"]["within_budget"] == (
+            ssd["cost_share"] <= budget
+        )  # one pass: over the small budgets
+        assert results["summary"]["finetune"]["cost_share"]["mean"] == pytest.approx(
+            next(r for r in results["runs"] if r["method"] == "finetune")["cost_share"]
+        )
+    # the runs at the smaller budgets are states the larger ones went through: less cost, other weights
+    share = {label: json.loads((out / f"budget-{label}" / "results.json").read_text())["summary"]["finetune"][
+        "cost_share"]["mean"] for label in ("4", "8", "16")}  # fmt: skip
+    assert share["4"] < share["8"] < share["16"]

@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import time
+
 import torch
 from transformers import TrainerCallback
 
@@ -130,10 +132,10 @@ class CostCallback(TrainerCallback):
     """Counts a `Trainer`'s run with a `CostMeter` (from training's start to its end: the passes a method makes before
     its first update included) and stops it at its budget, the same way for every method.
 
-    The budget is checked after each optimizer step: training stops when one more step like the last (with the
-    probes and passes since the step before) would pass it, so a run ends within its budget. At each of
-    `checkpoints` (smaller budgets) on the way, a checkpoint is saved, so that one run can be evaluated at 5%,
-    10% and 20% of a retraining.
+    The budget is checked after each optimizer step: training stops when one more step as costly as the costliest
+    so far (with the probes and passes since the step before it) would pass it, so a run ends within its budget.
+    At each of `checkpoints` (smaller budgets) on the way, a checkpoint is saved, so that one run can be evaluated
+    at 5%, 10% and 20% of a retraining.
 
     Args:
         meter: the run's `CostMeter`, over the models the trainer runs.
@@ -155,19 +157,34 @@ class CostCallback(TrainerCallback):
         shares = [*checkpoints, budget] if budget is not None else []
         self.shares = [float(s) for s in shares]
         self.marks = [int(s * retrain_units) for s in self.shares] if shares else []
-        self.reached: dict[float, dict] = {}  # share -> {"units", "step"} where the run was taken at it
+        self.reached: dict[
+            float, dict
+        ] = {}  # share -> {"units", "step", "seconds"} where the run was taken at it
         self.stopped_by_budget = False
         self._last = 0  # the count at the previous step's end
+        self._largest, self._steps = (
+            0,
+            0,
+        )  # the costliest step so far (with the probes before it), steps counted
+        self._start = time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
         self.meter.__enter__()
 
     def on_step_end(self, args, state, control, **kwargs):
         units = self.meter.total()
         step, self._last = units - self._last, units
+        if self._steps:  # the first holds what the method did before its first update: not a step's cost
+            self._largest = max(self._largest, step)
+        self._steps += 1
         for share, mark in zip(self.shares, self.marks, strict=True):
-            if share not in self.reached and units + step > mark:
-                self.reached[share] = {"units": units, "step": state.global_step}
+            if (
+                share not in self.reached
+                and units + max(step if self._steps == 1 else 0, self._largest) > mark
+            ):
+                self.reached[share] = {"units": units, "step": state.global_step,
+                                       "seconds": time.perf_counter() - self._start}  # fmt: skip
                 if share == self.budget:
                     control.should_training_stop = self.stopped_by_budget = True
                 else:

@@ -28,7 +28,7 @@ import torch
 from ..baselines import fresh_model
 from ..data import class_names_of, load_image_dataset, split_unlearning_data
 from ..errors import ArgumentError
-from ..evaluation import GAP_KEYS, entropy, markdown_table, predict_logits
+from ..evaluation import GAP_KEYS, entropy, evaluate_unlearning, markdown_table, predict_logits
 from ..evidence import VERDICTS
 from ..images import preprocess
 from ..loading import load_model
@@ -38,10 +38,10 @@ from ..requests import PAPER_SEEDS, ForgetRequest, stratified_subset
 from ..run import unlearn, verify_probs
 from ..saving import atomic_output_dir, write_model_folder
 from .controls import error_rates, verifier_controls
-from .plots import plot
+from .plots import plot, plot_cost_curves
 
 METRICS = ("avg_gap", *GAP_KEYS, "acc_test_remaining", "rf_jsd", "jsd", "rf_jsd_reference", "jsd_reference",
-           "distance_to_original", "weight_change", "seconds")  # fmt: skip
+           "distance_to_original", "weight_change", "cost_share", "seconds")  # fmt: skip
 # A method whose metrics stay this close to the original's (mean over GAP_KEYS) did not change the model.
 NO_OP_DISTANCE = 0.002
 
@@ -73,6 +73,8 @@ class BenchmarkSpec:
     retime: bool = True
     controls: bool = True  # the verifier's controls per seed (research.controls)
     cache_dir: str = str(Path.home() / ".cache" / "lotus-hf" / "benchmark")
+    # Shares of a retraining: every run stops at the largest and is evaluated at each (lotus_hf.cost)
+    budgets: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.methods is None:  # Belief Relabel forgets whole classes only
@@ -101,6 +103,10 @@ class BenchmarkSpec:
             raise ArgumentError(f"`train_subset` must be at least 10 samples, got {self.train_subset}.")
         if self.test_subset is not None and self.test_subset < 20:
             raise ArgumentError(f"`test_subset` must be at least 20 samples, got {self.test_subset}.")
+        if self.budgets is not None:
+            self.budgets = tuple(sorted(float(b) for b in self.budgets))
+            if not self.budgets or self.budgets[0] <= 0:
+                raise ArgumentError(f"`budgets` must be shares of a retraining > 0, got {self.budgets!r}.")
         for method in self.config:
             if base_method(method) not in METHODS:
                 raise ArgumentError(
@@ -199,8 +205,21 @@ def benchmark_config(method: str, spec: BenchmarkSpec, seed: int, scratch: str, 
     """The config a method runs with in this benchmark: `lotus_hf.run.method_config` with `fields` (default
     `spec.config[method]`), quiet, writing nothing but scratch files. `method` may name a variant."""
     fields = dict(spec.config.get(method, {}) if fields is None else fields)
+    if (
+        spec.budgets
+    ):  # stop at the largest budget, checkpoints at the others, against this benchmark's retraining
+        fields.update(budget=spec.budgets[-1], budget_checkpoints=list(spec.budgets[:-1]),
+                      retrain_epochs=spec_recipe(spec).epochs)  # fmt: skip
     return method_config(base_method(method), spec.model, spec.request, **fields, output_dir=scratch, seed=seed,
                          disable_tqdm=True, logging_strategy="no")  # fmt: skip
+
+
+def spec_recipe(spec: BenchmarkSpec) -> Recipe:
+    """The recipe that trains this benchmark's originals and gold standards (the model's, with `recipe_epochs`)."""
+    recipe = Recipe.of_model(spec.model) or Recipe(model_config="config")
+    if spec.recipe_epochs is not None:
+        recipe.epochs = spec.recipe_epochs
+    return recipe
 
 
 def weight_change(model: torch.nn.Module, original: torch.nn.Module) -> float:
@@ -229,9 +248,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     if spec.test_subset is not None and spec.test_subset < len(test_split):  # judged on it; none trains on it
         test_split = test_split.select(stratified_subset(np.asarray(test_split["label"]), spec.test_subset))
     train, held_out = preprocess(train_split, processor), preprocess(test_split, processor)
-    recipe = Recipe.of_model(spec.model) or Recipe(model_config="config")
-    if spec.recipe_epochs is not None:
-        recipe.epochs = spec.recipe_epochs
+    recipe = spec_recipe(spec)
     base = {
         "architecture": _architecture(given.config),
         "dataset": spec.dataset,
@@ -288,19 +305,42 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             logits_cache: dict = {}
             first_lotus = None
             for name, _, fields in spec.variants():
-                config = benchmark_config(name, spec, seed, scratch, fields)
+                run_dir = Path(scratch) / f"{name.replace('/', '-')}-{seed}"  # its own checkpoints
+                config = benchmark_config(name, spec, seed, str(run_dir), fields)
                 probs: dict = {}
                 result = unlearn(copy.deepcopy(original), data, config, retrained=retrained,
                                  retrain_seconds=retrain_seconds, original=original, probs_out=probs,
                                  logits_cache=logits_cache, reference_probs=reference_probs)  # fmt: skip
                 rows = result.report.rows
                 row = dict(rows["unlearned"], weight_change=weight_change(result.model, original),
-                           distance_to_original=_distance(rows["unlearned"], rows["original"]))  # fmt: skip
-                runs.append(_run_row(name, seed, row, result.report.unlearning_seconds,
-                                     config.method_hyperparameters(), probs["unlearned"],
-                                     result.report.verification, result.history))  # fmt: skip
+                           distance_to_original=_distance(rows["unlearned"], rows["original"]),
+                           cost_share=result.report.cost["share_of_retrain"])  # fmt: skip
+                runs.append(
+                    _run_row(
+                        name,
+                        seed,
+                        row,
+                        result.report.unlearning_seconds,
+                        config.method_hyperparameters(),
+                        probs["unlearned"],
+                        result.report.verification,
+                        result.history,
+                        budget=spec.budgets[-1] if spec.budgets else None,
+                        cost=result.report.cost,
+                        stopped_by=result.report.training["stopped_by"],
+                    )
+                )
                 log(f"  seed {seed} {name:>13}: Avg Gap {row['avg_gap']:.4f}, "
-                    f"{result.report.unlearning_seconds:.1f} s, {result.report.verification['verdict']}")  # fmt: skip
+                    f"{result.report.unlearning_seconds:.1f} s, {result.report.cost['share_of_retrain']:.1%} of a "
+                    f"retraining, {result.report.verification['verdict']}")  # fmt: skip
+                for budget in (spec.budgets or ())[
+                    :-1
+                ]:  # the same run, as it was when it reached each budget
+                    runs.append(_at_budget(name, seed, budget, result, run_dir, original, data, retrained,
+                                           retrain_seconds, logits_cache, reference_probs, config))  # fmt: skip
+                    log(f"  seed {seed} {name:>13} at {budget:.0%}: Avg Gap {runs[-1]['avg_gap']:.4f}, "
+                        f"{runs[-1]['verdict']}")  # fmt: skip
+                shutil.rmtree(run_dir, ignore_errors=True)
                 if base_method(name) == "lotus" and first_lotus is None:
                     first_lotus = (name, fields, result)
             checks = {name: verify_probs(probs[name], data, None, reference_probs).to_dict()
@@ -317,18 +357,84 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                 controls += verifier_controls(spec.request, seed, original, data, checks, lotus, zero, processor,
                                               reference_probs, Path(scratch) / f"controls-{seed}", log)  # fmt: skip
 
-    results = summarise(spec, runs, subset_size=len(train), wall_seconds=time.perf_counter() - start,
-                        retrain_timed=timed, controls=controls)  # fmt: skip
-    results["cached_training_seconds"] = sum(trainings["cached"].values())  # read from the cache, not run now
-    results["trainings"] = trainings
-    results["command"] = command or " ".join(
-        Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)
-    )
+    command = command or " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))
+
+    def summary_of(rows: list[dict]) -> dict:
+        results = summarise(spec, rows, subset_size=len(train), wall_seconds=time.perf_counter() - start,
+                            retrain_timed=timed, controls=controls)  # fmt: skip
+        results["cached_training_seconds"] = sum(
+            trainings["cached"].values()
+        )  # read from the cache, not run now
+        results["trainings"] = trainings
+        results["command"] = command
+        return results
+
+    def write(results: dict, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot(results, folder)
+        (folder / "results.md").write_text(render_markdown(results))
+
+    if not spec.budgets:
+        results = summary_of(runs)
+        with atomic_output_dir(output_dir) as staging:
+            write(results, staging)
+        return results
+    # one standard results folder per budget (budget-5/, budget-10/, ...), and the curves of every method across them
+    fixed = [r for r in runs if r["budget"] is None]  # the original and the gold standard
+    by_budget = {
+        budget_label(b): summary_of(fixed + [r for r in runs if r["budget"] == b]) for b in spec.budgets
+    }
+    results = {"budgets": by_budget, "command": command, "wall_seconds": time.perf_counter() - start}
     with atomic_output_dir(output_dir) as staging:
+        for label, budget_results in by_budget.items():
+            write(budget_results, staging / f"budget-{label}")
         (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        plot(results, staging)
-        (staging / "results.md").write_text(render_markdown(results))
+        plot_cost_curves(by_budget, staging / "cost_curves.png")
+        (staging / "results.md").write_text("\n".join(f"# At {label}% of a retraining\n\n{render_markdown(r)}"
+                                                     for label, r in by_budget.items()))  # fmt: skip
     return results
+
+
+def budget_label(budget: float) -> str:
+    """A budget as its folder names it: 0.1 -> "10" (percent of a retraining).
+
+    >>> budget_label(0.05), budget_label(0.1), budget_label(0.025)
+    ('5', '10', '2.5')
+    """
+    return f"{budget * 100:g}"
+
+
+def _at_budget(name, seed, budget, result, run_dir, original, data, retrained, retrain_seconds, logits_cache,
+               reference_probs, config) -> dict:  # fmt: skip
+    """The row of a run as it stood when its cost reached `budget`: the checkpoint saved there, or the finished run
+    when it ended first (SSD, which takes no step, is over the budget when its one pass cost more)."""
+    from safetensors.torch import load_file
+
+    cost = result.report.cost
+    taken = cost.get("checkpoints", {}).get(str(budget))
+    model, units, seconds = result.model, cost["units"], result.report.unlearning_seconds
+    if taken is not None:
+        model = copy.deepcopy(original)
+        model.load_state_dict(
+            load_file(run_dir / f"checkpoint-{taken['step']}" / "model.safetensors"), strict=False
+        )
+        units, seconds = taken["units"], taken["seconds"]
+    share = units / cost["retrain_units"]
+    probs: dict = {}
+    report = evaluate_unlearning(original, model.eval(), data, retrained=retrained, unlearning_seconds=seconds,
+                                 retrain_seconds=retrain_seconds, seed=config.seed, probs_out=probs,
+                                 logits_cache=logits_cache)  # fmt: skip
+    verification = verify_probs(probs["unlearned"], data, config.method, reference_probs).to_dict()
+    rows = report.rows
+    row = dict(rows["unlearned"], weight_change=weight_change(model, original),
+               distance_to_original=_distance(rows["unlearned"], rows["original"]), cost_share=share)  # fmt: skip
+    history = [e for e in result.history if e.get("cost", 0) <= units]
+    stopped_by = "budget" if taken is not None else result.report.training["stopped_by"]
+    return _run_row(name, seed, row, seconds, config.method_hyperparameters(), probs["unlearned"], verification,
+                    history, budget=budget, cost={**cost, "units": units, "share_of_retrain": share,
+                                                  "within_budget": share <= budget + 1e-12},
+                    stopped_by=stopped_by)  # fmt: skip
 
 
 def _distance(row: dict, original: dict) -> float:
@@ -336,8 +442,9 @@ def _distance(row: dict, original: dict) -> float:
 
 
 def _run_row(
-    method, seed, row, seconds, hyper, probs, verification: dict, history: list | None = None
-) -> dict:
+    method, seed, row, seconds, hyper, probs, verification: dict, history: list | None = None, budget=None,
+    cost: dict | None = None, stopped_by: str | None = None,
+) -> dict:  # fmt: skip
     values = {k: row.get(k) for k in METRICS if k != "seconds"}
     forget_entropy = entropy(probs["forget"])
     return {
@@ -345,6 +452,9 @@ def _run_row(
         "seed": seed,
         **values,
         "seconds": seconds,
+        "budget": budget,
+        "cost": cost,
+        "stopped_by": stopped_by,
         "hyperparameters": hyper,
         "verdict": verification["verdict"],
         "verification": compact_verification(verification),

@@ -67,6 +67,11 @@ class BenchmarkArguments:
         help="Train an original per seed with the model's recipe, as the paper does (false: the given model "
         "serves every seed).",
     )
+    budgets: str | None = HfArg(
+        default=None,
+        help="Comma-separated shares of a retraining, e.g. 0.05,0.1,0.2: every run stops at the largest and is "
+        "evaluated at each (results in budget-5/, budget-10/, ...).",
+    )
     cache_dir: str | None = HfArg(default=None, help="Where trained models are cached (~/.cache/lotus-hf).")
     output_dir: str | None = HfArg(default=None, help="New folder for results.md/json and plots.")
 
@@ -148,10 +153,16 @@ def benchmark_command(argv: list[str]) -> None:
     )
     per_method = _json_object(args.method_config, "--method-config") if args.method_config else {}
     grid = _grid(args.grid) if args.grid else None
+    try:
+        budgets = tuple(float(b) for b in args.budgets.split(",") if b.strip()) if args.budgets else None
+    except ValueError:
+        raise ArgumentError(
+            f"`--budgets` must be numbers separated by commas, got {args.budgets!r}."
+        ) from None
     spec = BenchmarkSpec(model=args.model, dataset=data_args.dataset, request=forget.request(
         seeds[0] if seeds else 0, default_percent=10), seeds=seeds, methods=methods, train_subset=args.train_subset,
         test_subset=args.test_subset, recipe_epochs=args.recipe_epochs, config=per_method, grid=grid,
-        original_per_seed=args.original_per_seed,
+        original_per_seed=args.original_per_seed, budgets=budgets,
         **({"cache_dir": args.cache_dir} if args.cache_dir else {}))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="lotus-hf-") as scratch:
         for name, _, fields in spec.variants():  # every config is valid before hours of training start

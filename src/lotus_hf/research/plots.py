@@ -73,3 +73,42 @@ def plot(results: dict, folder: Path) -> None:
     fig.supxlabel("entropy of the forget-set outputs / ln(classes)")
     fig.suptitle(title, fontsize=9)
     _save(fig, folder / "entropy_histograms.png")
+
+
+def plot_cost_curves(by_budget: dict[str, dict], path: Path) -> None:
+    """Avg Gap and the share of seeds verified `forgotten` against cost (share of a retraining), one line per method
+    through its budgets: where one method is below another at every cost, and where curves cross."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = next(iter(by_budget.values()))
+    methods = [m for m in first["summary"] if m not in ("original", "retrain")]
+    fig, (gap_ax, verified_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, method in enumerate(methods):
+        rows = [results["summary"][method] for results in by_budget.values() if method in results["summary"]]
+        costs = [row["cost_share"]["mean"] for row in rows]
+        gaps = [row["avg_gap"]["mean"] for row in rows]
+        verified = [
+            row["verdicts"].get("forgotten", 0) / max(sum(row["verdicts"].values()), 1) for row in rows
+        ]
+        style = {
+            "color": "C3" if method.startswith("lotus") else f"C{i % 10}",
+            "marker": "o",
+            "label": method,
+        }
+        gap_ax.plot(costs, gaps, **style)
+        verified_ax.plot(costs, verified, **style)
+    for ax, label in ((gap_ax, "Avg Gap to the retrained model (lower is better)"),
+                      (verified_ax, "share of seeds verified forgotten (higher is better)")):  # fmt: skip
+        ax.set_xlabel("cost, share of a retraining (3 per example forward and backward, 1 forward only)")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    verified_ax.set_ylim(-0.05, 1.05)
+    gap_ax.legend(fontsize=7)
+    fig.suptitle(
+        f"{first['model']} / {first['forget']}: budgets {', '.join(f'{b}%' for b in by_budget)}", fontsize=9
+    )
+    _save(fig, path)
