@@ -3,21 +3,29 @@ reference values, the same number for every method (docs/benchmark.md, "The grid
 
     .venv/bin/python benchmarks/grid.py        # writes benchmarks/grid.json, which benchmarks/tune.py reads
 
-The rule, for a method with reference learning rate L, reference epochs E and fewer epochs F:
-- six settings: learning rate L, 3L and 10L, each at F and at E epochs (the reference values of the comparison
-  methods change nothing on a converged model, so the ladder climbs from them);
-- two more: the method's own main knob at two other values, at 3L and E; a method without one gets a fourth
-  learning rate, 30L, at F and E instead;
-- SSD, which takes no optimizer step, crosses its two constants instead: a = 10, 3, 1, 0.3 with l = 1, 0.5.
-Every axis also names one value beyond each end: a pick at the edge of its grid gets that one extension step
-(benchmarks/tune.py), for every method alike. LoTUS's reference is the paper's ResNet-18 row (these are models
-trained from scratch; the paper's ViT row is for a pretrained ViT-B/16), with alpha 2 (the paper's value for data
-sets other than CIFAR-10) and, for whole classes, the paper's class row (alpha 32). Belief Relabel, lotus-hf's own,
-starts from LoTUS's learning rate and epochs.
-For models fine-tuned from pretrained weights (the grids "samples-pretrained" and "classes-pretrained", written
-before any such cell was run), LoTUS takes the paper's row for a pretrained model instead (ViT-B/16: learning rate
-1e-6, 3 epochs, batch 32; F = 1), with the same alphas, and Belief Relabel starts from its learning rate and epochs;
-every other method keeps its reference, which its paper does not tie to pretraining.
+The rule, written on 2026-12-07 before any budgeted run (the rule before it, which let every method run as long as
+its epochs said, is kept in results/fashion_mnist/superseded/grid-before-budgets.json):
+- Budgets 5%, 10% and 20% of a retraining, its cost counted as lotus_hf.cost counts every run (an example through
+  forward and backward 3, through a forward only 1; a retraining 3 x its recipe's epochs x the retain set). Every
+  run stops at 20% and is evaluated at 5%, 10% and 20% (checkpoints on the way; a run that ends first, by its own
+  rule, is taken at its end). Epochs stop being a knob: every method may run as many epochs as the retraining's
+  recipe (30), so the budget, or the method's own stop, ends it. Picks are made per budget.
+- Eight settings for every method that trains: learning rates L, 3L, 10L and 30L (L its reference), each without
+  and with the verifier's stop (stop_when_verified: the verifier's tests on the calibration half of the held-out
+  data, twice an epoch, end the run once they say `forgotten`). Every other field stays at the method's reference,
+  its main knob included (LoTUS: alpha 2, and the paper's class row, alpha 32, for whole classes).
+- LoTUS runs twice, under two names, eight settings each: `lotus` with lotus-hf's bound stop (the default: four
+  probes an epoch on 1,000 forget samples, a stop at the first that reaches the unseen accuracy) and `lotus/paper`
+  with the paper's stop (a probe before each epoch, a stop once 0.01 below it). Belief Relabel, lotus-hf's own,
+  starts from LoTUS's learning rate.
+- SSD, which takes no optimizer step, crosses its two constants instead: a = 10, 3, 1, 0.3 with l = 1, 0.5. Its one
+  pass costs what it costs; at a budget it passed it is reported over budget.
+- The learning-rate axis names one value beyond each end (L/3 and 100L), and SSD's axes theirs: a pick at an edge
+  gets that one extension step (benchmarks/tune.py), for every method alike.
+- Learning rates are relative to the model's own: a model fine-tuned from pretrained weights (the "-pretrained"
+  grids) scales every method's reference L by its fine-tuning's learning rate over 1e-3, the learning rate the
+  from-scratch references are set for. The committed pretrained cells were fine-tuned at 1e-3 (Makefile), so their
+  grids equal the others'; the same rule for all, written before any of them was tuned again.
 """
 
 from __future__ import annotations
@@ -26,41 +34,26 @@ import json
 from pathlib import Path
 
 GRID = Path(__file__).parent / "grid.json"
+BUDGETS = (0.05, 0.1, 0.2)
+EPOCHS = 30  # the recipe's: no method is stopped by its epochs before the budget
+FROM_SCRATCH_LR = 1e-3  # the learning rate of the recipe the references below are set for
 
-# method: reference learning rate, (few, reference) epochs, fields held fixed, and the main knob's name, its
-# reference value and two others. None: no knob.
+# method: reference learning rate and the fields held fixed at their reference
 REFERENCES = {
-    "lotus": (1e-4, (3, 10), {}, ("alpha", 2.0, [8.0, 32.0])),
-    "lotus_classes": (1e-4, (3, 10), {"class_forgetting": True}, ("alpha", 32.0, [8.0, 128.0])),
-    "belief_relabel": (1e-4, (3, 10), {}, None),
-    "finetune": (1e-3, (2, 5), {}, None),
-    "neggrad_plus": (1e-3, (2, 5), {}, ("neggrad_beta", 0.99, [0.95, 0.999])),
-    "random_labels": (1e-3, (2, 5), {}, None),
-    "salun": (1e-3, (2, 5), {}, ("salun_sparsity", 0.1, [0.3, 0.5])),
-    "bad_teacher": (1e-4, (1, 3), {}, ("bad_teacher_temperature", 1.0, [2.0, 4.0])),
-    "scrub": (5e-4, (2, 3), {}, ("scrub_max_epochs", 2, [1, 3])),
+    "lotus": (1e-4, {"stop_rule": "bound"}),
+    "lotus/paper": (1e-4, {"stop_rule": "paper"}),
+    "lotus_classes": (1e-4, {"class_forgetting": True, "alpha": 32.0, "stop_rule": "bound"}),
+    "lotus_classes/paper": (1e-4, {"class_forgetting": True, "alpha": 32.0, "stop_rule": "paper"}),
+    "belief_relabel": (1e-4, {}),
+    "finetune": (1e-3, {}),
+    "neggrad_plus": (1e-3, {}),
+    "random_labels": (1e-3, {}),
+    "salun": (1e-3, {}),
+    "bad_teacher": (1e-4, {}),
+    "scrub": (5e-4, {}),
 }
-# the pretrained regime's references where they differ (the paper's ViT-B/16 row for LoTUS)
-PRETRAINED = {
-    "lotus": (1e-6, (1, 3), {"per_device_train_batch_size": 32}, ("alpha", 2.0, [8.0, 32.0])),
-    "lotus_classes": (
-        1e-6,
-        (1, 3),
-        {"class_forgetting": True, "per_device_train_batch_size": 32},
-        ("alpha", 32.0, [8.0, 128.0]),
-    ),  # fmt: skip
-    "belief_relabel": (1e-6, (1, 3), {}, None),
-}
-# one step beyond each end of a knob's values (a pick at the edge gets it); None: nothing beyond
-KNOB_BEYOND = {
-    "alpha": lambda low, high: (low / 4, high * 4),
-    "neggrad_beta": lambda low, high: (0.9, 0.9999),
-    "salun_sparsity": lambda low, high: (0.05, 0.7),
-    "bad_teacher_temperature": lambda low, high: (0.5, 8.0),
-    "scrub_max_epochs": lambda low, high: (None, high + 1),
-    "ssd_alpha": lambda low, high: (low / 3, high * 3),
-    "ssd_lambda": lambda low, high: (low / 2, high * 2),
-}
+LADDER = (1, 3, 10, 30)  # multiples of L on the grid
+BEYOND = (1 / 3, 100)  # one step beyond each end
 
 
 def _round(value: float) -> float:
@@ -71,35 +64,20 @@ def axis(values: list, below, above) -> dict:
     return {"values": sorted(values), "below": below, "above": above}
 
 
-def method_grid(name: str, pretrained: bool = False) -> dict:
-    """The axes and the eight settings of one method by the rule above (`pretrained`: the pretrained regime's
-    references)."""
+def method_grid(name: str, lr_scale: float = 1.0) -> dict:
+    """The axes and the eight settings of one method by the rule above; `lr_scale`: the model's own learning rate over
+    the from-scratch one."""
     if name == "ssd":
         alphas, lambdas = [10.0, 3.0, 1.0, 0.3], [1.0, 0.5]
         settings = [{"ssd_alpha": a, "ssd_lambda": lam} for a in alphas for lam in lambdas]
-        axes = {"ssd_alpha": axis(alphas, *map(_round, KNOB_BEYOND["ssd_alpha"](min(alphas), max(alphas)))),
-                "ssd_lambda": axis(lambdas, *KNOB_BEYOND["ssd_lambda"](min(lambdas), max(lambdas)))}  # fmt: skip
+        axes = {"ssd_alpha": axis(alphas, 0.1, 30.0), "ssd_lambda": axis(lambdas, 0.25, 2.0)}
         return {"axes": axes, "settings": settings}
-    lr, (few, epochs), fixed, knob = (PRETRAINED if pretrained and name in PRETRAINED else REFERENCES)[name]
-    rates = [_round(lr * m) for m in (1, 3, 10)]
-    settings = [{"learning_rate": r, "num_train_epochs": e, **fixed} for r in rates for e in (few, epochs)]
-    if knob is None:
-        rates.append(_round(lr * 30))
-        settings += [{"learning_rate": rates[-1], "num_train_epochs": e, **fixed} for e in (few, epochs)]
-    else:
-        knob_name, reference, others = knob
-        for setting in settings:
-            setting[knob_name] = reference
-        settings += [
-            {"learning_rate": rates[1], "num_train_epochs": epochs, **fixed, knob_name: v} for v in others
-        ]
-    axes = {
-        "learning_rate": axis(rates, _round(min(rates) / 3), _round(max(rates) * 3)),
-        "num_train_epochs": axis([few, epochs], few // 2 if few >= 2 else None, epochs * 2),
-    }
-    if knob is not None:
-        values = [knob[1], *knob[2]]
-        axes[knob[0]] = axis(values, *KNOB_BEYOND[knob[0]](min(values), max(values)))
+    lr, fixed = REFERENCES[name]
+    lr *= lr_scale
+    rates = [_round(lr * m) for m in LADDER]
+    settings = [{"learning_rate": r, "num_train_epochs": EPOCHS, **fixed, "stop_when_verified": verified}
+                for r in rates for verified in (False, True)]  # fmt: skip
+    axes = {"learning_rate": axis(rates, _round(lr * BEYOND[0]), _round(lr * BEYOND[1]))}
     return {"axes": axes, "settings": settings}
 
 
@@ -117,21 +95,29 @@ def extension(method_grid: dict, pick: dict) -> list[dict]:
 
 def main() -> None:
     baselines = ["finetune", "neggrad_plus", "random_labels", "salun", "bad_teacher", "scrub", "ssd"]
-    grid = {"rule": __doc__.split("The rule, ")[1].split('\n"""')[0].strip()}
-    for suffix, pretrained in (("", False), ("-pretrained", True)):
-        grid["samples" + suffix] = {"lotus": method_grid("lotus", pretrained),
-                                    **{m: method_grid(m, pretrained) for m in baselines}}  # fmt: skip
+    grid = {"rule": __doc__.split("The rule, ")[1].split('\n"""')[0].strip(), "budgets": list(BUDGETS)}
+    # the committed pretrained cells were fine-tuned at 1e-3 (Makefile): scale 1
+    for suffix, scale in (("", 1.0), ("-pretrained", 1e-3 / FROM_SCRATCH_LR)):
+        grid["samples" + suffix] = {
+            "lotus": method_grid("lotus", scale),
+            "lotus/paper": method_grid("lotus/paper", scale),
+            **{m: method_grid(m, scale) for m in baselines},
+        }
         grid["classes" + suffix] = {
-            "lotus": method_grid("lotus_classes", pretrained),
-            "belief_relabel": method_grid("belief_relabel", pretrained),
-            **{m: method_grid(m, pretrained) for m in baselines},
+            "lotus": method_grid("lotus_classes", scale),
+            "lotus/paper": method_grid("lotus_classes/paper", scale),
+            "belief_relabel": method_grid("belief_relabel", scale),
+            **{m: method_grid(m, scale) for m in baselines},
         }
     counts = {
-        len(g["settings"]) for kind, methods in grid.items() if kind != "rule" for g in methods.values()
+        len(g["settings"])
+        for kind, methods in grid.items()
+        if kind not in ("rule", "budgets")
+        for g in methods.values()
     }
     assert counts == {8}, counts  # the same budget for every method
     GRID.write_text(json.dumps(grid, indent=2) + "\n")
-    print(f"wrote {GRID}: 8 settings for each of {len(grid['classes'])} methods")
+    print(f"wrote {GRID}: 8 settings for each of {len(grid['classes'])} methods, budgets {BUDGETS}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def run_grid(cell: str, settings: dict[str, list[dict]], folder: Path) -> None:
     # a cell that names its subset or its own data set trains on that, not on the benchmark's subset
     own_data = "--train-subset" in CELLS[cell][0] or "--dataset" in CELLS[cell][0]
     subset = [] if own_data else ["--train-subset", SUBSET]
-    argv = ["benchmark", *CELLS[cell][0], "--seeds", SEEDS, *subset, "--grid", str(grid_file),
+    budgets = ",".join(map(str, json.loads(GRID.read_text())["budgets"]))
+    argv = ["benchmark", *CELLS[cell][0], "--seeds", SEEDS, *subset, "--grid", str(grid_file), "--budgets", budgets,
             "--cache-dir", str(RESULTS.parent / "cache"), "--output-dir", str(folder)]  # fmt: skip
     with replacing(folder):  # the committed results come back if the run fails
         if lotus_hf(argv) != 0:
@@ -102,42 +103,58 @@ def main() -> None:
     write_picks()
 
 
+def by_budget(folder: Path) -> dict[str, dict]:
+    """A budgeted tuning run's results, by budget label ("5", "10", "20")."""
+    return json.loads((folder / "results.json").read_text())["budgets"]
+
+
 def extensions(cell: str) -> dict[str, list[dict]]:
-    """The extension steps of the grid's picks in `cell`: one beyond each edge the pick sits at."""
-    results = json.loads((TUNING / cell / "results.json").read_text())
-    steps = {}
-    for method, tuning in results["tuning"].items():
-        pick = tuning["settings"][tuning["best"] - 1]
-        found = extension(grids(cell)[method], pick)
-        if found:
-            steps[method] = found
-    return steps
+    """The extension steps of the grid's picks in `cell`, at any budget: one beyond each edge a pick sits at."""
+    steps: dict[str, list[dict]] = {}
+    for results in by_budget(TUNING / cell).values():
+        for method, pick in picks_of(cell, {"grid": results}).items():
+            for step in extension(grids(cell)[method], pick["fields"]):
+                if step not in steps.setdefault(method, []):
+                    steps[method].append(step)
+    return {method: found for method, found in steps.items() if found}
 
 
-def picks(cell: str) -> dict[str, dict]:
-    """Each method's best setting over its grid and its extension steps, with where it came from."""
-    parts = {"grid": json.loads((TUNING / cell / "results.json").read_text())}
-    if (TUNING / f"{cell}-extension" / "results.json").is_file():
-        parts["extension"] = json.loads((TUNING / f"{cell}-extension" / "results.json").read_text())
+def picks(cell: str) -> dict[str, dict[str, dict]]:
+    """By budget, each method's best setting over its grid and its extension steps, with where it came from."""
+    grid = by_budget(TUNING / cell)
+    extended = TUNING / f"{cell}-extension"
+    extra = by_budget(extended) if (extended / "results.json").is_file() else {}
+    return {label: picks_of(cell, {"grid": results, **({"extension": extra[label]} if label in extra else {})})
+            for label, results in grid.items()}  # fmt: skip
+
+
+def picks_of(cell: str, parts: dict[str, dict]) -> dict[str, dict]:
+    """Each method's lowest mean Avg Gap over the settings of `parts` (results of one budget) whose runs all kept
+    within the budget; a method with none within it is left out at that budget (SSD's one pass may cost more)."""
     chosen = {}
     for method in parts["grid"]["tuning"]:
         candidates = []
         for part, results in parts.items():
             tuning = results.get("tuning", {}).get(method)
             for i, fields in enumerate(tuning["settings"] if tuning else [], 1):
-                row = results["summary"][f"{method}#{i}"]
+                name = f"{method}#{i}"
+                runs = [r for r in results["runs"] if r["method"] == name]
+                if not all((r.get("cost") or {}).get("within_budget", True) for r in runs):
+                    continue
+                row = results["summary"][name]
                 candidates.append({"fields": fields, "avg_gap": row["avg_gap"]["mean"], "from": f"{part} #{i}",
-                                   "no_op": row["no_op"], "verdicts": row["verdicts"]})  # fmt: skip
-        chosen[method] = min(candidates, key=lambda c: c["avg_gap"])
-        chosen[method]["edge"] = bool(extension(grids(cell)[method], parts["grid"]["tuning"][method]["settings"][
-            parts["grid"]["tuning"][method]["best"] - 1]))  # fmt: skip
+                                   "no_op": row["no_op"], "verdicts": row["verdicts"],
+                                   "cost_share": row["cost_share"]["mean"]})  # fmt: skip
+        if candidates:
+            chosen[method] = min(candidates, key=lambda c: c["avg_gap"])
+            chosen[method]["edge"] = bool(extension(grids(cell)[method], chosen[method]["fields"]))
     return chosen
 
 
 def write_picks() -> None:
     cells = [c for c in CELLS if (TUNING / c / "results.json").is_file()]
     tuned = {cell: picks(cell) for cell in cells}
-    runs = {c: [json.loads((TUNING / name / "results.json").read_text()) for name in (c, f"{c}-extension")
+    runs = {c: [next(iter(by_budget(TUNING / name).values())) for name in (c, f"{c}-extension")
                 if (TUNING / name / "results.json").is_file()] for c in cells}  # fmt: skip
     lines = [
         "# Tuning: every method alike\n",
@@ -146,21 +163,33 @@ def write_picks() -> None:
         "benchmarks/grid.json gives it (one rule for every method, written before any reported result was read; "
         "[docs/benchmark.md](../../../docs/benchmark.md#the-grid)), on seeds 1 and 2, each seed with its own original "
         "and retrained model, on the benchmark's 6,000-image subset. Sample cells forget each class's 10-20% slice, "
-        "class cells forget Bag: no seed, class or forget set here is reported. A pick at the edge of its grid gets "
-        "one extension step per edge (tuning/<cell>-extension/). Picked: the lowest mean Avg Gap over the two seeds, "
-        "grid and extension together. The settings each run was given (its command's `--grid` file) are kept in "
-        "tuning/grids/<run>.json; runs before that file was kept name a temporary copy of it.\n",
+        "class cells forget Bag: no seed, class or forget set here is reported. Every run stops at 20% of a retraining "
+        "and is evaluated at 5%, 10% and 20% (grid.json's rule). A pick at the edge of its grid, at any budget, gets "
+        "one extension step per edge (tuning/<cell>-extension/). Picked per budget: the lowest mean Avg Gap over the "
+        "two seeds, grid and extension together, among the settings whose runs kept within that budget. The settings "
+        "each run was given (its command's `--grid` file) are kept in tuning/grids/<run>.json.\n",
     ]
     rows = []
     for cell in cells:
-        for method, pick in tuned[cell].items():
-            fields = ", ".join(f"`{k}`={v}" for k, v in pick["fields"].items())
-            verdicts = "/".join(
-                str(pick["verdicts"].get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten")
-            )
-            rows.append([cell, method, f"{fields}{' *(no change)*' if pick['no_op'] else ''}", pick["from"],
-                         f"{pick['avg_gap']:.4f}", verdicts])  # fmt: skip
-    header = ["cell", "method", "picked setting", "from", "Avg Gap (seeds 1, 2)", "verified f/i/n"]
+        for label, chosen in tuned[cell].items():
+            for method, pick in chosen.items():
+                fields = ", ".join(f"`{k}`={v}" for k, v in pick["fields"].items() if k != "num_train_epochs")
+                verdicts = "/".join(
+                    str(pick["verdicts"].get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten")
+                )
+                setting = f"{fields}{' *(no change)*' if pick['no_op'] else ''}"
+                rows.append([cell, f"{label}%", method, setting, pick["from"], f"{pick['cost_share']:.1%}",
+                             f"{pick['avg_gap']:.4f}", verdicts])  # fmt: skip
+    header = [
+        "cell",
+        "budget",
+        "method",
+        "picked setting",
+        "from",
+        "cost",
+        "Avg Gap (seeds 1, 2)",
+        "verified f/i/n",
+    ]
     lines.append(markdown_table(header, rows))
     minutes = {c: minutes_from_empty_cache(runs[c]) for c in cells}
     lines += ["", "Minutes per cell, grid and extension, from an empty cache: "

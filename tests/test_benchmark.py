@@ -20,10 +20,10 @@ ONE_EPOCH = {m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "r
                                                   "bad_teacher")}  # fmt: skip
 TINY = [
     "--seeds", "1,2", "--train-subset", "200", "--recipe-epochs", "3",
-    # stop_margin 0.99: the stop rule never fires before the first step, so LoTUS changes the weights and the history
+    # the paper's rule at stop_margin 0.99 never fires before the first step, so LoTUS changes the weights and the history
     # controls have a real history to forge
     "--method-config", json.dumps({"lotus": {"num_train_epochs": 1, "per_device_train_batch_size": 32,
-                                             "stop_margin": 0.99}, **ONE_EPOCH}),
+                                             "stop_margin": 0.99, "stop_rule": "paper"}, **ONE_EPOCH}),
 ]  # fmt: skip
 
 
@@ -382,3 +382,32 @@ def test_a_budgeted_benchmark_evaluates_each_run_at_every_budget(digits_folder, 
     share = {label: json.loads((out / f"budget-{label}" / "results.json").read_text())["summary"]["finetune"][
         "cost_share"]["mean"] for label in ("4", "8", "16")}  # fmt: skip
     assert share["4"] < share["8"] < share["16"]
+
+
+@pytest.mark.slow
+def test_tuning_picks_per_budget_among_the_settings_within_it(digits_folder, tmp_path, monkeypatch):
+    """benchmarks/tune.py's picks on a real budgeted grid run: per budget, the lowest Avg Gap among the settings whose
+    runs all kept within it (SSD's one pass, over 4% here, is no candidate there)."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    from tune import picks_of
+
+    model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
+    steps = {"num_train_epochs": 30, "per_device_train_batch_size": 32}
+    grid = {"finetune": [{"learning_rate": 1e-4, **steps}, {"learning_rate": 3e-2, **steps}],
+            "ssd": [{"ssd_alpha": 10.0, "ssd_lambda": 1.0}]}  # fmt: skip
+    argv = ["benchmark", "--model", str(model_dir), "--dataset", str(digits_folder), "--seeds", "1,2",
+            "--train-subset", "200", "--recipe-epochs", "30", "--grid", json.dumps(grid), "--budgets", "0.02,0.16",
+            "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    by_budget = json.loads((tmp_path / "out" / "results.json").read_text())["budgets"]
+    for label, results in by_budget.items():
+        chosen = picks_of("resnet-first10", {"grid": results})
+        gaps = {i: results["summary"][f"finetune#{i}"]["avg_gap"]["mean"] for i in (1, 2)}
+        best = min(gaps, key=gaps.get)
+        assert chosen["finetune"]["fields"] == grid["finetune"][best - 1], label
+        assert chosen["finetune"]["from"] == f"grid #{best}"
+        ssd_share = results["summary"]["ssd#1"]["cost_share"]["mean"]
+        assert ("ssd" in chosen) == (ssd_share <= float(label) / 100), (label, ssd_share)
+    assert "ssd" not in picks_of("resnet-first10", {"grid": by_budget["2"]})  # 2% is less than SSD's one pass

@@ -205,11 +205,11 @@ def benchmark_config(method: str, spec: BenchmarkSpec, seed: int, scratch: str, 
     """The config a method runs with in this benchmark: `lotus_hf.run.method_config` with `fields` (default
     `spec.config[method]`), quiet, writing nothing but scratch files. `method` may name a variant."""
     fields = dict(spec.config.get(method, {}) if fields is None else fields)
-    if (
-        spec.budgets
-    ):  # stop at the largest budget, checkpoints at the others, against this benchmark's retraining
-        fields.update(budget=spec.budgets[-1], budget_checkpoints=list(spec.budgets[:-1]),
-                      retrain_epochs=spec_recipe(spec).epochs)  # fmt: skip
+    fields.setdefault(
+        "retrain_epochs", spec_recipe(spec).epochs
+    )  # costs are shares of this benchmark's retraining
+    if spec.budgets:  # stop at the largest budget, checkpoints at the others
+        fields.update(budget=spec.budgets[-1], budget_checkpoints=list(spec.budgets[:-1]))
     return method_config(base_method(method), spec.model, spec.request, **fields, output_dir=scratch, seed=seed,
                          disable_tqdm=True, logging_strategy="no")  # fmt: skip
 
@@ -375,8 +375,9 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
         plot(results, folder)
         (folder / "results.md").write_text(render_markdown(results))
 
-    if not spec.budgets:
+    if not spec.budgets or len(spec.budgets) == 1:  # one budget (or none): one standard results folder
         results = summary_of(runs)
+        results["budget"] = spec.budgets[0] if spec.budgets else None
         with atomic_output_dir(output_dir) as staging:
             write(results, staging)
         return results
