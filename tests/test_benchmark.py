@@ -20,8 +20,8 @@ ONE_EPOCH = {m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "r
                                                   "bad_teacher")}  # fmt: skip
 TINY = [
     "--seeds", "1,2", "--train-subset", "200", "--recipe-epochs", "3",
-    # the paper's rule at stop_margin 0.99 never fires before the first step, so LoTUS changes the weights and the history
-    # controls have a real history to forge
+    # the paper's rule at stop_margin 0.99 never fires before the first step, so LoTUS changes the weights and the
+    # history controls have a real history to forge
     "--method-config", json.dumps({"lotus": {"num_train_epochs": 1, "per_device_train_batch_size": 32,
                                              "stop_margin": 0.99, "stop_rule": "paper"}, **ONE_EPOCH}),
 ]  # fmt: skip
