@@ -22,6 +22,9 @@ its epochs said, is kept in results/fashion_mnist/superseded/grid-before-budgets
   pass costs what it costs; at a budget it passed it is reported over budget.
 - The learning-rate axis names one value beyond each end (L/3 and 100L), and SSD's axes theirs: a pick at an edge
   gets that one extension step (benchmarks/tune.py), for every method alike.
+- Picked per budget: the lowest mean Avg Gap over the tuning seeds among the settings whose runs kept within the
+  budget and changed the model (a setting that leaves the model as it was scores the original's gap, and would be
+  picked by noise).
 - Learning rates are relative to the model's own: a model fine-tuned from pretrained weights (the "-pretrained"
   grids) scales every method's reference L by its fine-tuning's learning rate over 1e-3, the learning rate the
   from-scratch references are set for. The committed pretrained cells were fine-tuned at 1e-3 (Makefile), so their

@@ -130,7 +130,8 @@ def picks(cell: str) -> dict[str, dict[str, dict]]:
 
 def picks_of(cell: str, parts: dict[str, dict]) -> dict[str, dict]:
     """Each method's lowest mean Avg Gap over the settings of `parts` (results of one budget) whose runs all kept
-    within the budget; a method with none within it is left out at that budget (SSD's one pass may cost more)."""
+    within the budget and changed the model; a method with no such setting is left out at that budget (SSD's one pass
+    may cost more)."""
     chosen = {}
     for method in parts["grid"]["tuning"]:
         candidates = []
@@ -142,6 +143,10 @@ def picks_of(cell: str, parts: dict[str, dict]) -> dict[str, dict]:
                 if not all((r.get("cost") or {}).get("within_budget", True) for r in runs):
                     continue
                 row = results["summary"][name]
+                if row[
+                    "no_op"
+                ]:  # left the model as it was: its Avg Gap is the original's, picked only by noise
+                    continue
                 candidates.append({"fields": fields, "avg_gap": row["avg_gap"]["mean"], "from": f"{part} #{i}",
                                    "no_op": row["no_op"], "verdicts": row["verdicts"],
                                    "cost_share": row["cost_share"]["mean"]})  # fmt: skip

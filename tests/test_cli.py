@@ -123,7 +123,7 @@ def test_dataset_without_an_image_column(tmp_path, capsys):
 @pytest.mark.slow
 def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, tmp_path):
     """A real `lotus-hf` process gets SIGINT while it trains: exit 130, no folder at --output-dir.
-    (A trained model and a tiny learning rate: the stop rule cannot end the run before the signal.)"""
+    (A trained model, a tiny learning rate and the paper's rule: the stop cannot end the run before the signal.)"""
     import os
     import signal
     import subprocess
@@ -133,7 +133,7 @@ def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, 
     out = tmp_path / "unlearned"
     command = [sys.executable, "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir), "--dataset",
                str(digits_folder), "--epochs", "1000", "--batch-size", "8", "--learning-rate", "1e-6",
-               "--output-dir", str(out)]  # fmt: skip
+               "--stop-rule", "paper", "--output-dir", str(out)]  # fmt: skip
     # A job started in the background (CI, nohup) inherits SIGINT ignored; give the child the default back.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -141,9 +141,9 @@ def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, 
     lines = []
     for line in process.stdout:  # wait until the second epoch's probe: training is under way
         lines.append(line)
-        if "epoch 2:" in line:
+        if "before epoch 2:" in line:
             break
-    assert "epoch 2:" in lines[-1], "".join(lines)
+    assert "before epoch 2:" in lines[-1], "".join(lines)
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 130, rest

@@ -459,7 +459,11 @@ def advice(verdict: str, evidence: list[Evidence], method: str | None = None) ->
             more = f"about {max(counts):,} more held-out images of these classes would settle it"
         return f"Not enough data to decide ({', '.join(failing)}): {more}." + lower
     tips = {
-        "lotus": "raise `alpha`, the epochs or the learning rate",
+        # more epochs at the same setting do not help LoTUS: its temperature falls back to 1 as the forget accuracy
+        # nears the unseen one, and the accuracy climbs again (docs/method.md, "The bound stop")
+        "lotus": "more epochs at this setting will not help, as LoTUS's temperature pulls the forget accuracy back "
+        "near the bound; raise `alpha` or the learning rate under the bound stop, with `--stop-when-verified` and "
+        "a `--budget`",
         "belief_relabel": "allow more epochs or a higher learning rate",
     }
     tip = tips.get(method or "", "train longer or with a higher learning rate, or try another method")

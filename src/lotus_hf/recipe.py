@@ -27,7 +27,7 @@ class Recipe:
     `lotus_hf.research.training` or a config.json), epochs, AdamW learning rate and weight decay, batch size,
     schedule and seed. `lotus-hf train` records it in the model's training_recipe.json."""
 
-    model_config: str = field(
+    model_config: str | None = field(
         default="resnet-small", metadata={"help": "resnet-small, vit-small or a config.json."}
     )
     epochs: int = field(default=30, metadata={"help": "Epochs."})
@@ -109,7 +109,9 @@ class Recipe:
         return train_classifier(model, train_dataset, self.arguments(work_dir))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The recipe as recorded; `model_config` is left out (None) when the model was fine-tuned from `pretrained`
+        weights, whose architecture it is not."""
+        return {**asdict(self), **({"model_config": None} if self.pretrained else {})}
 
 
 def classifier_loss(outputs, labels, num_items_in_batch=None) -> torch.Tensor:

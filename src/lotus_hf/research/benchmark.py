@@ -347,7 +347,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                       for name in ("original", "retrained")}  # fmt: skip
             runs.append(_run_row("original", seed, rows["original"], None, {"seed": original_seed},
                                  probs["original"], checks["original"]))  # fmt: skip
-            runs.append(_run_row("retrain", seed, rows["retrained"], retrain_seconds, asdict(recipe) | {"seed": seed},
+            runs.append(_run_row("retrain", seed, rows["retrained"], retrain_seconds, recipe.to_dict() | {"seed": seed},
                                  probs["retrained"], checks["retrained"]))  # fmt: skip
             if spec.controls and first_lotus is not None:
                 name, fields, lotus = first_lotus

@@ -95,9 +95,9 @@ def train_command(argv: list[str]) -> None:
     base = Recipe.from_model(args.like) if args.like else Recipe()
     recipe = dataclasses.replace(base, **given_fields("lotus-hf train", Recipe, rest, file_values))
     request = forget.request(recipe.seed)
-    name = f"{Path(data_args.dataset).name}-{recipe.model_config.replace('.json', '')}" + (
-        "-retrained" if request else ""
-    )
+    # what trains: the pretrained model fine-tuned, or the architecture from scratch
+    what = Path(recipe.pretrained).name if recipe.pretrained else recipe.model_config.replace(".json", "")
+    name = f"{Path(data_args.dataset).name}-{what}" + ("-retrained" if request else "")
     output_dir = args.output_dir or default_output(name)
     check_output_dir(output_dir)
     if args.push_to_hub:
@@ -114,10 +114,7 @@ def train_command(argv: list[str]) -> None:
         dataset["train"] = dataset["train"].select(
             stratified_subset(np.asarray(dataset["train"]["label"]), subset)
         )
-    print(
-        f"training {recipe.model_config} on {data_args.dataset}"
-        + (f" without {request.describe()}" if request else "")
-    )
+    print(f"training {what} on {data_args.dataset}" + (f" without {request.describe()}" if request else ""))
     if args.like:  # the retrained gold standard must see its inputs exactly as the original did
         from transformers import AutoImageProcessor
 
