@@ -217,7 +217,8 @@ def _pm(stat: dict) -> str:
 
 def _verified(row: dict) -> str:
     counts = row.get("verdicts") or {}
-    return "/".join(str(counts.get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten"))
+    text = "/".join(str(counts.get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten"))
+    return text + (f", {row['damaged']} damaged" if row.get("damaged") else "")  # models that no longer work
 
 
 def _claim(r: dict) -> str:

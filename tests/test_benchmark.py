@@ -371,6 +371,10 @@ def test_a_budgeted_benchmark_evaluates_each_run_at_every_budget(digits_folder, 
             assert run["cost_share"] == pytest.approx(run["cost"]["share_of_retrain"])
             assert budget / 2 < run["cost_share"] <= budget  # trained until the budget was near, not past it
             assert run["stopped_by"] == "budget"
+        # every run's verdict comes with its utility, and each method's row counts the damaged models apart
+        assert all(r["utility"] in ("kept", "damaged") for r in results["runs"] if r["method"] != "retrain")
+        assert all(row["damaged"] == sum(r["utility"] == "damaged" for r in results["runs"] if r["method"] == m)
+                   for m, row in results["summary"].items())  # fmt: skip
         ssd = next(r for r in results["runs"] if r["method"] == "ssd")
         assert ssd["cost"]["within_budget"] == (
             ssd["cost_share"] <= budget

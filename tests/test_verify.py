@@ -258,3 +258,52 @@ def test_bad_verify_input_names_the_argument(models, digits_parquet, tmp_path, c
         assert (
             main(["verify", "--model", empty, "--dataset", str(digits_parquet), "--forget-classes", "x"]) == 2
         )
+
+
+def _edited(source, folder, edit):
+    """A copy of the model in `source` with its weights changed by `edit(model)`, saved to `folder`."""
+    import torch
+
+    model, processor = lotus_hf.load_model(str(source))
+    with torch.no_grad():
+        edit(model)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_a_model_broken_into_forgetting_is_told_apart_by_its_utility(
+    models, digits_parquet, tmp_path, capsys
+):
+    """Every weight of the original set to 0: every image gets the same output, so the forget set looks exactly like
+    held-out data (`forgotten`), but the model no longer classifies anything: utility `damaged`, exit 4."""
+    wrecked = _edited(models["original"], tmp_path / "wrecked", lambda m: [p.zero_() for p in m.parameters()])
+    code, result = _verify(capsys, wrecked, digits_parquet, "--forget-first-percent", "10", "--original",
+                           str(models["original"]))  # fmt: skip
+    assert result["verdict"] == "forgotten" and code == 4
+    kept = result["utility"]
+    assert kept["outcome"] == "damaged" and kept["accuracy"] < 0.3 < 0.8 < kept["original_accuracy"]
+    assert kept["interval"][0] > kept["margin"] == 0.05
+    code = main(["verify", "--model", str(wrecked), "--dataset", str(digits_parquet), "--forget-first-percent", "10",
+                 "--original", str(models["original"])])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 4 and "utility: damaged" in printed and "no longer works" in printed
+
+
+def test_a_class_whose_logit_is_masked_keeps_its_utility(models, digits_parquet, tmp_path, capsys):
+    """The forgotten class's logit pushed to -1e4 at the output: the class is never predicted again and the other
+    classes are classified as before, so the utility is `kept` (what the verdict makes of such a cheat is the
+    adaptive controls' question, docs/verification.md)."""
+    seven = int(FORGOTTEN.split("-")[1])
+
+    def mask(model):
+        model.classifier[-1].bias[seven] = -1e4
+
+    masked = _edited(models["original"], tmp_path / "masked", mask)
+    _, result = _verify(capsys, masked, digits_parquet, "--forget-classes", FORGOTTEN, "--original",
+                        str(models["original"]))  # fmt: skip
+    kept = result["utility"]
+    assert kept["outcome"] == "kept" and kept["drop"] == pytest.approx(0.0, abs=0.02)
+    # without --original and without an unlearning history, there is nothing to compare with: no utility
+    _, plain = _verify(capsys, masked, digits_parquet, "--forget-classes", FORGOTTEN)
+    assert plain["utility"] is None

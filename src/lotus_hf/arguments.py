@@ -136,7 +136,8 @@ class UnlearnArguments:
 @dataclass
 class VerifyArguments:
     """Does a model behave, on a deletion request's forget set, as a model that never saw it would? Exit 0:
-    forgotten, 1: not forgotten, 3: inconclusive (2: bad input). The verdict comes from the model's outputs on the
+    forgotten, 1: not forgotten, 3: inconclusive, 4: forgotten but the model no longer works (its held-out accuracy
+    more than 0.05 below its original's), 2: bad input. The verdict comes from the model's outputs on the
     forget set against held-out images of the same classes; the model's unlearning history is checked against its
     weights and reported beside it. With --reference-models, a per-example test as well: each reference is a model
     trained without the forget set (`lotus-hf train --like ORIGINAL` with the same forget flags and another
@@ -151,6 +152,11 @@ class VerifyArguments:
     reference_models: str | None = HfArg(
         default=None,
         help="Models trained without the forget set, comma-separated: adds the per-example test.",
+    )
+    original: str | None = HfArg(
+        default=None,
+        help="The model the unlearning started from, for the verdict's utility (default: the first base model of "
+        "the model's unlearning history, when it loads).",
     )
     json: bool = HfArg(
         default=False, help="Print one JSON object (verdict, step, weights_match, evidence, ...)."

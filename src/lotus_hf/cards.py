@@ -169,9 +169,25 @@ def evidence_table(verification: dict) -> str:
         "held-out",
         "outcome",
     ]
-    return markdown_table(header, [[e["test"], e["statistic"], f"[{e['interval'][0]:.4f}, {e['interval'][1]:.4f}]",
-                                    f"{e['expected']:.2f}", f"{e['threshold']:.2f}", str(e["n_forget"]),
-                                    str(e["n_heldout"]), e["outcome"]] for e in rows])  # fmt: skip
+    table = markdown_table(header, [[e["test"], e["statistic"], f"[{e['interval'][0]:.4f}, {e['interval'][1]:.4f}]",
+                                     f"{e['expected']:.2f}", f"{e['threshold']:.2f}", str(e["n_forget"]),
+                                     str(e["n_heldout"]), e["outcome"]] for e in rows])  # fmt: skip
+    kept = verification.get("utility")
+    return table if not kept else f"{table}\n\n{utility_line(kept)}"
+
+
+def utility_line(kept: dict) -> str:
+    """The verdict's utility in one line (`lotus_hf.evidence.utility`).
+
+    >>> line = utility_line({"outcome": "kept", "accuracy": 0.906, "original_accuracy": 0.912, "drop": 0.006,
+    ...                      "interval": [0.002, 0.01], "margin": 0.05, "n_heldout": 5000})
+    >>> line[:60]
+    'utility: kept (held-out accuracy 0.9060 against the original'
+    """
+    low, high = kept["interval"]
+    return (f"utility: {kept['outcome']} (held-out accuracy {kept['accuracy']:.4f} against the original's "
+            f"{kept['original_accuracy']:.4f}: a drop of {kept['drop']:.4f} [{low:.4f}, {high:.4f}] on "
+            f"{kept['n_heldout']} images; damaged when surely above {kept['margin']:.2f})")  # fmt: skip
 
 
 def _versions() -> dict[str, str]:

@@ -41,6 +41,10 @@ from .errors import DataError
 
 VERDICTS = ("forgotten", "not_forgotten", "inconclusive")
 EXIT_CODES = {"forgotten": 0, "not_forgotten": 1, "inconclusive": 3}
+DAMAGED_EXIT_CODE = 4  # `forgotten`, but the model no longer works (utility `damaged`)
+# The most held-out accuracy a model may lose against its original before its utility is `damaged`: fixed before any
+# result of this test was read (docs/verification.md, "Utility").
+UTILITY_MARGIN = 0.05
 # How far above unseen data's value a statistic may be for a model that never trained on the forget set
 # (docs/verification.md says why these widths).
 ACCURACY_MARGIN = 0.05  # accuracy on the forget set - on held-out data of the same classes
@@ -82,14 +86,46 @@ class Verification:
     kind: str
     evidence: list[Evidence]
     advice: str = ""
+    utility: dict | None = (
+        None  # the model's held-out accuracy against its original's (`utility`), when known
+    )
 
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "kind": self.kind, "advice": self.advice,
-                "evidence": [asdict(e) for e in self.evidence]}  # fmt: skip
+                "evidence": [asdict(e) for e in self.evidence], "utility": self.utility}  # fmt: skip
 
     @property
     def exit_code(self) -> int:
+        if self.verdict == "forgotten" and (self.utility or {}).get("outcome") == "damaged":
+            return DAMAGED_EXIT_CODE
         return EXIT_CODES[self.verdict]
+
+
+def utility(heldout_log_probs: np.ndarray, heldout_labels: np.ndarray, original_log_probs: np.ndarray,
+            exclude_classes: list[int] | None = None) -> dict:  # fmt: skip
+    """Whether the model still works: its accuracy on held-out images against its original's on the same images
+    (the forgotten classes left out), the drop with a paired bootstrap 95% interval, and the outcome: `damaged` when
+    the whole interval lies above `UTILITY_MARGIN` (the model is surely more than 5 points worse), else `kept`.
+
+    Example:
+        >>> labels = np.arange(200) % 2
+        >>> right = np.log(np.eye(2)[labels] * 0.98 + 0.01)
+        >>> wrong = np.log(np.eye(2)[1 - labels] * 0.98 + 0.01)
+        >>> utility(right, labels, right)["outcome"], utility(wrong, labels, right)["outcome"]
+        ('kept', 'damaged')
+    """
+    labels = np.asarray(heldout_labels)
+    rows = ~np.isin(labels, exclude_classes) if exclude_classes else np.ones(len(labels), bool)
+    model = (np.asarray(heldout_log_probs)[rows].argmax(-1) == labels[rows]).astype(float)
+    original = (np.asarray(original_log_probs)[rows].argmax(-1) == labels[rows]).astype(float)
+    rng = np.random.default_rng(SEED)
+    draws = rng.integers(0, len(model), size=(BOOTSTRAP, len(model)))
+    drops = original[draws].mean(1) - model[draws].mean(1)
+    low, high = np.quantile(drops, [ALPHA / 2, 1 - ALPHA / 2])
+    drop = float(original.mean() - model.mean())
+    return {"accuracy": float(model.mean()), "original_accuracy": float(original.mean()), "drop": drop,
+            "interval": [float(low), float(high)], "margin": UTILITY_MARGIN, "n_heldout": int(rows.sum()),
+            "outcome": "damaged" if low > UTILITY_MARGIN else "kept"}  # fmt: skip
 
 
 def measurements_agree(before: dict, now: dict) -> bool:
@@ -287,12 +323,14 @@ def verify_outputs(
     reference_forget: list[np.ndarray] | None = None,
     reference_heldout: list[np.ndarray] | None = None,
     method: str | None = None,
+    original_heldout: np.ndarray | None = None,
 ) -> Verification:
     """The verdict on a forget set from a model's log-probabilities on it and on held-out data it never trained
     on (nor calibrated on). `kind` is the request's: `"classes"` (then `forgotten_classes`, default the forget
     labels) or anything else for samples. `reference_forget` / `reference_heldout`: log-probabilities of
     reference models trained without the forget set, on the same rows, for the per-example test. `method`
-    tailors the advice."""
+    tailors the advice. `original_heldout`: the original model's log-probabilities on the held-out rows, for the
+    verdict's `utility` (`utility`)."""
     rng = np.random.default_rng(SEED)
     forget_log_probs, heldout_log_probs = np.asarray(forget_log_probs), np.asarray(heldout_log_probs)
     forget_labels, heldout_labels = np.asarray(forget_labels), np.asarray(heldout_labels)
@@ -343,8 +381,17 @@ def verify_outputs(
         if all(o == "forgotten" for o in outcomes)
         else "inconclusive"
     )
-    return Verification(verdict, "classes" if kind == "classes" else "samples", evidence,
-                        advice(verdict, evidence, method))  # fmt: skip
+    kept = None
+    if original_heldout is not None:
+        kept = utility(
+            heldout_log_probs, heldout_labels, original_heldout, classes if kind == "classes" else None
+        )
+    text = advice(verdict, evidence, method)
+    if kept is not None and verdict == "forgotten" and kept["outcome"] == "damaged":
+        text += (f" But the model no longer works: its held-out accuracy fell from {kept['original_accuracy']:.3f} to "
+                 f"{kept['accuracy']:.3f} (more than {UTILITY_MARGIN:.2f} below its original's): forgetting by "
+                 "breaking the model is no unlearning.")  # fmt: skip
+    return Verification(verdict, "classes" if kind == "classes" else "samples", evidence, text, kept)
 
 
 def _sample_tests(forget_lp, forget_labels, held_lp, held_labels, tests, rng) -> list[Evidence]:

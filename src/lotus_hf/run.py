@@ -117,7 +117,7 @@ def unlearn(
     report.notes = [*data.notes, *report.notes]
     hyperparameters = config.method_hyperparameters()
     report.verification = verify_probs(
-        probs["unlearned"], data, hyperparameters["method"], reference_probs
+        probs["unlearned"], data, hyperparameters["method"], reference_probs, original=probs["original"]
     ).to_dict()
     report.cost = _cost(trainer, history, config, data)
     stopped_by, checks = _stopped_by(trainer, history)
@@ -145,10 +145,12 @@ def unlearn(
 
 
 def verify_probs(
-    probs: dict, data: UnlearningData, method: str | None = None, reference_probs: dict | None = None
-):
+    probs: dict, data: UnlearningData, method: str | None = None, reference_probs: dict | None = None,
+    original: dict | None = None,
+):  # fmt: skip
     """The verdict on `data`'s forget set from a model's softmax outputs on it and on `data.test` (held out, never
-    calibrated on), by split name (`lotus_hf.evidence.verify_outputs`)."""
+    calibrated on), by split name (`lotus_hf.evidence.verify_outputs`); with the `original` model's outputs, the
+    model's utility against it too."""
     references = reference_probs or {}
     with np.errstate(divide="ignore"):  # a probability that underflowed to 0 is a log-probability of -inf
         return verify_outputs(
@@ -156,6 +158,7 @@ def verify_probs(
             kind=data.fingerprint.get("kind"), method=method,
             reference_forget=[np.log(p) for p in references.get("forget", [])] or None,
             reference_heldout=[np.log(p) for p in references.get("test", [])] or None,
+            original_heldout=np.log(original["test"]) if original is not None else None,
         )  # fmt: skip
 
 

@@ -135,6 +135,7 @@ def verify(
     label_column: str | None = None,
     reference_models: list[str] | None = None,
     data: UnlearningData | None = None,
+    original: str | None = None,
 ) -> VerifyResult:
     """Verify `request` (a `ForgetRequest`) against `model` (a folder, bundled name or Hub id `ORG/NAME[@REV]`) on
     `dataset`, from the model's behaviour; check its unlearning history against its weights.
@@ -143,7 +144,9 @@ def verify(
     a fraction request; by default it is the seed the history step holding the request recorded (the run's), else
     3407. `reference_models`: models trained without the forget set (`lotus-hf train --like ORIGINAL` with the
     same forget flags and other seeds) for the per-example test. `data`: an `UnlearningData` already prepared,
-    instead of `dataset` (its `test` split is the held-out data; `seed` defaults to the one it was prepared with)."""
+    instead of `dataset` (its `test` split is the held-out data; `seed` defaults to the one it was prepared with).
+    `original`: the model the unlearning started from, whose held-out accuracy the verdict's `utility` compares with
+    (default: the first base model of the model's unlearning history, when it loads here)."""
     if request is None:
         raise ArgumentError("`request` must be given: the deletion request to verify (a `ForgetRequest`).")
     name, revision = (model, revision) if revision else split_revision(model)
@@ -181,11 +184,13 @@ def verify(
 
     kind = fingerprint.get("kind")
     classes = sorted(set(np.asarray(forget.labels).tolist())) if kind == "classes" else None
+    before = _original(original, history)  # the model the unlearning started from, for its utility
     verification = verify_outputs(
         log_probs(network, forget), np.asarray(forget.labels), log_probs(network, heldout), np.asarray(heldout.labels),
         kind=kind, forgotten_classes=classes, reference_forget=[log_probs(r, forget) for r in references] or None,
         reference_heldout=[log_probs(r, heldout) for r in references] or None,
         method=(history[-1].get("method") if history else None),
+        original_heldout=log_probs(before, heldout) if before is not None else None,
     )  # fmt: skip
     weights = weights_sha256(network)
     checks = check_history(history, weights, fingerprint["sha256"], base_weights=_base_weights)
@@ -214,6 +219,18 @@ def _recorded_seed(history: list[dict], request: ForgetRequest, dataset) -> int:
         steps = [s for s in history if (s.get("forget") or {}).get("sha256") == sha]
     seeds = [s.get("seed") for s in steps if s.get("seed") is not None]
     return int(seeds[-1]) if seeds else DEFAULT_SEED
+
+
+def _original(name: str | None, history: list[dict]):
+    """The model an unlearning started from: `name`, else the first base model of the model's unlearning history,
+    when it loads here (None otherwise: the verdict then has no utility)."""
+    name = name or (history[0].get("base_model") if history else None)
+    if not name:
+        return None
+    try:
+        return load_model(name)[0].eval()
+    except (ModelError, OSError, ValueError):
+        return None
 
 
 def _base_weights(name: str | None) -> str | None:

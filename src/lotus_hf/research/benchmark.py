@@ -343,7 +343,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                 shutil.rmtree(run_dir, ignore_errors=True)
                 if base_method(name) == "lotus" and first_lotus is None:
                     first_lotus = (name, fields, result)
-            checks = {name: verify_probs(probs[name], data, None, reference_probs).to_dict()
+            checks = {name: verify_probs(probs[name], data, None, reference_probs, probs["original"]).to_dict()
                       for name in ("original", "retrained")}  # fmt: skip
             runs.append(_run_row("original", seed, rows["original"], None, {"seed": original_seed},
                                  probs["original"], checks["original"]))  # fmt: skip
@@ -426,7 +426,9 @@ def _at_budget(name, seed, budget, result, run_dir, original, data, retrained, r
     report = evaluate_unlearning(original, model.eval(), data, retrained=retrained, unlearning_seconds=seconds,
                                  retrain_seconds=retrain_seconds, seed=config.seed, probs_out=probs,
                                  logits_cache=logits_cache)  # fmt: skip
-    verification = verify_probs(probs["unlearned"], data, config.method, reference_probs).to_dict()
+    verification = verify_probs(
+        probs["unlearned"], data, config.method, reference_probs, probs["original"]
+    ).to_dict()
     rows = report.rows
     row = dict(rows["unlearned"], weight_change=weight_change(model, original),
                distance_to_original=_distance(rows["unlearned"], rows["original"]), cost_share=share)  # fmt: skip
@@ -458,6 +460,7 @@ def _run_row(
         "stopped_by": stopped_by,
         "hyperparameters": hyper,
         "verdict": verification["verdict"],
+        "utility": (verification.get("utility") or {}).get("outcome"),
         "verification": compact_verification(verification),
         "history": history or [],
         "stopped_at_epoch": next((e["epoch"] for e in history or [] if e.get("stop")), None),
@@ -545,6 +548,7 @@ def summarise(
         distance = row["distance_to_original"]["mean"]
         row["no_op"] = distance is not None and distance < NO_OP_DISTANCE
         row["verdicts"] = {v: sum(r.get("verdict") == v for r in rows) for v in VERDICTS}
+        row["damaged"] = sum(r.get("utility") == "damaged" for r in rows)  # models that no longer work
         if any(r.get("history") and "stop" in r["history"][0] for r in rows):
             row["stop_fired"] = [r["stopped_at_epoch"] for r in rows]  # per seed: the epoch, or None
         summary[name] = row
@@ -750,12 +754,12 @@ def render_markdown(results: dict) -> str:
 
 
 def _verdicts(row: dict) -> str:
+    """Verdict counts f/i/n, and how many of those models no longer work (utility `damaged`), apart."""
     counts = row.get("verdicts") or {}
-    return (
-        "/".join(str(counts.get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten"))
-        if counts
-        else "-"
-    )
+    if not counts:
+        return "-"
+    text = "/".join(str(counts.get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten"))
+    return text + (f", {row['damaged']} damaged" if row.get("damaged") else "")
 
 
 def _paired_lines(paired: dict) -> list[str]:
