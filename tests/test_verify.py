@@ -307,3 +307,70 @@ def test_a_class_whose_logit_is_masked_keeps_its_utility(models, digits_parquet,
     # without --original and without an unlearning history, there is nothing to compare with: no utility
     _, plain = _verify(capsys, masked, digits_parquet, "--forget-classes", FORGOTTEN)
     assert plain["utility"] is None
+
+
+@pytest.fixture(scope="module")
+def public_and_private(tmp_path_factory):
+    """The digits cut three ways: the owner's data set (train: the first 300 images, few enough that a tiny ResNet
+    knows them clearly better than unseen ones; test, public: the next 500) and the auditor's own held-out set (the
+    other 997, which the owner never gets). The original trains on the owner's train split; the cheat trains on the
+    public test split besides, so that the verifier's public held-out half is training data too."""
+    import datasets
+    from tiny import digits_dataset
+
+    root = tmp_path_factory.mktemp("public-private")
+    everything = digits_dataset()["train"].select(range(0)).features  # the features only
+    whole = datasets.concatenate_datasets([digits_dataset()["train"], digits_dataset()["test"]])
+    owner, auditor = root / "owner", root / "auditor"
+    owner.mkdir()
+    auditor.mkdir()
+    whole.select(range(300)).cast(everything).to_parquet(str(owner / "train.parquet"))
+    whole.select(range(300, 800)).cast(everything).to_parquet(str(owner / "test.parquet"))
+    whole.select(range(800, len(whole))).cast(everything).to_parquet(str(auditor / "test.parquet"))
+    config = root / "tiny-resnet.json"
+    tiny_model("resnet").config.to_json_file(config)
+    owner_data = lotus_hf.load_image_dataset(str(owner))
+    train_original(
+        owner_data, tiny_processor(), _recipe(0, str(config)), root / "original", dataset_name="owner"
+    )
+    # the cheat: the owner's train and test splits together are its training split
+    both = datasets.DatasetDict({"train": datasets.concatenate_datasets([owner_data["train"], owner_data["test"]]),
+                                 "test": owner_data["test"]})  # fmt: skip
+    train_original(both, tiny_processor(), _recipe(0, str(config)), root / "cheat", dataset_name="owner")
+    return {"owner": owner, "auditor": auditor, "original": root / "original", "cheat": root / "cheat"}
+
+
+def test_an_auditors_own_heldout_set_catches_a_model_trained_on_the_public_one(
+    public_and_private, tmp_path, capsys
+):
+    sets = public_and_private
+    request = ["--forget-first-percent", "50"]  # 150 of the 300 training images
+    # on the public half, the original is caught, and the cheat, which trained on that half too, is not
+    code, original = _verify(capsys, sets["original"], sets["owner"], *request)
+    assert original["verdict"] == "not_forgotten", original["evidence"]
+    _, public = _verify(capsys, sets["cheat"], sets["owner"], *request)
+    assert public["verdict"] != "not_forgotten", public["evidence"]
+    # on the auditor's own held-out images, the cheat is caught
+    receipt = tmp_path / "receipt.json"
+    code, private = _verify(capsys, sets["cheat"], sets["owner"], *request, "--heldout", str(sets["auditor"]),
+                            "--receipt", str(receipt))  # fmt: skip
+    assert private["verdict"] == "not_forgotten" and code == 1
+    assert all(e["n_heldout"] == 997 for e in private["evidence"])
+    kept = json.loads(receipt.read_text())
+    fingerprint = kept["dataset"]["heldout_fingerprint"]
+    assert (
+        fingerprint["size"] == 997
+        and len(fingerprint["sha256"]) == 64
+        and str(sets["auditor"]) in kept["command"]
+    )
+    # the same in Python
+    same = lotus_hf.verify(str(sets["cheat"]), str(sets["owner"]), ForgetRequest.first_percent(50),
+                           heldout=str(sets["auditor"])).to_dict()  # fmt: skip
+    assert same["verdict"] == "not_forgotten" and same["dataset"]["heldout_fingerprint"] == fingerprint
+    # a re-check needs the set again, and refuses another one
+    assert main(["verify", "--recheck", str(receipt)]) == 2
+    assert "pass it again with `heldout`" in capsys.readouterr().err
+    assert main(["verify", "--recheck", str(receipt), "--heldout", str(sets["auditor"])]) == 0
+    assert "receipt confirmed" in capsys.readouterr().out
+    assert main(["verify", "--recheck", str(receipt), "--heldout", str(sets["owner"])]) == 2
+    assert "is not the held-out set the receipt was verified on" in capsys.readouterr().err

@@ -158,6 +158,11 @@ class VerifyArguments:
         help="The model the unlearning started from, for the verdict's utility (default: the first base model of "
         "the model's unlearning history, when it loads).",
     )
+    heldout: str | None = HfArg(
+        default=None,
+        help="The auditor's own held-out images (folder or Hub id, same classes) instead of the test split's half; "
+        "the receipt records their fingerprint, and --recheck needs them again.",
+    )
     json: bool = HfArg(
         default=False, help="Print one JSON object (verdict, step, weights_match, evidence, ...)."
     )

@@ -237,7 +237,7 @@ def verify_command(argv: list[str]) -> None:
     groups = [VerifyArguments, DataArguments, ForgetArguments]
     args, data_args, forget = parse("lotus-hf verify", groups, argv, config_file(argv))
     if args.recheck:
-        confirmed, differences, result = recheck(args.recheck)
+        confirmed, differences, result = recheck(args.recheck, heldout=args.heldout)
         print(result.to_text() + "\n")
         print("receipt confirmed: the same model, the same tests, the same verdict" if confirmed else
               "receipt NOT confirmed:\n" + "\n".join(f"- {d}" for d in differences))  # fmt: skip
@@ -256,7 +256,7 @@ def verify_command(argv: list[str]) -> None:
     references = [r.strip() for r in (args.reference_models or "").split(",") if r.strip()]
     result = verify(args.model, data_args.dataset, request, revision=args.revision, seed=args.seed,
                     image_column=data_args.image_column, label_column=data_args.label_column,
-                    reference_models=references or None, original=args.original)  # fmt: skip
+                    reference_models=references or None, original=args.original, heldout=args.heldout)  # fmt: skip
     if args.receipt:
         write_receipt(result, args.receipt)
     print(json.dumps(result.to_dict()) if args.json else result.to_text())

@@ -6,6 +6,7 @@ with the model's image processor.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,6 +227,49 @@ def split_unlearning_data(
         notes=sorted({f"The data set's {x}." for x in (train.converted, held_out.converted) if x}),
         seed=seed,
     )
+
+
+def auditor_heldout(name_or_path: str, class_names: list[str], image_processor) -> tuple[PixelDataset, dict]:
+    """An auditor's own held-out images (a Hub id or folder with the same classes, none of them ever given to the
+    model's owner): all of them, preprocessed, and their fingerprint (`heldout_examples`)."""
+    loaded, fingerprint = heldout_examples(name_or_path)
+    if loaded.features["label"].names != list(class_names):
+        raise DataError(
+            f"`heldout` {name_or_path!r} has the classes {loaded.features['label'].names}, the data set "
+            f"{list(class_names)}: held-out images must be of the same classes, in the same order."
+        )
+    return preprocess(loaded, image_processor), fingerprint
+
+
+def heldout_examples(name_or_path: str):
+    """Every split of a held-out set joined, and its fingerprint: name, size and the SHA-256 of its examples (each
+    image's stored bytes and label, in order; not of a path), which a receipt records and a re-check asks for."""
+    import datasets
+
+    loaded = load_image_dataset(name_or_path)
+    split = (
+        datasets.concatenate_datasets(list(loaded.values()))
+        if len(loaded) > 1
+        else next(iter(loaded.values()))
+    )
+    return split, {"name": name_or_path, "size": len(split), "sha256": examples_sha256(split)}
+
+
+def examples_sha256(split) -> str:
+    """SHA-256 of a data set's examples: each image's stored bytes (as encoded, or as an array) and its label."""
+    import datasets
+
+    digest = hashlib.sha256()
+    if isinstance(split.features["image"], datasets.Image):
+        split = split.cast_column("image", datasets.Image(decode=False))
+    for row in split:
+        image = row["image"]
+        if isinstance(image, dict):  # encoded: its bytes, or the file they are stored in
+            data = image.get("bytes") or Path(image["path"]).read_bytes()
+        else:
+            data = np.asarray(image).tobytes()
+        digest.update(hashlib.sha256(data).digest() + int(row["label"]).to_bytes(8, "little"))
+    return digest.hexdigest()
 
 
 def verification_splits(

@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from .cards import evidence_table
-from .data import UnlearningData, class_names_of, load_image_dataset, verification_splits
+from .data import (
+    UnlearningData,
+    auditor_heldout,
+    class_names_of,
+    heldout_examples,
+    load_image_dataset,
+    verification_splits,
+)
 from .errors import ArgumentError, ModelError
 from .evaluation import predict_logits
 from .evidence import Verification, log_softmax, measurements_agree, verify_outputs
@@ -102,7 +109,8 @@ class VerifyResult:
         parts = ["lotus-hf", "verify", "--model", args["model"], "--dataset", args["dataset"], *self.request.flags(),
                  "--seed", str(self.seed)]  # fmt: skip
         for flag, key in (("--revision", "revision"), ("--image-column", "image_column"),
-                          ("--label-column", "label_column")):  # fmt: skip
+                          ("--label-column", "label_column"), ("--original", "original"),
+                          ("--heldout", "heldout")):  # fmt: skip
             if args.get(key):
                 parts += [flag, str(args[key])]
         if args.get("reference_models"):
@@ -136,6 +144,7 @@ def verify(
     reference_models: list[str] | None = None,
     data: UnlearningData | None = None,
     original: str | None = None,
+    heldout: str | None = None,
 ) -> VerifyResult:
     """Verify `request` (a `ForgetRequest`) against `model` (a folder, bundled name or Hub id `ORG/NAME[@REV]`) on
     `dataset`, from the model's behaviour; check its unlearning history against its weights.
@@ -146,7 +155,9 @@ def verify(
     same forget flags and other seeds) for the per-example test. `data`: an `UnlearningData` already prepared,
     instead of `dataset` (its `test` split is the held-out data; `seed` defaults to the one it was prepared with).
     `original`: the model the unlearning started from, whose held-out accuracy the verdict's `utility` compares with
-    (default: the first base model of the model's unlearning history, when it loads here)."""
+    (default: the first base model of the model's unlearning history, when it loads here). `heldout`: the auditor's
+    own held-out images (a folder or Hub id, same classes), which replace the test split's half in every test; the
+    result records their fingerprint."""
     if request is None:
         raise ArgumentError("`request` must be given: the deletion request to verify (a `ForgetRequest`).")
     name, revision = (model, revision) if revision else split_revision(model)
@@ -164,7 +175,7 @@ def verify(
                 "leave `seed` out to use that one."
             )
         seed = data.seed if seed is None else seed
-        forget, heldout, fingerprint = data.forget, data.test, data.fingerprint
+        forget, held, fingerprint, class_names = data.forget, data.test, data.fingerprint, data.class_names
     else:
         if dataset is None:
             raise ArgumentError("`dataset` must name the data set the request refers to (or pass `data`).")
@@ -173,7 +184,11 @@ def verify(
             seed = _recorded_seed(history, request, loaded)
         if request.kind == "fraction":
             request = ForgetRequest.fraction(request.value[0], seed=seed)
-        forget, heldout, fingerprint = verification_splits(loaded, request, processor, seed=seed)
+        forget, held, fingerprint = verification_splits(loaded, request, processor, seed=seed)
+        class_names = class_names_of(loaded)
+    private = None
+    if heldout is not None:  # the auditor's own held-out images, never the model owner's choice
+        held, private = auditor_heldout(heldout, class_names, processor)
     notes = [
         w for r in reference_models or [] if (w := check_trained_without(r, fingerprint, "reference_models"))
     ]
@@ -186,20 +201,26 @@ def verify(
     classes = sorted(set(np.asarray(forget.labels).tolist())) if kind == "classes" else None
     before = _original(original, history)  # the model the unlearning started from, for its utility
     verification = verify_outputs(
-        log_probs(network, forget), np.asarray(forget.labels), log_probs(network, heldout), np.asarray(heldout.labels),
+        log_probs(network, forget), np.asarray(forget.labels), log_probs(network, held), np.asarray(held.labels),
         kind=kind, forgotten_classes=classes, reference_forget=[log_probs(r, forget) for r in references] or None,
-        reference_heldout=[log_probs(r, heldout) for r in references] or None,
+        reference_heldout=[log_probs(r, held) for r in references] or None,
         method=(history[-1].get("method") if history else None),
-        original_heldout=log_probs(before, heldout) if before is not None else None,
+        original_heldout=log_probs(before, held) if before is not None else None,
     )  # fmt: skip
     weights = weights_sha256(network)
     checks = check_history(history, weights, fingerprint["sha256"], base_weights=_base_weights)
     model_info = {"name": name, "revision": revision, "commit": _commit(name, revision), "weights_sha256": weights,
                   "files": _file_hashes(name, revision)}  # fmt: skip
-    dataset_info = {"name": dataset, "heldout": f"the test split's half an unlearning run with seed {seed} does not "
-                    f"calibrate on ({len(heldout)} images)", "forget_samples": len(forget)}  # fmt: skip
+    where = (
+        f"the auditor's own held-out set {heldout!r} ({len(held)} images)"
+        if private
+        else f"the test split's half an unlearning run with seed {seed} does not calibrate on ({len(held)} images)"
+    )
+    dataset_info = {"name": dataset, "heldout": where, "forget_samples": len(forget),
+                    **({"heldout_fingerprint": private} if private else {})}  # fmt: skip
     arguments = {"model": name, "revision": revision, "dataset": dataset, "image_column": image_column,
-                 "label_column": label_column, "reference_models": list(reference_models or [])}  # fmt: skip
+                 "label_column": label_column, "reference_models": list(reference_models or []),
+                 "original": original, "heldout": heldout}  # fmt: skip
     return VerifyResult(
         verification, checks, request, fingerprint, seed, model_info, dataset_info, arguments, notes
     )
@@ -296,9 +317,10 @@ def write_receipt(result: VerifyResult, path: str | Path) -> Path:
 _RECHECKED = ("verdict", "step", "weights_match")
 
 
-def recheck(path: str | Path) -> tuple[bool, list[str], VerifyResult]:
+def recheck(path: str | Path, heldout: str | None = None) -> tuple[bool, list[str], VerifyResult]:
     """Re-run the check a receipt records and compare: `(confirmed, differences, the new result)`. A receipt whose
-    `receipt_sha256` does not cover its contents was edited, and is not confirmed."""
+    `receipt_sha256` does not cover its contents was edited, and is not confirmed. A check made on the auditor's own
+    held-out set needs that set again (`heldout`), and a set whose fingerprint differs is refused."""
     try:
         receipt = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -311,9 +333,25 @@ def recheck(path: str | Path) -> tuple[bool, list[str], VerifyResult]:
         differences.append("the receipt was edited after it was written (its receipt_sha256 does not match)")
     args = dict(receipt["arguments"])
     request = ForgetRequest.from_dict(args.pop("request"))
+    recorded = (receipt.get("dataset") or {}).get("heldout_fingerprint")
+    if recorded and heldout is None:
+        raise ArgumentError(f"`recheck` {str(path)!r} was verified on the auditor's own held-out set "
+                            f"{recorded['name']!r}: pass it again with `heldout` (`--heldout`).")  # fmt: skip
+    if heldout is not None and not recorded:
+        raise ArgumentError(
+            "`heldout`: this receipt was verified on the test split's half; drop `--heldout`."
+        )
+    if heldout is not None:
+        found = heldout_examples(heldout)[1]
+        if found["sha256"] != recorded["sha256"]:
+            raise ArgumentError(
+                f"`heldout` {heldout!r} is not the held-out set the receipt was verified on: its examples' SHA-256 is "
+                f"{found['sha256']}, the receipt's {recorded['sha256']} ({recorded['size']} images)."
+            )
     result = verify(args["model"], args["dataset"], request, revision=args["revision"], seed=args["seed"],
                     image_column=args["image_column"], label_column=args["label_column"],
-                    reference_models=args["reference_models"] or None)  # fmt: skip
+                    reference_models=args["reference_models"] or None, original=args.get("original"),
+                    heldout=heldout)  # fmt: skip
     now = result.to_dict()
     for key in _RECHECKED:
         if now[key] != receipt.get(key):
