@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Offline and quiet before transformers / datasets are imported anywhere.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="lotus-hf-test-home-")  # evaluate.load writes here
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)  # and it goes with the run
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.pop("HF_TOKEN", None)

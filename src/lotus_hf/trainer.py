@@ -71,9 +71,8 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
             raise TypeError(
                 f"`args` must be an instance of `{self.config_class.__name__}`, got {type(args).__name__}."
             )
-        retain_size = (
-            len(retain_dataset) if hasattr(retain_dataset, "__len__") else None
-        )  # a retraining's data
+        # what a retraining would train on, for the run's cost as a share of one
+        retain_size = len(retain_dataset) if hasattr(retain_dataset, "__len__") else None
         # The retain subset S_r is drawn once per run, seeded, before anything else touches the RNG.
         forget_dataset, retain_dataset, retain_indices = in_memory(forget_dataset, retain_dataset, unseen_dataset,
                                                                    args)  # fmt: skip
