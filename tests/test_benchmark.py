@@ -375,6 +375,11 @@ def test_a_budgeted_benchmark_evaluates_each_run_at_every_budget(digits_folder, 
         assert all(r["utility"] in ("kept", "damaged") for r in results["runs"] if r["method"] != "retrain")
         assert all(row["damaged"] == sum(r["utility"] == "damaged" for r in results["runs"] if r["method"] == m)
                    for m, row in results["summary"].items())  # fmt: skip
+        # the probes' share of each LoTUS run, as its parts counted them
+        lotus = [r["cost"] for r in results["runs"] if r["method"] == "lotus"]
+        assert results["summary"]["lotus"]["stops_share"]["max"] == pytest.approx(
+            max(c["parts"]["probes"] / c["units"] for c in lotus)
+        )
         ssd = next(r for r in results["runs"] if r["method"] == "ssd")
         assert ssd["cost"]["within_budget"] == (
             ssd["cost_share"] <= budget

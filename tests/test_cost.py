@@ -53,6 +53,7 @@ def test_lotus_costs_its_passes_and_its_training_rows(rule, trained_resnet, digi
     )
     summary = trainer.cost.summary()
     assert summary["units"] == expected
+    assert summary["parts"] == {"probes": probes * probe_rows}  # what the probes cost, apart
     assert (
         summary["retrain_units"]
         == retraining_cost(15, len(digits_data.retain))

@@ -56,6 +56,7 @@ def test_a_model_that_still_knows_the_class_runs_its_course(trained_resnet, digi
     # under 1000 rows here), beside Finetune's 3 epochs over the retain set, forward and backward
     check_rows = len(data.forget) + len(data.unseen)
     assert result.report.cost["units"] == 3 * 3 * len(data.retain) + 9 * check_rows
+    assert result.report.cost["parts"] == {"checks": 9 * check_rows}  # and apart, for their share of the run
 
 
 def test_the_check_settings_are_checked(tmp_path):

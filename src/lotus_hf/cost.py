@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -63,7 +64,19 @@ class CostMeter:
     def __init__(self, *models: torch.nn.Module):
         self.models = [m for m in models if m is not None]
         self.units = 0
+        self.parts: dict[str, int] = {}  # units counted inside `part(name)` blocks: probes, checks
+        self._part: str | None = None
         self._handles: list = []
+
+    @contextlib.contextmanager
+    def part(self, name: str):
+        """Count what runs inside the block under `name` too (`parts`), to say what share of a run its probes or
+        checks cost."""
+        outer, self._part = self._part, name
+        try:
+            yield self
+        finally:
+            self._part = outer
 
     def add(self, *models: torch.nn.Module) -> None:
         """Count `models` too (e.g. a teacher a method builds once training starts)."""
@@ -74,7 +87,10 @@ class CostMeter:
                     self._handles.append(model.register_forward_pre_hook(self._count, with_kwargs=True))
 
     def _count(self, module, args, kwargs) -> None:
-        self.units += _batch_size(args, kwargs) * (FORWARD_BACKWARD if torch.is_grad_enabled() else FORWARD)
+        units = _batch_size(args, kwargs) * (FORWARD_BACKWARD if torch.is_grad_enabled() else FORWARD)
+        self.units += units
+        if self._part is not None:
+            self.parts[self._part] = self.parts.get(self._part, 0) + units
 
     def __enter__(self) -> CostMeter:
         self._handles = [m.register_forward_pre_hook(self._count, with_kwargs=True) for m in self.models]
@@ -184,7 +200,8 @@ class CostCallback(TrainerCallback):
                 and units + max(step if self._steps == 1 else 0, self._largest) > mark
             ):
                 self.reached[share] = {"units": units, "step": state.global_step,
-                                       "seconds": time.perf_counter() - self._start}  # fmt: skip
+                                       "seconds": time.perf_counter() - self._start,
+                                       "parts": dict(self.meter.parts)}  # fmt: skip
                 if share == self.budget:
                     control.should_training_stop = self.stopped_by_budget = True
                 else:
@@ -205,6 +222,7 @@ class CostCallback(TrainerCallback):
         collective under several processes: call it on all of them."""
         summary = cost_summary(self.meter.total(), self.retrain_units, self.budget)
         summary["stopped_by_budget"] = self.stopped_by_budget
+        summary["parts"] = dict(self.meter.parts)  # this process's units of its probes and checks
         if len(self.shares) > 1:
             summary["checkpoints"] = {str(s): r for s, r in self.reached.items() if s != self.budget}
         return summary

@@ -174,10 +174,6 @@ def _cost(trainer, history: list[dict], config, data: UnlearningData) -> dict:
 def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[Trainer | None, list[dict]]:
     """Run the method of `config`: its trainer's `train()`, or SSD's function."""
     run = METHODS[config.method][1]
-    if config.stop_when_verified and isinstance(run, type):  # SSD takes no step: nothing to stop
-        stop = VerifiedStop(data.forget, data.unseen, data.fingerprint.get("kind"), config.verify_checks_per_epoch,
-                            config.verify_samples, config.seed)  # fmt: skip
-        callbacks = [*(callbacks or []), stop]
     if not isinstance(run, type):  # a method that does not train (SSD): one pass, counted whole
         with CostMeter(model) as meter:
             entry = run(model, data.forget, data.retain, config)
@@ -189,6 +185,10 @@ def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[T
         trainer = run(
             model, config, forget_dataset=data.forget, retain_dataset=data.retain, callbacks=callbacks
         )
+    if config.stop_when_verified:  # its checks count in the run's cost, apart as "checks"
+        trainer.add_callback(VerifiedStop(data.forget, data.unseen, data.fingerprint.get("kind"),
+                                          config.verify_checks_per_epoch, config.verify_samples, config.seed,
+                                          meter=trainer.cost.meter))  # fmt: skip
     trainer.train(**({"resume_from_checkpoint": resume} if resume else {}))
     return trainer, trainer.history
 

@@ -209,8 +209,10 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
 
     def _probe(self, probe: int) -> bool:
         epoch = int(self.state.epoch or 0) + 1
-        entry = {"epoch": epoch, "probe": probe, "step": self.state.global_step,
-                 **self.probe(*self._predict(self._probe_rows)), "cost": self.cost.meter.total()}  # fmt: skip
+        with self.cost.meter.part("probes"):  # counted apart too, to say what share of the run probes cost
+            measured = self.probe(*self._predict(self._probe_rows))
+        entry = {"epoch": epoch, "probe": probe, "step": self.state.global_step, **measured,
+                 "cost": self.cost.meter.total()}  # fmt: skip
         self.history.append(entry)
         self.log({k: float(v) for k, v in entry.items() if k not in ("epoch", "probe", "step", "stop")})
         return entry["stop"]

@@ -13,11 +13,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from torch.utils.data import Subset
 from transformers import TrainerCallback
 
+from .cost import CostMeter
 from .evaluation import predict_logits
 from .evidence import log_softmax, verify_outputs
 from .stream import seeded_rows
@@ -34,17 +37,18 @@ class VerifiedStop(TrainerCallback):
         checks_per_epoch: checks at even steps through each epoch (never before the first update).
         samples: how many forget and calibration rows a check reads (a seeded subset of each; None: all).
         seed: the subsets' seed.
+        meter: the run's `CostMeter`, to count the checks' passes apart (`part("checks")`).
 
     `checks` lists every check: its step, verdict and each test's statistic.
     """
 
     def __init__(self, forget_dataset, calibration_dataset, kind: str, checks_per_epoch: int = 2,
-                 samples: int | None = 1000, seed: int = 0):  # fmt: skip
+                 samples: int | None = 1000, seed: int = 0, meter: CostMeter | None = None):  # fmt: skip
         if checks_per_epoch < 1:
             raise ValueError(f"`checks_per_epoch` must be >= 1, got {checks_per_epoch!r}.")
         self.forget = seeded_rows(forget_dataset, samples, seed)
         self.calibration = seeded_rows(calibration_dataset, samples, seed + 1)
-        self.kind, self.checks_per_epoch = kind, checks_per_epoch
+        self.kind, self.checks_per_epoch, self.meter = kind, checks_per_epoch, meter
         self.checks: list[dict] = []
         self._every = 1
         self._labels = [self._labels_of(d) for d in (self.forget, self.calibration)]
@@ -70,8 +74,9 @@ class VerifiedStop(TrainerCallback):
 
     def check(self, model, step: int, batch_size: int = 512) -> str:
         """The verifier's verdict on `model` now, from the subsets (the same on every process)."""
-        forget_lp, held_lp = (log_softmax(predict_logits(model, rows, batch_size).numpy().astype(np.float64))
-                              for rows in (self.forget, self.calibration))  # fmt: skip
+        with self.meter.part("checks") if self.meter is not None else contextlib.nullcontext():
+            forget_lp, held_lp = [log_softmax(predict_logits(model, rows, batch_size).numpy().astype(np.float64))
+                                  for rows in (self.forget, self.calibration)]  # fmt: skip
         result = verify_outputs(forget_lp, self._labels[0], held_lp, self._labels[1], kind=self.kind)
         verdict = _same_everywhere(result.verdict)
         self.checks.append({"step": step, "verdict": verdict,

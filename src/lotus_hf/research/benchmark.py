@@ -415,12 +415,13 @@ def _at_budget(name, seed, budget, result, run_dir, original, data, retrained, r
     cost = result.report.cost
     taken = cost.get("checkpoints", {}).get(str(budget))
     model, units, seconds = result.model, cost["units"], result.report.unlearning_seconds
+    parts = cost.get("parts") or {}  # what the probes and checks cost (SSD has none)
     if taken is not None:
         model = copy.deepcopy(original)
         model.load_state_dict(
             load_file(run_dir / f"checkpoint-{taken['step']}" / "model.safetensors"), strict=False
         )
-        units, seconds = taken["units"], taken["seconds"]
+        units, seconds, parts = taken["units"], taken["seconds"], taken.get("parts", {})
     share = units / cost["retrain_units"]
     probs: dict = {}
     report = evaluate_unlearning(original, model.eval(), data, retrained=retrained, unlearning_seconds=seconds,
@@ -435,7 +436,7 @@ def _at_budget(name, seed, budget, result, run_dir, original, data, retrained, r
     history = [e for e in result.history if e.get("cost", 0) <= units]
     stopped_by = "budget" if taken is not None else result.report.training["stopped_by"]
     return _run_row(name, seed, row, seconds, config.method_hyperparameters(), probs["unlearned"], verification,
-                    history, budget=budget, cost={**cost, "units": units, "share_of_retrain": share,
+                    history, budget=budget, cost={**cost, "units": units, "share_of_retrain": share, "parts": parts,
                                                   "within_budget": share <= budget + 1e-12},
                     stopped_by=stopped_by)  # fmt: skip
 
@@ -549,6 +550,10 @@ def summarise(
         row["no_op"] = distance is not None and distance < NO_OP_DISTANCE
         row["verdicts"] = {v: sum(r.get("verdict") == v for r in rows) for v in VERDICTS}
         row["damaged"] = sum(r.get("utility") == "damaged" for r in rows)  # models that no longer work
+        # what the stops' own passes (probes, the verifier's checks) cost, as a share of each run: at most, and mean
+        stops = [sum((r["cost"].get("parts") or {}).values()) / r["cost"]["units"]
+                 for r in rows if r.get("cost") and r["cost"].get("units")]  # fmt: skip
+        row["stops_share"] = {"mean": float(np.mean(stops)), "max": float(np.max(stops))} if stops else None
         if any(r.get("history") and "stop" in r["history"][0] for r in rows):
             row["stop_fired"] = [r["stopped_at_epoch"] for r in rows]  # per seed: the epoch, or None
         summary[name] = row
