@@ -4,7 +4,10 @@ reference values, the same number for every method (docs/benchmark.md, "The grid
     .venv/bin/python benchmarks/grid.py        # writes benchmarks/grid.json, which benchmarks/tune.py reads
 
 The rule, written on 2026-12-07 before any budgeted run (the rule before it, which let every method run as long as
-its epochs said, is kept in results/fashion_mnist/superseded/grid-before-budgets.json):
+its epochs said, is kept in results/fashion_mnist/superseded/grid-before-budgets.json), amended at 05:55 the same
+day, still before any budgeted run: the stops are paced by cost (at most 5% of the run each), and tuning runs on one
+seed (seed 1: the 144 runs per cell of two seeds, each to 20% of a retraining and evaluated three times, would take
+about 2.5 hours per cell on the 2 cores the committed results come from):
 - Budgets 5%, 10% and 20% of a retraining, its cost counted as lotus_hf.cost counts every run (an example through
   forward and backward 3, through a forward only 1; a retraining 3 x its recipe's epochs x the retain set). Every
   run stops at 20% and is evaluated at 5%, 10% and 20% (checkpoints on the way; a run that ends first, by its own
@@ -12,10 +15,12 @@ its epochs said, is kept in results/fashion_mnist/superseded/grid-before-budgets
   recipe (30), so the budget, or the method's own stop, ends it. Picks are made per budget.
 - Eight settings for every method that trains: learning rates L, 3L, 10L and 30L (L its reference), each without
   and with the verifier's stop (stop_when_verified: the verifier's tests on the calibration half of the held-out
-  data, twice an epoch, end the run once they say `forgotten`). Every other field stays at the method's reference,
+  data, after any step where one more check keeps the checks within 5% of the run's cost, end the run once they say
+  `forgotten`). Every other field stays at the method's reference,
   its main knob included (LoTUS: alpha 2, and the paper's class row, alpha 32, for whole classes).
-- LoTUS runs twice, under two names, eight settings each: `lotus` with lotus-hf's bound stop (the default: four
-  probes an epoch on 1,000 forget samples, a stop at the first that reaches the unseen accuracy) and `lotus/paper`
+- LoTUS runs twice, under two names, eight settings each: `lotus` with lotus-hf's bound stop (the default: probes on
+  1,000 forget samples, paced to at most 5% of the run's cost, a stop at the first that reaches the unseen accuracy)
+  and `lotus/paper`
   with the paper's stop (a probe before each epoch, a stop once 0.01 below it). Belief Relabel, lotus-hf's own,
   starts from LoTUS's learning rate.
 - SSD, which takes no optimizer step, crosses its two constants instead: a = 10, 3, 1, 0.3 with l = 1, 0.5. Its one

@@ -35,18 +35,22 @@ def test_a_model_counts_once_per_example_whatever_its_layers_do():
 @pytest.mark.parametrize("rule", ["paper", "bound"])
 def test_lotus_costs_its_passes_and_its_training_rows(rule, trained_resnet, digits_data, tmp_path):
     """A run, pass by pass: the unseen set once (A_u), the stream once (cached teacher logits), the forget set at each
-    probe (the bound rule: 3 probes an epoch, on 60 of its samples), and every row trained on, forward and backward.
+    probe (the bound rule: 60 of its samples, paced to at most 20% of the cost), and every row trained on, forward and
+    backward.
     At learning rate 0 neither rule stops (paper: margin 0.99 below; bound: margin 0 with the forget accuracy above
     the unseen one, as the original's is), so every probe runs."""
     margin = 0.99 if rule == "paper" else 0.0
     config = unlearning_config(tmp_path, num_train_epochs=2, stop_margin=margin, retrain_epochs=15, stop_rule=rule,
-                               probes_per_epoch=3, probe_samples=60, learning_rate=0.0)  # fmt: skip
+                               probe_share=0.2, probe_samples=60, learning_rate=0.0)  # fmt: skip
     trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
                                 retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
     trainer.train()
     seen = sum(trainer.samples_seen().values())
     probes, probe_rows = len(trainer.history), len(trainer.probe_set())
-    assert (probes, probe_rows) == ((2, len(digits_data.forget)) if rule == "paper" else (6, 60))
+    if rule == "paper":
+        assert (probes, probe_rows) == (2, len(digits_data.forget))
+    else:
+        assert probe_rows == 60 and probes > 2  # inside epochs too
     assert seen == 2 * len(trainer.stream)
     expected = (len(digits_data.unseen) + len(trainer.stream) + probes * probe_rows) * FORWARD + (
         seen * FORWARD_BACKWARD
@@ -54,6 +58,8 @@ def test_lotus_costs_its_passes_and_its_training_rows(rule, trained_resnet, digi
     summary = trainer.cost.summary()
     assert summary["units"] == expected
     assert summary["parts"] == {"probes": probes * probe_rows}  # what the probes cost, apart
+    if rule == "bound":  # paced: never more than their share of the run
+        assert summary["parts"]["probes"] <= 0.2 * summary["units"]
     assert (
         summary["retrain_units"]
         == retraining_cost(15, len(digits_data.retain))

@@ -106,8 +106,8 @@ def describe_method(config) -> str:
             + (" (the paper's class forgetting: 0)." if config.class_forgetting else ".")
             + (
                 "\nIt ran with lotus-hf's bound stop, an extension of the paper's rule: the forget accuracy was\n"
-                f"probed {config.probes_per_epoch} times an epoch, and training stopped at the first probe that\n"
-                "reached the unseen accuracy, keeping the weights it measured."
+                f"probed as often as {config.probe_share:.0%} of the run's cost allowed, and training stopped at the\n"
+                "first probe that reached the unseen accuracy, keeping the weights it measured."
                 if config.stop_rule == "bound"
                 else ""
             )

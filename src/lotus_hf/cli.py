@@ -204,8 +204,8 @@ def _method_line(config) -> str:
     """What runs, in one line: the method's name and the settings that matter."""
     if config.method == "lotus":
         rule = (
-            f"; lotus-hf's bound stop, an extension of the paper ({config.probes_per_epoch} probes an epoch; "
-            "--stop-rule paper for the paper's)"
+            f"; lotus-hf's bound stop, an extension of the paper (probes take at most {config.probe_share:.0%} of "
+            "the cost; --stop-rule paper for the paper's)"
             if config.stop_rule == "bound"
             else "; the paper's stop rule"
         )

@@ -78,9 +78,11 @@ class MethodConfig(TrainingArguments):
         metadata={"help": "Also stop as soon as the verifier's tests, run on the calibration half of the held-out "
                   "data (never the half of the final verdict), say `forgotten` (lotus_hf.verified_stop)."},
     )  # fmt: skip
-    verify_checks_per_epoch: int = field(
-        default=2, metadata={"help": "With `stop_when_verified`: checks per epoch, at even steps."}
-    )
+    verify_check_share: float = field(
+        default=0.05,
+        metadata={"help": "With `stop_when_verified`: the largest share of the run's cost its checks may take; a "
+                  "check runs after a step as soon as it fits (lotus_hf.cost.CostMeter.affords)."},
+    )  # fmt: skip
     verify_samples: int | None = field(
         default=1000,
         metadata={
@@ -102,9 +104,10 @@ class MethodConfig(TrainingArguments):
             raise ArgumentError(
                 f"`budget` must be > 0 (a share of a retraining, 0.1 for 10%), got {self.budget!r}."
             )
-        if self.verify_checks_per_epoch < 1:
+        if not 0 < self.verify_check_share < 1:
             raise ArgumentError(
-                f"`verify_checks_per_epoch` must be >= 1, got {self.verify_checks_per_epoch!r}."
+                f"`verify_check_share` must be in (0, 1) (0.05: checks take at most 5% of the run), "
+                f"got {self.verify_check_share!r}."
             )
         if self.verify_samples is not None and self.verify_samples < 2:
             raise ArgumentError(
@@ -222,13 +225,15 @@ class UnlearningConfig(StreamConfig):
             The paper's rule stops training before an epoch once `delta <= -stop_margin`; the bound rule at the
             first probe where `delta <= stop_margin`.
         stop_rule (`str`, defaults to `"bound"`):
-            `"bound"`, lotus-hf's extension (not the paper's): the forget accuracy is probed `probes_per_epoch`
-            times an epoch (on a seeded subset of `probe_samples` forget samples), tau follows each probe, and
+            `"bound"`, lotus-hf's extension (not the paper's): the forget accuracy is probed after a step as soon as
+            the probes' cost fits `probe_share` of the run's (on a seeded subset of `probe_samples` forget samples;
+            the first probe before any update), tau follows each probe, and
             training stops at the first probe where the forget accuracy has reached the original's unseen accuracy
             within `stop_margin`, keeping the weights it probed. `"paper"`: one probe on the whole forget set
             before each epoch, stopping once the forget accuracy is `stop_margin` below the unseen accuracy.
-        probes_per_epoch (`int`, defaults to `4`), probe_samples (`int`, defaults to `1000`):
-            The bound rule's probes: how many per epoch, and on how many forget samples (all of them: None).
+        probe_share (`float`, defaults to `0.05`), probe_samples (`int`, defaults to `1000`):
+            The bound rule's probes: the largest share of the run's cost (`lotus_hf.cost`) they may take, and on
+            how many forget samples each reads (all of them: None). The stop costs at most this share.
         cache_teacher_logits (`bool`, defaults to `True`):
             Compute the teacher's logits on the unlearning stream once, before the first update, instead of
             running a frozen teacher every step. Exact when inputs are not augmented (they are not here);
@@ -271,16 +276,15 @@ class UnlearningConfig(StreamConfig):
     stop_rule: str = field(
         default="bound",
         metadata={
-            "help": "'bound' (lotus-hf's extension: probe `probes_per_epoch` times an epoch, stop at the first probe "
-            "that reaches the unseen accuracy) or 'paper' (probe before each epoch, stop once below it).",
+            "help": "'bound' (lotus-hf's extension: probe as often as `probe_share` of the cost allows, stop at the "
+            "first probe that reaches the unseen accuracy) or 'paper' (probe before each epoch, stop once below it).",
         },
     )
-    probes_per_epoch: int = field(
-        default=4,
-        metadata={
-            "help": "Bound rule: probes of the forget accuracy per epoch (the first before the epoch)."
-        },
-    )
+    probe_share: float = field(
+        default=0.05,
+        metadata={"help": "Bound rule: the largest share of the run's cost the probes may take (the first, before "
+                  "any update, always runs); a probe runs after a step as soon as it fits."},
+    )  # fmt: skip
     probe_samples: int | None = field(
         default=1000,
         metadata={
@@ -293,7 +297,7 @@ class UnlearningConfig(StreamConfig):
         "alpha": (lambda value: value > 0, "> 0 (the paper uses 2, 4, 8, 16 or 32)"),
         "stop_margin": (lambda value: 0.0 <= value < 1.0, "in [0, 1) (the paper uses 0.01)"),
         "stop_rule": (lambda value: value in STOP_RULES, f"one of {STOP_RULES}"),
-        "probes_per_epoch": (lambda value: value >= 1, ">= 1"),
+        "probe_share": (lambda value: 0 < value < 1, "in (0, 1) (0.05: probes take at most 5% of the run)"),
         "probe_samples": (
             lambda value: value is None or value >= 1,
             ">= 1, or None for the whole forget set",
@@ -304,7 +308,7 @@ class UnlearningConfig(StreamConfig):
         values = super().method_hyperparameters()
         rule = {"stop_rule": self.stop_rule}
         if self.stop_rule == "bound":
-            rule.update(probes_per_epoch=self.probes_per_epoch, probe_samples=self.probe_samples)
+            rule.update(probe_share=self.probe_share, probe_samples=self.probe_samples)
         return {**values, "alpha": self.alpha, "class_forgetting": self.class_forgetting,
                 "stop_margin": self.stop_margin, **rule}  # fmt: skip
 

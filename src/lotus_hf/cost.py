@@ -103,13 +103,30 @@ class CostMeter:
 
     def total(self) -> int:
         """The count over every process (a collective: call it on all of them at the same point)."""
+        return self._summed(self.units)[0]
+
+    def affords(self, part: str, units: int, share: float) -> bool:
+        """Whether `units` more under `part` keep that part within `share` of the whole run's count, over every
+        process (a collective, so every process decides the same): how a stop's probes or checks are paced so that
+        they never cost more than their share of the run they stop, on any data size.
+
+        >>> meter = CostMeter()
+        >>> meter.units, meter.parts = 19_000, {"probes": 0}  # 19,000 units of training, no probe yet
+        >>> meter.affords("probes", 1000, share=0.05), meter.affords("probes", 1001, share=0.05)
+        (True, False)
+        """
+        total, spent = self._summed(self.units, self.parts.get(part, 0))
+        return spent + units <= share * (total + units)
+
+    @staticmethod
+    def _summed(*counts: int) -> list[int]:
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return self.units
+            return list(counts)
         backend = torch.distributed.get_backend()
         device = "cuda" if backend == "nccl" else "cpu"
-        count = torch.tensor([self.units], dtype=torch.long, device=device)
-        torch.distributed.all_reduce(count)
-        return int(count.item())
+        summed = torch.tensor(counts, dtype=torch.long, device=device)
+        torch.distributed.all_reduce(summed)
+        return [int(c) for c in summed.tolist()]
 
 
 def cost_summary(units: int, retrain_units: int | None, budget: float | None = None) -> dict:
@@ -210,10 +227,12 @@ class CostCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         self.meter.__exit__()
 
-    def resume(self, units: int, reached: dict) -> None:
-        """Go on from a checkpoint: this process's count then, and the budgets the run had reached (a collective
-        under several processes: call it on all of them)."""
+    def resume(self, units: int, reached: dict, parts: dict | None = None) -> None:
+        """Go on from a checkpoint: this process's count then (with its probes' and checks' parts, which pace
+        them), and the budgets the run had reached (a collective under several processes: call it on all of
+        them)."""
         self.meter.units = units
+        self.meter.parts = dict(parts or {})
         self._last = self.meter.total()
         self.reached = {float(share): at for share, at in reached.items()}
 

@@ -186,9 +186,8 @@ def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[T
             model, config, forget_dataset=data.forget, retain_dataset=data.retain, callbacks=callbacks
         )
     if config.stop_when_verified:  # its checks count in the run's cost, apart as "checks"
-        trainer.add_callback(VerifiedStop(data.forget, data.unseen, data.fingerprint.get("kind"),
-                                          config.verify_checks_per_epoch, config.verify_samples, config.seed,
-                                          meter=trainer.cost.meter))  # fmt: skip
+        trainer.add_callback(VerifiedStop(data.forget, data.unseen, data.fingerprint.get("kind"), trainer.cost.meter,
+                                          config.verify_check_share, config.verify_samples, config.seed))  # fmt: skip
     trainer.train(**({"resume_from_checkpoint": resume} if resume else {}))
     return trainer, trainer.history
 

@@ -106,7 +106,8 @@ class ResumableRun:
         """LoTUS's state now: the probes so far, tau, A_u, and this process's noise and counters."""
         values = {"history": self.history, "tau": self.tau, "unseen_accuracy": self.unseen_accuracy,
                   "processes": self.accelerator.num_processes,
-                  "budgets_reached": {str(k): v for k, v in self.cost.reached.items()}}  # fmt: skip
+                  "budgets_reached": {str(k): v for k, v in self.cost.reached.items()},
+                  "cost_parts": dict(self.cost.meter.parts)}  # fmt: skip
         tensors = {"noise": self._noise.get_state(), "loss_sums": self._loss_sums.cpu(), "seen": self._seen.cpu(),
                    "epoch_rows": torch.tensor([self.epoch_rows]),
                    "cost": torch.tensor([self.cost.meter.units])}  # fmt: skip
@@ -132,6 +133,8 @@ class ResumableRun:
         self._loss_sums.copy_(state.tensors["loss_sums"])
         self._seen.copy_(state.tensors["seen"])
         self.epoch_rows = int(state.tensors["epoch_rows"])
-        self.cost.resume(int(state.tensors["cost"]), state.values["budgets_reached"])
+        self.cost.resume(
+            int(state.tensors["cost"]), state.values["budgets_reached"], state.values.get("cost_parts")
+        )
         if "teacher_logits" in state.constants:
             self.stream.teacher_logits = state.constants["teacher_logits"]

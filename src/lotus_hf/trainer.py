@@ -142,10 +142,6 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         """Before the first update, while the student is still the original f0: the unseen accuracy A_u and,
         when enabled, the teacher's logits on the stream. A resumed run reads its state back instead."""
         self._probe_rows = self.probe_set()
-        # optimizer steps per epoch on this process, where the bound rule's probes inside an epoch fall
-        self._steps_per_epoch = max(
-            1, math.ceil(len(self.get_train_dataloader()) / self.args.gradient_accumulation_steps)
-        )
         if self.resumed_from is not None:
             self.restore(RunState.load(self.resumed_from, self.args.process_index))
             return
@@ -179,27 +175,28 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         return seeded_rows(self.forget_dataset, size, self.args.seed)
 
     def begin_epoch(self) -> bool:
-        """Probe the student on the forget set; set tau, or return True to stop. Same on every process."""
-        done = self._recorded(
-            epoch=int(self.state.epoch or 0) + 1, probe=0
-        )  # a run resumed inside this epoch
-        if done is not None:
-            return done
-        stop = self._probe(probe=0)
+        """The paper's probe before each epoch: set tau, or return True to stop. Under the bound rule only the
+        first epoch's (tau needs a value before the first update); later ones probe after steps (`after_step`).
+        Same on every process."""
+        epoch = int(self.state.epoch or 0) + 1
         self.start_epoch_rows()
-        return stop
+        if self.bound_rule and epoch > 1:
+            return False
+        done = self._recorded(epoch=epoch, probe=0)  # a run resumed inside this epoch
+        return done if done is not None else self._probe(epoch, probe=0)
 
     def after_step(self) -> bool:
-        """The bound rule's probes inside an epoch, `probes_per_epoch - 1` of them at even steps; True stops
-        training at once, with the weights this probe measured."""
-        per_epoch = getattr(self.args, "probes_per_epoch", 1)
-        if not self.bound_rule or per_epoch < 2:
+        """The bound rule's probes: after any step where one more keeps the probes within `probe_share` of the
+        run's cost so far (`CostMeter.affords`); True stops training at once, with the weights this probe
+        measured."""
+        if not self.bound_rule:
             return False
-        position = self.state.global_step % self._steps_per_epoch
-        every = max(1, self._steps_per_epoch // per_epoch)
-        if position == 0 or position % every or position // every >= per_epoch:
+        if not self.cost.meter.affords("probes", len(self._probe_rows), self.args.probe_share):
             return False
-        return self._probe(probe=position // every)
+        epoch = max(
+            1, math.ceil(self.state.epoch)
+        )  # the epoch this step belongs to (its last step: a whole number)
+        return self._probe(epoch, probe=sum(e["epoch"] == epoch for e in self.history))
 
     def _recorded(self, epoch: int, probe: int) -> bool | None:
         """The decision of a probe this run already took (a resumed run), or None if it has not. The tau it set is
@@ -207,8 +204,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         entry = next((e for e in self.history if e["epoch"] == epoch and e.get("probe", 0) == probe), None)
         return None if entry is None else entry["stop"]
 
-    def _probe(self, probe: int) -> bool:
-        epoch = int(self.state.epoch or 0) + 1
+    def _probe(self, epoch: int, probe: int) -> bool:
         with self.cost.meter.part("probes"):  # counted apart too, to say what share of the run probes cost
             measured = self.probe(*self._predict(self._probe_rows))
         entry = {"epoch": epoch, "probe": probe, "step": self.state.global_step, **measured,

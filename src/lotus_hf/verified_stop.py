@@ -3,17 +3,17 @@ during training, on the calibration half of the held-out data (`UnlearningData.u
 they say `forgotten`. The final verdict still comes from the other half (`UnlearningData.test`), which nothing in
 the run has seen, so a run cannot stop on noise in the data that judges it.
 
-Each check reads seeded subsets of the forget set and of the calibration half (`samples` of each), so that the checks
-cost a small share of the run; their forward passes count in the run's cost like every other (`lotus_hf.cost`).
+Each check reads seeded subsets of the forget set and of the calibration half (`samples` of each); their forward
+passes count in the run's cost like every other (`lotus_hf.cost`), and a check runs after a step only when it keeps
+the checks within `share` of the run's cost so far, so they never cost more than that share of the run they stop.
 
 Example:
-    >>> stop = VerifiedStop(data.forget, data.unseen, kind="samples", checks_per_epoch=2)  # doctest: +SKIP
-    >>> trainer = FinetuneTrainer(model, config, data.forget, data.retain, callbacks=[stop])  # doctest: +SKIP
+    >>> trainer = FinetuneTrainer(model, config, data.forget, data.retain)  # doctest: +SKIP
+    >>> stop = VerifiedStop(data.forget, data.unseen, "samples", meter=trainer.cost.meter)  # doctest: +SKIP
+    >>> trainer.add_callback(stop)  # doctest: +SKIP
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
@@ -34,23 +34,24 @@ class VerifiedStop(TrainerCallback):
         calibration_dataset: held-out data of the same classes that the final verdict does not read
             (`UnlearningData.unseen`).
         kind: the request's kind, `"samples"` or `"classes"`.
-        checks_per_epoch: checks at even steps through each epoch (never before the first update).
+        meter: the run's `CostMeter` (`trainer.cost.meter`): the checks count in it apart (`part("checks")`),
+            and it paces them.
+        share: the largest share of the run's cost the checks may take; a check runs after a step (never before
+            the first update) as soon as it fits.
         samples: how many forget and calibration rows a check reads (a seeded subset of each; None: all).
         seed: the subsets' seed.
-        meter: the run's `CostMeter`, to count the checks' passes apart (`part("checks")`).
 
     `checks` lists every check: its step, verdict and each test's statistic.
     """
 
-    def __init__(self, forget_dataset, calibration_dataset, kind: str, checks_per_epoch: int = 2,
-                 samples: int | None = 1000, seed: int = 0, meter: CostMeter | None = None):  # fmt: skip
-        if checks_per_epoch < 1:
-            raise ValueError(f"`checks_per_epoch` must be >= 1, got {checks_per_epoch!r}.")
+    def __init__(self, forget_dataset, calibration_dataset, kind: str, meter: CostMeter, share: float = 0.05,
+                 samples: int | None = 1000, seed: int = 0):  # fmt: skip
+        if not 0 < share < 1:
+            raise ValueError(f"`share` must be in (0, 1), got {share!r}.")
         self.forget = seeded_rows(forget_dataset, samples, seed)
         self.calibration = seeded_rows(calibration_dataset, samples, seed + 1)
-        self.kind, self.checks_per_epoch, self.meter = kind, checks_per_epoch, meter
+        self.kind, self.meter, self.share = kind, meter, share
         self.checks: list[dict] = []
-        self._every = 1
         self._labels = [self._labels_of(d) for d in (self.forget, self.calibration)]
 
     @staticmethod
@@ -61,12 +62,10 @@ class VerifiedStop(TrainerCallback):
             return np.asarray(dataset.labels)
         return np.asarray([int(dataset[i]["labels"]) for i in range(len(dataset))])
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        epochs = max(1.0, float(state.num_train_epochs or args.num_train_epochs))
-        self._every = max(1, int(state.max_steps / (epochs * self.checks_per_epoch)))
-
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if control.should_training_stop or state.global_step % self._every:
+        if control.should_training_stop:
+            return
+        if not self.meter.affords("checks", len(self.forget) + len(self.calibration), self.share):
             return
         verdict = self.check(model, state.global_step, args.per_device_eval_batch_size)
         if verdict == "forgotten":
@@ -74,7 +73,7 @@ class VerifiedStop(TrainerCallback):
 
     def check(self, model, step: int, batch_size: int = 512) -> str:
         """The verifier's verdict on `model` now, from the subsets (the same on every process)."""
-        with self.meter.part("checks") if self.meter is not None else contextlib.nullcontext():
+        with self.meter.part("checks"):
             forget_lp, held_lp = [log_softmax(predict_logits(model, rows, batch_size).numpy().astype(np.float64))
                                   for rows in (self.forget, self.calibration)]  # fmt: skip
         result = verify_outputs(forget_lp, self._labels[0], held_lp, self._labels[1], kind=self.kind)
