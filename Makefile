@@ -4,7 +4,7 @@ PIP := .venv/bin/pip
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser unlearn test test-slow test-other-cpus test-timm lint space tune tune-vit tune-pretrained tune-pretrained-vit benchmark benchmark-vit benchmark-full benchmark-pretrained benchmark-pretrained-vit benchmark-scale benchmark-sharded benchmark-architectures
+.PHONY: setup browser unlearn test test-slow test-other-cpus test-timm style quality space tune tune-vit tune-pretrained tune-pretrained-vit benchmark benchmark-vit benchmark-full benchmark-pretrained benchmark-pretrained-vit benchmark-scale benchmark-sharded benchmark-architectures
 
 .venv/.installed: pyproject.toml
 	-(command -v apt-get >/dev/null && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && \
@@ -25,6 +25,14 @@ browser:                  ## Debian's chromium for the Space's browser test (Pla
 
 test: setup browser       ## the default test suite (slow tests excluded), with its slowest tests
 	$(PY) -m pytest -q --durations=15
+
+style: setup             ## format the code and fix what the linter can (ruff, line length 119)
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+quality: setup           ## what CI checks: the format and the lint (ruff), nothing changed
+	.venv/bin/ruff format --check .
+	.venv/bin/ruff check .
 
 test-slow: setup browser  ## browser, several processes, packaging, CLI subprocesses, long training
 	$(PY) -m pytest -q -m slow --durations=15
@@ -120,6 +128,3 @@ benchmark-sharded: setup ## peak RSS per process on 2 CPU processes: DDP, FSDP2,
 
 space: setup             ## a folder deployable as is to a Gradio Space: app, card, lotus_hf/, requirements from the index
 	$(PY) scripts/build_space.py dist/space
-
-lint: setup
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -99,8 +99,9 @@ def step_times(family: str, width: int) -> dict:
             )
         else:  # the paper's class mode: its target accuracy is 0, so the stop rule never ends a random model's run
             args = UnlearningConfig(**common, retain_fraction=0.3, class_forgetting=True)
-            trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain,
-                                        unseen_dataset=unseen, callbacks=clock)  # fmt: skip
+            trainer = UnlearningTrainer(
+                model, args, forget_dataset=forget, retain_dataset=retain, unseen_dataset=unseen, callbacks=clock
+            )
         trainer.train()
 
     torch.manual_seed(0)
@@ -110,9 +111,7 @@ def step_times(family: str, width: int) -> dict:
     for _ in range(ROUNDS):
         for mode in ("finetune", "lotus"):
             run(mode, keep=True)
-        ratios.append(
-            statistics.median(times["finetune"][-STEPS:]) / statistics.median(times["lotus"][-STEPS:])
-        )
+        ratios.append(statistics.median(times["finetune"][-STEPS:]) / statistics.median(times["lotus"][-STEPS:]))
     lotus, finetune = statistics.median(times["lotus"]), statistics.median(times["finetune"])
     return {
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -148,10 +147,31 @@ def ddp_run(family: str, width: int, work: Path, data: Path) -> dict:
     source, out = work / f"{family}-original", work / f"{family}-unlearned"
     model.save_pretrained(source)
     processor.save_pretrained(source)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "-m",
-               "lotus_hf.cli", "unlearn", "--model", str(source), "--dataset", str(data), "--forget-first-percent",
-               "10", "--stop-margin", "0.99", "--epochs", "2", "--batch-size", "16",
-               "--output-dir", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--cpu",
+        "-m",
+        "lotus_hf.cli",
+        "unlearn",
+        "--model",
+        str(source),
+        "--dataset",
+        str(data),
+        "--forget-first-percent",
+        "10",
+        "--stop-margin",
+        "0.99",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--output-dir",
+        str(out),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     seconds = time.perf_counter() - start
@@ -168,8 +188,13 @@ def ddp_run(family: str, width: int, work: Path, data: Path) -> dict:
     report = json.loads((out / "report.json").read_text())
     epochs = len(report["training"]["history"])
     ok = bool(torch.isfinite(logits).all()) and type(reloaded) is type(model) and changed and epochs == 2
-    return {"ddp": ok, "ddp_seconds": seconds, "ddp_epochs": epochs, "ddp_changed": changed,
-            "ddp_notes": report.get("notes", [])}  # fmt: skip
+    return {
+        "ddp": ok,
+        "ddp_seconds": seconds,
+        "ddp_epochs": epochs,
+        "ddp_changed": changed,
+        "ddp_notes": report.get("notes", []),
+    }
 
 
 def render(rows: dict) -> str:
@@ -191,8 +216,17 @@ def render(rows: dict) -> str:
         "`AutoModelForImageClassification` and `AutoImageProcessor`, its logits finite and not the original's. "
         "Unlearn (sample and class), save-reload and push of every family: tests/test_architectures.py.\n",
     ]
-    header = ["family", "model class", "parameters", "LoTUS images/s", "fine-tuning images/s",
-              "LoTUS / fine-tuning (range)", "DDP, 2 processes", "torch", "measured"]  # fmt: skip
+    header = [
+        "family",
+        "model class",
+        "parameters",
+        "LoTUS images/s",
+        "fine-tuning images/s",
+        "LoTUS / fine-tuning (range)",
+        "DDP, 2 processes",
+        "torch",
+        "measured",
+    ]
     table = []
     for family in FAMILIES:
         row = rows.get(family)
@@ -222,13 +256,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     default = [f for f in FAMILIES if f != "timm" or timm_available()]
-    parser.add_argument(
-        "--only", default=",".join(default), help=f"comma-separated families of {list(FAMILIES)}"
-    )
+    parser.add_argument("--only", default=",".join(default), help=f"comma-separated families of {list(FAMILIES)}")
     parser.add_argument("--width", type=int, default=32)
-    parser.add_argument(
-        "--ddp-only", action="store_true", help="rerun only the DDP part of the families' rows"
-    )
+    parser.add_argument("--ddp-only", action="store_true", help="rerun only the DDP part of the families' rows")
     parser.add_argument("--steps-only", action="store_true", help="rerun only the step timing of the rows")
     args = parser.parse_args()
     families = args.only.split(",")

@@ -33,10 +33,16 @@ PHASES = ("batch", "forward", "targets_and_loss", "backward", "optimizer")
 def time_phases(data, channels_last: bool, steps: int, seed: int) -> dict[str, float]:
     """Mean milliseconds per step of each phase of the LoTUS update, on the real stream."""
     model, _ = load_model("fashion-mnist-resnet")
-    config = UnlearningConfig(output_dir="/tmp/lotus-epoch-cost", seed=seed, channels_last=channels_last,
-                              disable_tqdm=True, logging_strategy="no")  # fmt: skip
-    trainer = UnlearningTrainer(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
-                                unseen_dataset=data.unseen)  # fmt: skip
+    config = UnlearningConfig(
+        output_dir="/tmp/lotus-epoch-cost",
+        seed=seed,
+        channels_last=channels_last,
+        disable_tqdm=True,
+        logging_strategy="no",
+    )
+    trainer = UnlearningTrainer(
+        model, config, forget_dataset=data.forget, retain_dataset=data.retain, unseen_dataset=data.unseen
+    )
     stream = trainer.stream
     stream.teacher_logits = torch.randn(len(stream), 10)
     model.train()
@@ -69,15 +75,26 @@ def time_phases(data, channels_last: bool, steps: int, seed: int) -> dict[str, f
 def time_epoch(data, channels_last: bool, seed: int) -> dict:
     """One real `UnlearningTrainer` run of one epoch: setup (teacher cache + probe) and training."""
     model, _ = load_model("fashion-mnist-resnet")
-    config = UnlearningConfig(output_dir="/tmp/lotus-epoch-cost", seed=seed, channels_last=channels_last,
-                              num_train_epochs=1, disable_tqdm=True, logging_strategy="no")  # fmt: skip
-    trainer = UnlearningTrainer(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
-                                unseen_dataset=data.unseen)  # fmt: skip
+    config = UnlearningConfig(
+        output_dir="/tmp/lotus-epoch-cost",
+        seed=seed,
+        channels_last=channels_last,
+        num_train_epochs=1,
+        disable_tqdm=True,
+        logging_strategy="no",
+    )
+    trainer = UnlearningTrainer(
+        model, config, forget_dataset=data.forget, retain_dataset=data.retain, unseen_dataset=data.unseen
+    )
     start = time.perf_counter()
     output = trainer.train()
-    return {"seconds": time.perf_counter() - start, "train_runtime": output.metrics["train_runtime"],
-            "steps": trainer.state.global_step, "samples": len(trainer.stream),
-            "samples_per_second": len(trainer.stream) / (time.perf_counter() - start)}  # fmt: skip
+    return {
+        "seconds": time.perf_counter() - start,
+        "train_runtime": output.metrics["train_runtime"],
+        "steps": trainer.state.global_step,
+        "samples": len(trainer.stream),
+        "samples_per_second": len(trainer.stream) / (time.perf_counter() - start),
+    }
 
 
 def time_finetune_epoch(data, trainer_stream_size: int, seed: int) -> dict:
@@ -116,11 +133,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     _, processor = load_model("fashion-mnist-resnet")
-    data = prepare_unlearning_data(load_image_dataset("fashion_mnist"), ForgetRequest.first_percent(10),
-                                   processor, seed=args.seed)  # fmt: skip
-    result = {"command": "python " + " ".join(sys.argv), "torch": torch.__version__,
-              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-              "phases_ms": {}, "epoch": {}}  # fmt: skip
+    data = prepare_unlearning_data(
+        load_image_dataset("fashion_mnist"), ForgetRequest.first_percent(10), processor, seed=args.seed
+    )
+    result = {
+        "command": "python " + " ".join(sys.argv),
+        "torch": torch.__version__,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "phases_ms": {},
+        "epoch": {},
+    }
     formats = (("nchw", False), ("channels_last", True))
     for name, flag in formats:
         result["phases_ms"][name] = time_phases(data, flag, args.steps, args.seed)
@@ -138,9 +160,12 @@ def main() -> None:
     for name, epochs in runs.items():
         seconds = sorted(epoch["seconds"] for epoch in epochs)
         median = seconds[len(seconds) // 2]
-        result["epoch"][name] = {"steps": epochs[0]["steps"], "median_seconds": median,
-                                 "samples_per_second": epochs[0]["samples"] / median,
-                                 "seconds": [epoch["seconds"] for epoch in epochs]}  # fmt: skip
+        result["epoch"][name] = {
+            "steps": epochs[0]["steps"],
+            "median_seconds": median,
+            "samples_per_second": epochs[0]["samples"] / median,
+            "seconds": [epoch["seconds"] for epoch in epochs],
+        }
 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "epoch_cost.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -157,8 +182,10 @@ def main() -> None:
         f"\nOne real `UnlearningTrainer` run of one epoch (teacher cache, probes, all steps), {args.repeats} "
         "times per format, alternating; wall times on this shared VM vary by about 25% between runs:\n"
     )
-    epochs = [[name, str(epoch["steps"]), f"{epoch['median_seconds']:.1f}",
-               ", ".join(f"{s:.1f}" for s in epoch["seconds"])] for name, epoch in result["epoch"].items()]  # fmt: skip
+    epochs = [
+        [name, str(epoch["steps"]), f"{epoch['median_seconds']:.1f}", ", ".join(f"{s:.1f}" for s in epoch["seconds"])]
+        for name, epoch in result["epoch"].items()
+    ]
     lines.append(markdown_table(["format", "steps", "median seconds", "all runs"], epochs))
     lotus, plain = result["epoch"]["channels_last"], result["finetune_epoch"]
     evaluation = result["evaluation"]

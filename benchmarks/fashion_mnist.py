@@ -6,8 +6,9 @@ classes and forget sets. One `lotus-hf benchmark` run per cell, then a summary.
     .venv/bin/python benchmarks/fashion_mnist.py [--only resnet-first10,...]        # `make benchmark` (ResNet cells)
     .venv/bin/python benchmarks/fashion_mnist.py --only vit-first10,vit-class,vit-class-shirt   # `make benchmark-vit`
     .venv/bin/python benchmarks/fashion_mnist.py --only resnet-first10-full        # `make benchmark-full`
-    .venv-timm/bin/python benchmarks/fashion_mnist.py --only effnet-first10,effnet-class   # `make benchmark-pretrained`
+    .venv-timm/bin/python benchmarks/fashion_mnist.py --only effnet-first10,effnet-class  # make benchmark-pretrained
     .venv/bin/python benchmarks/fashion_mnist.py --only vitdigits-first10,vitdigits-class  # benchmark-pretrained-vit
+    .venv/bin/python benchmarks/fashion_mnist.py --budgets 10         # only the 10% budget of each cell
     .venv/bin/python benchmarks/fashion_mnist.py --summary-only        # redraw tables and summary from the JSON
 
 The default cells must fit a few hours on the 2-core CPU VM, so they train their originals and retrained models on a
@@ -50,8 +51,14 @@ SEEDS = ",".join(map(str, (*PAPER_SEEDS, 7, 42)))
 FULL_SEEDS = ",".join(map(str, PAPER_SEEDS))
 # the model `make benchmarks/models/fashion-mnist-efficientnet-lite0` fine-tunes from the pretrained EfficientNet-Lite0
 # (its recipe trains each seed's original and gold standard), with its training and test subsets
-EFFNET = ["--model", "benchmarks/models/fashion-mnist-efficientnet-lite0", "--train-subset", "2000",
-          "--test-subset", "2000"]  # fmt: skip
+EFFNET = [
+    "--model",
+    "benchmarks/models/fashion-mnist-efficientnet-lite0",
+    "--train-subset",
+    "2000",
+    "--test-subset",
+    "2000",
+]
 # the same regime for a ViT: the bundled ViT (trained by lotus-hf on Fashion-MNIST) fine-tuned on another data set,
 # scikit-learn's digits (`make benchmarks/models/digits-vit`): all 1,257 training images, judged on all 540 test ones
 VITDIGITS = ["--model", "benchmarks/models/digits-vit", "--dataset", "benchmarks/data/digits"]
@@ -95,14 +102,19 @@ TUNED_ON = {
     "vitdigits-first10": "vitdigits-first10",
     "vitdigits-class": "vitdigits-class",
 }
-NAMES = {"lotus": "LoTUS (lotus-hf's bound stop)", "lotus/paper": "LoTUS (the paper's stop)",
-         "belief_relabel": "Belief Relabel (lotus-hf)"}  # fmt: skip
+NAMES = {
+    "lotus": "LoTUS (lotus-hf's bound stop)",
+    "lotus/paper": "LoTUS (the paper's stop)",
+    "belief_relabel": "Belief Relabel (lotus-hf)",
+}
 
 
 # The budgets (percent of a retraining) each cell is reported at: every cell at 10% (the paper's regime), the ResNet
 # and ViT cells also at 5% and 20% (benchmarks/grid.json's rule)
-BUDGETS_OF = {cell: ("5", "10", "20") if cell.startswith(("resnet", "vit-")) and cell != "resnet-first10-full"
-              else ("10",) for cell in CELLS}  # fmt: skip
+BUDGETS_OF = {
+    cell: ("5", "10", "20") if cell.startswith(("resnet", "vit-")) and cell != "resnet-first10-full" else ("10",)
+    for cell in CELLS
+}
 
 
 def tuned(cell: str, budget: str) -> dict[str, dict]:
@@ -131,11 +143,15 @@ PAPER = {
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--train-subset", type=int, default=6000, help="training images of the subset cells")
+    parser.add_argument("--only", default=",".join(DEFAULT_CELLS), help=f"comma-separated cells of {', '.join(CELLS)}")
+    parser.add_argument("--summary-only", action="store_true", help="rewrite the summary from the cells' JSON")
     parser.add_argument(
-        "--only", default=",".join(DEFAULT_CELLS), help=f"comma-separated cells of {', '.join(CELLS)}"
+        "--budgets", default=None, help="comma-separated budgets (percent) to run, of each cell's (default: all)"
     )
     parser.add_argument(
-        "--summary-only", action="store_true", help="rewrite the summary from the cells' JSON"
+        "--default-check",
+        action="store_true",
+        help="run each cell's bundled default (its model's unlearning_config.json) at 10%% on the reported seeds",
     )
     args = parser.parse_args()
     cells = args.only.split(",")
@@ -143,12 +159,15 @@ def main() -> None:
     if unknown:
         parser.error(f"--only names unknown cells {unknown}; pick from {', '.join(CELLS)}")
     start = time.perf_counter()
+    if args.default_check:
+        for cell in cells:
+            default_check(cell, args.train_subset)
+        return
     if not args.summary_only:
         ran = []
         for cell in cells:
-            for budget in BUDGETS_OF[
-                cell
-            ]:  # each budget its own run, each method at its pick for that budget
+            wanted = BUDGETS_OF[cell] if args.budgets is None else args.budgets.split(",")
+            for budget in [b for b in BUDGETS_OF[cell] if b in wanted]:  # each its own run, each method at its pick
                 config = tuned(cell, budget)
                 methods = ["--methods", ",".join([*config, "retrain"]), "--method-config", json.dumps(config)]
                 subset = [
@@ -157,15 +176,19 @@ def main() -> None:
                     "--budgets",
                     str(float(budget) / 100),
                 ]
-                if (
-                    cell not in FULL
-                    and "--train-subset" not in CELLS[cell]
-                    and "--dataset" not in CELLS[cell]
-                ):
+                if cell not in FULL and "--train-subset" not in CELLS[cell] and "--dataset" not in CELLS[cell]:
                     subset += ["--train-subset", str(args.train_subset)]
                 folder = RESULTS / cell / f"budget-{budget}"
-                argv = ["benchmark", *CELLS[cell], *methods, *subset,
-                        "--cache-dir", str(RESULTS.parent / "cache"), "--output-dir", str(folder)]  # fmt: skip
+                argv = [
+                    "benchmark",
+                    *CELLS[cell],
+                    *methods,
+                    *subset,
+                    "--cache-dir",
+                    str(RESULTS.parent / "cache"),
+                    "--output-dir",
+                    str(folder),
+                ]
                 print(f"== {cell} at {budget}%: lotus-hf {' '.join(argv)}", flush=True)
                 with replacing(folder):  # the committed results come back if the cell fails
                     if lotus_hf(argv) != 0:
@@ -173,6 +196,52 @@ def main() -> None:
                 ran.append(f"{cell}/budget-{budget}")
         record_run(ran, time.perf_counter() - start)
     summarise()
+
+
+DEFAULT_OF = {
+    "resnet-first10": ("fashion-mnist-resnet", "samples"),
+    "resnet-class": ("fashion-mnist-resnet", "classes"),
+    "vit-first10": ("fashion-mnist-vit", "samples"),
+    "vit-class": ("fashion-mnist-vit", "classes"),
+}
+
+
+def default_check(cell: str, train_subset: int) -> None:
+    """The setting the bundled model runs by default for this cell's kind of request (benchmarks/defaults.py chose
+    it on the tuning seed), on the five reported seeds at 10%: does it hold? Writes <cell>/budget-10-default/."""
+    from lotus_hf.loading import model_file
+
+    model, kind = DEFAULT_OF[cell]
+    shipped = json.loads(model_file(model, "unlearning_config.json").read_text())
+    method = shipped["default"][kind]
+    fields = {k: v for k, v in shipped[method].items() if k != "classes"}
+    if kind == "classes":
+        fields = {**fields, **shipped[method].get("classes", {})}
+    config = {method: {k: v for k, v in fields.items() if k != "budget"}}
+    folder = RESULTS / cell / "budget-10-default"
+    argv = [
+        "benchmark",
+        *CELLS[cell],
+        "--methods",
+        f"{method},retrain",
+        "--method-config",
+        json.dumps(config),
+        "--seeds",
+        SEEDS,
+        "--budgets",
+        "0.1",
+        "--train-subset",
+        str(train_subset),
+        "--no-controls",
+        "--cache-dir",
+        str(RESULTS.parent / "cache"),
+        "--output-dir",
+        str(folder),
+    ]
+    print(f"== {cell}: the bundled default {method} {config[method]} at 10%", flush=True)
+    with replacing(folder):
+        if lotus_hf(argv) != 0:
+            raise SystemExit(f"{cell}'s default check failed")
 
 
 # each set of cells run together: its wall time and each cell's
@@ -188,12 +257,13 @@ def record_run(cells: list[str], seconds: float) -> None:
             c: json.loads((RESULTS / c / "results.json").read_text())["wall_seconds"] for c in cells
         },
     }
-    current = {c: json.loads((RESULTS / c / "results.json").read_text())["wall_seconds"]
-               for c in budget_cells() if (RESULTS / c / "results.json").is_file()}  # fmt: skip
-    # a run some of whose cells were run again since describes results no longer committed: dropped
-    runs = {
-        k: r for k, r in runs.items() if all(current.get(c) == s for c, s in r["cell_wall_seconds"].items())
+    current = {
+        c: json.loads((RESULTS / c / "results.json").read_text())["wall_seconds"]
+        for c in budget_cells()
+        if (RESULTS / c / "results.json").is_file()
     }
+    # a run some of whose cells were run again since describes results no longer committed: dropped
+    runs = {k: r for k, r in runs.items() if all(current.get(c) == s for c, s in r["cell_wall_seconds"].items())}
     RUNS.write_text(json.dumps(runs, indent=2) + "\n")
 
 
@@ -257,10 +327,13 @@ def summarise() -> None:
         every = [c for c in budget_cells() if c.split("/")[0] in group]
         one_run = one_run_minutes({c: cells[c] for c in ran}) if len(ran) == len(every) else None
         measured[target] = one_run
-        timing = (f"took {one_run:.1f} min in one run from an empty cache" if one_run is not None else
-                  f"take {minutes_from_empty_cache([cells[c] for c in ran]):.1f} min in all from an empty cache (each "
-                  "cell's last run, plus, once each, the training time of the originals and retrained models it read "
-                  "from the cache)")  # fmt: skip
+        timing = (
+            f"took {one_run:.1f} min in one run from an empty cache"
+            if one_run is not None
+            else f"take {minutes_from_empty_cache([cells[c] for c in ran]):.1f} min in all from an empty cache (each "
+            "cell's last run, plus, once each, the training time of the originals and retrained models it read "
+            "from the cache)"
+        )
         timings.append(f"`{target}` ({', '.join(ran)}) {timing}")
     total = minutes_from_empty_cache(list(cells.values()))
     lines = [
@@ -280,20 +353,31 @@ def summarise() -> None:
         "(each cell's results.md has the seed-level wins). Verified f/i/n: seeds `lotus-hf verify` calls "
         "forgotten / inconclusive / not_forgotten.\n",
     ]
-    header = ["cell", "images", "seeds", "lowest (paired test)", "LoTUS Avg Gap", "(paper agg.)", "LoTUS cost / wall",
-              "LoTUS verified", "Belief Relabel Avg Gap", "best baseline, Avg Gap", "retrain verified", "retrain s",
-              "Pearson r textbook / reference"]  # fmt: skip
+    header = [
+        "cell",
+        "images",
+        "seeds",
+        "lowest (paired test)",
+        "LoTUS Avg Gap",
+        "(paper agg.)",
+        "LoTUS cost / wall",
+        "LoTUS verified",
+        "Belief Relabel Avg Gap",
+        "best baseline, Avg Gap",
+        "retrain verified",
+        "retrain s",
+        "Pearson r textbook / reference",
+    ]
     rows = []
     for name, r in cells.items():
         summary = r["summary"]
         lotus, retrain = summary["lotus"], summary["retrain"]
-        baselines = {
-            m: v for m, v in summary.items() if m not in ("original", "retrain", "lotus", "belief_relabel")
-        }
+        baselines = {m: v for m, v in summary.items() if m not in ("original", "retrain", "lotus", "belief_relabel")}
         best = min(baselines, key=lambda m: baselines[m]["avg_gap"]["mean"])
         relabel = _pm(summary["belief_relabel"]["avg_gap"]) if "belief_relabel" in summary else "-"
-        pearson = " / ".join("-" if v is None else f"{v:.3f}"
-                             for v in (r["pearson_rf_jsd_vs_jsd"], r.get("pearson_reference")))  # fmt: skip
+        pearson = " / ".join(
+            "-" if v is None else f"{v:.3f}" for v in (r["pearson_rf_jsd_vs_jsd"], r.get("pearson_reference"))
+        )
         timed = (r.get("retrain_timed") or {}).get("seconds") or retrain["seconds"]["mean"]
         rows.append(
             [
@@ -314,18 +398,16 @@ def summarise() -> None:
         )
     lines.append(markdown_table(header, rows))
     still = {n: [m for m, v in r["summary"].items() if v.get("no_op")] for n, r in cells.items()}
-    notes = [
-        f"{n}: {', '.join(m)} left the model as it was, at its best setting." for n, m in still.items() if m
-    ]
+    notes = [f"{n}: {', '.join(m)} left the model as it was, at its best setting." for n, m in still.items() if m]
     if stale:
         notes.append(f"Not yet run with this protocol, so left out: {', '.join(stale)}.")
     lines += ["", *(f"- {note}" for note in notes), ""]
     lines += stop_table(cells) + error_table(cells)
-    pearsons = {k: [r[k] for c, r in cells.items() if "first10" in c and r.get(k) is not None]
-                for k in ("pearson_rf_jsd_vs_jsd", "pearson_reference")}  # fmt: skip
-    mean_r = {
-        k: f"{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "-" for k, v in pearsons.items()
+    pearsons = {
+        k: [r[k] for c, r in cells.items() if "first10" in c and r.get(k) is not None]
+        for k in ("pearson_rf_jsd_vs_jsd", "pearson_reference")
     }
+    mean_r = {k: f"{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else "-" for k, v in pearsons.items()}
     lines += [
         "Pearson r of RF-JSD against JSD over the sample-forgetting cells, mean ± std: textbook "
         f"**{mean_r['pearson_rf_jsd_vs_jsd']}**, reference form **{mean_r['pearson_reference']}** (paper, reference "
@@ -335,14 +417,25 @@ def summarise() -> None:
         f"Paper, ResNet-18 / CIFAR-10, 10% forget: LoTUS Avg Gap {PAPER['lotus_avg_gap_resnet_cifar10']} (paper "
         f"aggregation) in {100 * PAPER['lotus_share_resnet_cifar10']:.1f}% of retraining's time (0.29 vs 5.32 min).\n",
     ]
-    keys = ("command", "train_samples", "seeds", "lowest_avg_gap", "lowest_avg_gap_paper", "paired",
-            "pearson_rf_jsd_vs_jsd", "pearson_reference", "wall_seconds", "retrain_timed", "error_rates")  # fmt: skip
+    keys = (
+        "command",
+        "train_samples",
+        "seeds",
+        "lowest_avg_gap",
+        "lowest_avg_gap_paper",
+        "paired",
+        "pearson_rf_jsd_vs_jsd",
+        "pearson_reference",
+        "wall_seconds",
+        "retrain_timed",
+        "error_rates",
+    )
     summary = {
         "cells": {
             n: {k: r.get(k) for k in keys}
             | {m: r["summary"][m] for m in ("lotus", "belief_relabel", "retrain") if m in r["summary"]}
             for n, r in cells.items()
-        },  # fmt: skip
+        },
         "error_rates": total_error_rates(cells),
         "pearson_mean_std": mean_r,
         "total_minutes": total,
@@ -366,14 +459,24 @@ def stop_table(cells: dict) -> list[str]:
                 settings = r["summary"][method]["hyperparameters"]
                 # the paper's rule with the class row's target of 0 needs a forget accuracy below 0: it cannot fire
                 never = settings.get("class_forgetting") and settings.get("stop_rule", "paper") == "paper"
-                rows.append([name, NAMES.get(method, method), f"{settings.get('num_train_epochs'):g}",
-                             "cannot fire (target 0)" if never else f"{len(epochs)}/{len(fired)}",
-                             epochs_text])  # fmt: skip
+                rows.append(
+                    [
+                        name,
+                        NAMES.get(method, method),
+                        f"{settings.get('num_train_epochs'):g}",
+                        "cannot fire (target 0)" if never else f"{len(epochs)}/{len(fired)}",
+                        epochs_text,
+                    ]
+                )
     if not rows:
         return []
     header = ["cell", "method", "epochs at most", "fired", "before epoch"]
-    return ["Stop rules: on how many seeds each fired, and before which epoch (at most the epochs of its setting; "
-            "per-epoch histories in each cell's results.json).\n", markdown_table(header, rows), ""]  # fmt: skip
+    return [
+        "Stop rules: on how many seeds each fired, and before which epoch (at most the epochs of its setting; "
+        "per-epoch histories in each cell's results.json).\n",
+        markdown_table(header, rows),
+        "",
+    ]
 
 
 def total_error_rates(cells: dict) -> dict:
@@ -381,8 +484,17 @@ def total_error_rates(cells: dict) -> dict:
     total = {}
     for r in cells.values():
         for control, row in (r.get("error_rates") or {}).items():
-            entry = total.setdefault(control, {"seeds": 0, "wrong": 0, "forgotten": 0, "inconclusive": 0,
-                                               "not_forgotten": 0, "expected": EXPECTED[control]})  # fmt: skip
+            entry = total.setdefault(
+                control,
+                {
+                    "seeds": 0,
+                    "wrong": 0,
+                    "forgotten": 0,
+                    "inconclusive": 0,
+                    "not_forgotten": 0,
+                    "expected": EXPECTED[control],
+                },
+            )
             for key in ("seeds", "wrong", "forgotten", "inconclusive", "not_forgotten", "skipped"):
                 entry[key] = entry.get(key, 0) + row.get(key, 0)
     return total
@@ -392,16 +504,17 @@ def error_table(cells: dict) -> list[str]:
     """The verifier's error rates per cell (docs/verification.md): false alarms on retrained models, misses on the
     original, learning-rate-0 runs, edited histories and swapped-back weights."""
     controls = list(EXPECTED)
-    rows = [
-        [name, *(_rate((r.get("error_rates") or {}).get(c)) for c in controls)] for name, r in cells.items()
-    ]
+    rows = [[name, *(_rate((r.get("error_rates") or {}).get(c)) for c in controls)] for name, r in cells.items()]
     total = total_error_rates(cells)
     rows.append(["**all cells**", *(_rate(total.get(c)) for c in controls)])
-    return ["The verifier's own error rates: wrong verdicts / seeds, per control (retrained: called `not_forgotten`, "
-            "a false alarm; the others: not called `not_forgotten`, or a forged history that passed, a miss). "
-            f"Commands: {', '.join(f'`{t}`' for t, group in TARGETS.items() if set(group) & set(cells))}; tables per "
-            "cell in each results.md.\n",
-            markdown_table(["cell", *controls], rows), ""]  # fmt: skip
+    return [
+        "The verifier's own error rates: wrong verdicts / seeds, per control (retrained: called `not_forgotten`, "
+        "a false alarm; the others: not called `not_forgotten`, or a forged history that passed, a miss). "
+        f"Commands: {', '.join(f'`{t}`' for t, group in TARGETS.items() if set(group) & set(cells))}; tables per "
+        "cell in each results.md.\n",
+        markdown_table(["cell", *controls], rows),
+        "",
+    ]
 
 
 def _rate(row: dict | None) -> str:

@@ -57,16 +57,25 @@ def main() -> None:
     for setting in filter(None, args.settings.split(",")):
         alpha, epochs = (float(x) for x in setting.split(":"))
         model, _ = load_model("fashion-mnist-resnet")
-        config = UnlearningConfig(output_dir="/tmp/lotus-bench", alpha=alpha, num_train_epochs=epochs,
-                                  seed=args.seed, disable_tqdm=True, logging_strategy="no")  # fmt: skip
+        config = UnlearningConfig(
+            output_dir="/tmp/lotus-bench",
+            alpha=alpha,
+            num_train_epochs=epochs,
+            seed=args.seed,
+            disable_tqdm=True,
+            logging_strategy="no",
+        )
         result = unlearn(model, data, config, retrained=retrained, retrain_seconds=retrain_seconds)
-        runs.append({"alpha": alpha, "epochs": epochs, "history": result.history,
-                     **result.report.to_dict()})  # fmt: skip
+        runs.append({"alpha": alpha, "epochs": epochs, "history": result.history, **result.report.to_dict()})
         print(f"alpha {alpha} epochs {epochs}\n{result.report.to_markdown()}", flush=True)
 
     RESULTS.mkdir(exist_ok=True)
-    result = {"command": "python " + " ".join(sys.argv), "date": time.ctime(), "retrained": str(retrained_dir),
-              "runs": runs}  # fmt: skip
+    result = {
+        "command": "python " + " ".join(sys.argv),
+        "date": time.ctime(),
+        "retrained": str(retrained_dir),
+        "runs": runs,
+    }
     (RESULTS / "fashion_mnist_resnet.json").write_text(json.dumps(result, indent=2) + "\n")
     render(result)
 

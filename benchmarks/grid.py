@@ -83,8 +83,11 @@ def method_grid(name: str, lr_scale: float = 1.0) -> dict:
     lr, fixed = REFERENCES[name]
     lr *= lr_scale
     rates = [_round(lr * m) for m in LADDER]
-    settings = [{"learning_rate": r, "num_train_epochs": EPOCHS, **fixed, "stop_when_verified": verified}
-                for r in rates for verified in (False, True)]  # fmt: skip
+    settings = [
+        {"learning_rate": r, "num_train_epochs": EPOCHS, **fixed, "stop_when_verified": verified}
+        for r in rates
+        for verified in (False, True)
+    ]
     axes = {"learning_rate": axis(rates, _round(lr * BEYOND[0]), _round(lr * BEYOND[1]))}
     return {"axes": axes, "settings": settings}
 

@@ -97,10 +97,7 @@ def main() -> None:
             "epochs": int(epochs),
             "learning_rate": float(lotus["hyperparameters"]["learning_rate"]),
             "other": " ".join(args.set),
-            **{
-                k: lotus[k]["mean"]
-                for k in ("avg_gap", "acc_forget", "acc_retain", "acc_test", "mia", "seconds")
-            },
+            **{k: lotus[k]["mean"] for k in ("avg_gap", "acc_forget", "acc_retain", "acc_test", "mia", "seconds")},
             "share_of_retrain": lotus["share_of_retrain"]["mean"],
         }
         rows[_key(row)] = row
@@ -116,8 +113,19 @@ def main() -> None:
         *[f"- `{c}`" for c in commands],
         "",
     ]
-    header = ["alpha", "epochs", "lr", "other", "Avg Gap", "acc forget", "acc retain", "acc test", "MIA", "s",
-              "share of retrain"]  # fmt: skip
+    header = [
+        "alpha",
+        "epochs",
+        "lr",
+        "other",
+        "Avg Gap",
+        "acc forget",
+        "acc retain",
+        "acc test",
+        "MIA",
+        "s",
+        "share of retrain",
+    ]
     table = [
         [
             f"{r['alpha']:g}",

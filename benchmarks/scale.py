@@ -49,8 +49,15 @@ def model_and_data(device: str):
 
     hidden, layers, heads, inter, size, patch, images, batch, steps = SETTINGS[device]
     torch.manual_seed(0)
-    config = ViTConfig(image_size=size, patch_size=patch, hidden_size=hidden, num_hidden_layers=layers,
-                       num_attention_heads=heads, intermediate_size=inter, num_labels=10)  # fmt: skip
+    config = ViTConfig(
+        image_size=size,
+        patch_size=patch,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=inter,
+        num_labels=10,
+    )
     model = AutoModelForImageClassification.from_config(config)
     pixels = torch.randn(images, 3, size, size)
     labels = torch.randint(0, 10, (images,))
@@ -86,9 +93,19 @@ def measure(device: str, mode: str) -> dict:
                 torch.cuda.synchronize()
             step_times.append(time.perf_counter() - self.start)
 
-    common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, per_device_eval_batch_size=256,
-                  max_steps=steps, logging_strategy="no", disable_tqdm=True, report_to="none", save_strategy="no",
-                  use_cpu=device == "cpu", bf16=device == "cuda", seed=0)  # fmt: skip
+    common = dict(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=256,
+        max_steps=steps,
+        logging_strategy="no",
+        disable_tqdm=True,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=device == "cpu",
+        bf16=device == "cuda",
+        seed=0,
+    )
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rss_before = _rss_mib()
@@ -96,9 +113,7 @@ def measure(device: str, mode: str) -> dict:
         args = TrainingArguments(
             **common, learning_rate=1e-4, remove_unused_columns=False, lr_scheduler_type="constant"
         )
-        trainer = Trainer(
-            model=model, args=args, train_dataset=retain, data_collator=collate, callbacks=[Clock()]
-        )
+        trainer = Trainer(model=model, args=args, train_dataset=retain, data_collator=collate, callbacks=[Clock()])
     else:
         # class-forgetting mode: the target accuracy is 0, so the stop rule never ends a random model's run
         cached = mode == "lotus-cached-teacher"
@@ -108,8 +123,9 @@ def measure(device: str, mode: str) -> dict:
             class_forgetting=True,
             cache_teacher_logits=cached,
         )
-        trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain, unseen_dataset=unseen,
-                                    callbacks=[Clock()])  # fmt: skip
+        trainer = UnlearningTrainer(
+            model, args, forget_dataset=forget, retain_dataset=retain, unseen_dataset=unseen, callbacks=[Clock()]
+        )
     trainer.train()
     warm = step_times[2:] or step_times
     median = statistics.median(warm)
@@ -169,9 +185,7 @@ def main() -> None:
         f"# LoTUS at scale on {name}\n",
         f"Command: `{result['command']}` ({result['date']}, {result['wall_seconds']:.0f} s). {result['model']}, "
         f"{result['parameters'] / 1e6:.1f}M parameters, random init; synthetic images; batch {batch}, {steps} steps "
-        "(median step time after 2 warm-up steps)"
-        + (", bf16." if args.device == "cuda" else ", fp32.")
-        + "\n",
+        "(median step time after 2 warm-up steps)" + (", bf16." if args.device == "cuda" else ", fp32.") + "\n",
     ]
     from lotus_hf.evaluation import markdown_table
 

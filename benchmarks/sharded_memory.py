@@ -60,14 +60,21 @@ def measure(teacher: str, out: str) -> None:
     model, forget, retain, unseen = model_and_data("cpu")
     rss_before = _rss_mib()
     # class-forgetting mode: the target accuracy is 0, so the stop rule never ends a random model's run
-    args = UnlearningConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch // 2,
-                            per_device_eval_batch_size=128, max_steps=STEPS, logging_strategy="no",
-                            disable_tqdm=True, report_to="none", save_strategy="no", seed=0, retain_fraction=0.3,
-                            class_forgetting=True,
-                            cache_teacher_logits=teacher == "cached-teacher")  # fmt: skip
-    trainer = UnlearningTrainer(
-        model, args, forget_dataset=forget, retain_dataset=retain, unseen_dataset=unseen
+    args = UnlearningConfig(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=batch // 2,
+        per_device_eval_batch_size=128,
+        max_steps=STEPS,
+        logging_strategy="no",
+        disable_tqdm=True,
+        report_to="none",
+        save_strategy="no",
+        seed=0,
+        retain_fraction=0.3,
+        class_forgetting=True,
+        cache_teacher_logits=teacher == "cached-teacher",
     )
+    trainer = UnlearningTrainer(model, args, forget_dataset=forget, retain_dataset=retain, unseen_dataset=unseen)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -128,8 +135,16 @@ def main() -> None:
     ]
     from lotus_hf.evaluation import markdown_table
 
-    table = [[row["strategy"], row["teacher"], f"{row['peak_rss_mib']:.0f}", f"{row['rss_rise_mib']:.0f}",
-              f"{row['train_seconds']:.1f}"] for row in rows]  # fmt: skip
+    table = [
+        [
+            row["strategy"],
+            row["teacher"],
+            f"{row['peak_rss_mib']:.0f}",
+            f"{row['rss_rise_mib']:.0f}",
+            f"{row['train_seconds']:.1f}",
+        ]
+        for row in rows
+    ]
     header = ["strategy", "teacher", "peak RSS (MiB)", "RSS rise (MiB)", "training (s)"]
     lines.append(markdown_table(header, table))
     lines.append("")

@@ -37,8 +37,14 @@ SEEDS = "1"  # one seed (grid.json's rule, amended before any budgeted run: the 
 SUBSET = "6000"
 # the model `make benchmarks/models/fashion-mnist-efficientnet-lite0` fine-tunes (its recipe trains each seed's
 # original and gold standard), its training and test subsets
-EFFNET = ["--model", "benchmarks/models/fashion-mnist-efficientnet-lite0", "--train-subset", "2000",
-          "--test-subset", "2000"]  # fmt: skip
+EFFNET = [
+    "--model",
+    "benchmarks/models/fashion-mnist-efficientnet-lite0",
+    "--train-subset",
+    "2000",
+    "--test-subset",
+    "2000",
+]
 # `make benchmarks/models/digits-vit`: the bundled ViT fine-tuned on all 1,257 training images of the digits folder
 VITDIGITS = ["--model", "benchmarks/models/digits-vit", "--dataset", "benchmarks/data/digits"]
 CELLS = {
@@ -72,8 +78,21 @@ def run_grid(cell: str, settings: dict[str, list[dict]], folder: Path) -> None:
     own_data = "--train-subset" in CELLS[cell][0] or "--dataset" in CELLS[cell][0]
     subset = [] if own_data else ["--train-subset", SUBSET]
     budgets = ",".join(map(str, json.loads(GRID.read_text())["budgets"]))
-    argv = ["benchmark", *CELLS[cell][0], "--seeds", SEEDS, *subset, "--grid", str(grid_file), "--budgets", budgets,
-            "--cache-dir", str(RESULTS.parent / "cache"), "--output-dir", str(folder)]  # fmt: skip
+    argv = [
+        "benchmark",
+        *CELLS[cell][0],
+        "--seeds",
+        SEEDS,
+        *subset,
+        "--grid",
+        str(grid_file),
+        "--budgets",
+        budgets,
+        "--cache-dir",
+        str(RESULTS.parent / "cache"),
+        "--output-dir",
+        str(folder),
+    ]
     with replacing(folder):  # the committed results come back if the run fails
         if lotus_hf(argv) != 0:
             raise SystemExit(f"tuning {folder.name} failed")
@@ -81,9 +100,7 @@ def run_grid(cell: str, settings: dict[str, list[dict]], folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument(
-        "--only", default=",".join(DEFAULT_CELLS), help=f"comma-separated cells of {', '.join(CELLS)}"
-    )
+    parser.add_argument("--only", default=",".join(DEFAULT_CELLS), help=f"comma-separated cells of {', '.join(CELLS)}")
     parser.add_argument("--picks-only", action="store_true", help="rewrite the picks from the cells' JSON")
     args = parser.parse_args()
     cells = args.only.split(",")
@@ -124,8 +141,10 @@ def picks(cell: str) -> dict[str, dict[str, dict]]:
     grid = by_budget(TUNING / cell)
     extended = TUNING / f"{cell}-extension"
     extra = by_budget(extended) if (extended / "results.json").is_file() else {}
-    return {label: picks_of(cell, {"grid": results, **({"extension": extra[label]} if label in extra else {})})
-            for label, results in grid.items()}  # fmt: skip
+    return {
+        label: picks_of(cell, {"grid": results, **({"extension": extra[label]} if label in extra else {})})
+        for label, results in grid.items()
+    }
 
 
 def picks_of(cell: str, parts: dict[str, dict]) -> dict[str, dict]:
@@ -143,13 +162,18 @@ def picks_of(cell: str, parts: dict[str, dict]) -> dict[str, dict]:
                 if not all((r.get("cost") or {}).get("within_budget", True) for r in runs):
                     continue
                 row = results["summary"][name]
-                if row[
-                    "no_op"
-                ]:  # left the model as it was: its Avg Gap is the original's, picked only by noise
+                if row["no_op"]:  # left the model as it was: its Avg Gap is the original's, picked only by noise
                     continue
-                candidates.append({"fields": fields, "avg_gap": row["avg_gap"]["mean"], "from": f"{part} #{i}",
-                                   "no_op": row["no_op"], "verdicts": row["verdicts"],
-                                   "cost_share": row["cost_share"]["mean"]})  # fmt: skip
+                candidates.append(
+                    {
+                        "fields": fields,
+                        "avg_gap": row["avg_gap"]["mean"],
+                        "from": f"{part} #{i}",
+                        "no_op": row["no_op"],
+                        "verdicts": row["verdicts"],
+                        "cost_share": row["cost_share"]["mean"],
+                    }
+                )
         if candidates:
             chosen[method] = min(candidates, key=lambda c: c["avg_gap"])
             chosen[method]["edge"] = bool(extension(grids(cell)[method], chosen[method]["fields"]))
@@ -159,8 +183,14 @@ def picks_of(cell: str, parts: dict[str, dict]) -> dict[str, dict]:
 def write_picks() -> None:
     cells = [c for c in CELLS if (TUNING / c / "results.json").is_file()]
     tuned = {cell: picks(cell) for cell in cells}
-    runs = {c: [next(iter(by_budget(TUNING / name).values())) for name in (c, f"{c}-extension")
-                if (TUNING / name / "results.json").is_file()] for c in cells}  # fmt: skip
+    runs = {
+        c: [
+            next(iter(by_budget(TUNING / name).values()))
+            for name in (c, f"{c}-extension")
+            if (TUNING / name / "results.json").is_file()
+        ]
+        for c in cells
+    }
     lines = [
         "# Tuning: every method alike\n",
         "Command: `.venv/bin/python benchmarks/tune.py --only CELLS` (`make tune`: the ResNet cells; `make tune-vit`: "
@@ -168,7 +198,8 @@ def write_picks() -> None:
         "benchmarks/grid.json gives it (one rule for every method, written before any reported result was read; "
         "[docs/benchmark.md](../../../docs/benchmark.md#the-grid)), on seed 1, with its own original "
         "and retrained model, on the benchmark's 6,000-image subset. Sample cells forget each class's 10-20% slice, "
-        "class cells forget Bag: no seed, class or forget set here is reported. Every run stops at 20% of a retraining "
+        "class cells forget Bag: no seed, class or forget set here is reported. Every run stops at 20% of a "
+        "retraining "
         "and is evaluated at 5%, 10% and 20% (grid.json's rule). A pick at the edge of its grid, at any budget, gets "
         "one extension step per edge (tuning/<cell>-extension/). Picked per budget: the lowest mean Avg Gap over the "
         "seed, grid and extension together, among the settings whose runs kept within that budget. The settings "
@@ -183,8 +214,18 @@ def write_picks() -> None:
                     str(pick["verdicts"].get(v, 0)) for v in ("forgotten", "inconclusive", "not_forgotten")
                 )
                 setting = f"{fields}{' *(no change)*' if pick['no_op'] else ''}"
-                rows.append([cell, f"{label}%", method, setting, pick["from"], f"{pick['cost_share']:.1%}",
-                             f"{pick['avg_gap']:.4f}", verdicts])  # fmt: skip
+                rows.append(
+                    [
+                        cell,
+                        f"{label}%",
+                        method,
+                        setting,
+                        pick["from"],
+                        f"{pick['cost_share']:.1%}",
+                        f"{pick['avg_gap']:.4f}",
+                        verdicts,
+                    ]
+                )
     header = [
         "cell",
         "budget",
@@ -197,12 +238,26 @@ def write_picks() -> None:
     ]
     lines.append(markdown_table(header, rows))
     minutes = {c: minutes_from_empty_cache(runs[c]) for c in cells}
-    lines += ["", "Minutes per cell, grid and extension, from an empty cache: "
-              + ", ".join(f"{c} {m:.0f}" for c, m in minutes.items()) + "."]  # fmt: skip
+    lines += [
+        "",
+        "Minutes per cell, grid and extension, from an empty cache: "
+        + ", ".join(f"{c} {m:.0f}" for c, m in minutes.items())
+        + ".",
+    ]
     (RESULTS / "tuning.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "tuning.json").write_text(json.dumps({"picks": tuned, "minutes": minutes, "cells": {
-        c: {k: runs[c][0][k] for k in ("command", "seeds", "train_samples", "wall_seconds")} for c in cells
-    }}, indent=2) + "\n")  # fmt: skip
+    (RESULTS / "tuning.json").write_text(
+        json.dumps(
+            {
+                "picks": tuned,
+                "minutes": minutes,
+                "cells": {
+                    c: {k: runs[c][0][k] for k in ("command", "seeds", "train_samples", "wall_seconds")} for c in cells
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print("\n".join(lines))
 
 

@@ -36,8 +36,10 @@ def build_space(output_dir: Path) -> Path:
             source = ROOT / "spaces" / name
             (shutil.copytree if source.is_dir() else shutil.copy2)(source, staging / name)
         with tempfile.TemporaryDirectory() as wheels:
-            subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", wheels,
-                            str(ROOT)], check=True)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", wheels, str(ROOT)],
+                check=True,
+            )
             with zipfile.ZipFile(next(Path(wheels).glob("lotus_hf-*.whl"))) as wheel:
                 metadata = email.message_from_bytes(wheel.read(_metadata_name(wheel)))
                 wheel.extractall(staging, [n for n in wheel.namelist() if n.startswith("lotus_hf/")])

@@ -1,5 +1,5 @@
-"""Write scikit-learn's handwritten digits (1,797 grey 8x8 images, ten classes, shipped inside scikit-learn: no network)
-as an image folder that `lotus-hf` reads like any data set: <output-dir>/{train,test}/<digit>/<index>.png.
+"""Write scikit-learn's handwritten digits (1,797 grey 8x8 images, ten classes, shipped inside scikit-learn: no
+network) as an image folder that `lotus-hf` reads like any data set: <output-dir>/{train,test}/<digit>/<index>.png.
 
     .venv/bin/python scripts/digits_folder.py --output-dir benchmarks/data/digits
 

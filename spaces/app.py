@@ -12,10 +12,12 @@ client and never stored or logged.
 from __future__ import annotations
 
 import functools
+import math
 import queue
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +41,14 @@ BUNDLED = {
     "Fashion-MNIST ResNet (bundled)": "fashion-mnist-resnet",
     "Fashion-MNIST ViT (bundled)": "fashion-mnist-vit",
 }
-MAX_EPOCHS = (
-    20  # the most any bundled model's picks run (the ViT's: 20), so every request starts at its defaults
-)
+MODES = [
+    ("a whole class", "classes"),
+    ("10 training images of each class", "preset"),
+    ("a random fraction of the training images", "fraction"),
+    ("training images I pick", "samples"),
+]
+PRESET_PER_CLASS = 10  # the preset sample request: this many seeded training images of each class
+BUDGET = 10  # percent of a retraining a run may cost: the budget the bundled models' defaults were picked at
 MAX_TRAIN_SAMPLES = 60_000  # bounds a Hub data set's training split (a seeded subsample beyond it)
 MAX_PICKED = 200
 CONCURRENT_RUNS = 1  # runs at once; more wait in the queue
@@ -49,9 +56,24 @@ MAX_WAITING = 7  # runs waiting in the queue: 8 sessions at once in all, later o
 GALLERY_SIZE = 48
 SEED = DEFAULT_SEED
 INTRO = """# Make an image classifier forget
-LoTUS (CVPR 2025) removes what a model learned from chosen training samples without retraining it; whole classes
-go with Belief Relabel, lotus-hf's own method. Pick a model, choose what to forget, run; then see whether the
-model now treats the forgotten images as data it never saw, and compare it with the original."""
+Pick a model, choose what it should forget, and run. The run fine-tunes the model within a budget (a share of what
+retraining it from scratch would cost), then checks, on held-out images the run never used, whether the model now
+treats the forgotten images as images it never saw: that check is the verdict. LoTUS (CVPR 2025) is one of the
+methods; each model names the one its benchmark verified most often within the budget."""
+# The metrics table's columns: a plain name, then what it means and which way is good.
+COLUMNS = {
+    "acc_forget": (
+        "accuracy on the forgotten images",
+        "falls towards the test accuracy as the model forgets",
+    ),
+    "acc_retain": ("accuracy on the kept training images", "should stay high"),
+    "acc_test": ("accuracy on test images", "should stay high: the model still works"),
+    "mia": (
+        "membership attack on the forgotten images",
+        "0.5 means an attacker cannot tell them from unseen ones",
+    ),
+    "rf_jsd": ("RF-JSD", "how differently the model treats forgotten and unseen images: lower is better"),
+}
 
 
 class SpaceError(ValueError):
@@ -65,9 +87,7 @@ def resolve_choice(model_choice: str, model_id: str, dataset_id: str) -> tuple[s
         return BUNDLED[model_choice], "fashion_mnist"
     model_id, dataset_id = (model_id or "").strip(), (dataset_id or "").strip()
     if not hub_id(model_id) or not hub_id(dataset_id):
-        raise SpaceError(
-            "Type a Hub model id and a Hub data set id, both as ORG/NAME (e.g. me/my-vit, me/my-data)."
-        )
+        raise SpaceError("Type a Hub model id and a Hub data set id, both as ORG/NAME (e.g. me/my-vit, me/my-data).")
     return model_id, dataset_id
 
 
@@ -88,87 +108,178 @@ def prepared(model_name: str, dataset_name: str):
 
 
 def make_request(
-    mode: str, classes: list[str] | None, fraction: float, picked: list[int] | None
+    mode: str,
+    classes: list[str] | None,
+    fraction: float,
+    picked: list[int] | None,
+    train_labels: np.ndarray | None = None,
 ) -> ForgetRequest:
-    """The forget request from the form, with clear messages for empty choices."""
+    """The forget request from the form, with clear messages for empty choices (`train_labels`: for the preset)."""
     if mode == "classes":
         if not classes:
             raise SpaceError("Pick at least one class to forget.")
         return ForgetRequest.classes(list(classes))
+    if mode == "preset":
+        if train_labels is None:
+            raise SpaceError("The preset request needs the training labels.")
+        return ForgetRequest.indices(preset_indices(train_labels))
     if mode == "fraction":
         if not 0 < float(fraction) <= 50:
             raise SpaceError("The random fraction must be between 0 and 50 percent.")
         return ForgetRequest.fraction(float(fraction) / 100, seed=SEED)
     if mode == "samples":
         if not picked:
-            raise SpaceError("Click some images in the gallery first.")
+            raise SpaceError("Click some images in the gallery first (or pick the preset of 10 images per class).")
         if len(picked) > MAX_PICKED:
             raise SpaceError(f"Pick at most {MAX_PICKED} samples.")
         return ForgetRequest.indices(sorted(set(int(i) for i in picked)))
     raise SpaceError(f"Unknown forget mode {mode!r}.")
 
 
-def method_controls(mode: str, model_name: str) -> dict:
-    """What a request of `mode` runs on `model_name`, and its controls' starting values: LoTUS (alpha and epochs,
-    from the model's unlearning_config.json) for samples, Belief Relabel (epochs only) for whole classes."""
+def preset_indices(train_labels: np.ndarray, per_class: int = PRESET_PER_CLASS) -> list[int]:
+    """The preset sample request: `per_class` seeded training images of each class (the same for everyone)."""
+    rng = np.random.default_rng(SEED)
+    labels = np.asarray(train_labels)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == c), min(per_class, int((labels == c).sum())), replace=False)
+        for c in np.unique(labels)
+    ]
+    return sorted(int(i) for i in np.concatenate(chosen))
+
+
+def method_for(mode: str, model_name: str) -> dict:
+    """What a request of `mode` runs on `model_name`: the model's default method for that kind of request (its
+    unlearning_config.json: the budgeted benchmark's pick), with its settings as they will run."""
     request = ForgetRequest.classes(["x"]) if mode == "classes" else ForgetRequest.first_percent(10)
-    method = default_method(request)
-    config = method_config(method, model_name, request, output_dir=tempfile.gettempdir(), use_cpu=True)
-    epochs = int(min(config.num_train_epochs, MAX_EPOCHS))
-    if method == "lotus":
-        return {"method": method, "name": "LoTUS", "alpha": config.alpha, "epochs": epochs}
-    return {
-        "method": method,
-        "name": "Belief Relabel, lotus-hf's class forgetting (not the paper's)",
-        "alpha": None,
-        "epochs": epochs,
-    }
+    method = default_method(request, model_name)
+    config = method_config(
+        method,
+        model_name,
+        request,
+        output_dir=tempfile.gettempdir(),
+        use_cpu=True,
+        **budget_fields(method, model_name, request, BUDGET),
+    )
+    settings = {**{k: v for k, v in config.method_hyperparameters().items() if k != "method"}, "budget": config.budget}
+    return {"method": method, "name": METHOD_NAMES.get(method, method), "settings": settings}
+
+
+METHOD_NAMES = {
+    "lotus": "LoTUS",
+    "belief_relabel": "Belief Relabel (lotus-hf's class forgetting)",
+    "finetune": "Finetune (fine-tuning on the kept images only)",
+    "neggrad_plus": "NegGrad+",
+    "random_labels": "Random Labels",
+    "salun": "SalUn",
+    "bad_teacher": "Bad Teacher",
+    "scrub": "SCRUB",
+    "ssd": "SSD",
+}
+
+
+def budget_fields(method: str, model_name: str, request: ForgetRequest, budget: float) -> dict:
+    """`budget` (percent of a retraining) as a config field, where the model's training recipe says what a
+    retraining costs; a model without one (most Hub models) runs its method's own epochs, unbudgeted."""
+    from lotus_hf.methods import recommended_fields
+
+    known = recommended_fields(model_name, method, request).get("retrain_epochs") is not None
+    return {"budget": budget / 100} if known else {}
+
+
+def describe_method(method: dict) -> str:
+    """The method and the settings that matter, in one line for the page."""
+    settings = method["settings"]
+    said = [f"learning rate {settings['learning_rate']:g}"] if "learning_rate" in settings else []
+    if "alpha" in settings:
+        said.append(f"alpha {settings['alpha']:g}")
+    if settings.get("stop_rule"):
+        said.append("lotus-hf's bound stop" if settings["stop_rule"] == "bound" else "the paper's stop rule")
+    if settings.get("stop_when_verified"):
+        said.append("stops as soon as the verifier's checks say forgotten")
+    if settings.get("budget") is None:
+        return f"Runs **{method['name']}** ({', '.join(said)}); no training recipe, so no budget: its own epochs."
+    return f"Runs **{method['name']}** ({', '.join(said)}), within {BUDGET}% of a retraining's cost."
 
 
 def gallery_indices(n_train: int, size: int = GALLERY_SIZE) -> list[int]:
     """The training samples offered in the gallery (seeded, the same for everyone)."""
-    return sorted(
-        np.random.default_rng(SEED).choice(n_train, size=min(size, n_train), replace=False).tolist()
-    )
+    return sorted(np.random.default_rng(SEED).choice(n_train, size=min(size, n_train), replace=False).tolist())
 
 
-def add_pick(shown: list[int], picked: list[int], position: int) -> list[int]:
-    """The gallery click at `position` adds that training sample to the picked ones (once)."""
-    return sorted(set(picked) | {shown[position]})
+def toggle_pick(shown: list[int], picked: list[int], position: int) -> list[int]:
+    """A gallery click at `position` picks that training sample, or un-picks it if it was picked."""
+    return sorted(set(picked) ^ {shown[position]})
+
+
+def gallery_items(train_split, class_names: list[str], shown: list[int], picked: list[int]) -> list[tuple]:
+    """The gallery's images with captions that mark the picked ones."""
+    items = []
+    for i in shown:
+        mark = "✓ picked · " if i in picked else ""
+        items.append((as_image(train_split[i]["image"]), f"{mark}#{i} {class_names[train_split[i]['label']]}"))
+    return items
 
 
 def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> pd.DataFrame:
     """Accuracy of each class: rows (class, accuracy)."""
     hits = (logits.argmax(-1) == labels).float()
     values = [
-        float(hits[labels == c].mean()) if (labels == c).any() else float("nan")
-        for c in range(len(class_names))
+        float(hits[labels == c].mean()) if (labels == c).any() else float("nan") for c in range(len(class_names))
     ]
     return pd.DataFrame({"class": class_names, "accuracy": values})
 
 
-def entropy_histogram(probs_by_split: dict[str, np.ndarray], bins: int = 12) -> pd.DataFrame:
-    """Share of samples per entropy bin for each split: memorised samples sit at entropy ~0."""
-    top = max(float(entropy(p).max()) for p in probs_by_split.values()) or 1.0
+def entropy_histogram(probs_by_split: dict[str, np.ndarray], bins: int = 12, top: float | None = None) -> pd.DataFrame:
+    """Share of samples per entropy bin for each split (memorised samples sit at entropy ~0), on bins from 0 to
+    `top` (default: the largest entropy here; give the same to plots that sit side by side)."""
+    top = top or max(float(entropy(p).max()) for p in probs_by_split.values()) or 1.0
     edges = np.linspace(0.0, top, bins + 1)
     rows = []
     for split, probs in probs_by_split.items():
-        counts, _ = np.histogram(entropy(probs), bins=edges)
+        counts, _ = np.histogram(np.clip(entropy(probs), 0.0, top), bins=edges)
         for left, right, count in zip(edges[:-1], edges[1:], counts, strict=True):
-            rows.append({"entropy": round(float(left + right) / 2, 3), "share": count / max(1, len(probs)),
-                         "split": split})  # fmt: skip
+            rows.append(
+                {"entropy": round(float(left + right) / 2, 3), "share": count / max(1, len(probs)), "images": split}
+            )
     return pd.DataFrame(rows)
 
 
 def metrics_table(report: dict) -> pd.DataFrame:
-    """The before/after table as shown on the page, rounded for display only."""
-    keys = ["acc_forget", "acc_retain", "acc_test", "mia", "rf_jsd", "rf_jsd_reference"]
+    """The before/after table as shown on the page: plain column names (`COLUMNS`), rounded for display only."""
     rows = []
     for name, row in report["rows"].items():
-        seconds = report["unlearning_seconds"] if name == "unlearned" else None
-        rows.append({"model": name, **{k: round(row[k], 4) for k in keys},
-                     "seconds": None if seconds is None else round(seconds, 1)})  # fmt: skip
+        rows.append({"model": name, **{COLUMNS[k][0]: round(row[k], 4) for k in COLUMNS}})
     return pd.DataFrame(rows)
+
+
+def column_notes() -> str:
+    """One line per column of the metrics table: what it means and which way is good."""
+    return "\n".join(f"- **{name}**: {note}." for name, note in COLUMNS.values())
+
+
+def verdict_markdown(report: dict) -> tuple[str, str]:
+    """The verdict in one sentence (with the model's utility and the run's cost beside it), and its evidence."""
+    from lotus_hf.cards import evidence_table
+
+    verification, cost = report["verification"], report.get("cost") or {}
+    sentences = {
+        "forgotten": "**Forgotten**: the model now treats the forgotten images as images it never saw.",
+        "not_forgotten": "**Not forgotten**: the model still treats the forgotten images differently from images "
+        "it never saw.",
+        "inconclusive": "**Inconclusive**: the held-out images cannot tell either way.",
+    }
+    sentence = sentences[verification["verdict"]]
+    utility = verification.get("utility") or {}
+    if utility:
+        kept = "still works" if utility["outcome"] == "kept" else "**no longer works** (damaged)"
+        sentence += (
+            f" It {kept}: held-out accuracy {utility['accuracy']:.3f}, against the original's "
+            f"{utility['original_accuracy']:.3f}."
+        )
+    if cost.get("share_of_retrain") is not None:
+        sentence += f" The run cost {cost['share_of_retrain']:.1%} of a retraining"
+        sentence += f" ({cost['wall_share']:.1%} of its time)." if cost.get("wall_share") else "."
+    return sentence, f"{evidence_table(verification)}\n\n{verification['advice']}"
 
 
 def as_image(value):
@@ -228,77 +339,128 @@ class RunResult:
     data: object = None  # the run's `UnlearningData` (forget / retain / unseen / test)
 
 
+class Cancelled(Exception):
+    """The session asked to stop: raised from inside training, so that nothing after it runs."""
+
+
 class _Progress(TrainerCallback):
-    """Sends each probe to the page and stops training when the session cancels."""
+    """Sends the run's phases, its training progress and each probe to the page, and stops the run within a step
+    (or a batch of a prediction pass) when the session cancels: it raises `Cancelled`, so nothing is evaluated or
+    written after it."""
 
     def __init__(self, events: queue.Queue, cancel: threading.Event):
         self.events, self.cancel = events, cancel
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "forget_accuracy" in logs:
-            self.events.put(("probe", dict(logs)))
+    def _check(self):
+        if self.cancel.is_set():
+            raise Cancelled
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._check()
+        self.events.put(("phase", "reading the original's outputs (its accuracy on unseen images, its targets)"))
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        self._check()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.cancel.is_set():
-            control.should_training_stop = True
-            control.should_epoch_stop = True
+        self._check()
+        spent = getattr(state, "budget_spent", None)  # set by the budget's callback (lotus_hf.cost)
+        self.events.put(("train", spent if spent is not None else state.global_step / max(1, state.max_steps)))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "forget_accuracy" in logs:
+            self.events.put(
+                (
+                    "probe",
+                    {
+                        **logs,
+                        "step": state.global_step,
+                        "probe": int(state.global_step > 0),
+                        "epoch": max(1, math.ceil(state.epoch or 0)),
+                    },
+                )
+            )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._check()
+        self.events.put(("phase", "evaluating and verifying on held-out images"))
 
 
-def run_unlearning(model_name, dataset_name, request, alpha, epochs, events=None, cancel=None,
-                   work: Path | None = None) -> RunResult:  # fmt: skip
-    """Unlearn `request` from the model, evaluate it, save model + report into `work` (default: a fresh temp
-    folder)."""
+def run_unlearning(
+    model_name,
+    dataset_name,
+    request,
+    method: str | None = None,
+    budget: float = BUDGET,
+    events=None,
+    cancel=None,
+    work: Path | None = None,
+) -> RunResult:
+    """Unlearn `request` from the model with `method` (default: the model's own for the request) within `budget`
+    percent of a retraining, evaluate and verify it, and save model + report into `work` (default: a fresh temp
+    folder). A set `cancel` raises `Cancelled` from inside the run, before anything is saved."""
     import copy
 
     model, processor, class_names, _, train, held_out = prepared(model_name, dataset_name)
     data = split_unlearning_data(train, held_out, class_names, request, seed=SEED)
-    if not 0 < epochs <= MAX_EPOCHS:
-        raise SpaceError(f"Epochs must be between 1 and {MAX_EPOCHS}.")
+    if not 0 < budget <= 100:
+        raise SpaceError("The budget must be between 0 and 100 percent of a retraining.")
     original = copy.deepcopy(model)
     student = copy.deepcopy(model)
     work = work or Path(tempfile.mkdtemp(prefix="lotus-space-"))
-    method = default_method(request)
-    fields = {"alpha": float(alpha)} if method == "lotus" else {}  # Belief Relabel has no alpha
-    config = method_config(method, model_name, request, output_dir=str(work / "trainer"),
-                           num_train_epochs=float(epochs), seed=SEED, disable_tqdm=True, logging_strategy="no",
-                           use_cpu=True, dataloader_pin_memory=False, **fields)  # fmt: skip
+    method = method or default_method(request, model_name)
+    budgeted = budget_fields(method, model_name, request, budget)
+    config = method_config(
+        method,
+        model_name,
+        request,
+        output_dir=str(work / "trainer"),
+        seed=SEED,
+        disable_tqdm=True,
+        logging_strategy="no",
+        use_cpu=True,
+        dataloader_pin_memory=False,
+        **budgeted,
+    )
     callbacks = [_Progress(events, cancel)] if events is not None else []
     result = unlearn(student, data, config, base_model=model_name, dataset=dataset_name, callbacks=callbacks)
+    if cancel is not None and cancel.is_set():  # cancelled while it evaluated: nothing is written
+        raise Cancelled
     folder = save_unlearned(result, processor, work / "unlearned-model")
     archive = Path(shutil.make_archive(str(work / "unlearned-model"), "zip", folder))
-    return RunResult(folder, archive, result.report.to_dict(), original.eval(), result.model.eval(),
-                     processor, class_names, data)  # fmt: skip
+    return RunResult(
+        folder, archive, result.report.to_dict(), original.eval(), result.model.eval(), processor, class_names, data
+    )
 
 
 def before_after(run: RunResult, model_name: str, dataset_name: str):
-    """Per-class accuracy bars, entropy histograms and the forgotten-samples gallery, before and after."""
+    """Per-class test accuracy before and after, entropy histograms on one shared axis, and the forgotten samples'
+    gallery."""
     _, _, class_names, train_split, train, _ = prepared(model_name, dataset_name)
     data = run.data
-    bars, histograms = [], []
+    bars, probs_of = [], {}
     for name, model in (("original", run.original), ("unlearned", run.unlearned)):
         retain = data.retain.select(np.arange(min(len(data.retain), len(data.test))))  # a sample is enough
-        logits = {"forget": predict_logits(model, data.forget), "retain": predict_logits(model, retain),
-                  "test": predict_logits(model, data.test)}  # fmt: skip
-        test = per_class_accuracy(logits["test"], data.test.labels, class_names).assign(model=name)
-        bars.append(
-            test.assign(bar=test["class"] + " · " + name)
-        )  # side by side: one bar per class and model
-        retain_sample = logits["retain"][: len(logits["test"])]
-        probs = {
-            s: torch.softmax(v.double(), -1).numpy() for s, v in {**logits, "retain": retain_sample}.items()
+        logits = {
+            "forgotten": predict_logits(model, data.forget),
+            "kept (training)": predict_logits(model, retain),
+            "test": predict_logits(model, data.test),
         }
-        histograms.append(entropy_histogram(probs).assign(model=name))
+        bars.append(per_class_accuracy(logits["test"], data.test.labels, class_names).assign(model=name))
+        probs_of[name] = {s: torch.softmax(v.double(), -1).numpy() for s, v in logits.items()}
+    top = max(float(entropy(p).max()) for probs in probs_of.values() for p in probs.values()) or 1.0
+    histograms = [entropy_histogram(probs_of[name], top=top) for name in ("original", "unlearned")]
     shown = data.forget_indices[:12]
     before = predict_logits(run.original, train.select(shown))
     after = predict_logits(run.unlearned, train.select(shown))
     gallery = [
-        (as_image(train_split[int(i)]["image"]), f"{class_names[int(train.labels[i])]}: "
-         f"{class_names[int(b.argmax())]} -> {class_names[int(a.argmax())]}")
+        (
+            as_image(train_split[int(i)]["image"]),
+            f"{class_names[int(train.labels[i])]}: {class_names[int(b.argmax())]} -> {class_names[int(a.argmax())]}",
+        )
         for i, b, a in zip(shown, before, after, strict=True)
-    ]  # fmt: skip
-    histograms = pd.concat(histograms)
-    return (pd.concat(bars), histograms[histograms["model"] == "original"],
-            histograms[histograms["model"] == "unlearned"], gallery)  # fmt: skip
+    ]
+    return pd.concat(bars), histograms[0], histograms[1], gallery
 
 
 def compare_image(run: RunResult | None, image) -> tuple[dict, dict]:
@@ -310,8 +472,10 @@ def compare_image(run: RunResult | None, image) -> tuple[dict, dict]:
     image = image.convert("L") if len(run.processor.image_mean) == 1 else image.convert("RGB")
     pixels = run.processor(images=image, return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
-        return (top_predictions(run.original(pixel_values=pixels).logits[0], run.class_names),
-                top_predictions(run.unlearned(pixel_values=pixels).logits[0], run.class_names))  # fmt: skip
+        return (
+            top_predictions(run.original(pixel_values=pixels).logits[0], run.class_names),
+            top_predictions(run.unlearned(pixel_values=pixels).logits[0], run.class_names),
+        )
 
 
 def push(run: RunResult | None, repo_id: str, token: str, private: bool = True) -> str:
@@ -322,8 +486,13 @@ def push(run: RunResult | None, repo_id: str, token: str, private: bool = True) 
         raise SpaceError("Name the repo as ORG/NAME, e.g. your-name/my-model-unlearned.")
     if not (token or "").strip():
         raise SpaceError("Paste a Hugging Face token with write access (it is used for this push only).")
-    url = push_folder(run.folder, repo_id.strip(), private=private, token=token.strip(),
-                      message="Upload unlearned model (lotus-hf Space)")  # fmt: skip
+    url = push_folder(
+        run.folder,
+        repo_id.strip(),
+        private=private,
+        token=token.strip(),
+        message="Upload unlearned model (lotus-hf Space)",
+    )
     return f"Pushed: {url}"
 
 
@@ -337,38 +506,42 @@ def _bundled_classes() -> list[str]:
     return [config.id2label[i] for i in range(config.num_labels)]
 
 
+CANCELS: dict[str, threading.Event] = {}  # session -> its running run's cancel flag
+
+
 def build_demo():
     """The app, queued: `CONCURRENT_RUNS` runs at once and `MAX_WAITING` waiting, later ones told the queue is
     full. The default model's data are prepared here, once, at start-up: the first page load only reads them
     (a Space that prepared them per load showed "processing" for over 15 s)."""
     prepared(*resolve_choice(next(iter(BUNDLED)), "", ""))
 
-    def choices_for(model_choice, model_id, dataset_id):
+    def loaded(model_choice, model_id, dataset_id):
         try:
             model_name, dataset_name = resolve_choice(model_choice, model_id, dataset_id)
             _, _, class_names, train_split, _, _ = prepared(model_name, dataset_name)
         except (SpaceError, ValueError) as error:
             raise gr.Error(str(error)) from None
-        shown = gallery_indices(len(train_split))
-        gallery = [
-            (as_image(train_split[i]["image"]), f"#{i} {class_names[train_split[i]['label']]}") for i in shown
-        ]
-        return gr.Dropdown(choices=class_names, value=[]), gallery, shown, []
+        return model_name, class_names, train_split
 
-    def controls_for(mode, model_choice, model_id, dataset_id):
-        """Only the controls the request's method uses, at that method's defaults for the model."""
+    def choices_for(model_choice, model_id, dataset_id):
+        _, class_names, train_split = loaded(model_choice, model_id, dataset_id)
+        shown = gallery_indices(len(train_split))
+        first = ["Sandal"] if "Sandal" in class_names else class_names[:1]  # a request that runs with no clicks
+        gallery_value = gallery_items(train_split, class_names, shown, [])
+        return gr.Dropdown(choices=class_names, value=first), gallery_value, shown, [], ""
+
+    def method_note_for(mode, model_choice, model_id, dataset_id):
         try:
             model_name, _ = resolve_choice(model_choice, model_id, dataset_id)
-            controls = method_controls(mode, model_name)
+            return describe_method(method_for(mode, model_name))
         except (SpaceError, ValueError):
-            controls = method_controls(mode, BUNDLED[next(iter(BUNDLED))])
-        lotus = controls["alpha"] is not None
-        return (gr.Slider(visible=lotus, value=controls["alpha"] if lotus else 14),
-                gr.Slider(value=controls["epochs"]), f"Runs **{controls['name']}**.")  # fmt: skip
+            return describe_method(method_for(mode, BUNDLED[next(iter(BUNDLED))]))
 
-    def pick(shown, picked, event: gr.SelectData):
-        picked = add_pick(shown, picked, event.index)
-        return picked, ", ".join(f"#{i}" for i in picked)
+    def pick(model_choice, model_id, dataset_id, shown, picked, event: gr.SelectData):
+        _, class_names, train_split = loaded(model_choice, model_id, dataset_id)
+        picked = toggle_pick(shown, picked, event.index)
+        text = ", ".join(f"#{i}" for i in picked) or "none: click images to pick them, click again to un-pick"
+        return picked, text, gallery_items(train_split, class_names, shown, picked), "samples"
 
     def run(
         model_choice,
@@ -378,63 +551,107 @@ def build_demo():
         classes,
         fraction,
         picked,
-        alpha,
-        epochs,
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008  (Gradio's way to ask for a progress tracker)
     ):
         try:
-            model_name, dataset_name = resolve_choice(model_choice, model_id, dataset_id)
-            forget = make_request(mode, classes, fraction, picked)
+            model_name, class_names, train_split = loaded(model_choice, model_id, dataset_id)
+            labels = np.asarray(train_split["label"]) if mode == "preset" else None
+            forget = make_request(mode, classes, fraction, picked, labels)
         except (SpaceError, ValueError) as error:
             raise gr.Error(str(error)) from None
         events, cancel, outcome = queue.Queue(), threading.Event(), {}
+        CANCELS[request.session_hash] = cancel
         folder = SESSION_FILES.new(request.session_hash)
+        method = method_for("classes" if forget.kind == "classes" else "samples", model_name)
 
         def work():
             try:
-                outcome["run"] = run_unlearning(model_name, dataset_name, forget, alpha, int(epochs), events, cancel,
-                                                folder)  # fmt: skip
-                outcome["plots"] = before_after(outcome["run"], model_name, dataset_name)
+                outcome["run"] = run_unlearning(
+                    model_name,
+                    dataset_name_of(model_choice, dataset_id),
+                    forget,
+                    method["method"],
+                    BUDGET,
+                    events,
+                    cancel,
+                    folder,
+                )
+                if cancel.is_set():
+                    raise Cancelled
+                outcome["plots"] = before_after(outcome["run"], model_name, dataset_name_of(model_choice, dataset_id))
+            except Cancelled:
+                outcome["cancelled"] = True
             except Exception as error:  # shown to the user below
                 outcome["error"] = error
+            finally:
+                if cancel.is_set():  # cancelled, or the session ended: nothing of the run stays on disk
+                    outcome.pop("run", None)
+                    shutil.rmtree(folder, ignore_errors=True)
             events.put(("done", None))
 
+        start = time.perf_counter()
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        controls = method_controls("classes" if forget.kind == "classes" else "samples", model_name)
-        settings = f"alpha {alpha}, " if controls["alpha"] is not None else ""
-        log = [f"Forgetting {forget.describe()} from {model_name} with {controls['name']} ({settings}at most "
-               f"{int(epochs)} epochs)"]  # fmt: skip
+        log = [f"Forgetting {forget.describe()} from {model_name}: {describe_method(method).replace('**', '')}"]
+        cleared = dict.fromkeys([class_bars, entropy_before, entropy_after, downloads, session])
+        cleared.update({status: "\n".join(log), verdict: "", evidence: "", table: empty_table(), forgotten: []})
+        yield cleared  # the previous run's results go as this one starts
+        phase, spent = "starting", None
         try:
             while True:
-                kind, value = events.get()
+                try:
+                    kind, value = events.get(timeout=1.0)
+                except queue.Empty:
+                    kind, value = None, None
                 if kind == "done":
                     break
-                epoch = len(log)
-                log.append(probe_line(epoch, value))
-                progress(min(epoch / int(epochs), 1.0), desc=log[-1])
-                yield {status: "\n".join(log)}
+                elapsed = time.perf_counter() - start
+                if kind == "phase":
+                    phase, spent = value, None
+                    log.append(f"{elapsed:5.0f} s  {value}")
+                elif kind == "train":
+                    phase, spent = "training", value
+                elif kind == "probe":
+                    log.append(f"{elapsed:5.0f} s  probe, {probe_line(value['epoch'], value)}")
+                if spent is not None:
+                    progress(spent, desc=f"training: {spent:.0%} of its budget spent, {elapsed:.0f} s")
+                else:
+                    progress((int(elapsed), None), desc=f"{phase}, {elapsed:.0f} s", unit="s")
+                if kind in ("phase", "probe"):
+                    yield {status: "\n".join(log)}
         finally:
-            cancel.set()  # a cancelled or closed session stops its own training run
+            if "run" not in outcome:  # the page went away mid-run (or it ended without a model): stop it
+                cancel.set()
+            CANCELS.pop(request.session_hash, None)
+        elapsed = time.perf_counter() - start
+        if outcome.get("cancelled") or "run" not in outcome and "error" not in outcome:
+            log.append(f"{elapsed:5.0f} s  cancelled: training stopped; nothing was evaluated or saved")
+            yield {status: "\n".join(log)}
+            return
         if "error" in outcome:
             raise gr.Error(str(outcome["error"]))
         result = outcome["run"]
-        bars, entropy_original, entropy_unlearned, gallery = outcome["plots"]
-        verification = result.report["verification"]
-        log.append(f"done in {result.report['unlearning_seconds']:.1f} s")
-        log.append(f"verified on held-out images the run did not calibrate on: {verification['verdict']}. "
-                   f"{verification['advice']}")  # fmt: skip
+        bars, entropy_original, entropy_unlearned, gallery_after = outcome["plots"]
+        sentence, details = verdict_markdown(result.report)
+        log.append(f"{elapsed:5.0f} s  done: {result.report['verification']['verdict']}")
         yield {
             status: "\n".join(log),
+            verdict: sentence,
+            evidence: details,
             table: metrics_table(result.report),
             class_bars: bars,
             entropy_before: entropy_original,
             entropy_after: entropy_unlearned,
-            forgotten: gallery,
+            forgotten: gallery_after,
             downloads: [str(result.archive), str(result.folder / "report.json")],
             session: result,
         }
+
+    def cancel_run(request: gr.Request):
+        flag = CANCELS.get(request.session_hash)
+        if flag is not None:
+            flag.set()
 
     def compare(run_state, image):
         try:
@@ -443,6 +660,7 @@ def build_demo():
             raise gr.Error(str(error)) from None
 
     def end_session(request: gr.Request):
+        cancel_run(request)  # a run still going stops, and removes its own folder when it does
         SESSION_FILES.end(request.session_hash)
 
     def push_click(run_state, repo_id, token, private):
@@ -456,54 +674,70 @@ def build_demo():
         shown_state, picked_state = gr.State([]), gr.State([])
         gr.Markdown(INTRO)
         with gr.Row():
-            model_choice = gr.Radio(
-                [*BUNDLED, "Hub"], value=next(iter(BUNDLED)), label="Model", elem_id="model"
-            )
+            model_choice = gr.Radio([*BUNDLED, "Hub"], value=next(iter(BUNDLED)), label="Model", elem_id="model")
             model_id = gr.Textbox(label="Hub model id (with 'Hub')", placeholder="org/model")
             dataset_id = gr.Textbox(label="Hub data set id (with 'Hub')", placeholder="org/dataset")
             load = gr.Button("Load", elem_id="load")
         with gr.Row():
-            mode = gr.Radio(
-                ["classes", "fraction", "samples"], value="classes", label="Forget", elem_id="mode"
-            )
+            mode = gr.Radio(MODES, value="classes", label="Forget", elem_id="mode")
             classes = gr.Dropdown(
-                _bundled_classes(), multiselect=True, label="Classes to forget", elem_id="classes"
+                _bundled_classes(), value=["Sandal"], multiselect=True, label="Classes to forget", elem_id="classes"
             )
             fraction = gr.Slider(1, 50, value=10, step=1, label="Random fraction (%)")
-            picked_text = gr.Textbox(label="Picked samples", interactive=False)
+            picked_text = gr.Textbox(label="Picked images", interactive=False, elem_id="picked")
         gallery = gr.Gallery(
-            label="Click samples to forget them", columns=12, height=200, elem_id="pick-gallery"
+            label="Click images to pick them (click again to un-pick)",
+            columns=12,
+            height=200,
+            allow_preview=False,
+            elem_id="pick-gallery",
         )
         with gr.Row():
-            opening = method_controls(
-                "classes", BUNDLED[next(iter(BUNDLED))]
-            )  # the form opens on a class request
-            alpha = gr.Slider(1, 32, value=14, step=1, label="alpha (LoTUS)", visible=False, elem_id="alpha")
-            epochs = gr.Slider(1, MAX_EPOCHS, value=opening["epochs"], step=1, label="Epochs (at most)",
-                               elem_id="epochs")  # fmt: skip
-            method_note = gr.Markdown(f"Runs **{opening['name']}**.", elem_id="method")
+            method_note = gr.Markdown(method_note_for("classes", next(iter(BUNDLED)), "", ""), elem_id="method")
             start = gr.Button("Run", variant="primary", elem_id="run")
             stop = gr.Button("Cancel", elem_id="cancel")
-        status = gr.Textbox(label="Progress", lines=4, elem_id="status")
-        table = gr.DataFrame(label="Before and after", elem_id="metrics")
+        status = gr.Textbox(label="Progress", lines=5, elem_id="status")
+        verdict = gr.Markdown(elem_id="verdict")
+        with gr.Accordion("The verifier's evidence", open=False):
+            evidence = gr.Markdown(elem_id="evidence")
+        table = gr.DataFrame(value=empty_table(), label="Before and after", elem_id="metrics")
+        gr.Markdown(column_notes())
         with gr.Row():
-            class_bars = gr.BarPlot(x="bar", y="accuracy", color="model", title="Test accuracy per class",
-                                    x_label_angle=-45)  # fmt: skip
+            class_bars = gr.BarPlot(
+                x="class · model",
+                y="accuracy",
+                color="model",
+                title="Test accuracy per class",
+                x_title="class · model",
+                y_title="test accuracy",
+                x_label_angle=-45,
+                y_lim=[0, 1],
+            )
         with gr.Row():
             entropy_before = gr.LinePlot(
-                x="entropy", y="share", color="split", title="Prediction entropy: original"
+                x="entropy",
+                y="share",
+                color="images",
+                title="Prediction entropy: original",
+                x_title="prediction entropy (nats)",
+                y_title="share of images",
+                y_lim=[0, 1],
             )
             entropy_after = gr.LinePlot(
-                x="entropy", y="share", color="split", title="Prediction entropy: unlearned"
+                x="entropy",
+                y="share",
+                color="images",
+                title="Prediction entropy: unlearned",
+                x_title="prediction entropy (nats)",
+                y_title="share of images",
+                y_lim=[0, 1],
             )
-        forgotten = gr.Gallery(label="Forgotten samples: true class: original -> unlearned", columns=6)
+        forgotten = gr.Gallery(label="Forgotten images: true class: original -> unlearned", columns=6)
         with gr.Row():
             upload = gr.Image(type="pil", label="Try an image", elem_id="upload")
             before = gr.Label(label="Original", elem_id="pred-original")
             after = gr.Label(label="Unlearned", elem_id="pred-unlearned")
-        downloads = gr.File(
-            label="Unlearned model (zip) and report.json", file_count="multiple", elem_id="downloads"
-        )
+        downloads = gr.File(label="Unlearned model (zip) and report.json", file_count="multiple", elem_id="downloads")
         with gr.Row():
             repo = gr.Textbox(label="Push to Hub repo", placeholder="your-name/model-unlearned")
             token = gr.Textbox(label="Your Hugging Face token (used once, never stored)", type="password")
@@ -513,19 +747,38 @@ def build_demo():
 
         load_inputs = [model_choice, model_id, dataset_id]
         for trigger in (mode.change, load.click):
-            trigger(controls_for, [mode, *load_inputs], [alpha, epochs, method_note])
-        load.click(choices_for, load_inputs, [classes, gallery, shown_state, picked_state])
-        demo.load(choices_for, load_inputs, [classes, gallery, shown_state, picked_state])
-        gallery.select(pick, [shown_state, picked_state], [picked_state, picked_text])
-        outputs = [status, table, class_bars, entropy_before, entropy_after, forgotten, downloads, session]
-        running = start.click(
-            run, [*load_inputs, mode, classes, fraction, picked_state, alpha, epochs], outputs
-        )
-        stop.click(None, None, None, cancels=[running])
+            trigger(method_note_for, [mode, *load_inputs], method_note)
+        load.click(choices_for, load_inputs, [classes, gallery, shown_state, picked_state, picked_text])
+        demo.load(choices_for, load_inputs, [classes, gallery, shown_state, picked_state, picked_text])
+        gallery.select(pick, [*load_inputs, shown_state, picked_state], [picked_state, picked_text, gallery, mode])
+        outputs = [
+            status,
+            verdict,
+            evidence,
+            table,
+            class_bars,
+            entropy_before,
+            entropy_after,
+            forgotten,
+            downloads,
+            session,
+        ]
+        start.click(run, [*load_inputs, mode, classes, fraction, picked_state], outputs)
+        stop.click(cancel_run, None, None, concurrency_limit=None)
         upload.change(compare, [session, upload], [before, after])
         push_button.click(push_click, [session, repo, token, private], pushed)
         demo.unload(end_session)
     return demo.queue(default_concurrency_limit=CONCURRENT_RUNS, max_size=MAX_WAITING)
+
+
+def dataset_name_of(model_choice: str, dataset_id: str) -> str:
+    """The data set a choice runs on: Fashion-MNIST for a bundled model, else the typed Hub id."""
+    return "fashion_mnist" if model_choice in BUNDLED else (dataset_id or "").strip()
+
+
+def empty_table() -> pd.DataFrame:
+    """The metrics table before any run: its headers, no rows."""
+    return pd.DataFrame(columns=["model", *(name for name, _ in COLUMNS.values())])
 
 
 if __name__ == "__main__":

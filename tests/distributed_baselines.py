@@ -36,14 +36,18 @@ class RecordingScrub(ScrubTrainer):
 
 def main(out_path: str, batch: int, weights: str) -> None:
     # 128 forget samples: 4 steps of 2 x 16, one pass without the padding accelerate adds to an uneven last batch
-    data = prepare_unlearning_data(
-        digits_dataset(), ForgetRequest.indices(range(128)), tiny_processor(), seed=3407
-    )
+    data = prepare_unlearning_data(digits_dataset(), ForgetRequest.indices(range(128)), tiny_processor(), seed=3407)
     pixels = data.forget.pixel_values.clone()
     pixels[:, 0, 0, 0] = torch.arange(len(pixels), dtype=pixels.dtype) + 1000  # each forget sample's id
     forget = PixelDataset(pixels, data.forget.labels)
-    common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, disable_tqdm=True, use_cpu=True,
-                  logging_strategy="no", channels_last=False)  # fmt: skip
+    common = dict(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=batch,
+        disable_tqdm=True,
+        use_cpu=True,
+        logging_strategy="no",
+        channels_last=False,
+    )
     seen = {}
     for name, trainer_class, config in (
         # as many steps as one pass over the forget set takes, all processes together

@@ -34,17 +34,25 @@ def local_share(model) -> float | None:
 
 
 def main(out_path: str, per_device_batch: int, weights: str, live_teacher: bool) -> None:
-    data = prepare_unlearning_data(
-        digits_dataset(), ForgetRequest.first_percent(10), tiny_processor(), seed=3407
-    )
+    data = prepare_unlearning_data(digits_dataset(), ForgetRequest.first_percent(10), tiny_processor(), seed=3407)
     # The original's weights come from the test (trained once there): the same starting point everywhere.
     original = tiny_model("resnet")
     original.load_state_dict(torch.load(weights, weights_only=True))
-    config = unlearning_config(Path(tempfile.mkdtemp()), num_train_epochs=10, learning_rate=1e-2, alpha=64.0,
-                               per_device_train_batch_size=per_device_batch,
-                               cache_teacher_logits=not live_teacher)  # fmt: skip
-    trainer = UnlearningTrainer(copy.deepcopy(original), config, forget_dataset=data.forget,
-                                retain_dataset=data.retain, unseen_dataset=data.unseen)  # fmt: skip
+    config = unlearning_config(
+        Path(tempfile.mkdtemp()),
+        num_train_epochs=10,
+        learning_rate=1e-2,
+        alpha=64.0,
+        per_device_train_batch_size=per_device_batch,
+        cache_teacher_logits=not live_teacher,
+    )
+    trainer = UnlearningTrainer(
+        copy.deepcopy(original),
+        config,
+        forget_dataset=data.forget,
+        retain_dataset=data.retain,
+        unseen_dataset=data.unseen,
+    )
     trainer.train()
     seen = trainer.samples_seen()
     histories = [trainer.history]

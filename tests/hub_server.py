@@ -179,16 +179,30 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/api/whoami-v2":
                 if not self._authorised():
                     return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
-                return self._send(200, {"type": "user", "name": USER, "orgs": [], "auth": {
-                    "type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}})  # fmt: skip
+                return self._send(
+                    200,
+                    {
+                        "type": "user",
+                        "name": USER,
+                        "orgs": [],
+                        "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+                    },
+                )
             if path == "/api/repos/create" and method == "POST":
                 return self._create()
             if path == "/api/validate-yaml" and method == "POST":
                 return self._send(200, {"errors": [], "warnings": []})
             match = _API_ROUTE.fullmatch(path)
             if match:
-                return self._api(method, _KINDS[match.group(1)], match.group(2), match.group(3),
-                                 match.group(4) or "main", (match.group(5) or "").lstrip("/"), query)  # fmt: skip
+                return self._api(
+                    method,
+                    _KINDS[match.group(1)],
+                    match.group(2),
+                    match.group(3),
+                    match.group(4) or "main",
+                    (match.group(5) or "").lstrip("/"),
+                    query,
+                )
             match = re.fullmatch(r"/(.+)\.git/info/lfs/objects/batch", path)
             if match and method == "POST":
                 return self._lfs_batch()
@@ -246,8 +260,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(401, "Unauthorized", "Invalid credentials in Authorization header")
         if action == "preupload":
             files = json.loads(body)["files"]
-            modes = [{"path": f["path"], "uploadMode": "lfs" if _is_lfs(f["path"], f["size"]) else "regular",
-                      "shouldIgnore": False, "oid": None} for f in files]  # fmt: skip
+            modes = [
+                {
+                    "path": f["path"],
+                    "uploadMode": "lfs" if _is_lfs(f["path"], f["size"]) else "regular",
+                    "shouldIgnore": False,
+                    "oid": None,
+                }
+                for f in files
+            ]
             return self._send(200, {"files": modes, "commitOid": commit["oid"]})
         if action == "commit":
             return self._commit_files(repo, commit, body)
@@ -266,8 +287,11 @@ class Handler(BaseHTTPRequestHandler):
             if key == "header":
                 summary = value.get("summary", "")
             elif key == "file":
-                content = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value[
-                    "content"].encode()  # fmt: skip
+                content = (
+                    base64.b64decode(value["content"])
+                    if value.get("encoding") == "base64"
+                    else value["content"].encode()
+                )
                 files[value["path"]] = self.state.add_blob(content)
             elif key == "lfsFile":
                 if value["oid"] not in self.state.blobs:
@@ -293,8 +317,11 @@ class Handler(BaseHTTPRequestHandler):
             if obj["oid"] not in self.state.blobs:
                 entry["actions"] = {"upload": {"href": f"{host}/lfs-upload/{obj['oid']}", "header": {}}}
             objects.append(entry)
-        self._send(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                   {"Content-Type": "application/vnd.git-lfs+json"})  # fmt: skip
+        self._send(
+            200,
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            {"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def _resolve(self, kind, repo_id, revision, file_path, head) -> None:
         repo = self._repo(kind, repo_id, head)
@@ -307,12 +334,13 @@ class Handler(BaseHTTPRequestHandler):
         if sha is None:
             return self._error(404, "EntryNotFound", f"Entry not found: {file_path}", head)
         content = self.state.blobs[sha]
-        headers = {"X-Repo-Commit": commit["oid"], "ETag": f'"{_oid("blob" + sha)}"',
-                   "Content-Type": "application/octet-stream"}  # fmt: skip
+        headers = {
+            "X-Repo-Commit": commit["oid"],
+            "ETag": f'"{_oid("blob" + sha)}"',
+            "Content-Type": "application/octet-stream",
+        }
         if _is_lfs(file_path, len(content)):
-            headers.update(
-                {"X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(content)), "ETag": f'"{sha}"'}
-            )
+            headers.update({"X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(content)), "ETag": f'"{sha}"'})
         self._send(200, content, headers, head)
 
 
@@ -376,17 +404,16 @@ def client_env(server: HubServer, hf_home: Path) -> dict[str, str]:
 
 def python(env: dict[str, str], code: str) -> str:
     """Run `code` in a Python subprocess with `env`; its stdout, after checking that it succeeded."""
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """`lotus-hf unlearn ARGS` in a subprocess with `env`."""
-    return subprocess.run([sys.executable, "-m", "lotus_hf.cli", "unlearn", *args], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lotus_hf.cli", "unlearn", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def download(env: dict[str, str], repo_id: str, folder: Path) -> Path:

@@ -64,9 +64,7 @@ def test_a_family_unlearns_saves_and_reloads_in_process(family, tmp_path):
     assert any("converted to RGB" in note for note in result.report.notes)
     path = save_unlearned(result, processor, tmp_path / "saved")
     reloaded = AutoModelForImageClassification.from_pretrained(path, use_safetensors=True).eval()
-    assert type(reloaded) is type(original) and type(AutoImageProcessor.from_pretrained(path)) is type(
-        processor
-    )
+    assert type(reloaded) is type(original) and type(AutoImageProcessor.from_pretrained(path)) is type(processor)
     # The weights come back bit for bit; the logits only to float32's tolerance: oneDNN picks its kernels by CPU
     # and by memory layout, and a reloaded tensor's layout may differ from the trained one's (seen on an AMD EPYC:
     # the sixth decimal moved).
@@ -84,7 +82,9 @@ def test_a_family_from_the_hub_is_unlearned_pushed_and_reloaded(family, hub, tmp
     repo = f"me/tiny-{family}"
     # The original: the family's model trained on the data set's training split until it fits it better than
     # unseen data (a random model would meet LoTUS's stop rule before any update).
-    _python(hub.env, f"""
+    _python(
+        hub.env,
+        f"""
 import tempfile
 from datasets import load_dataset
 from lotus_hf.images import preprocess
@@ -98,13 +98,32 @@ with tempfile.TemporaryDirectory() as work:
     model, _ = recipe.train(model, train, work)
 model.push_to_hub({repo!r})
 processor.push_to_hub({repo!r})
-""")  # fmt: skip
+""",
+    )
     sample = tmp_path / "sample"
     # the paper's stop rule at margin 0.99 never fires: a tiny family fits the digits loosely (how loosely depends on
     # the CPU's kernels), and a stop before any update would leave nothing to push
-    run = _cli(hub.env, "--model", repo, "--dataset", "me/digits", "--forget-first-percent", "10", "--epochs", "2",
-               "--batch-size", "32", "--stop-rule", "paper", "--stop-margin", "0.99", "--output-dir", str(sample),
-               "--push-to-hub", f"{repo}-unlearned")  # fmt: skip
+    run = _cli(
+        hub.env,
+        "--model",
+        repo,
+        "--dataset",
+        "me/digits",
+        "--forget-first-percent",
+        "10",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--stop-rule",
+        "paper",
+        "--stop-margin",
+        "0.99",
+        "--output-dir",
+        str(sample),
+        "--push-to-hub",
+        f"{repo}-unlearned",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((sample / "report.json").read_text())
     assert any("converted to RGB" in note for note in report["notes"]), report["notes"]
@@ -117,7 +136,9 @@ processor.push_to_hub({repo!r})
     assert first["forget_accuracy"] == pytest.approx(rows["original"]["acc_forget"], abs=one_image)
     assert not first["stop"] and last["epoch"] == 2, report["training"]["history"]  # LoTUS trained
 
-    _python(hub.env, f"""
+    _python(
+        hub.env,
+        f"""
 import torch
 from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, AutoModelForImageClassification
@@ -137,11 +158,25 @@ with torch.no_grad():  # and they classify as the saved model does (outputs: to 
     torch.testing.assert_close(pushed(pixel_values=pixels).logits, saved(pixel_values=pixels).logits)
 card = ModelCard.load({repo + "-unlearned"!r})
 assert card.data.base_model == {repo!r} and "LoTUS" in card.text and "converted to RGB" in card.text
-""")  # fmt: skip
+""",
+    )
 
     whole = tmp_path / "class"
-    run = _cli(hub.env, "--model", repo, "--dataset", "me/digits", "--forget-classes", "digit-3", "--epochs", "2",
-               "--batch-size", "32", "--output-dir", str(whole))  # fmt: skip
+    run = _cli(
+        hub.env,
+        "--model",
+        repo,
+        "--dataset",
+        "me/digits",
+        "--forget-classes",
+        "digit-3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--output-dir",
+        str(whole),
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((whole / "report.json").read_text())
     assert report["training"]["hyperparameters"]["method"] == "belief_relabel"
@@ -179,7 +214,9 @@ def test_fine_tune_a_pretrained_backbone_on_other_classes_then_forget_and_push(h
     """The workflow users have: a model pretrained for another label set (here: the parity of digits, on digits the
     data set does not hold) -> `--fit-head` fine-tunes it with a new head on their data -> LoTUS forgets part of
     that data -> push."""
-    _python(hub.env, """
+    _python(
+        hub.env,
+        """
 import tempfile
 
 import numpy as np
@@ -203,28 +240,48 @@ with tempfile.TemporaryDirectory() as work:
     model, _ = Recipe(epochs=15, learning_rate=1e-2, batch_size=64, seed=0).train(model, train, work)
 model.push_to_hub("me/parity")
 processor.push_to_hub("me/parity")
-""")  # fmt: skip
+""",
+    )
     out = tmp_path / "out"
-    run = _cli(hub.env, "--model", "me/parity", "--dataset", "me/digits", "--fit-head", "--fit-head-epochs", "20",
-               "--forget-first-percent", "10", "--epochs", "5", "--learning-rate", "1e-3", "--batch-size", "16",
-               "--output-dir", str(out),
-               "--push-to-hub", "me/digits-forgot")  # fmt: skip
+    run = _cli(
+        hub.env,
+        "--model",
+        "me/parity",
+        "--dataset",
+        "me/digits",
+        "--fit-head",
+        "--fit-head-epochs",
+        "20",
+        "--forget-first-percent",
+        "10",
+        "--epochs",
+        "5",
+        "--learning-rate",
+        "1e-3",
+        "--batch-size",
+        "16",
+        "--output-dir",
+        str(out),
+        "--push-to-hub",
+        "me/digits-forgot",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     original, unlearned = report["rows"]["original"], report["rows"]["unlearned"]
     assert "--fit-head" in report["notes"][0] and "me/parity" in report["notes"][0]
-    assert (
-        original["acc_test"] > 0.8
-    )  # the fine-tuned backbone is a digit classifier: the original to unlearn
+    assert original["acc_test"] > 0.8  # the fine-tuned backbone is a digit classifier: the original to unlearn
     assert unlearned["rf_jsd"] < original["rf_jsd"]  # LoTUS made the forget set look more like unseen data
     assert unlearned["acc_test"] >= original["acc_test"] - 0.05
-    _python(hub.env, """
+    _python(
+        hub.env,
+        """
 from huggingface_hub import ModelCard
 from transformers import AutoConfig
 card = ModelCard.load("me/digits-forgot")
 assert card.data.base_model == "me/parity" and "--fit-head" in card.text
 assert AutoConfig.from_pretrained("me/digits-forgot").id2label[3] == "digit-3"
-""")  # fmt: skip
+""",
+    )
 
 
 def test_images_are_converted_to_the_channels_the_processor_takes():
@@ -239,20 +296,14 @@ def test_images_are_converted_to_the_channels_the_processor_takes():
 
     rgb = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
-    colour = datasets.Dataset.from_dict(
-        {"image": [Image.fromarray(x) for x in rgb], "label": [0, 1, 0, 1]}, features
-    )
+    colour = datasets.Dataset.from_dict({"image": [Image.fromarray(x) for x in rgb], "label": [0, 1, 0, 1]}, features)
     grey = preprocess(colour, tiny_processor())  # the bundled models' processor: one channel
     assert grey.pixel_values.shape[1] == 1 and "mode RGB were converted to L" in grey.converted
-    expected = tiny_processor()([Image.fromarray(x).convert("L") for x in rgb], return_tensors="pt")[
-        "pixel_values"
-    ]
+    expected = tiny_processor()([Image.fromarray(x).convert("L") for x in rgb], return_tensors="pt")["pixel_values"]
     assert torch.equal(grey.pixel_values, expected)
 
     _, processor = build_family("convnext", ["a", "b"])
-    arrays = datasets.Dataset.from_dict(
-        {"image": rgb[..., 0], "label": [0, 1, 0, 1]}
-    )  # (N, H, W) uint8, no channel
+    arrays = datasets.Dataset.from_dict({"image": rgb[..., 0], "label": [0, 1, 0, 1]})  # (N, H, W) uint8, no channel
     arrays = arrays.cast_column("label", datasets.ClassLabel(names=["a", "b"]))
     converted = preprocess(arrays, processor)
     assert converted.pixel_values.shape[1] == 3 and "mode L were converted to RGB" in converted.converted
@@ -312,8 +363,9 @@ def test_images_a_model_cannot_take_are_refused_before_any_work(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
     split = {"image": [Image.fromarray(x) for x in rgb], "label": [i % 2 for i in range(40)]}
-    dataset = datasets.DatasetDict({"train": datasets.Dataset.from_dict(split, features),
-                                    "test": datasets.Dataset.from_dict(split, features)})  # fmt: skip
+    dataset = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(split, features), "test": datasets.Dataset.from_dict(split, features)}
+    )
     processor = ViTImageProcessor(size={"height": 8, "width": 8}, image_mean=0.5, image_std=0.5)
     data = prepare_unlearning_data(dataset, ForgetRequest.first_percent(10), processor)
     with pytest.raises(ModelError, match=r"cannot take the images as its image processor prepares them"):

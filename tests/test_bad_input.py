@@ -13,9 +13,7 @@ from lotus_hf.cli import main
 
 
 def _run(capsys, tmp_path, *args) -> tuple[int, str]:
-    code = main(
-        ["unlearn", "--output-dir", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "64", *args]
-    )
+    code = main(["unlearn", "--output-dir", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "64", *args])
     captured = capsys.readouterr()
     return code, captured.err + captured.out
 
@@ -70,12 +68,10 @@ def test_an_empty_split(tmp_path, capsys):
     from PIL import Image
 
     images = [Image.fromarray(np.full((8, 8), 12 * i, dtype=np.uint8)) for i in range(20)]
-    datasets.Dataset.from_dict(
-        {"image": images, "label": [i % 10 for i in range(20)]}, features=features
-    ).to_parquet(str(folder / "train.parquet"))
-    datasets.Dataset.from_dict({"image": [], "label": []}, features=features).to_parquet(
-        str(folder / "test.parquet")
+    datasets.Dataset.from_dict({"image": images, "label": [i % 10 for i in range(20)]}, features=features).to_parquet(
+        str(folder / "train.parquet")
     )
+    datasets.Dataset.from_dict({"image": [], "label": []}, features=features).to_parquet(str(folder / "test.parquet"))
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     code, printed = _run(capsys, tmp_path, "--model", str(model_dir), "--dataset", str(folder))
     assert code == 2 and "Traceback" not in printed
@@ -103,10 +99,7 @@ def test_a_retrained_model_for_another_request_is_refused_and_one_without_a_reco
     unrecorded = save_tiny(tiny_model("resnet", seed=2), tmp_path / "retrained-unrecorded")
     code, printed = _run(capsys, tmp_path, *base, "--retrained", str(unrecorded))
     assert code == 0
-    assert (
-        "warning: `retrained`" in printed
-        and "records no forget request: it is taken to be trained" in printed
-    )
+    assert "warning: `retrained`" in printed and "records no forget request: it is taken to be trained" in printed
     assert "avg_gap" in printed  # the run went on, with the retrained model in the report
 
 
@@ -120,13 +113,18 @@ def test_an_index_file_longer_than_the_training_split_is_refused_before_it_is_re
         for _ in range(20):
             handle.write("1\n" * 100_000)
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
-    code, printed = _run(capsys, tmp_path, "--model", str(model_dir), "--dataset", str(digits_folder),
-                         "--forget-indices-file", str(huge))  # fmt: skip
-    assert code == 2 and "Traceback" not in printed
-    assert (
-        "`--forget-indices-file` holds more than 300 indices, more than the training split has samples"
-        in printed
+    code, printed = _run(
+        capsys,
+        tmp_path,
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(digits_folder),
+        "--forget-indices-file",
+        str(huge),
     )
+    assert code == 2 and "Traceback" not in printed
+    assert "`--forget-indices-file` holds more than 300 indices, more than the training split has samples" in printed
     _nothing_written(tmp_path)
 
 
@@ -175,6 +173,4 @@ def test_an_output_folder_appears_whole_or_not_at_all_and_a_replaced_build_survi
     assert [p.name for p in target.iterdir()] == ["v1.txt"]
     with atomic_output_dir(target, replace=True) as staging:
         (staging / "v2.txt").write_text("2")
-    assert [p.name for p in target.iterdir()] == ["v2.txt"] and [p.name for p in tmp_path.iterdir()] == [
-        "out"
-    ]
+    assert [p.name for p in target.iterdir()] == ["v2.txt"] and [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -40,9 +40,7 @@ def _state(model):
 
 
 @pytest.mark.parametrize("method", BASELINES)
-def test_each_baseline_runs_changes_the_student_and_not_the_original(
-    method, trained_resnet, digits_data, tmp_path
-):
+def test_each_baseline_runs_changes_the_student_and_not_the_original(method, trained_resnet, digits_data, tmp_path):
     original = copy.deepcopy(trained_resnet)
     original_state = _state(original)
     student = copy.deepcopy(trained_resnet)
@@ -50,9 +48,7 @@ def test_each_baseline_runs_changes_the_student_and_not_the_original(
 
     changed = [k for k, v in result.model.state_dict().items() if not torch.equal(v, original_state[k])]
     assert changed, f"{method} did not change the student"
-    assert all(torch.equal(v, original_state[k]) for k, v in original.state_dict().items()), (
-        "original changed"
-    )
+    assert all(torch.equal(v, original_state[k]) for k, v in original.state_dict().items()), "original changed"
     rows = result.report.rows
     assert rows["original"]["acc_forget"] == pytest.approx(
         accuracy(predict_logits(original, digits_data.forget), digits_data.forget.labels)
@@ -79,8 +75,11 @@ def test_retrain_starts_from_scratch_and_learns_the_retain_set(trained_resnet, d
 def test_method_defaults_follow_the_spec_and_explicit_values_win(tmp_path):
     finetune = method_config("finetune", output_dir=str(tmp_path))
     assert (finetune.optim, finetune.learning_rate, finetune.weight_decay, finetune.num_train_epochs) == (
-        "sgd", 1e-3, 5e-4, 5,
-    )  # fmt: skip
+        "sgd",
+        1e-3,
+        5e-4,
+        5,
+    )
     assert finetune.optim_args == "momentum=0.9"
     scrub = method_config("scrub", output_dir=str(tmp_path))
     assert (scrub.optim, scrub.learning_rate, scrub.scrub_temperature) == ("adamw_torch", 5e-4, 4.0)
@@ -91,9 +90,14 @@ def test_method_defaults_follow_the_spec_and_explicit_values_win(tmp_path):
 
 @pytest.mark.parametrize(
     "method, field, value",
-    [("neggrad_plus", "neggrad_beta", 0.0), ("salun", "salun_sparsity", 1.5), ("ssd", "ssd_alpha", -1),
-     ("scrub", "scrub_temperature", 0), ("bad_teacher", "retain_fraction", 2.0)],
-)  # fmt: skip
+    [
+        ("neggrad_plus", "neggrad_beta", 0.0),
+        ("salun", "salun_sparsity", 1.5),
+        ("ssd", "ssd_alpha", -1),
+        ("scrub", "scrub_temperature", 0),
+        ("bad_teacher", "retain_fraction", 2.0),
+    ],
+)
 def test_bad_fields_name_themselves(method, field, value, tmp_path):
     with pytest.raises(ValueError, match=f"`{field}` must be"):
         _config(tmp_path, method, **{field: value})
@@ -121,9 +125,7 @@ def test_each_method_declares_only_its_own_hyperparameters(tmp_path):
 
 def test_scrub_max_pass_raises_the_forget_kl_and_returns_the_student(trained_resnet, digits_data, tmp_path):
     # Only max steps (no min pass would undo them): the KL to the original on the forget set must grow.
-    config = _config(
-        tmp_path, "scrub", num_train_epochs=1, scrub_max_epochs=1, max_steps=1, learning_rate=1e-3
-    )
+    config = _config(tmp_path, "scrub", num_train_epochs=1, scrub_max_epochs=1, max_steps=1, learning_rate=1e-3)
     trainer = _trainer("scrub", copy.deepcopy(trained_resnet), config, digits_data)
     trainer.train()
     before = predict_logits(trained_resnet, digits_data.forget)
@@ -140,9 +142,7 @@ def test_bad_teacher_targets_are_a_random_model_on_forget_rows_and_the_original_
     stream, n_forget = trainer.train_dataset, len(digits_data.forget)
     assert len(stream) == n_forget + int(0.3 * len(digits_data.retain))
     retain_rows = torch.utils.data.Subset(stream, range(n_forget, len(stream)))
-    assert torch.allclose(
-        stream.teacher_logits[n_forget:], predict_logits(trained_resnet, retain_rows), atol=1e-5
-    )
+    assert torch.allclose(stream.teacher_logits[n_forget:], predict_logits(trained_resnet, retain_rows), atol=1e-5)
     forget_targets = stream.teacher_logits[:n_forget]
     assert accuracy(forget_targets, digits_data.forget.labels) < 0.5  # incompetent
     assert not torch.allclose(forget_targets, predict_logits(trained_resnet, digits_data.forget), atol=1e-2)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import save_tiny, tiny_model
 
 from lotus_hf.cli import main
@@ -16,22 +17,46 @@ from lotus_hf.research.benchmark import (
     stratified_subset,
 )
 
-ONE_EPOCH = {m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "random_labels", "salun", "scrub",
-                                                  "bad_teacher")}  # fmt: skip
+ONE_EPOCH = {
+    m: {"num_train_epochs": 1} for m in ("finetune", "neggrad_plus", "random_labels", "salun", "scrub", "bad_teacher")
+}
 TINY = [
-    "--seeds", "1,2", "--train-subset", "200", "--recipe-epochs", "3",
+    "--seeds",
+    "1,2",
+    "--train-subset",
+    "200",
+    "--recipe-epochs",
+    "3",
     # the paper's rule at stop_margin 0.99 never fires before the first step, so LoTUS changes the weights and the
     # history controls have a real history to forge
-    "--method-config", json.dumps({"lotus": {"num_train_epochs": 1, "per_device_train_batch_size": 32,
-                                             "stop_margin": 0.99, "stop_rule": "paper"}, **ONE_EPOCH}),
-]  # fmt: skip
+    "--method-config",
+    json.dumps(
+        {
+            "lotus": {
+                "num_train_epochs": 1,
+                "per_device_train_batch_size": 32,
+                "stop_margin": 0.99,
+                "stop_rule": "paper",
+            },
+            **ONE_EPOCH,
+        }
+    ),
+]
 
 
 @pytest.mark.slow
 def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
-    common = ["benchmark", "--model", str(model_dir), "--dataset", str(digits_folder),
-              "--cache-dir", str(tmp_path / "cache"), *TINY]  # fmt: skip
+    common = [
+        "benchmark",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(digits_folder),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *TINY,
+    ]
     assert main([*common, "--output-dir", str(tmp_path / "first")]) == 0
     out = capsys.readouterr().out
     # the paper's protocol: an original per seed, each with its own retrained model
@@ -39,8 +64,18 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
     assert "re-timing" not in out  # the first retraining was timed in this run already
 
     results = json.loads((tmp_path / "first" / "results.json").read_text())
-    methods = {"original", "retrain", "lotus", "finetune", "neggrad_plus", "random_labels", "bad_teacher",
-               "scrub", "ssd", "salun"}  # fmt: skip
+    methods = {
+        "original",
+        "retrain",
+        "lotus",
+        "finetune",
+        "neggrad_plus",
+        "random_labels",
+        "bad_teacher",
+        "scrub",
+        "ssd",
+        "salun",
+    }
     assert set(results["summary"]) == methods
     assert len(results["runs"]) == 2 * len(methods)
     retrain = results["summary"]["retrain"]
@@ -53,12 +88,16 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
         gaps = [np.mean([abs(runs[method, s][k] - runs["retrain", s][k]) for k in GAP_KEYS]) for s in (1, 2)]
         for seed, gap in zip((1, 2), gaps, strict=True):
             assert runs[method, seed]["avg_gap"] == pytest.approx(gap, abs=1e-12)
-        assert row["avg_gap"]["mean"] == pytest.approx(np.mean(gaps)) and row["avg_gap"][
-            "std"
-        ] == pytest.approx(np.std(gaps, ddof=1))
+        assert row["avg_gap"]["mean"] == pytest.approx(np.mean(gaps)) and row["avg_gap"]["std"] == pytest.approx(
+            np.std(gaps, ddof=1)
+        )
         # the paper's aggregation: per metric, |mean over seeds of the method - mean over seeds of retrain|
-        paper = np.mean([abs(np.mean([runs[method, s][k] for s in (1, 2)])
-                             - np.mean([runs["retrain", s][k] for s in (1, 2)])) for k in GAP_KEYS])  # fmt: skip
+        paper = np.mean(
+            [
+                abs(np.mean([runs[method, s][k] for s in (1, 2)]) - np.mean([runs["retrain", s][k] for s in (1, 2)]))
+                for k in GAP_KEYS
+            ]
+        )
         assert row["avg_gap_paper"] == pytest.approx(paper, abs=1e-12)
         assert row["avg_gap_paper"] <= row["avg_gap"]["mean"] + 1e-12  # |mean| <= mean of |.|
         # every share divides by the one retraining timed in this run (seed 1's)
@@ -76,8 +115,10 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
         assert row["no_op"] == (row["distance_to_original"]["mean"] < NO_OP_DISTANCE)
     points = results["pearson_points"]
     assert set(points) == methods - {"original"}
-    for key, (x_key, y_key) in {"pearson_rf_jsd_vs_jsd": ("rf_jsd", "jsd"),
-                                "pearson_reference": ("rf_jsd_reference", "jsd_reference")}.items():  # fmt: skip
+    for key, (x_key, y_key) in {
+        "pearson_rf_jsd_vs_jsd": ("rf_jsd", "jsd"),
+        "pearson_reference": ("rf_jsd_reference", "jsd_reference"),
+    }.items():
         x = [results["summary"][m][x_key]["mean"] for m in points]
         y = [results["summary"][m][y_key]["mean"] for m in points]
         assert results[key] == pytest.approx(np.corrcoef(x, y)[0, 1])
@@ -102,17 +143,29 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
     assert sum(results["summary"]["lotus"]["verdicts"].values()) == 2
     paired = results["paired"]
     assert paired["best"] == results["lowest_avg_gap"] and set(paired["against"]) == methods - {
-        "original", "retrain", paired["best"]}  # fmt: skip
+        "original",
+        "retrain",
+        paired["best"],
+    }
     assert all(0 <= row["wins"] <= 2 and 0 <= row["p"] <= 1 for row in paired["against"].values())
     # the verifier's controls ran on both seeds: each one's verdict, and the forged histories caught
-    assert {r["control"] for r in results["controls"]} == {"retrained", "original", "lr0", "edited_history",
-                                                          "swapped_weights"}  # fmt: skip
+    assert {r["control"] for r in results["controls"] if "heldout" not in r} == {
+        "retrained",
+        "original",
+        "lr0",
+        "edited_history",
+        "swapped_weights",
+    }
     assert all(
-        r["weights_match"] is False
-        for r in results["controls"]
-        if r["control"].endswith(("history", "weights"))
+        r["weights_match"] is False for r in results["controls"] if r["control"].endswith(("history", "weights"))
     ), [(r["control"], r.get("weights_match"), r.get("step")) for r in results["controls"]]
     assert results["error_rates"]["retrained"]["seeds"] == 2
+    # and the models built to pass, per seed, on the public half and on the private set (digits outside the subset)
+    adaptive = {(r["control"], r["heldout"]) for r in results["controls"] if "heldout" in r}
+    assert adaptive == {
+        (c, h) for c in ("trained_on_heldout", "nearest_relabel", "temperature") for h in ("public", "private")
+    }
+    assert results["error_rates"]["trained_on_heldout (private)"]["seeds"] == 2
     assert "## Seed by seed" in table and "## The verifier's controls" in table and "verified f/i/n" in table
 
     # Same request again: the original and both retrained models come from the cache, with their times.
@@ -144,27 +197,20 @@ def test_benchmark_runs_end_to_end_and_reuses_its_cache(digits_folder, tmp_path,
 
     # Tuning: every setting of every method. SSD with a threshold nothing passes leaves the model as it was, and
     # the table says so; Finetune at learning rate 0 moves no weight, but its BatchNorm statistics still move.
-    grid = {"finetune": [{"learning_rate": 0.0, "num_train_epochs": 1}, {"learning_rate": 0.05, "num_train_epochs": 1}],
-            "ssd": [{"ssd_alpha": 1e9}, {"ssd_alpha": 0.5}]}  # fmt: skip
-    assert (
-        main([*common, "--seeds", "1", "--grid", json.dumps(grid), "--output-dir", str(tmp_path / "grid")])
-        == 0
-    )
+    grid = {
+        "finetune": [{"learning_rate": 0.0, "num_train_epochs": 1}, {"learning_rate": 0.05, "num_train_epochs": 1}],
+        "ssd": [{"ssd_alpha": 1e9}, {"ssd_alpha": 0.5}],
+    }
+    assert main([*common, "--seeds", "1", "--grid", json.dumps(grid), "--output-dir", str(tmp_path / "grid")]) == 0
     tuned = json.loads((tmp_path / "grid" / "results.json").read_text())
     assert set(tuned["summary"]) == {"original", "retrain", "finetune#1", "finetune#2", "ssd#1", "ssd#2"}
     still = tuned["summary"]["ssd#1"]
-    assert (
-        still["no_op"] and still["weight_change"]["mean"] == 0 and still["distance_to_original"]["mean"] == 0
-    )
+    assert still["no_op"] and still["weight_change"]["mean"] == 0 and still["distance_to_original"]["mean"] == 0
     assert tuned["summary"]["finetune#1"]["weight_change"]["mean"] == 0
-    assert (
-        not tuned["summary"]["finetune#2"]["no_op"]
-        and tuned["summary"]["finetune#2"]["weight_change"]["mean"] > 0
-    )
+    assert not tuned["summary"]["finetune#2"]["no_op"] and tuned["summary"]["finetune#2"]["weight_change"]["mean"] > 0
     for method in grid:
         gaps = [tuned["summary"][f"{method}#{i}"]["avg_gap"]["mean"] for i in (1, 2)]
-        assert tuned["tuning"][method] == {"settings": grid[method], "avg_gap": gaps,
-                                           "best": 1 + int(np.argmin(gaps))}  # fmt: skip
+        assert tuned["tuning"][method] == {"settings": grid[method], "avg_gap": gaps, "best": 1 + int(np.argmin(gaps))}
     table = (tmp_path / "grid" / "results.md").read_text()
     assert "| ssd#1 *(no change)* |" in table and "## Tuning" in table
 
@@ -234,10 +280,7 @@ def test_a_folder_being_replaced_comes_back_whole_if_the_run_fails(failure, tmp_
     with replacing(folder):  # a run that succeeds: its folder stays, the committed one goes
         folder.mkdir()
         (folder / "results.json").write_text("new")
-    assert (
-        sorted(p.name for p in tmp_path.iterdir()) == ["cell"]
-        and (folder / "results.json").read_text() == "new"
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell"] and (folder / "results.json").read_text() == "new"
 
 
 @pytest.mark.slow
@@ -272,37 +315,97 @@ def test_a_folder_being_replaced_comes_back_when_the_script_is_terminated(tmp_pa
 def test_a_skipped_control_is_counted_apart_never_as_right():
     from lotus_hf.research.controls import error_rates
 
-    rows = [{"control": "edited_history", "seed": 1, "verdict": "not_forgotten", "correct": True},
-            {"control": "edited_history", "seed": 2, "verdict": "skipped", "correct": None},
-            {"control": "swapped_weights", "seed": 2, "verdict": "skipped", "correct": None},
-            {"control": "retrained", "seed": 1, "verdict": "not_forgotten", "correct": False}]  # fmt: skip
+    rows = [
+        {"control": "edited_history", "seed": 1, "verdict": "not_forgotten", "correct": True},
+        {"control": "edited_history", "seed": 2, "verdict": "skipped", "correct": None},
+        {"control": "swapped_weights", "seed": 2, "verdict": "skipped", "correct": None},
+        {"control": "retrained", "seed": 1, "verdict": "not_forgotten", "correct": False},
+    ]
     rates = error_rates(rows)
-    assert rates["edited_history"] == {"seeds": 1, "forgotten": 0, "inconclusive": 0, "not_forgotten": 1, "wrong": 0,
-                                       "expected": "not_forgotten", "skipped": 1}  # fmt: skip
+    assert rates["edited_history"] == {
+        "seeds": 1,
+        "forgotten": 0,
+        "inconclusive": 0,
+        "not_forgotten": 1,
+        "wrong": 0,
+        "expected": "not_forgotten",
+        "skipped": 1,
+        "forgotten_rate_interval": [0.0, 0.7935],
+    }
     assert rates["swapped_weights"]["seeds"] == 0 and rates["swapped_weights"]["skipped"] == 1
     assert rates["retrained"]["wrong"] == 1 and "original" not in rates
 
 
+def test_the_adaptive_controls_rates_are_per_held_out_set_with_an_interval():
+    from lotus_hf.research.controls import error_rates, wilson
+
+    rows = [
+        {
+            "control": "trained_on_heldout",
+            "seed": s,
+            "heldout": h,
+            "verdict": v,
+            "correct": v == "not_forgotten",
+            "utility": "kept",
+        }
+        for s in range(4)
+        for h, v in (("public", "forgotten"), ("private", "not_forgotten"))
+    ]
+    rates = error_rates(rows)
+    assert rates["trained_on_heldout (public)"]["forgotten"] == 4 == rates["trained_on_heldout (public)"]["wrong"]
+    assert rates["trained_on_heldout (private)"]["not_forgotten"] == 4
+    assert rates["trained_on_heldout (private)"]["forgotten_rate_interval"] == wilson(0, 4)
+    # Wilson's interval by hand: p = 1/2 of 4, z = 1.96
+    z2 = 1.96**2
+    centre, half = (0.5 + z2 / 8) / (1 + z2 / 4), 1.96 * np.sqrt(0.25 / 4 + z2 / 64) / (1 + z2 / 4)
+    assert wilson(2, 4) == [round(centre - half, 4), round(centre + half, 4)]
+
+
+def test_models_built_to_pass_change_only_what_they_claim(trained_resnet, digits_data):
+    """A masked logit: that class is never predicted, every other logit as it was; a temperature: every logit
+    divided by it, so every prediction stays."""
+    from lotus_hf.evaluation import predict_logits
+    from lotus_hf.research.controls import flattened, masked_logit
+
+    before = predict_logits(trained_resnet, digits_data.test)
+    masked = predict_logits(masked_logit(trained_resnet, [3]), digits_data.test)
+    assert (masked.argmax(1) != 3).all() and (before.argmax(1) == 3).any()
+    torch.testing.assert_close(masked[:, [0, 1, 2, 4, 5, 6, 7, 8, 9]], before[:, [0, 1, 2, 4, 5, 6, 7, 8, 9]])
+    aucs = iter([0.7, 0.6, 0.5])  # what a verifier would report at T = 2, 4, 8: stops at the first under 0.55
+    model, temperature = flattened(
+        trained_resnet, lambda m: {"evidence": [{"test": "membership_auc", "statistic": next(aucs)}]}
+    )
+    assert temperature == 8.0
+    torch.testing.assert_close(predict_logits(model, digits_data.test), before / 8, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("architecture", ["resnet", "vit"])
-def test_the_bundled_models_defaults_are_the_settings_tuning_picked(architecture):
-    """What ships is what the benchmark ran: each bundled model's unlearning_config.json holds the picks of its
-    architecture's tuning cells (benchmarks/results/fashion_mnist/tuning.json), and nothing where none were made."""
+def test_the_bundled_models_defaults_are_what_the_budgeted_tuning_verified(architecture):
+    """What ships is what the benchmark ran: for each request kind tuned at budgets, the bundled model's
+    unlearning_config.json names as its default the method whose setting the tuning verified `forgotten` (utility
+    kept) most often within 10% of a retraining, with that setting; every other method's fields are its 10% pick
+    (benchmarks/results/fashion_mnist/tuning.json), each with its budget (benchmarks/defaults.py)."""
+    import importlib.util
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_defaults", root / "benchmarks" / "defaults.py")
+    defaults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(defaults)
     picks = json.loads((root / "benchmarks/results/fashion_mnist/tuning.json").read_text())["picks"]
-    path = root / f"src/lotus_hf/bundled/fashion-mnist-{architecture}/unlearning_config.json"
-    shipped = json.loads(path.read_text()) if path.is_file() else {}
-    shipped = {k: v for k, v in shipped.items() if not k.startswith("_")}
-    expected = {}
-    if f"{architecture}-first10" in picks:
-        expected["lotus"] = picks[f"{architecture}-first10"]["lotus"]["fields"]
-    if f"{architecture}-class" in picks:
-        chosen = picks[f"{architecture}-class"]
-        classes = {k: v for k, v in chosen["lotus"]["fields"].items() if k != "class_forgetting"}
-        expected["lotus"] = {**expected.get("lotus", {}), "classes": classes}
-        expected["belief_relabel"] = chosen["belief_relabel"]["fields"]
-    assert shipped == expected
+    model = f"fashion-mnist-{architecture}"
+    shipped = json.loads((root / f"src/lotus_hf/bundled/{model}/unlearning_config.json").read_text())
+    tuned = {kind: cell for kind, cell in defaults.CELLS[model].items() if "10" in picks.get(cell, {})}
+    assert set(shipped.get("default", {})) == set(tuned)
+    for kind, cell in tuned.items():
+        chosen = defaults.verified_choice(cell)
+        assert shipped["default"][kind] == chosen["method"].split("/")[0]
+        for method, pick in picks[cell]["10"].items():
+            if "/" in method:
+                continue
+            fields = chosen["fields"] if method == chosen["method"] else pick["fields"]
+            section = shipped[method] if kind == "samples" else shipped[method]["classes"]
+            assert {k: v for k, v in section.items() if k != "classes"} == {**fields, "budget": 0.1}, method
 
 
 def test_the_digits_folder_holds_every_digit_once_in_a_stratified_split(tmp_path):
@@ -326,9 +429,7 @@ def test_the_digits_folder_holds_every_digit_once_in_a_stratified_split(tmp_path
         labels = np.array(data[split]["label"])
         assert len(labels) == size
         # every digit keeps its share of the whole (scikit-learn's counts: 174 to 183 per digit)
-        assert (
-            np.abs(np.bincount(labels, minlength=10) / size - np.bincount(digits.target) / 1797).max() < 0.005
-        )
+        assert np.abs(np.bincount(labels, minlength=10) / size - np.bincount(digits.target) / 1797).max() < 0.005
     files = sorted((tmp_path / "digits").rglob("*.png"))
     assert len({f.name for f in files}) == 1797  # each image once, named by its index
     from PIL import Image
@@ -345,17 +446,42 @@ def test_a_budgeted_benchmark_evaluates_each_run_at_every_budget(digits_folder, 
     evaluated, from the checkpoint it saved on the way, at 4% and 8%; one results folder per budget, and the cost
     curves."""
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
-    config = {"finetune": {"num_train_epochs": 30}, "ssd": {}, "lotus": {"num_train_epochs": 30, "stop_rule": "paper",
-              "stop_margin": 0.99, "per_device_train_batch_size": 32}}  # fmt: skip
-    argv = ["benchmark", "--model", str(model_dir), "--dataset", str(digits_folder), "--seeds", "1",
-            "--train-subset", "200", "--recipe-epochs", "30", "--methods", "lotus,finetune,ssd", "--budgets",
-            "0.16,0.04,0.08", "--method-config", json.dumps(config), "--cache-dir", str(tmp_path / "cache"),
-            "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    config = {
+        "finetune": {"num_train_epochs": 30},
+        "ssd": {},
+        "lotus": {
+            "num_train_epochs": 30,
+            "stop_rule": "paper",
+            "stop_margin": 0.99,
+            "per_device_train_batch_size": 32,
+        },
+    }
+    argv = [
+        "benchmark",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(digits_folder),
+        "--seeds",
+        "1",
+        "--train-subset",
+        "200",
+        "--recipe-epochs",
+        "30",
+        "--methods",
+        "lotus,finetune,ssd",
+        "--budgets",
+        "0.16,0.04,0.08",
+        "--method-config",
+        json.dumps(config),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     out = tmp_path / "out"
-    assert (out / "cost_curves.png").is_file() and "# At 8% of a retraining" in (
-        out / "results.md"
-    ).read_text()
+    assert (out / "cost_curves.png").is_file() and "# At 8% of a retraining" in (out / "results.md").read_text()
     top = json.loads((out / "results.json").read_text())
     assert list(top["budgets"]) == ["4", "8", "16"]
     for label in ("4", "8", "16"):
@@ -373,23 +499,27 @@ def test_a_budgeted_benchmark_evaluates_each_run_at_every_budget(digits_folder, 
             assert run["stopped_by"] == "budget"
         # every run's verdict comes with its utility, and each method's row counts the damaged models apart
         assert all(r["utility"] in ("kept", "damaged") for r in results["runs"] if r["method"] != "retrain")
-        assert all(row["damaged"] == sum(r["utility"] == "damaged" for r in results["runs"] if r["method"] == m)
-                   for m, row in results["summary"].items())  # fmt: skip
+        assert all(
+            row["damaged"] == sum(r["utility"] == "damaged" for r in results["runs"] if r["method"] == m)
+            for m, row in results["summary"].items()
+        )
         # the probes' share of each LoTUS run, as its parts counted them
         lotus = [r["cost"] for r in results["runs"] if r["method"] == "lotus"]
         assert results["summary"]["lotus"]["stops_share"]["max"] == pytest.approx(
             max(c["parts"]["probes"] / c["units"] for c in lotus)
         )
         ssd = next(r for r in results["runs"] if r["method"] == "ssd")
-        assert ssd["cost"]["within_budget"] == (
-            ssd["cost_share"] <= budget
-        )  # one pass: over the small budgets
+        assert ssd["cost"]["within_budget"] == (ssd["cost_share"] <= budget)  # one pass: over the small budgets
         assert results["summary"]["finetune"]["cost_share"]["mean"] == pytest.approx(
             next(r for r in results["runs"] if r["method"] == "finetune")["cost_share"]
         )
     # the runs at the smaller budgets are states the larger ones went through: less cost, other weights
-    share = {label: json.loads((out / f"budget-{label}" / "results.json").read_text())["summary"]["finetune"][
-        "cost_share"]["mean"] for label in ("4", "8", "16")}  # fmt: skip
+    share = {
+        label: json.loads((out / f"budget-{label}" / "results.json").read_text())["summary"]["finetune"]["cost_share"][
+            "mean"
+        ]
+        for label in ("4", "8", "16")
+    }
     assert share["4"] < share["8"] < share["16"]
 
 
@@ -404,11 +534,31 @@ def test_tuning_picks_per_budget_among_the_settings_within_it(digits_folder, tmp
 
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     steps = {"num_train_epochs": 30, "per_device_train_batch_size": 32}
-    grid = {"finetune": [{"learning_rate": 1e-4, **steps}, {"learning_rate": 3e-2, **steps}],
-            "ssd": [{"ssd_alpha": 10.0, "ssd_lambda": 1.0}]}  # fmt: skip
-    argv = ["benchmark", "--model", str(model_dir), "--dataset", str(digits_folder), "--seeds", "1,2",
-            "--train-subset", "200", "--recipe-epochs", "30", "--grid", json.dumps(grid), "--budgets", "0.02,0.16",
-            "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "out")]  # fmt: skip
+    grid = {
+        "finetune": [{"learning_rate": 1e-4, **steps}, {"learning_rate": 3e-2, **steps}],
+        "ssd": [{"ssd_alpha": 10.0, "ssd_lambda": 1.0}],
+    }
+    argv = [
+        "benchmark",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(digits_folder),
+        "--seeds",
+        "1,2",
+        "--train-subset",
+        "200",
+        "--recipe-epochs",
+        "30",
+        "--grid",
+        json.dumps(grid),
+        "--budgets",
+        "0.02,0.16",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     by_budget = json.loads((tmp_path / "out" / "results.json").read_text())["budgets"]
     for label, results in by_budget.items():

@@ -7,17 +7,27 @@ from lotus_hf.cards import unlearning_card
 from lotus_hf.methods import method_config
 from lotus_hf.provenance import history_step
 
-FORGET = {"kind": "classes", "request": "classes=Sandal", "size": 6000, "per_class": {"Sandal": 6000},
-          "sha256": "ab" * 32}  # fmt: skip
+FORGET = {
+    "kind": "classes",
+    "request": "classes=Sandal",
+    "size": 6000,
+    "per_class": {"Sandal": 6000},
+    "sha256": "ab" * 32,
+}
 REPORT = {
     "rows": {
-        "original": {"acc_forget": 1.0, "acc_retain": 1.0, "acc_test": 0.91, "mia": 0.98, "rf_jsd": 0.03,
-                     "jsd": None},
-        "unlearned": {"acc_forget": 0.125, "acc_retain": 0.99, "acc_test": 0.85, "mia": 0.25, "rf_jsd": 0.2,
-                      "jsd": None},
+        "original": {"acc_forget": 1.0, "acc_retain": 1.0, "acc_test": 0.91, "mia": 0.98, "rf_jsd": 0.03, "jsd": None},
+        "unlearned": {
+            "acc_forget": 0.125,
+            "acc_retain": 0.99,
+            "acc_test": 0.85,
+            "mia": 0.25,
+            "rf_jsd": 0.2,
+            "jsd": None,
+        },
     },
     "unlearning_seconds": 12.345,
-}  # fmt: skip
+}
 PROBES = [
     {"epoch": 1, "forget_accuracy": 1.0, "unseen_accuracy": 0.0, "delta": 1.0, "tau": 2.7183, "stop": False},
     {"epoch": 2, "forget_accuracy": 0.004, "unseen_accuracy": 0.0, "delta": 0.0, "tau": 1.0, "stop": False},
@@ -48,8 +58,16 @@ def _card(tmp_path, method="lotus", report=REPORT, history=PROBES, **fields):
         dataset="fashion_mnist",
     )
     lineage = [previous, this]
-    card = unlearning_card(model_name="step-2", base_model="me/step-1@v2", config=config, forget=FORGET,
-                           report=report, lineage=lineage, dataset="fashion_mnist", history=history)  # fmt: skip
+    card = unlearning_card(
+        model_name="step-2",
+        base_model="me/step-1@v2",
+        config=config,
+        forget=FORGET,
+        report=report,
+        lineage=lineage,
+        dataset="fashion_mnist",
+        history=history,
+    )
     path = tmp_path / "README.md"
     card.save(path)
     return ModelCard.load(path)
@@ -70,21 +88,15 @@ def test_a_lotus_card_parses_and_says_what_was_done(tmp_path):
     assert "**me/step-1@v2** after *machine unlearning* with [LoTUS]" in text
     assert "Here the stop rule ended training before epoch 3." in text
     assert (
-        "| 1 | me/original | lotus | classes=Bag | 6000 | `"
-        + "cd" * 32
-        + "` | `111111111111` | `222222222222` |"
+        "| 1 | me/original | lotus | classes=Bag | 6000 | `" + "cd" * 32 + "` | `111111111111` | `222222222222` |"
         in text
     )  # the history, oldest first, with the weights' hashes
-    assert (
-        "| 2 | me/step-1@v2 | lotus | classes=Sandal | 6000 | `" + "ab" * 32 + "` | `222222222222` |" in text
-    )
+    assert "| 2 | me/step-1@v2 | lotus | classes=Sandal | 6000 | `" + "ab" * 32 + "` | `222222222222` |" in text
     assert "| per class | Sandal: 6000 |" in text
     assert "| `alpha` | 32.0 |" in text and "| `method` | lotus |" in text
     assert "| 3 | - | 0.0000 | 0.0000 | -0.01 | 0.9900 | stop |" in text  # the probes
     assert "Unlearning took 12.3 s" in text
-    assert (
-        "| unlearned | 0.1250 | 0.9900 | 0.8500 | 0.2500 | 0.2000 | - |" in text
-    )  # no retrained model: no JSD
+    assert "| unlearned | 0.1250 | 0.9900 | 0.8500 | 0.2500 | 0.2000 | - |" in text  # no retrained model: no JSD
     assert "- transformers " in text and "- torch " in text and "@inproceedings{spartalis2025lotus" in text
 
 
@@ -109,7 +121,17 @@ def test_an_unevaluated_run_has_no_model_index(tmp_path):
 @pytest.mark.parametrize("base, expected", [("fashion-mnist-resnet", None), ("me/model@abc", "me/model")])
 def test_the_base_model_field_only_names_hub_repos(tmp_path, base, expected):
     config = method_config("lotus", output_dir=str(tmp_path))
-    card = unlearning_card(model_name="m", base_model=base, config=config, forget=FORGET, report=REPORT,
-                           lineage=[history_step(FORGET, method="lotus", settings={}, base_model=base, before="1" * 64,
-                                                 after="2" * 64, seed=3407)], history=[])  # fmt: skip
+    card = unlearning_card(
+        model_name="m",
+        base_model=base,
+        config=config,
+        forget=FORGET,
+        report=REPORT,
+        lineage=[
+            history_step(
+                FORGET, method="lotus", settings={}, base_model=base, before="1" * 64, after="2" * 64, seed=3407
+            )
+        ],
+        history=[],
+    )
     assert card.data.base_model == expected

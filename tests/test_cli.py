@@ -13,12 +13,25 @@ from lotus_hf.cli import main
 def test_unlearn_end_to_end_on_a_tiny_model(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     out = tmp_path / "unlearned"
-    code = main(["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--epochs", "2",
-                 "--batch-size", "32", "--class-forgetting",
-                 "--output-dir", str(out)])  # fmt: skip
+    code = main(
+        [
+            "unlearn",
+            "--model",
+            str(model_dir),
+            "--dataset",
+            str(digits_folder),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--class-forgetting",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| unlearned |" in printed and "epoch 2:" in printed
+    assert "| unlearned |" in printed and "before epoch 1:" in printed  # the first probe, shown as it ran
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "report.json"} <= {
         p.name for p in out.iterdir()
     }
@@ -73,8 +86,20 @@ def test_missing_model_and_dataset(tmp_path, digits_folder, capsys):
     assert main(["unlearn", "--model", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
-    assert main(["unlearn", "--model", str(model_dir), "--dataset", "no-such-org/no-such-data",
-                 "--output-dir", str(tmp_path / "o")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "unlearn",
+                "--model",
+                str(model_dir),
+                "--dataset",
+                "no-such-org/no-such-data",
+                "--output-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "could not be loaded" in capsys.readouterr().err
 
 
@@ -131,13 +156,35 @@ def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, 
 
     model_dir = save_tiny(trained_resnet, tmp_path / "trained")
     out = tmp_path / "unlearned"
-    command = [sys.executable, "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir), "--dataset",
-               str(digits_folder), "--epochs", "1000", "--batch-size", "8", "--learning-rate", "1e-6",
-               "--stop-rule", "paper", "--output-dir", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "lotus_hf.cli",
+        "unlearn",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(digits_folder),
+        "--epochs",
+        "1000",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "1e-6",
+        "--stop-rule",
+        "paper",
+        "--output-dir",
+        str(out),
+    ]
     # A job started in the background (CI, nohup) inherits SIGINT ignored; give the child the default back.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     lines = []
     for line in process.stdout:  # wait until the second epoch's probe: training is under way
         lines.append(line)
@@ -154,15 +201,22 @@ def test_interrupted_run_leaves_no_output_folder(digits_folder, trained_resnet, 
 
 def test_model_folder_unlearning_config_sets_defaults_and_flags_win(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
-    (model_dir / "unlearning_config.json").write_text(json.dumps({"_why": "measured", "alpha": 3.0,
-                                                                  "num_train_epochs": 1}))  # fmt: skip
-    base = ["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--batch-size", "64",
-            "--class-forgetting"]  # fmt: skip
+    (model_dir / "unlearning_config.json").write_text(
+        json.dumps({"_why": "measured", "alpha": 3.0, "num_train_epochs": 1})
+    )
+    base = [
+        "unlearn",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(digits_folder),
+        "--batch-size",
+        "64",
+        "--class-forgetting",
+    ]
     assert main([*base, "--output-dir", str(tmp_path / "a")]) == 0
     printed = capsys.readouterr().out
-    assert (
-        "gives: alpha=3.0, num_train_epochs=1" in printed and "LoTUS: alpha 3.0, 1 epochs at most" in printed
-    )
+    assert "gives: alpha=3.0, num_train_epochs=1" in printed and "LoTUS: alpha 3.0, 1 epochs at most" in printed
     assert main([*base, "--epochs", "2", "--output-dir", str(tmp_path / "b")]) == 0
     printed = capsys.readouterr().out
     assert "unlearning_config.json (or the request) gives: alpha=3.0 (" in printed
@@ -195,49 +249,93 @@ def test_train_fits_the_processor_to_rgb_data_and_retrains_like_it(colour_digits
     from transformers import AutoConfig, AutoImageProcessor
 
     original = tmp_path / "original"
-    code = main(["train", "--dataset", str(colour_digits_folder), "--model-config", "resnet-small", "--epochs", "2",
-                 "--batch-size", "64", "--output-dir", str(original)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--dataset",
+            str(colour_digits_folder),
+            "--model-config",
+            "resnet-small",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--output-dir",
+            str(original),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert "train accuracy" in capsys.readouterr().out
     config = AutoConfig.from_pretrained(original)
     processor = AutoImageProcessor.from_pretrained(original)
     assert config.num_channels == 3 and processor.size == {"height": 12, "width": 12}
     assert len(processor.image_mean) == 3 and processor.image_mean[1] == 0.0  # no green in these images
-    assert processor.image_mean[0] + processor.image_mean[2] == pytest.approx(
-        1.0, abs=2e-3
-    )  # red + blue = 255
+    assert processor.image_mean[0] + processor.image_mean[2] == pytest.approx(1.0, abs=2e-3)  # red + blue = 255
     recipe = json.loads((original / "training_recipe.json").read_text())
     assert recipe["trained_on"] == "full training split" and recipe["train_samples"] == 300
 
     retrained = tmp_path / "retrained"
-    code = main(["train", "--dataset", str(colour_digits_folder), "--like", str(original), "--forget-classes",
-                 "digit-0", "--output-dir", str(retrained)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--dataset",
+            str(colour_digits_folder),
+            "--like",
+            str(original),
+            "--forget-classes",
+            "digit-0",
+            "--output-dir",
+            str(retrained),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((retrained / "training_recipe.json").read_text())
-    assert (
-        summary["trained_on"] == "retain set" and summary["forget"]["size"] == 300 - summary["train_samples"]
-    )
+    assert summary["trained_on"] == "retain set" and summary["forget"]["size"] == 300 - summary["train_samples"]
     assert summary["recipe"] == {**recipe["recipe"], "seed": summary["recipe"]["seed"]}
     assert AutoImageProcessor.from_pretrained(retrained).to_dict() == processor.to_dict()
 
 
-def test_train_fine_tunes_the_bundled_vit_on_another_data_set_from_its_own_weights(
-    digits_folder, tmp_path, capsys
-):
-    """The digits ViT cells' models, in small: `--pretrained fashion-mnist-vit` keeps the bundled ViT's weights (trained
-    by lotus-hf on Fashion-MNIST) under a new head for the digits, and the gold standard starts again from them. At
-    learning rate 0 nothing moves, so every weight but the head's must equal the bundled model's."""
+def test_train_fine_tunes_the_bundled_vit_on_another_data_set_from_its_own_weights(digits_folder, tmp_path, capsys):
+    """The digits ViT cells' models, in small: `--pretrained fashion-mnist-vit` keeps the bundled ViT's weights
+    (trained by lotus-hf on Fashion-MNIST) under a new head for the digits, and the gold standard starts again from
+    them. At learning rate 0 nothing moves, so every weight but the head's must equal the bundled model's."""
     from transformers import AutoModelForImageClassification
 
     from lotus_hf.loading import load_model
 
     bundled = load_model("fashion-mnist-vit")[0].state_dict()
     original, retrained = tmp_path / "original", tmp_path / "retrained"
-    code = main(["train", "--pretrained", "fashion-mnist-vit", "--dataset", str(digits_folder), "--image-size", "28",
-                 "--epochs", "1", "--learning-rate", "0", "--output-dir", str(original)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--pretrained",
+            "fashion-mnist-vit",
+            "--dataset",
+            str(digits_folder),
+            "--image-size",
+            "28",
+            "--epochs",
+            "1",
+            "--learning-rate",
+            "0",
+            "--output-dir",
+            str(original),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
-    code = main(["train", "--like", str(original), "--dataset", str(digits_folder), "--forget-classes", "digit-3",
-                 "--output-dir", str(retrained)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--like",
+            str(original),
+            "--dataset",
+            str(digits_folder),
+            "--forget-classes",
+            "digit-3",
+            "--output-dir",
+            str(retrained),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     for folder in (original, retrained):
         model = AutoModelForImageClassification.from_pretrained(folder)
@@ -247,10 +345,7 @@ def test_train_fine_tunes_the_bundled_vit_on_another_data_set_from_its_own_weigh
         assert len(body) == len(bundled) - 2 and all(torch.equal(weights[k], bundled[k]) for k in body)
         assert not torch.equal(weights["classifier.weight"], bundled["classifier.weight"])  # a new head
     recipe = json.loads((retrained / "training_recipe.json").read_text())
-    assert (
-        recipe["recipe"]["pretrained"] == "fashion-mnist-vit"
-        and recipe["forget"]["request"] == "classes=digit-3"
-    )
+    assert recipe["recipe"]["pretrained"] == "fashion-mnist-vit" and recipe["forget"]["request"] == "classes=digit-3"
 
 
 @pytest.mark.slow
@@ -272,8 +367,10 @@ def test_importing_lotus_hf_drops_deepspeeds_no_gpu_warning_only():
 def test_a_config_file_loads_a_whole_run_and_flags_override_it(digits_folder, tmp_path, capsys):
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     run = tmp_path / "run.yaml"
-    run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget-classes: digit-2\nnum_train_epochs: 1\n"
-                   f"batch_size: 64\nlearning_rate: 3e-4\noutput_dir: {tmp_path / 'from-file'}\n")  # fmt: skip
+    run.write_text(
+        f"model: {model_dir}\ndataset: {digits_folder}\nforget-classes: digit-2\nnum_train_epochs: 1\n"
+        f"batch_size: 64\nlearning_rate: 3e-4\noutput_dir: {tmp_path / 'from-file'}\n"
+    )
     assert main(["unlearn", "--config", str(run), "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "unlearning classes=digit-2 of" in printed
@@ -294,9 +391,11 @@ def test_a_config_files_values_are_typed_and_checked_like_flags(digits_folder, t
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
     run = tmp_path / "run.yaml"
     # YAML reads 1e-4 and 1e1 as strings, "no" as a string: the parser makes them a float and a bool
-    run.write_text(f"model: {model_dir}\ndataset: {digits_folder}\nforget_classes: digit-2\nmethod: lotus\n"
-                   "learning_rate: 1e-4\n"
-                   f"alpha: 1e1\nclass_forgetting: 'no'\nepochs: 1\nbatch-size: 64\n")  # fmt: skip
+    run.write_text(
+        f"model: {model_dir}\ndataset: {digits_folder}\nforget_classes: digit-2\nmethod: lotus\n"
+        "learning_rate: 1e-4\n"
+        f"alpha: 1e1\nclass_forgetting: 'no'\nepochs: 1\nbatch-size: 64\n"
+    )
     assert main(["unlearn", "--config", str(run), "--output-dir", str(tmp_path / "a")]) == 0
     hyper = json.loads((tmp_path / "a" / "report.json").read_text())["training"]["hyperparameters"]
     assert (hyper["learning_rate"], hyper["alpha"], hyper["class_forgetting"]) == (1e-4, 10.0, False)
@@ -318,7 +417,10 @@ def test_a_config_files_values_are_typed_and_checked_like_flags(digits_folder, t
 
 
 def test_help_lists_the_methods_own_fields_and_help_all_every_field(capsys):
-    assert main(["unlearn", "--help"]) == 0
+    assert main(["unlearn", "--help"]) == 0  # the bundled ResNet's default for samples (its unlearning_config.json)
+    short = capsys.readouterr().out
+    assert "--method finetune" in short and "--forget-classes" in short and "--alpha" not in short
+    assert main(["unlearn", "--method", "lotus", "--help"]) == 0
     short = capsys.readouterr().out
     assert "--alpha" in short and "--retain-fraction" in short and "--forget-classes" in short
     assert "--adam_beta1" not in short and "--scrub-temperature" not in short
@@ -337,7 +439,7 @@ def test_help_lists_the_methods_own_fields_and_help_all_every_field(capsys):
         (["--method", "magic"], "`method` must be one of ('lotus', 'belief_relabel', 'finetune',"),
         (["--epochs", "many"], "argument --num_train_epochs/--num-train-epochs/--epochs: invalid float value"),
     ],
-)  # fmt: skip
+)
 def test_flags_that_do_not_fit_are_named(extra, message, tmp_path, capsys):
     assert main(["unlearn", "--output-dir", str(tmp_path / "o"), *extra]) == 2
     err = capsys.readouterr().err
@@ -350,20 +452,31 @@ def test_the_precedence_of_settings_is_a_library_function(tmp_path):
     from lotus_hf.requests import ForgetRequest
 
     model_dir = save_tiny(tiny_model("resnet"), tmp_path / "tiny")
-    (model_dir / "unlearning_config.json").write_text(json.dumps({
-        "lotus": {"alpha": 3.0, "num_train_epochs": 4, "classes": {"alpha": 64.0}},
-        "belief_relabel": {"learning_rate": 5e-4}}))  # fmt: skip
+    (model_dir / "unlearning_config.json").write_text(
+        json.dumps(
+            {
+                "lotus": {"alpha": 3.0, "num_train_epochs": 4, "classes": {"alpha": 64.0}},
+                "belief_relabel": {"learning_rate": 5e-4},
+            }
+        )
+    )
     out = str(tmp_path / "o")
     # defaults < the paper's class row (a class request with LoTUS) < the model's unlearning_config.json < flags
-    config = method_config("lotus", str(model_dir), ForgetRequest.classes(["digit-1"]), num_train_epochs=1,
-                           output_dir=out)  # fmt: skip
-    assert (config.alpha, config.num_train_epochs, config.class_forgetting, config.learning_rate) == (64.0, 1, True,
-                                                                                                     1e-4)  # fmt: skip
+    config = method_config(
+        "lotus", str(model_dir), ForgetRequest.classes(["digit-1"]), num_train_epochs=1, output_dir=out
+    )
+    assert (config.alpha, config.num_train_epochs, config.class_forgetting, config.learning_rate) == (
+        64.0,
+        1,
+        True,
+        1e-4,
+    )
     assert config.retain_fraction == 0.3  # the paper's default
     samples = method_config("lotus", str(model_dir), ForgetRequest.first_percent(10), output_dir=out)
     assert (samples.alpha, samples.num_train_epochs, samples.class_forgetting) == (3.0, 4, False)
-    explicit = method_config("lotus", str(model_dir), ForgetRequest.classes(["digit-1"]), class_forgetting=False,
-                             output_dir=out)  # fmt: skip
+    explicit = method_config(
+        "lotus", str(model_dir), ForgetRequest.classes(["digit-1"]), class_forgetting=False, output_dir=out
+    )
     assert (explicit.class_forgetting, explicit.alpha) == (False, 3.0)  # whole classes forgotten as samples
     assert method_config("belief_relabel", str(model_dir), output_dir=out).learning_rate == 5e-4
     assert method_config("belief_relabel", output_dir=out).learning_rate == 1e-4  # its own default, LoTUS's

@@ -27,9 +27,7 @@ class _StopAtFirstEpoch(TrainerCallback):
 
 class _Loss(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        return torch.nn.functional.cross_entropy(
-            model(pixel_values=inputs["pixel_values"]).logits, inputs["labels"]
-        )
+        return torch.nn.functional.cross_entropy(model(pixel_values=inputs["pixel_values"]).logits, inputs["labels"])
 
 
 class _Stopping(_compat.StopBeforeEpoch, _Loss):
@@ -40,10 +38,22 @@ class _Stopping(_compat.StopBeforeEpoch, _Loss):
 def test_a_stop_asked_for_at_epoch_begin(trainer_class, steps, tmp_path):
     """transformers runs one step of an epoch whose opening callback says stop; `StopBeforeEpoch` runs none."""
     data = PixelDataset(torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=2,
-                             report_to="none", use_cpu=True, disable_tqdm=True, logging_strategy="no")  # fmt: skip
-    trainer = trainer_class(model=tiny_model("resnet"), args=args, train_dataset=data, data_collator=collate,
-                            callbacks=[_StopAtFirstEpoch()])  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_train_epochs=2,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+    )
+    trainer = trainer_class(
+        model=tiny_model("resnet"),
+        args=args,
+        train_dataset=data,
+        data_collator=collate,
+        callbacks=[_StopAtFirstEpoch()],
+    )
     trainer.train()
     assert trainer.state.global_step == steps
 
@@ -63,11 +73,7 @@ def test_launched_on_cpu_reads_the_launchers_world_size(monkeypatch):
 
 
 def test_checkpointing_is_turned_off_for_models_that_cannot_and_kept_for_others(tmp_path):
-    args = TrainingArguments(
-        output_dir=str(tmp_path), activation_checkpointing=True, report_to="none", use_cpu=True
-    )
+    args = TrainingArguments(output_dir=str(tmp_path), activation_checkpointing=True, report_to="none", use_cpu=True)
     off = _compat.without_unsupported_checkpointing(args, tiny_model("resnet"))
-    assert (
-        not off.activation_checkpointing and args.activation_checkpointing
-    )  # a copy: the caller's args stay
+    assert not off.activation_checkpointing and args.activation_checkpointing  # a copy: the caller's args stay
     assert _compat.without_unsupported_checkpointing(args, tiny_model("vit")) is args

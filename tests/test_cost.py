@@ -40,10 +40,23 @@ def test_lotus_costs_its_passes_and_its_training_rows(rule, trained_resnet, digi
     At learning rate 0 neither rule stops (paper: margin 0.99 below; bound: margin 0 with the forget accuracy above
     the unseen one, as the original's is), so every probe runs."""
     margin = 0.99 if rule == "paper" else 0.0
-    config = unlearning_config(tmp_path, num_train_epochs=2, stop_margin=margin, retrain_epochs=15, stop_rule=rule,
-                               probe_share=0.2, probe_samples=60, learning_rate=0.0)  # fmt: skip
-    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    config = unlearning_config(
+        tmp_path,
+        num_train_epochs=2,
+        stop_margin=margin,
+        retrain_epochs=15,
+        stop_rule=rule,
+        probe_share=0.2,
+        probe_samples=60,
+        learning_rate=0.0,
+    )
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     trainer.train()
     seen = sum(trainer.samples_seen().values())
     probes, probe_rows = len(trainer.history), len(trainer.probe_set())
@@ -60,11 +73,7 @@ def test_lotus_costs_its_passes_and_its_training_rows(rule, trained_resnet, digi
     assert summary["parts"] == {"probes": probes * probe_rows}  # what the probes cost, apart
     if rule == "bound":  # paced: never more than their share of the run
         assert summary["parts"]["probes"] <= 0.2 * summary["units"]
-    assert (
-        summary["retrain_units"]
-        == retraining_cost(15, len(digits_data.retain))
-        == 3 * 15 * len(digits_data.retain)
-    )
+    assert summary["retrain_units"] == retraining_cost(15, len(digits_data.retain)) == 3 * 15 * len(digits_data.retain)
     assert summary["share_of_retrain"] == pytest.approx(expected / summary["retrain_units"])
     # each probe records what the run had cost when it ran
     first_probe = len(digits_data.unseen) + len(trainer.stream) + probe_rows
@@ -72,8 +81,15 @@ def test_lotus_costs_its_passes_and_its_training_rows(rule, trained_resnet, digi
 
 
 def test_a_retraining_costs_what_retraining_cost_says(trained_resnet, digits_data, tmp_path):
-    config = method_config("retrain", output_dir=str(tmp_path / "out"), num_train_epochs=2, use_cpu=True,
-                           disable_tqdm=True, retrain_epochs=2, per_device_train_batch_size=64)  # fmt: skip
+    config = method_config(
+        "retrain",
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=2,
+        use_cpu=True,
+        disable_tqdm=True,
+        retrain_epochs=2,
+        per_device_train_batch_size=64,
+    )
     result = unlearn(copy.deepcopy(trained_resnet), digits_data, config)
     cost = result.report.cost
     assert cost["units"] == cost["retrain_units"] == retraining_cost(2, len(digits_data.retain))
@@ -95,9 +111,17 @@ def test_every_method_stops_within_its_budget(method, trained_resnet, digits_dat
     """A budget of 4% of a 15-epoch retraining: a few steps of any method (each would run 10 epochs without it)."""
     budget = 0.04
     data = class_data if method == "belief_relabel" else digits_data
-    config = method_config(method, output_dir=str(tmp_path / "out"), num_train_epochs=10, use_cpu=True,
-                           disable_tqdm=True, per_device_train_batch_size=32, retrain_epochs=15, budget=budget,
-                           **({"stop_margin": 0.99, "stop_rule": "paper"} if method == "lotus" else {}))  # fmt: skip
+    config = method_config(
+        method,
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=10,
+        use_cpu=True,
+        disable_tqdm=True,
+        per_device_train_batch_size=32,
+        retrain_epochs=15,
+        budget=budget,
+        **({"stop_margin": 0.99, "stop_rule": "paper"} if method == "lotus" else {}),
+    )
     result = unlearn(copy.deepcopy(trained_resnet), data, config)
     cost, trainer = result.report.cost, result.trainer
     assert cost["stopped_by_budget"] and cost["within_budget"], cost  # the budget stopped it, within itself
@@ -107,23 +131,25 @@ def test_every_method_stops_within_its_budget(method, trained_resnet, digits_dat
 
 
 def test_ssd_is_counted_and_told_when_over_budget(trained_resnet, digits_data, tmp_path):
-    config = method_config(
-        "ssd", output_dir=str(tmp_path / "out"), use_cpu=True, retrain_epochs=15, budget=0.01
-    )
+    config = method_config("ssd", output_dir=str(tmp_path / "out"), use_cpu=True, retrain_epochs=15, budget=0.01)
     result = unlearn(copy.deepcopy(trained_resnet), digits_data, config)
-    expected = FORWARD_BACKWARD * (
-        2 * len(digits_data.forget) + len(digits_data.retain)
-    )  # I_forget, then I_all
+    expected = FORWARD_BACKWARD * (2 * len(digits_data.forget) + len(digits_data.retain))  # I_forget, then I_all
     assert result.report.cost["units"] == expected
-    assert (
-        result.report.cost["within_budget"] is False
-    )  # SSD's one pass cannot stop: the record says it ran over
+    assert result.report.cost["within_budget"] is False  # SSD's one pass cannot stop: the record says it ran over
 
 
 def test_checkpoints_on_the_way_to_the_budget(trained_resnet, digits_data, tmp_path):
-    config = method_config("finetune", output_dir=str(tmp_path / "out"), num_train_epochs=10, use_cpu=True,
-                           disable_tqdm=True, per_device_train_batch_size=32, retrain_epochs=15, budget=0.06,
-                           budget_checkpoints=[0.02, 0.04])  # fmt: skip
+    config = method_config(
+        "finetune",
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=10,
+        use_cpu=True,
+        disable_tqdm=True,
+        per_device_train_batch_size=32,
+        retrain_epochs=15,
+        budget=0.06,
+        budget_checkpoints=[0.02, 0.04],
+    )
     result = unlearn(copy.deepcopy(trained_resnet), digits_data, config)
     taken = result.report.cost["checkpoints"]
     assert list(taken) == ["0.02", "0.04"]

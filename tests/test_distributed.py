@@ -110,9 +110,25 @@ def test_the_cli_on_sharded_cpu_processes_saves_the_whole_model_it_evaluated(str
     digits = _digits_folder(tmp_path / "digits")
     out = tmp_path / "unlearned"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [*_accelerate(strategy), "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir),
-           "--dataset", str(digits), "--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-2",
-           "--class-forgetting", "--output-dir", str(out)]  # fmt: skip
+    cmd = [
+        *_accelerate(strategy),
+        "-m",
+        "lotus_hf.cli",
+        "unlearn",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(digits),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "1e-2",
+        "--class-forgetting",
+        "--output-dir",
+        str(out),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count(": unlearning ") == result.stdout.count("saved the unlearned model") == 1
@@ -139,9 +155,23 @@ def test_the_cli_under_torchrun_writes_one_model(tmp_path):
     digits = _digits_folder(tmp_path / "digits")
     out = tmp_path / "unlearned"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [*_torchrun(2), "-m", "lotus_hf.cli", "unlearn", "--model", str(model_dir), "--dataset", str(digits),
-           "--epochs", "2", "--batch-size", "16", "--class-forgetting",
-           "--output-dir", str(out)]  # fmt: skip
+    cmd = [
+        *_torchrun(2),
+        "-m",
+        "lotus_hf.cli",
+        "unlearn",
+        "--model",
+        str(model_dir),
+        "--dataset",
+        str(digits),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--class-forgetting",
+        "--output-dir",
+        str(out),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("saved the unlearned model") == 1

@@ -29,9 +29,9 @@ def test_weighted_auc_counts_pairs_and_half_ties():
     assert weighted_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), np.ones(4)) == 0.75
     # a tie counts one half; a weight of 2 counts a row twice
     assert weighted_auc(np.array([0.5, 0.5]), np.array([0, 1]), np.ones(2)) == 0.5
-    assert weighted_auc(
-        np.array([0.1, 0.4, 0.35]), np.array([0, 0, 1]), np.array([2.0, 1.0, 1.0])
-    ) == pytest.approx(2 / 3)
+    assert weighted_auc(np.array([0.1, 0.4, 0.35]), np.array([0, 0, 1]), np.array([2.0, 1.0, 1.0])) == pytest.approx(
+        2 / 3
+    )
     rows = weighted_auc(np.array([0.1, 0.9]), np.array([0, 1]), np.array([[1.0, 1.0], [1.0, 0.0]]))
     assert rows[0] == 1.0 and np.isnan(rows[1])  # no positive weight: undefined
 
@@ -60,6 +60,14 @@ def _outputs(rng, n, boost, classes=10):
     return log_softmax(logits), labels
 
 
+def _shift(seed, labels, classes=10):
+    """Logits of a model that never saw `labels`' samples: unseen-like, its own noise (`seed`)."""
+    rng = np.random.default_rng(100 + seed)
+    logits = rng.normal(size=(len(labels), classes))
+    logits[np.arange(len(labels)), labels] += 2.5 + rng.normal(size=len(labels))
+    return logits
+
+
 def test_memorised_samples_are_not_forgotten_and_unseen_ones_are_forgotten():
     rng = np.random.default_rng(0)
     held, held_labels = _outputs(rng, 4000, 0.0)
@@ -82,6 +90,19 @@ def test_too_few_forget_samples_are_inconclusive_and_say_what_would_settle_it():
     assert undecided and all(e.heldout_needed is None or e.heldout_needed > 0 for e in undecided)
 
 
+def test_inconclusive_advice_never_asks_the_data_set_for_images_it_does_not_have():
+    """The verdict reads every held-out image it may: more can only come from the auditor (`--heldout`) or from
+    reference models, and the advice says so instead of asking for more of this data set."""
+    rng = np.random.default_rng(4)
+    held, held_labels = _outputs(rng, 400, 0.0)
+    result = verify_outputs(*_outputs(rng, 3000, 0.12), held, held_labels, kind="samples")
+    needed = [e.heldout_needed for e in result.evidence if e.outcome == "inconclusive"]
+    assert result.verdict == "inconclusive" and needed and all(n is not None for n in needed)
+    assert f"about {max(needed):,} more held-out images" in result.advice
+    assert "it read all it may of this data set" in result.advice
+    assert "`--heldout`" in result.advice and "`--reference-models`" in result.advice
+
+
 def test_a_forget_set_known_less_than_unseen_data_is_noted_not_counted():
     rng = np.random.default_rng(2)
     held, held_labels = _outputs(rng, 3000, 0.0)
@@ -90,6 +111,36 @@ def test_a_forget_set_known_less_than_unseen_data_is_noted_not_counted():
     result = verify_outputs(forget, wrong, held, held_labels, kind="samples")
     assert result.verdict == "forgotten" and any(e.below for e in result.evidence)
     assert "knows the forget set less than unseen data" in result.advice
+
+
+def test_with_references_over_forgetting_is_reported_with_its_interval():
+    """Two-sided where references allow it: mislabelled samples are known less than unseen data by the references
+    too (noted, not counted), but a forget set the model gets wrong where the references get it right (steered to
+    other classes) is over-forgotten: the gap between them gives the samples away."""
+    rng = np.random.default_rng(3)
+    held, held_labels = _outputs(rng, 3000, 0.0)
+    forget, labels = _outputs(rng, 1500, 0.0)
+    # the references, trained without the samples, treat them as unseen samples of their classes
+    references = [log_softmax(_shift(r, labels)) for r in range(2)]
+    ref_held = [_outputs(rng, 3000, 0.0)[0] for _ in range(2)]
+    honest = verify_outputs(
+        forget, labels, held, held_labels, kind="samples", reference_forget=references, reference_heldout=ref_held
+    )
+    over = next(e for e in honest.evidence if e.test == "over_forgetting")
+    assert over.outcome == "forgotten"  # no sign of over-forgetting
+    steered = forget.copy()
+    steered[np.arange(1500), labels] = forget.min(1) - 1.0  # the true class made the least likely
+    result = verify_outputs(
+        steered, labels, held, held_labels, kind="samples", reference_forget=references, reference_heldout=ref_held
+    )
+    over = next(e for e in result.evidence if e.test == "over_forgetting")
+    assert over.details["acc_forget"] == 0.0 and over.details["acc_forget_references"] > 0.5
+    assert over.outcome == "not_forgotten" and over.interval[0] > over.threshold
+    assert over.interval[0] <= over.statistic == over.details["acc_forget_references"] <= over.interval[1]
+    assert result.verdict == "not_forgotten" and "over-forgotten" in result.advice
+    # without references the same model is only noted below unseen data: nothing to compare it with
+    alone = verify_outputs(steered, labels, held, held_labels, kind="samples")
+    assert all(e.test != "over_forgetting" for e in alone.evidence) and any(e.below for e in alone.evidence)
 
 
 def test_class_tests_read_how_often_the_class_is_still_predicted():
@@ -101,10 +152,7 @@ def test_class_tests_read_how_often_the_class_is_still_predicted():
     kept[:, 4] = -50.0  # a model that never predicts class 4
     result = verify_outputs(kept, labels, held - np.eye(10)[4] * 50, held_labels, kind="classes")
     rates = {e.test: e for e in result.evidence}
-    assert (
-        rates["class_predicted_train"].statistic == 0
-        and rates["class_predicted_train"].outcome == "forgotten"
-    )
+    assert rates["class_predicted_train"].statistic == 0 and rates["class_predicted_train"].outcome == "forgotten"
     still = forget.copy()
     still[:, 4] = 50.0  # one that always does
     assert verify_outputs(still, labels, held, held_labels, kind="classes").verdict == "not_forgotten"
@@ -115,8 +163,15 @@ def test_weights_hash_ignores_memory_format_and_history_checks_read_it():
     before = weights_sha256(conv)
     assert weights_sha256(conv.to(memory_format=torch.channels_last)) == before
     assert weights_sha256({"weight": conv.weight.double(), "bias": conv.bias}) != before  # dtype counts
-    step = history_step({"sha256": "f" * 64, "request": "classes=Bag"}, method="lotus", settings={"alpha": 2},
-                        base_model="me/m", before="a" * 64, after=before, seed=7)  # fmt: skip
+    step = history_step(
+        {"sha256": "f" * 64, "request": "classes=Bag"},
+        method="lotus",
+        settings={"alpha": 2},
+        base_model="me/m",
+        before="a" * 64,
+        after=before,
+        seed=7,
+    )
     ok = check_history([step], before, "f" * 64)
     assert ok["step"] == 1 and ok["weights_match"] is True and ok["chain_intact"] is True
     assert check_history([step], "0" * 64, "f" * 64)["weights_match"] is False

@@ -23,7 +23,9 @@ EXPECTED_FILES = {"config.json", "model.safetensors", "preprocessor_config.json"
 def hub(tmp_path_factory):
     with HubServer() as server:
         server.env = client_env(server, tmp_path_factory.mktemp("hf_home"))
-        _python(server.env, """
+        _python(
+            server.env,
+            """
 from tiny import digits_image_dataset, tiny_model, tiny_processor
 for kind in ("vit", "resnet"):
     model = tiny_model(kind)
@@ -36,7 +38,8 @@ config.id2label = {i: f"class-{i}" for i in range(10)}
 config.label2id = {v: k for k, v in config.id2label.items()}
 AutoModelForImageClassification.from_config(config).push_to_hub("me/other-labels")
 tiny_processor().push_to_hub("me/other-labels")
-""")  # fmt: skip
+""",
+        )
         yield server
 
 
@@ -45,9 +48,23 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
     from huggingface_hub import ModelCard
 
     out = tmp_path / "out"
-    run = _cli(hub.env, "--model", f"me/tiny-{kind}", "--dataset", "me/tiny-digits", "--forget-classes",
-               "digit-3", "--epochs", "1", "--batch-size", "64", "--output-dir", str(out),
-               "--push-to-hub", f"me/tiny-{kind}-unlearned")  # fmt: skip
+    run = _cli(
+        hub.env,
+        "--model",
+        f"me/tiny-{kind}",
+        "--dataset",
+        "me/tiny-digits",
+        "--forget-classes",
+        "digit-3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--output-dir",
+        str(out),
+        "--push-to-hub",
+        f"me/tiny-{kind}-unlearned",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "pushed to" in run.stdout and TOKEN not in run.stdout + run.stderr
     # class mode's probes say what its stop rule reads
@@ -85,13 +102,39 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
 
 @pytest.mark.slow
 def test_unlearning_again_keeps_the_chain(hub, tmp_path):
-    first = _cli(hub.env, "--model", "me/tiny-vit", "--dataset", "me/tiny-digits@main", "--forget-classes", "digit-1",
-                 "--epochs", "1", "--output-dir", str(tmp_path / "a"), "--push-to-hub", "me/vit-step-1",
-                 "--private")  # fmt: skip
+    first = _cli(
+        hub.env,
+        "--model",
+        "me/tiny-vit",
+        "--dataset",
+        "me/tiny-digits@main",
+        "--forget-classes",
+        "digit-1",
+        "--epochs",
+        "1",
+        "--output-dir",
+        str(tmp_path / "a"),
+        "--push-to-hub",
+        "me/vit-step-1",
+        "--private",
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     assert hub.state.repos[("model", "me/vit-step-1")].private  # and the token lets step 2 read it
-    second = _cli(hub.env, "--model", "me/vit-step-1", "--dataset", "me/tiny-digits", "--forget-classes", "digit-2",
-                  "--epochs", "1", "--output-dir", str(tmp_path / "b"), "--push-to-hub", "me/vit-step-2")  # fmt: skip
+    second = _cli(
+        hub.env,
+        "--model",
+        "me/vit-step-1",
+        "--dataset",
+        "me/tiny-digits",
+        "--forget-classes",
+        "digit-2",
+        "--epochs",
+        "1",
+        "--output-dir",
+        str(tmp_path / "b"),
+        "--push-to-hub",
+        "me/vit-step-2",
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     from huggingface_hub import ModelCard
 
@@ -106,8 +149,17 @@ def test_unlearning_again_keeps_the_chain(hub, tmp_path):
     # an auditor verifies the requests on the Hub id: the verdict from behaviour, the history checked against the
     # weights of the commit it read
     def verify(*request):
-        command = [sys.executable, "-m", "lotus_hf.cli", "verify", "--model", "me/vit-step-2", "--dataset",
-                   "me/tiny-digits", *request]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "lotus_hf.cli",
+            "verify",
+            "--model",
+            "me/vit-step-2",
+            "--dataset",
+            "me/tiny-digits",
+            *request,
+        ]
         return subprocess.run(command, env=hub.env, capture_output=True, text=True, timeout=300)
 
     found = verify("--forget-classes", "digit-2")
@@ -122,8 +174,19 @@ def test_unlearning_again_keeps_the_chain(hub, tmp_path):
 @pytest.mark.slow
 def test_a_model_revision_is_loaded_and_recorded(hub, tmp_path):
     commit = hub.state.repos[("model", "me/tiny-resnet")].commits[-1]["oid"]
-    run = _cli(hub.env, "--model", f"me/tiny-resnet@{commit}", "--dataset", "me/tiny-digits", "--forget-classes",
-               "digit-4", "--epochs", "1", "--output-dir", str(tmp_path / "out"))  # fmt: skip
+    run = _cli(
+        hub.env,
+        "--model",
+        f"me/tiny-resnet@{commit}",
+        "--dataset",
+        "me/tiny-digits",
+        "--forget-classes",
+        "digit-4",
+        "--epochs",
+        "1",
+        "--output-dir",
+        str(tmp_path / "out"),
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "base_model: me/tiny-resnet\n" in card and f"me/tiny-resnet@{commit}" in card
@@ -140,15 +203,13 @@ def test_a_model_revision_is_loaded_and_recorded(hub, tmp_path):
         (["--model", "me/tiny-vit", "--push-to-hub", "me/never"], {"HF_TOKEN": None}, "needs a Hugging Face token"),
         (["--model", "me/tiny-vit", "--push-to-hub", "me/never"], {"HF_TOKEN": "hf_wrong"}, "refused the token"),
     ],
-)  # fmt: skip
+)
 def test_hub_errors_are_clear_and_leave_nothing(args, env_change, message, hub, tmp_path):
     env = {k: v for k, v in {**hub.env, **env_change}.items() if v is not None}
     repos_before = hub.repo_ids()
     out = tmp_path / "out"
     defaults = ["--dataset", "me/tiny-digits"] if "--dataset" not in args else []
-    run = _cli(
-        env, *args, *defaults, "--forget-classes", "digit-0", "--epochs", "1", "--output-dir", str(out)
-    )
+    run = _cli(env, *args, *defaults, "--forget-classes", "digit-0", "--epochs", "1", "--output-dir", str(out))
     assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
     assert message in run.stderr and "Traceback" not in run.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
@@ -160,7 +221,9 @@ def test_trainer_push_to_hub_from_python(hub, tmp_path):
     """The Python path: `UnlearningTrainer(..., processing_class=...)`, `train()`, `push_to_hub()`."""
     from huggingface_hub import ModelCard
 
-    _python(hub.env, f"""
+    _python(
+        hub.env,
+        f"""
 from lotus_hf import ForgetRequest, UnlearningConfig, UnlearningTrainer, load_image_dataset, prepare_unlearning_data
 from lotus_hf.loading import load_model
 
@@ -175,7 +238,8 @@ trainer = UnlearningTrainer(model, config, forget_dataset=data.forget, retain_da
 trainer.forget_fingerprint, trainer.dataset_name = data.fingerprint, "me/tiny-digits"
 trainer.train()
 print("commit:", trainer.push_to_hub())
-""")  # fmt: skip
+""",
+    )
     files = hub.files("me/python-push")
     # exactly the model, never a checkpoint (one was saved per epoch) nor a pickle
     assert set(files) == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"}
@@ -191,9 +255,22 @@ print("commit:", trainer.push_to_hub())
 @pytest.mark.slow
 def test_fit_head_makes_a_model_of_other_classes_the_original(hub, tmp_path):
     out = tmp_path / "out"
-    run = _cli(hub.env, "--model", "me/other-labels", "--dataset", "me/tiny-digits", "--fit-head",
-               "--fit-head-epochs", "1", "--forget-classes", "digit-6", "--epochs", "1",
-               "--output-dir", str(out))  # fmt: skip
+    run = _cli(
+        hub.env,
+        "--model",
+        "me/other-labels",
+        "--dataset",
+        "me/tiny-digits",
+        "--fit-head",
+        "--fit-head-epochs",
+        "1",
+        "--forget-classes",
+        "digit-6",
+        "--epochs",
+        "1",
+        "--output-dir",
+        str(out),
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "fitting a new head for 10 classes" in run.stdout and "head fitted" in run.stdout
     config = json.loads((out / "config.json").read_text())

@@ -53,9 +53,7 @@ def test_softmax_transform_is_noiseless_and_hand_computed():
 
 def test_huge_temperature_gives_near_uniform_forget_targets():
     z = torch.tensor([[10.0, -5.0, 0.0, 3.0]])
-    targets = lotus_targets(
-        z, torch.tensor([1]), tau=math.exp(32 * 0.9), generator=torch.Generator().manual_seed(1)
-    )
+    targets = lotus_targets(z, torch.tensor([1]), tau=math.exp(32 * 0.9), generator=torch.Generator().manual_seed(1))
     assert torch.allclose(targets, torch.full((1, 4), 0.25), atol=1e-6)
 
 

@@ -40,8 +40,13 @@ def metric(hf_home):
 
 
 def _compute(metric, forget, forget_labels, **kwargs):
-    return metric.compute(predictions=forget, references=forget_labels, unseen_predictions=UNSEEN,
-                          unseen_references=UNSEEN_LABELS, **kwargs)  # fmt: skip
+    return metric.compute(
+        predictions=forget,
+        references=forget_labels,
+        unseen_predictions=UNSEEN,
+        unseen_references=UNSEEN_LABELS,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("forget, labels, variant, expected", SPEC_VECTORS)
@@ -50,23 +55,22 @@ def test_spec_vectors_through_evaluate_load(metric, forget, labels, variant, exp
 
 
 def test_one_class_vectors_and_identical_inputs(metric):
-    kwargs = dict(
-        predictions=[[1.0, 0.0]], references=[0], unseen_predictions=[[0.0, 1.0]], unseen_references=[0]
-    )
+    kwargs = dict(predictions=[[1.0, 0.0]], references=[0], unseen_predictions=[[0.0, 1.0]], unseen_references=[0])
     assert metric.compute(**kwargs)["rf_jsd"] == pytest.approx(np.log(2), abs=1e-9)
-    assert metric.compute(**kwargs, variant="reference")["rf_jsd"] == pytest.approx(
-        8.517193201416237, abs=1e-9
+    assert metric.compute(**kwargs, variant="reference")["rf_jsd"] == pytest.approx(8.517193201416237, abs=1e-9)
+    same = metric.compute(
+        predictions=UNSEEN,
+        references=UNSEEN_LABELS,
+        unseen_predictions=UNSEEN,
+        unseen_references=UNSEEN_LABELS,
+        variant="reference",
     )
-    same = metric.compute(predictions=UNSEEN, references=UNSEEN_LABELS, unseen_predictions=UNSEEN,
-                          unseen_references=UNSEEN_LABELS, variant="reference")  # fmt: skip
     assert same["rf_jsd"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_configuration_name_picks_the_variant(hf_home):
     reference = evaluate.load(str(METRIC_DIR), "reference")
-    assert _compute(reference, FORGET, FORGET_LABELS)["rf_jsd"] == pytest.approx(
-        0.002680123408475369, abs=1e-9
-    )
+    assert _compute(reference, FORGET, FORGET_LABELS)["rf_jsd"] == pytest.approx(0.002680123408475369, abs=1e-9)
 
 
 def test_add_batch_equals_one_shot_compute(metric):
@@ -103,18 +107,34 @@ def test_bootstrap_interval_contains_the_estimate_and_is_seeded(metric):
         (dict(predictions=[[-0.1, 1.0, 0.1]], references=[0]), "`predictions` holds negative values"),
         (dict(predictions=[[float("nan"), 0.5, 0.5]], references=[0]), "`predictions` holds NaN"),
         (dict(predictions=[[0.5, 0.5]], references=[0]), "`predictions` has 2 classes per row"),
-        (dict(predictions=[[0.5, 0.5, 0.0]], references=[0], unseen_references=[0, 0, 1]),
-         "`unseen_references` must hold one label per probability row (5)"),
-        (dict(predictions=[[0.5, 0.5, 0.0]], references=[0], unseen_predictions=[[0.5, 0.5, 0.0]],
-              unseen_references=[1]), "forget class 0 has no unseen sample"),
+        (
+            dict(predictions=[[0.5, 0.5, 0.0]], references=[0], unseen_references=[0, 0, 1]),
+            "`unseen_references` must hold one label per probability row (5)",
+        ),
+        (
+            dict(
+                predictions=[[0.5, 0.5, 0.0]],
+                references=[0],
+                unseen_predictions=[[0.5, 0.5, 0.0]],
+                unseen_references=[1],
+            ),
+            "forget class 0 has no unseen sample",
+        ),
         (dict(predictions=[], references=[]), "`predictions` must be a 2-D array"),
         (dict(predictions=[[0.5, 0.5, 0.0]], references=[0], unseen_predictions=[]), "`unseen_predictions`"),
-        (dict(predictions=[[0.5, 0.5, 0.0]], references=[0], unseen_predictions=[[0.5, 0.5], [0.2, 0.3, 0.5]],
-              unseen_references=[0, 0]), "`unseen_predictions` must be rows of numbers of one width"),
+        (
+            dict(
+                predictions=[[0.5, 0.5, 0.0]],
+                references=[0],
+                unseen_predictions=[[0.5, 0.5], [0.2, 0.3, 0.5]],
+                unseen_references=[0, 0],
+            ),
+            "`unseen_predictions` must be rows of numbers of one width",
+        ),
         (dict(predictions=[[0.5, 0.5, 0.0]], references=[0], variant="paper"), "`variant` must be one of"),
         (dict(predictions=[[0.5, 0.5, 0.0]], references=[0], n_bootstrap=3), "`n_bootstrap` must be"),
     ],
-)  # fmt: skip
+)
 def test_bad_inputs_get_clear_errors(metric, kwargs, message):
     full = {"unseen_predictions": UNSEEN, "unseen_references": UNSEEN_LABELS, **kwargs}
     with pytest.raises(ValueError) as error:
@@ -197,8 +217,9 @@ def test_app_serves_on_localhost_and_answers_a_client(tmp_path, monkeypatch):
         upload = tmp_path / "forget.csv"
         upload.write_text("label,p0,p1,p2\n" + app.EXAMPLE_FORGET + "\n")
         client = Client(demo.local_url, verbose=False)
-        summary, bars = client.predict("", app.EXAMPLE_UNSEEN, "reference", 0, 0, handle_file(str(upload)), None,
-                                       api_name="/score")  # fmt: skip
+        summary, bars = client.predict(
+            "", app.EXAMPLE_UNSEEN, "reference", 0, 0, handle_file(str(upload)), None, api_name="/score"
+        )
         assert "**RF-JSD (reference)** = 0.00268012" in summary and "multiplied by 1e4" in summary
         assert "4 forget and 5 unseen samples, 3 classes" in summary
         assert [row[0] for row in bars["data"]] == ["0", "1", "2"]
@@ -266,9 +287,17 @@ def test_random_inputs_agree_with_the_package(metric, seed, variant):
     value = package.rf_jsd(*inputs, variant=variant)
     per_class = package.rf_jsd_per_class(*inputs)
     low, high = package.rf_jsd_interval(*inputs, variant=variant, n_bootstrap=120, confidence=0.9, seed=seed)
-    got = metric.compute(predictions=forget, references=labels, unseen_predictions=unseen,
-                         unseen_references=unseen_labels, variant=variant, per_class=True, n_bootstrap=120,
-                         confidence=0.9, seed=seed)  # fmt: skip
+    got = metric.compute(
+        predictions=forget,
+        references=labels,
+        unseen_predictions=unseen,
+        unseen_references=unseen_labels,
+        variant=variant,
+        per_class=True,
+        n_bootstrap=120,
+        confidence=0.9,
+        seed=seed,
+    )
     assert got["rf_jsd"] == pytest.approx(value, abs=1e-12)
     assert got["per_class"].keys() == per_class.keys()
     assert got["per_class"] == pytest.approx(per_class, abs=1e-12)

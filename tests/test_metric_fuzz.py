@@ -18,19 +18,37 @@ PACKAGE_NAMES = (
     "forget class",
 )
 # the same names through the metric; evaluate itself checks that predictions and references have the same length
-METRIC_NAMES = ("`predictions`", "`references`", "`unseen_predictions`", "`unseen_references`", "forget class",
-                "number of predictions", "Predictions and/or references")  # fmt: skip
-DAMAGE = ("nan", "inf", "negative", "unnormalised", "ragged", "short_labels", "short_unseen_labels",
-          "class_not_unseen", "empty_forget", "empty_unseen", "label_out_of_range", "fractional_label",
-          "width_mismatch", "not_numbers")  # fmt: skip
+METRIC_NAMES = (
+    "`predictions`",
+    "`references`",
+    "`unseen_predictions`",
+    "`unseen_references`",
+    "forget class",
+    "number of predictions",
+    "Predictions and/or references",
+)
+DAMAGE = (
+    "nan",
+    "inf",
+    "negative",
+    "unnormalised",
+    "ragged",
+    "short_labels",
+    "short_unseen_labels",
+    "class_not_unseen",
+    "empty_forget",
+    "empty_unseen",
+    "label_out_of_range",
+    "fractional_label",
+    "width_mismatch",
+    "not_numbers",
+)
 
 
 def _valid(rng, classes: int):
     forget = rng.dirichlet(np.ones(classes), size=int(rng.integers(1, 30)))
     labels = rng.integers(0, classes, size=len(forget))
-    unseen_labels = np.concatenate(
-        [np.arange(classes), rng.integers(0, classes, size=int(rng.integers(0, 30)))]
-    )
+    unseen_labels = np.concatenate([np.arange(classes), rng.integers(0, classes, size=int(rng.integers(0, 30)))])
     unseen = rng.dirichlet(np.ones(classes), size=len(unseen_labels))
     return [forget.tolist(), labels.tolist(), unseen.tolist(), unseen_labels.tolist()]
 
@@ -39,8 +57,13 @@ def _damage(kind: str, inputs: list, rng) -> list:
     forget, labels, unseen, unseen_labels = inputs
     row, col = int(rng.integers(0, len(forget))), int(rng.integers(0, len(forget[0])))
     if kind in ("nan", "inf", "negative", "unnormalised", "not_numbers"):
-        forget[row][col] = {"nan": float("nan"), "inf": float("inf"), "negative": -0.5, "unnormalised": 3.0,
-                            "not_numbers": "high"}[kind]  # fmt: skip
+        forget[row][col] = {
+            "nan": float("nan"),
+            "inf": float("inf"),
+            "negative": -0.5,
+            "unnormalised": 3.0,
+            "not_numbers": "high",
+        }[kind]
     elif kind == "ragged":
         forget[row] = forget[row] + [0.0]
     elif kind == "short_labels":
@@ -78,8 +101,13 @@ def test_seeded_fuzz_every_bad_input_is_a_value_error(metric):
         with pytest.raises(ValueError) as package_error:
             rf_jsd(*inputs, variant=variant)
         with pytest.raises(ValueError) as metric_error:
-            metric.compute(predictions=inputs[0], references=inputs[1], unseen_predictions=inputs[2],
-                           unseen_references=inputs[3], variant=variant)  # fmt: skip
+            metric.compute(
+                predictions=inputs[0],
+                references=inputs[1],
+                unseen_predictions=inputs[2],
+                unseen_references=inputs[3],
+                variant=variant,
+            )
         for error, names in ((package_error.value, PACKAGE_NAMES), (metric_error.value, METRIC_NAMES)):
             assert any(name in str(error) for name in names), (kind, str(error))  # says which input is wrong
         seen.add(kind)
@@ -92,6 +120,7 @@ def test_the_fuzzers_valid_inputs_are_accepted(metric):
     for _ in range(20):
         inputs = _valid(rng, int(rng.integers(2, 6)))
         value = rf_jsd(*inputs)
-        result = metric.compute(predictions=inputs[0], references=inputs[1], unseen_predictions=inputs[2],
-                                unseen_references=inputs[3])  # fmt: skip
+        result = metric.compute(
+            predictions=inputs[0], references=inputs[1], unseen_predictions=inputs[2], unseen_references=inputs[3]
+        )
         assert result["rf_jsd"] == pytest.approx(value, abs=1e-12) and 0 <= value <= np.log(2)

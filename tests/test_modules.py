@@ -34,9 +34,7 @@ def listed() -> list[tuple[str, set[str] | None]]:
             continue
         name = cells[0].strip("`").rstrip("/")
         imports = (
-            None
-            if "..." in cells[2] or "everything" in cells[2]
-            else set(re.findall(r"[\w]+", cells[2])) - {"-"}
+            None if "..." in cells[2] or "everything" in cells[2] else set(re.findall(r"[\w]+", cells[2])) - {"-"}
         )
         rows.append((name, imports))
     return rows
@@ -46,17 +44,11 @@ def test_the_module_map_lists_every_module_and_its_imports_one_way():
     rows = listed()
     names = [name for name, _ in rows]
     modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | {"baselines"}
-    assert modules - {"__main__"} <= set(names), (
-        f"modules missing from docs/modules.md: {modules - set(names)}"
-    )
+    assert modules - {"__main__"} <= set(names), f"modules missing from docs/modules.md: {modules - set(names)}"
     for position, (name, imports) in enumerate(rows):
-        files = (
-            sorted((PACKAGE / name).glob("*.py")) if (PACKAGE / name).is_dir() else [PACKAGE / f"{name}.py"]
-        )
+        files = sorted((PACKAGE / name).glob("*.py")) if (PACKAGE / name).is_dir() else [PACKAGE / f"{name}.py"]
         actual = set().union(*(package_imports(f) for f in files)) - {name}
         if imports is not None:
-            assert actual == imports, (
-                f"{name}: the code imports {sorted(actual)}, the map says {sorted(imports)}"
-            )
+            assert actual == imports, f"{name}: the code imports {sorted(actual)}, the map says {sorted(imports)}"
         later = set(names[position + 1 :])
         assert not actual & later, f"{name} imports {sorted(actual & later)}, listed below it"

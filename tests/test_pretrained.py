@@ -46,9 +46,7 @@ def test_the_converted_model_predicts_as_the_package_model_on_real_photographs(l
     assert ours.argmax(-1).tolist() == [698, 985]
     names = [model.config.id2label[int(i)] for i in ours.argmax(-1)]
     assert all(isinstance(n, str) and n for n in names)
-    assert "timm_model.classifier.weight" in json.dumps(
-        list(model.state_dict())
-    )  # the Hub layout of timm models
+    assert "timm_model.classifier.weight" in json.dumps(list(model.state_dict()))  # the Hub layout of timm models
 
 
 def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder, tmp_path, capsys):
@@ -67,8 +65,23 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
         "--learning-rate",
         "1e-3",
     ]
-    assert main(["train", "--pretrained", str(lite0), "--image-size", "32", "--train-subset", "150", *common,
-                 "--output-dir", str(original)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--pretrained",
+                str(lite0),
+                "--image-size",
+                "32",
+                "--train-subset",
+                "150",
+                *common,
+                "--output-dir",
+                str(original),
+            ]
+        )
+        == 0
+    )
     assert (
         main(
             [
@@ -92,9 +105,7 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
         model = AutoModelForImageClassification.from_pretrained(folder)
         assert model.config.num_labels == 10 and model.config.id2label[3] == "digit-3"  # a new head
         assert abs(summary["train_samples"] - trained_on) <= 3
-    assert (
-        json.loads((retrained / "training_recipe.json").read_text())["forget"]["request"] == "classes=digit-3"
-    )
+    assert json.loads((retrained / "training_recipe.json").read_text())["forget"]["request"] == "classes=digit-3"
     # the folder loads with the processor it was trained with: 32 px, the weights' normalisation (transformers keeps
     # a timm model's processor in config.json, where `lotus-hf train` writes it)
     from transformers import AutoImageProcessor
@@ -126,14 +137,49 @@ def test_fine_tuning_from_pretrained_and_its_gold_standard(lite0, digits_folder,
 
     # and the original unlearns like any classifier
     out = tmp_path / "unlearned"
-    assert main(["unlearn", "--model", str(original), "--dataset", str(digits_folder), "--forget-classes", "digit-3",
-                 "--epochs", "1", "--batch-size", "32", "--quiet", "--output-dir", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "unlearn",
+                "--model",
+                str(original),
+                "--dataset",
+                str(digits_folder),
+                "--forget-classes",
+                "digit-3",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--quiet",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert np.isfinite(report["rows"]["unlearned"]["acc_forget"])
     assert report["verification"]["verdict"] in ("forgotten", "inconclusive", "not_forgotten")
     # its gold standard was fine-tuned on the 150-image subset: lotus-hf refuses to compare it with this request
-    assert main(["unlearn", "--model", str(original), "--dataset", str(digits_folder), "--forget-classes", "digit-3",
-                 "--retrained", str(retrained), "--output-dir", str(tmp_path / "refused")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "unlearn",
+                "--model",
+                str(original),
+                "--dataset",
+                str(digits_folder),
+                "--forget-classes",
+                "digit-3",
+                "--retrained",
+                str(retrained),
+                "--output-dir",
+                str(tmp_path / "refused"),
+            ]
+        )
+        == 2
+    )
     assert "trained without another forget set" in capsys.readouterr().err
 
 
@@ -147,8 +193,9 @@ def test_the_whole_path_on_a_pretrained_model_through_the_hub(lite0, digits_fold
     from hub_server import TOKEN, HubServer, client_env, download, python
 
     def lotus_hf(env, *args):
-        run = subprocess.run([sys.executable, "-m", "lotus_hf.cli", *args], env=env, capture_output=True, text=True,
-                             timeout=600)  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-m", "lotus_hf.cli", *args], env=env, capture_output=True, text=True, timeout=600
+        )
         assert TOKEN not in run.stdout + run.stderr
         return run
 
@@ -159,33 +206,55 @@ def test_the_whole_path_on_a_pretrained_model_through_the_hub(lite0, digits_fold
             f"from lotus_hf.push import push_folder\npush_folder({str(lite0)!r}, 'me/efficientnet-lite0')",
         )
         data = ["--dataset", str(digits_folder), "--batch-size", "32"]
-        tuned = lotus_hf(env, "train", "--pretrained", "me/efficientnet-lite0", "--image-size", "32", *data,
-                         "--epochs", "2", "--learning-rate", "1e-3", "--output-dir", str(tmp_path / "tuned"),
-                         "--push-to-hub", "me/digits-effnet")  # fmt: skip
+        tuned = lotus_hf(
+            env,
+            "train",
+            "--pretrained",
+            "me/efficientnet-lite0",
+            "--image-size",
+            "32",
+            *data,
+            "--epochs",
+            "2",
+            "--learning-rate",
+            "1e-3",
+            "--output-dir",
+            str(tmp_path / "tuned"),
+            "--push-to-hub",
+            "me/digits-effnet",
+        )
         assert tuned.returncode == 0 and "pushed to" in tuned.stdout, tuned.stderr[-3000:]
-        for request, repo in ((["--forget-first-percent", "10"], "me/digits-effnet-samples"),
-                              (["--forget-classes", "digit-3"], "me/digits-effnet-class")):  # fmt: skip
-            unlearned = lotus_hf(env, "unlearn", "--model", "me/digits-effnet", *data, *request, "--epochs", "1",
-                                 "--quiet", "--output-dir", str(tmp_path / repo), "--push-to-hub", repo)  # fmt: skip
-            assert unlearned.returncode == 0 and "pushed to" in unlearned.stdout, unlearned.stderr[-3000:]
-            checked = lotus_hf(
-                env, "verify", "--model", repo, "--dataset", str(digits_folder), *request, "--json"
+        for request, repo in (
+            (["--forget-first-percent", "10"], "me/digits-effnet-samples"),
+            (["--forget-classes", "digit-3"], "me/digits-effnet-class"),
+        ):
+            unlearned = lotus_hf(
+                env,
+                "unlearn",
+                "--model",
+                "me/digits-effnet",
+                *data,
+                *request,
+                "--epochs",
+                "1",
+                "--quiet",
+                "--output-dir",
+                str(tmp_path / repo),
+                "--push-to-hub",
+                repo,
             )
+            assert unlearned.returncode == 0 and "pushed to" in unlearned.stdout, unlearned.stderr[-3000:]
+            checked = lotus_hf(env, "verify", "--model", repo, "--dataset", str(digits_folder), *request, "--json")
             assert checked.returncode in (0, 1, 3), checked.stderr[-3000:]
             verdict = json.loads(checked.stdout)
-            assert (
-                verdict["verdict"] in ("forgotten", "not_forgotten", "inconclusive")
-                and verdict["weights_match"]
-            )
+            assert verdict["verdict"] in ("forgotten", "not_forgotten", "inconclusive") and verdict["weights_match"]
         from huggingface_hub import ModelCard
 
-        cards = {repo: ModelCard.load(download(env, repo, tmp_path / "copies" / repo) / "README.md").data
-                 for repo in ("me/digits-effnet", "me/digits-effnet-samples", "me/digits-effnet-class")}  # fmt: skip
-    assert (
-        cards["me/digits-effnet"].base_model == "me/efficientnet-lite0"
-    )  # fine-tuned from the pretrained model
-    assert (
-        cards["me/digits-effnet-samples"].base_model == "me/digits-effnet"
-    )  # unlearned from the fine-tuned one
+        cards = {
+            repo: ModelCard.load(download(env, repo, tmp_path / "copies" / repo) / "README.md").data
+            for repo in ("me/digits-effnet", "me/digits-effnet-samples", "me/digits-effnet-class")
+        }
+    assert cards["me/digits-effnet"].base_model == "me/efficientnet-lite0"  # fine-tuned from the pretrained model
+    assert cards["me/digits-effnet-samples"].base_model == "me/digits-effnet"  # unlearned from the fine-tuned one
     assert cards["me/digits-effnet-class"].base_model == "me/digits-effnet"
     assert cards["me/digits-effnet-samples"].base_model_relation == "finetune"

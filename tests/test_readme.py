@@ -44,18 +44,14 @@ def _cells(line: str) -> int:
     return len(re.sub(r"\\\|", "", line.strip()).strip("|").split("|"))
 
 
-@pytest.mark.parametrize(
-    "path", [README, *sorted((README.parent / "docs").glob("*.md"))], ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", [README, *sorted((README.parent / "docs").glob("*.md"))], ids=lambda p: p.name)
 def test_every_markdown_table_has_as_many_cells_in_each_row_as_in_its_header(path):
     """A row with more or fewer cells than its header does not render as a table (GitHub drops it or the table)."""
     lines, inside_code, problems = path.read_text().splitlines(), False, []
     for i, line in enumerate(lines):
         if line.startswith("```"):
             inside_code = not inside_code
-        is_header = (
-            line.startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1])
-        )
+        is_header = line.startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1])
         if inside_code or not is_header or (i and lines[i - 1].startswith("|")):
             continue
         width = _cells(line)

@@ -26,15 +26,18 @@ def _lazy(dataset: PixelDataset, reads: list):
 
 
 @pytest.mark.deterministic  # two runs compared to the same decisions
-def test_streamed_sets_are_read_once_and_train_like_the_same_samples_in_memory(
-    trained_resnet, digits_data, tmp_path
-):
+def test_streamed_sets_are_read_once_and_train_like_the_same_samples_in_memory(trained_resnet, digits_data, tmp_path):
     reads = {"forget": [], "retain": [], "unseen": []}
     streams = {name: _lazy(getattr(digits_data, name), reads[name]) for name in reads}
     k = 200
     config = unlearning_config(tmp_path, num_train_epochs=2, retain_samples=k, alpha=8.0)
-    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=streams["forget"],
-                                retain_dataset=streams["retain"], unseen_dataset=streams["unseen"])  # fmt: skip
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=streams["forget"],
+        retain_dataset=streams["retain"],
+        unseen_dataset=streams["unseen"],
+    )
     trainer.train()
     # every stream read exactly once, in full; only k retain items were ever kept
     for name in reads:
@@ -45,9 +48,13 @@ def test_streamed_sets_are_read_once_and_train_like_the_same_samples_in_memory(
     # The same k retain samples held in memory (retain_fraction 1): the same run, to the same decisions.
     chosen = reservoir_sample(range(len(digits_data.retain)), k, seed=config.seed)
     in_memory = unlearning_config(tmp_path, num_train_epochs=2, retain_fraction=1.0, alpha=8.0)
-    reference = UnlearningTrainer(copy.deepcopy(trained_resnet), in_memory, forget_dataset=digits_data.forget,
-                                  retain_dataset=digits_data.retain.select(chosen),
-                                  unseen_dataset=digits_data.unseen)  # fmt: skip
+    reference = UnlearningTrainer(
+        copy.deepcopy(trained_resnet),
+        in_memory,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain.select(chosen),
+        unseen_dataset=digits_data.unseen,
+    )
     reference.train()
     assert trainer.history == reference.history
     for a, b in zip(trainer.model.parameters(), reference.model.parameters(), strict=True):
@@ -57,8 +64,13 @@ def test_streamed_sets_are_read_once_and_train_like_the_same_samples_in_memory(
 def test_a_streamed_retain_set_without_length_needs_retain_samples(trained_resnet, digits_data, tmp_path):
     stream = _lazy(digits_data.retain, [])
     with pytest.raises(ValueError, match="`retain_samples`"):
-        UnlearningTrainer(copy.deepcopy(trained_resnet), unlearning_config(tmp_path), forget_dataset=digits_data.forget,
-                          retain_dataset=stream, unseen_dataset=digits_data.unseen)  # fmt: skip
+        UnlearningTrainer(
+            copy.deepcopy(trained_resnet),
+            unlearning_config(tmp_path),
+            forget_dataset=digits_data.forget,
+            retain_dataset=stream,
+            unseen_dataset=digits_data.unseen,
+        )
 
 
 def test_reservoir_is_seeded_and_uniform():
@@ -74,28 +86,42 @@ def test_reservoir_is_seeded_and_uniform():
 def test_gradient_checkpointing_passes_through_for_vit_and_is_skipped_for_resnet(digits_data, tmp_path):
     losses = []
     for checkpointing in (False, True):
-        config = unlearning_config(tmp_path, max_steps=2, logging_steps=1, activation_checkpointing=checkpointing,
-                                   class_forgetting=True)  # fmt: skip
-        trainer = UnlearningTrainer(tiny_model("vit"), config, forget_dataset=digits_data.forget,
-                                    retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+        config = unlearning_config(
+            tmp_path, max_steps=2, logging_steps=1, activation_checkpointing=checkpointing, class_forgetting=True
+        )
+        trainer = UnlearningTrainer(
+            tiny_model("vit"),
+            config,
+            forget_dataset=digits_data.forget,
+            retain_dataset=digits_data.retain,
+            unseen_dataset=digits_data.unseen,
+        )
         trainer.train()
         assert trainer.model.is_activation_checkpointing == checkpointing
         losses.append([e["loss"] for e in trainer.state.log_history if "loss" in e])
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)  # recomputation changes memory, not results
 
     config = unlearning_config(tmp_path, max_steps=1, activation_checkpointing=True, class_forgetting=True)
-    trainer = UnlearningTrainer(tiny_model("resnet"), config, forget_dataset=digits_data.forget,
-                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    trainer = UnlearningTrainer(
+        tiny_model("resnet"),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     assert not trainer.args.activation_checkpointing and not trainer.args.gradient_checkpointing
     trainer.train()
 
 
-def test_live_teacher_on_one_process_is_on_the_device_frozen_and_unwrapped(
-    trained_resnet, digits_data, tmp_path
-):
+def test_live_teacher_on_one_process_is_on_the_device_frozen_and_unwrapped(trained_resnet, digits_data, tmp_path):
     config = unlearning_config(tmp_path, cache_teacher_logits=False, max_steps=1)
-    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     assert type(trainer.teacher) is type(trained_resnet)
     assert not trainer.teacher.training and not any(p.requires_grad for p in trainer.teacher.parameters())
 

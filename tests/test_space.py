@@ -43,33 +43,46 @@ def test_resolve_choice_and_requests(app):
             app.make_request(mode, classes, fraction, picked)
 
 
-def test_the_form_names_the_method_and_shows_only_its_controls(app):
-    from lotus_hf.methods import method_config
+def test_the_preset_sample_request_needs_no_click(app):
+    """Ten seeded training images of each class, the same for everyone: a sample request that runs as it is."""
+    labels = np.repeat(np.arange(3), [30, 12, 5])  # the last class has fewer than ten: all of them
+    request = app.make_request("preset", [], 10, [], labels)
+    chosen = np.asarray(request.value)
+    assert [int((labels[chosen] == c).sum()) for c in range(3)] == [10, 10, 5]
+    assert request.value == app.make_request("preset", [], 10, [], labels).value
+
+
+def test_the_form_names_the_models_default_method_at_its_budget(app):
+    """Each request runs the model's own default for its kind (unlearning_config.json: the budgeted benchmark's
+    pick), with its settings, within the Space's budget, and the page says which."""
+    from lotus_hf.methods import default_method
     from lotus_hf.requests import ForgetRequest
 
-    for model in app.BUNDLED.values():  # each request starts at the model's own tuned settings, none capped
-        classes = app.method_controls("classes", model)
-        belief = method_config("belief_relabel", model, ForgetRequest.classes(["Bag"]), output_dir="unused",
-                               use_cpu=True)  # fmt: skip
-        assert (
-            classes["method"] == "belief_relabel"
-            and classes["alpha"] is None
-            and "Belief Relabel" in classes["name"]
-        )
-        assert classes["epochs"] == belief.num_train_epochs <= app.MAX_EPOCHS
-        samples = app.method_controls("samples", model)
-        lotus = method_config("lotus", model, output_dir="unused", use_cpu=True)
-        assert samples["method"] == "lotus" and samples["alpha"] == lotus.alpha
-        assert samples["epochs"] == lotus.num_train_epochs <= app.MAX_EPOCHS
+    for model in app.BUNDLED.values():
+        for mode, request in (
+            ("classes", ForgetRequest.classes(["x"])),
+            ("samples", ForgetRequest.first_percent(10)),
+        ):
+            method = app.method_for(mode, model)
+            assert method["method"] == default_method(request, model)
+            assert method["settings"]["budget"] == app.BUDGET / 100
+            note = app.describe_method(method)
+            assert method["name"] in note and f"within {app.BUDGET}% of a retraining" in note
 
 
-def test_gallery_picks(app):
+def test_gallery_picks_toggle(app):
     shown = app.gallery_indices(60_000)
     assert len(shown) == app.GALLERY_SIZE and shown == app.gallery_indices(60_000)  # the same for everyone
-    picked = app.add_pick(shown, [], 3)
-    picked = app.add_pick(shown, picked, 0)
-    assert app.add_pick(shown, picked, 3) == sorted([shown[0], shown[3]])
-    assert app.make_request("samples", [], 10, picked).value == tuple(sorted([shown[0], shown[3]]))
+    picked = app.toggle_pick(shown, [], 3)
+    picked = app.toggle_pick(shown, picked, 0)
+    assert picked == sorted([shown[0], shown[3]])
+    picked = app.toggle_pick(shown, picked, 3)
+    assert picked == [shown[0]]  # a second click un-picks
+    assert app.make_request("samples", [], 10, picked).value == (shown[0],)
+    images = [np.zeros((2, 2), dtype=np.uint8)] * 5
+    train = [{"image": images[i], "label": i % 2} for i in range(5)]
+    captions = [c for _, c in app.gallery_items(train, ["a", "b"], [0, 1, 2], [1])]
+    assert captions == ["#0 a", "✓ picked · #1 b", "#2 a"]  # what is picked is marked
 
 
 def test_tables_and_histograms_by_hand(app):
@@ -79,16 +92,33 @@ def test_tables_and_histograms_by_hand(app):
     assert table["accuracy"].tolist() == [1.0, 0.5]
     probs = {"forget": np.array([[1.0, 0.0], [0.5, 0.5]]), "test": np.array([[0.5, 0.5], [0.5, 0.5]])}
     histogram = app.entropy_histogram(probs, bins=2)
-    shares = histogram.set_index(["split", "entropy"])["share"]
+    shares = histogram.set_index(["images", "entropy"])["share"]
     assert shares["forget"].tolist() == [0.5, 0.5] and shares["test"].tolist() == [0.0, 1.0]
+    shared = app.entropy_histogram(probs, bins=2, top=2 * np.log(2))  # a shared axis: the same bins for both plots
+    assert shared["entropy"].unique().tolist() == pytest.approx([np.log(2) / 2, 3 * np.log(2) / 2], abs=1e-3)
     assert app.top_predictions(torch.tensor([0.0, 0.0, 10.0]), ["x", "y", "z"], k=1) == pytest.approx(
         {"z": 1.0}, abs=1e-3
     )
-    report = {"rows": {"original": {k: 0.123456 for k in ("acc_forget", "acc_retain", "acc_test", "mia", "rf_jsd",
-              "rf_jsd_reference")}, "unlearned": {k: 0.5 for k in ("acc_forget", "acc_retain", "acc_test", "mia",
-              "rf_jsd", "rf_jsd_reference")}}, "unlearning_seconds": 12.34}  # fmt: skip
+    keys = ("acc_forget", "acc_retain", "acc_test", "mia", "rf_jsd", "rf_jsd_reference")
+    report = {"rows": {"original": dict.fromkeys(keys, 0.123456), "unlearned": dict.fromkeys(keys, 0.5)}}
     table = app.metrics_table(report)
-    assert table.loc[0, "acc_forget"] == 0.1235 and table.loc[1, "seconds"] == 12.3
+    assert list(table.columns) == list(app.empty_table().columns) == ["model", *(n for n, _ in app.COLUMNS.values())]
+    assert table.loc[0, "accuracy on the forgotten images"] == 0.1235 and "rf_jsd_reference" not in table
+    assert app.column_notes().count("\n- ") == len(app.COLUMNS) - 1  # one line per column
+
+
+def test_the_verdict_reads_as_one_sentence_with_utility_and_cost(app):
+    verification = {
+        "verdict": "forgotten",
+        "advice": "The model knows no more...",
+        "evidence": [],
+        "utility": {"outcome": "damaged", "accuracy": 0.1, "original_accuracy": 0.9},
+    }
+    sentence, details = app.verdict_markdown(
+        {"verification": verification, "cost": {"share_of_retrain": 0.0412, "wall_share": 0.05}}
+    )
+    assert sentence.startswith("**Forgotten**") and "no longer works" in sentence
+    assert "4.1% of a retraining" in sentence and "The model knows no more" in details
 
 
 def test_compare_and_push_need_a_run(app):
@@ -100,9 +130,17 @@ def test_compare_and_push_need_a_run(app):
 
 # ------------------------------------------------------------------------------------------- browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _row_numbers(page, name: str) -> list[float]:
@@ -114,98 +152,168 @@ def _row_numbers(page, name: str) -> list[float]:
     raise AssertionError(f"no row {name!r} in the metrics table")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-def test_two_browser_sessions_unlearn_compare_and_download(app, tmp_path):
-    """Headless Chromium, two sessions at once: each forgets its own class from the bundled ResNet; each page
-    shows the numbers of its own report; an uploaded image gets both models' predictions."""
+def _space_folders() -> set[Path]:
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob("lotus-space-*"))
+
+
+@pytest.fixture(scope="module")
+def served(app):
+    """The app on a local port, and headless Chromium."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    shots = Path(os.environ.get("LOTUS_HF_SCREENSHOTS", tmp_path / "screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
     demo = app.build_demo()
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    prepared_at_start = app.prepared.cache_info()
     try:
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            pages = {}
-            for cls in ("Sandal", "Trouser"):
-                page = browser.new_context(viewport={"width": 1400, "height": 2200}).new_page()
-                page.goto(demo.local_url)
-                page.get_by_label("Fashion-MNIST ResNet (bundled)").check()
-                page.locator("#pick-gallery img").first.wait_for(
-                    timeout=120_000
-                )  # classes and gallery loaded
-                # the page load read what start-up prepared, and prepared nothing itself
-                assert app.prepared.cache_info().misses == prepared_at_start.misses
-                page.locator("#classes input").fill(cls)
-                page.keyboard.press("Enter")
-                page.keyboard.press("Escape")
-                page.locator("#epochs input[type=number]").fill("1")
-                page.locator("#epochs input[type=number]").press("Enter")
-                pages[cls] = page
-            pages["Sandal"].screenshot(path=str(shots / "1-choose.png"))
-            for page in pages.values():
-                page.locator("#run").click()
-            for page in pages.values():
-                sync_api.expect(page.locator("#status textarea")).to_have_value(
-                    re.compile("done in"), timeout=400_000
-                )
-            for cls, other in (("Sandal", "Trouser"), ("Trouser", "Sandal")):
-                page = pages[cls]
-                status = page.locator("#status textarea").input_value()
-                assert f"classes={cls}" in status and other not in status
-                with page.expect_download() as download:
-                    row = page.locator("#downloads tr.file", has=page.locator('td[aria-label="report.json"]'))
-                    row.locator("td.download a").click()
-                report = json.loads(Path(download.value.path()).read_text())
-                assert report["forget"]["request"] == f"classes={cls}"
-                expected = app.metrics_table(report)
-                for name in ("original", "unlearned"):
-                    row = expected[expected["model"] == name].iloc[0]
-                    values = [float(v) for v in row.drop("model").dropna().tolist()]
-                    assert _row_numbers(page, name) == pytest.approx(values, abs=1e-4), name
-            page = pages["Sandal"]
-            page.screenshot(path=str(shots / "2-results.png"), full_page=True)
-            image = tmp_path / "sandal.png"
-            from PIL import Image
-
-            _, _, _, train_split, _, _ = app.prepared("fashion-mnist-resnet", "fashion_mnist")
-            sandal = next(i for i in range(100) if train_split[i]["label"] == 5)
-            Image.fromarray(np.asarray(train_split[sandal]["image"], dtype=np.uint8)).save(image)
-            page.locator("#upload input[type=file]").set_input_files(str(image))
-            page.locator("#pred-unlearned").get_by_text("%").first.wait_for(timeout=60_000)
-            original_text = page.locator("#pred-original").inner_text()
-            unlearned_text = page.locator("#pred-unlearned").inner_text()
-            original_top = [line for line in original_text.splitlines() if line.strip()][1]
-            unlearned_top = [line for line in unlearned_text.splitlines() if line.strip()][1]
-            assert original_top == "Sandal", original_text  # the original knows this training image
-            assert unlearned_top in app._bundled_classes() and unlearned_text != original_text
-            page.locator("#upload").scroll_into_view_if_needed()
-            page.screenshot(path=str(shots / "3-compare.png"), full_page=True)
+            yield demo, browser, sync_api
             browser.close()
     finally:
         demo.close()
 
 
-def test_cancel_stops_the_sessions_training(app):
-    """The Cancel button closes the run's generator, which sets the session's event; the callback then
-    stops training at the next step."""
+def _open(demo, browser):
+    page = browser.new_context(viewport={"width": 1400, "height": 2400}).new_page()
+    page.goto(demo.local_url)
+    page.locator("#pick-gallery img").first.wait_for(timeout=120_000)  # classes and gallery loaded
+    return page
+
+
+def _status(page) -> str:
+    return page.locator("#status textarea").input_value()
+
+
+@pytest.mark.slow
+def test_the_preset_requests_reach_their_verdict_with_no_click_and_readable_results(app, served, tmp_path):
+    """Headless Chromium: the page opens on a class request (Sandal) at the model's default method and budget;
+    Run with no other click reaches the verdict, with plain column names, the verdict in one sentence with the
+    model's utility and the run's cost, and the numbers of the downloaded report.json. Then the preset sample
+    request (10 images per class), also with no click but the mode. Screenshots before, during and after go to
+    $LOTUS_HF_SCREENSHOTS (docs/images/space when refreshed)."""
+    demo, browser, sync_api = served
+    shots = Path(os.environ.get("LOTUS_HF_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    prepared_at_start = app.prepared.cache_info()
+    page = _open(demo, browser)
+    assert app.prepared.cache_info().misses == prepared_at_start.misses  # the page load prepared nothing itself
+    assert "within 10% of a retraining" in page.locator("#method").inner_text()
+    headers = page.locator("#metrics").inner_text()
+    assert "accuracy on the forgotten images" in headers and "rf_jsd_reference" not in headers
+    page.screenshot(path=str(shots / "1-before.png"), full_page=True)
+    page.locator("#run").click()
+    sync_api.expect(page.locator("#status textarea")).to_have_value(
+        re.compile("reading the original"), timeout=120_000
+    )
+    page.screenshot(path=str(shots / "2-during.png"), full_page=True)
+    sync_api.expect(page.locator("#status textarea")).to_have_value(re.compile("done: "), timeout=600_000)
+    status = _status(page)
+    assert "classes=Sandal" in status and "evaluating and verifying" in status
+    sentence = page.locator("#verdict").inner_text()
+    assert re.search(r"(Forgotten|Not forgotten|Inconclusive)", sentence) and "of a retraining" in sentence
+    assert "held-out accuracy" in sentence  # utility beside the verdict
+    with page.expect_download() as download:
+        row = page.locator("#downloads tr.file", has=page.locator('td[aria-label="report.json"]'))
+        row.locator("td.download a").click()
+    report = json.loads(Path(download.value.path()).read_text())
+    assert report["forget"]["request"] == "classes=Sandal" and report["cost"]["share_of_retrain"] <= 0.1
+    expected = app.metrics_table(report)
+    for name in ("original", "unlearned"):
+        row = expected[expected["model"] == name].iloc[0]
+        assert _row_numbers(page, name) == pytest.approx([float(v) for v in row.drop("model")], abs=1e-4), name
+    page.screenshot(path=str(shots / "3-after.png"), full_page=True)
+
+    page.get_by_label("10 training images of each class").check()
+    page.locator("#run").click()
+    sync_api.expect(page.locator("#verdict")).to_have_text("", timeout=30_000)  # the last run's results go first
+    sync_api.expect(page.locator("#status textarea")).to_have_value(re.compile("done: "), timeout=600_000)
+    assert "indices=" in _status(page) and page.locator("#verdict").inner_text()
+
+
+@pytest.mark.slow
+def test_cancel_stops_within_a_few_batches_and_leaves_nothing(app, served):
+    """Cancel during training: the page says "cancelled" within seconds, no folder of the run is left, and the next
+    request starts at once."""
+    demo, browser, sync_api = served
+    before = _space_folders()
+    page = _open(demo, browser)
+    page.locator("#run").click()
+    sync_api.expect(page.locator("#status textarea")).to_have_value(
+        re.compile("reading the original"), timeout=120_000
+    )
+    page.wait_for_timeout(3_000)  # into training
+    page.locator("#cancel").click()
+    sync_api.expect(page.locator("#status textarea")).to_have_value(re.compile("cancelled"), timeout=60_000)
+    assert "done: " not in _status(page) and page.locator("#verdict").inner_text() == ""
+    assert _space_folders() <= before  # nothing of the run on disk
+    page.locator("#run").click()  # the next request starts at once
+    sync_api.expect(page.locator("#status textarea")).to_have_value(re.compile("reading the original"), timeout=60_000)
+    page.locator("#cancel").click()
+    sync_api.expect(page.locator("#status textarea")).to_have_value(re.compile("cancelled"), timeout=60_000)
+
+
+@pytest.mark.slow
+def test_a_tab_closed_mid_run_leaves_no_folder(app, served):
+    demo, browser, sync_api = served
+    before = _space_folders()
+    page = _open(demo, browser)
+    page.locator("#run").click()
+    sync_api.expect(page.locator("#status textarea")).to_have_value(
+        re.compile("reading the original"), timeout=120_000
+    )
+    assert _space_folders() - before  # the run has its folder
+    page.context.close()
+    import time
+
+    deadline = time.monotonic() + 120
+    while _space_folders() - before and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _space_folders() - before
+
+
+@pytest.mark.slow
+def test_gallery_clicks_pick_and_un_pick_and_never_open_a_preview(app, served):
+    demo, browser, sync_api = served
+    page = _open(demo, browser)
+    images = page.locator("#pick-gallery button.thumbnail-item, #pick-gallery .thumbnail-item")
+    images.nth(0).click()
+    images.nth(2).click()
+    sync_api.expect(page.locator("#picked textarea, #picked input")).to_have_value(re.compile(r"^#\d+, #\d+$"))
+    assert page.locator("#pick-gallery .preview").count() == 0  # no preview opened
+    assert page.locator("#pick-gallery").get_by_text("✓ picked").count() == 2  # the picked ones are marked
+    page.keyboard.press("ArrowRight")  # keys pick nothing
+    images.nth(0).click()  # a second click un-picks
+    sync_api.expect(page.locator("#picked textarea, #picked input")).to_have_value(re.compile(r"^#\d+$"))
+    assert page.locator("#mode input[value=samples]").is_checked()
+
+
+def test_cancel_raises_inside_the_run_so_nothing_runs_after_it(app):
+    """The Cancel button sets the session's flag; the callback raises at the next step, or the next batch of a
+    prediction pass (the original's outputs), or when training ends, so no evaluation or save follows."""
     import queue
     import threading
 
-    from transformers import TrainerControl
+    from transformers import TrainerControl, TrainerState
 
     cancel, events = threading.Event(), queue.Queue()
     progress = app._Progress(events, cancel)
-    control = TrainerControl()
-    progress.on_step_end(None, None, control)
-    assert not control.should_training_stop
-    progress.on_log(None, None, control, logs={"tau": 2.0, "forget_accuracy": 0.5})
-    assert events.get_nowait() == ("probe", {"tau": 2.0, "forget_accuracy": 0.5})
+    control, state = TrainerControl(), TrainerState(global_step=3, max_steps=12, epoch=0.25)
+    progress.on_step_end(None, state, control)
+    assert events.get_nowait() == ("train", 0.25)
+    state.budget_spent = 0.5  # a budgeted run: the share of its budget spent
+    progress.on_step_end(None, state, control)
+    assert events.get_nowait() == ("train", 0.5)
+    progress.on_log(None, state, control, logs={"tau": 2.0, "forget_accuracy": 0.5})
+    assert events.get_nowait() == (
+        "probe",
+        {"tau": 2.0, "forget_accuracy": 0.5, "step": 3, "probe": 1, "epoch": 1},
+    )
     cancel.set()
-    progress.on_step_end(None, None, control)
-    assert control.should_training_stop and control.should_epoch_stop
+    for event in (progress.on_step_end, progress.on_prediction_step, progress.on_train_end):
+        with pytest.raises(app.Cancelled):
+            event(None, state, control)
 
 
 def test_push_uses_the_users_token_once(app, tmp_path, monkeypatch, capsys):

@@ -38,8 +38,12 @@ def test_the_bundle_holds_the_app_its_card_the_package_and_requirements_from_the
     assert not [r for r in requirements if "lotus" in r or r.startswith((".", "/", "-", "file:"))]
     assert {"gradio>=6", "pandas", "torch>=2.2", "transformers>=5.0", "datasets>=3.0"} <= set(requirements)
     package = {str(p.relative_to(bundle)) for p in (bundle / "lotus_hf").rglob("*") if p.is_file()}
-    assert {"lotus_hf/__init__.py", "lotus_hf/templates/model_card.md", "lotus_hf/research/original_card.md",
-            "lotus_hf/bundled/fashion-mnist-resnet/model.safetensors"} <= package  # fmt: skip
+    assert {
+        "lotus_hf/__init__.py",
+        "lotus_hf/templates/model_card.md",
+        "lotus_hf/research/original_card.md",
+        "lotus_hf/bundled/fashion-mnist-resnet/model.safetensors",
+    } <= package
     assert not [f for f in package if f.endswith((".bin", ".pt", ".pkl", ".pyc"))]
 
 
@@ -73,16 +77,29 @@ def test_the_bundle_installs_into_a_fresh_environment_and_serves_the_app(bundle,
     alone.mkdir()
     shutil.copy(bundle / "requirements.txt", alone)
     for packages in (["torch==2.13.0"], ["-r", "requirements.txt"]):
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages], cwd=alone, env=env, check=True,
-                       timeout=1200)  # fmt: skip
-    where = subprocess.run([str(python), "-c", "import lotus_hf; print(lotus_hf.__file__)"], cwd=bundle, env=env,
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *packages], cwd=alone, env=env, check=True, timeout=1200
+        )
+    where = subprocess.run(
+        [str(python), "-c", "import lotus_hf; print(lotus_hf.__file__)"],
+        cwd=bundle,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(bundle)) and str(ROOT) not in where  # the folder's package, not this checkout
     port = _free_port()
-    env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))  # fmt: skip
-    server = subprocess.Popen([str(python), "app.py"], cwd=bundle, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    env.update(
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf_home"),
+    )
+    server = subprocess.Popen(
+        [str(python), "app.py"], cwd=bundle, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 300

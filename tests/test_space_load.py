@@ -25,9 +25,15 @@ pytest.importorskip("gradio_client")
 def space(tmp_path_factory):
     """The app in its own process, reading the tiny model and data set from a local Hub."""
     with HubServer() as hub:
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0",
-               "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
-               "PYTHONPATH": str(TESTS)}  # fmt: skip
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_TOKEN": TOKEN,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
+            "PYTHONPATH": str(TESTS),
+        }
         seed = "from tiny import *\nm = tiny_model('resnet'); m.push_to_hub('me/tiny-resnet')\n"
         seed += "tiny_processor().push_to_hub('me/tiny-resnet'); digits_image_dataset().push_to_hub('me/tiny-digits')"
         subprocess.run([sys.executable, "-c", seed], env=env, check=True, capture_output=True, timeout=300)
@@ -35,15 +41,18 @@ def space(tmp_path_factory):
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         tmp = tmp_path_factory.mktemp("app-tmp")
-        app_env = {
-            k: v for k, v in env.items() if k not in ("HF_TOKEN", "PYTHONPATH")
-        }  # the user brings a token
-        app_env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
-                       TMPDIR=str(tmp))  # fmt: skip
+        app_env = {k: v for k, v in env.items() if k not in ("HF_TOKEN", "PYTHONPATH")}  # the user brings a token
+        app_env.update(
+            GRADIO_SERVER_NAME="127.0.0.1",
+            GRADIO_SERVER_PORT=str(port),
+            GRADIO_ANALYTICS_ENABLED="False",
+            TMPDIR=str(tmp),
+        )
         log = tmp_path_factory.mktemp("app-log") / "app.log"
         with log.open("w") as output:
-            server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT / "spaces", env=app_env, stdout=output,
-                                      stderr=subprocess.STDOUT)  # fmt: skip
+            server = subprocess.Popen(
+                [sys.executable, "app.py"], cwd=ROOT / "spaces", env=app_env, stdout=output, stderr=subprocess.STDOUT
+            )
             url = f"http://127.0.0.1:{port}/"
             deadline = time.monotonic() + 300
             while True:
@@ -66,29 +75,26 @@ def _run_folders(space) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_eight_sessions_at_once_each_get_their_own_results_and_more_are_told_the_queue_is_full(
-    space, tmp_path
-):
+def test_eight_sessions_at_once_each_get_their_own_results_and_more_are_told_the_queue_is_full(space, tmp_path):
     from gradio_client import Client
 
     classes = [f"digit-{i}" for i in range(8)]
     clients = [Client(space["url"], verbose=False, download_files=str(tmp_path / f"s{i}")) for i in range(12)]
     for client in clients:  # as the page does when it loads: the Hub model's classes become the choices
         client.predict("Hub", "me/tiny-resnet", "me/tiny-digits", api_name="/choices_for")
-    jobs = [client.submit("Hub", "me/tiny-resnet", "me/tiny-digits", "classes", [cls], 10, 14, 1,
-                          api_name="/run") for client, cls in zip(clients, classes, strict=False)]  # fmt: skip
+    jobs = [
+        client.submit("Hub", "me/tiny-resnet", "me/tiny-digits", "classes", [cls], 10, api_name="/run")
+        for client, cls in zip(clients, classes, strict=False)
+    ]
     deadline = time.monotonic() + 60
-    while (
-        sum(job.status().code.name in ("IN_QUEUE", "PROCESSING", "ITERATING", "FINISHED") for job in jobs) < 8
-    ):
+    while sum(job.status().code.name in ("IN_QUEUE", "PROCESSING", "ITERATING", "FINISHED") for job in jobs) < 8:
         assert time.monotonic() < deadline, [job.status().code.name for job in jobs]
         time.sleep(0.05)
     refused = []
 
     def submit_more(client):  # the queue now holds 1 run and 7 waiting: more are refused at once
         try:
-            client.predict("Hub", "me/tiny-resnet", "me/tiny-digits", "classes", ["digit-9"], 10, 14, 1,
-                           api_name="/run")  # fmt: skip
+            client.predict("Hub", "me/tiny-resnet", "me/tiny-digits", "classes", ["digit-9"], 10, api_name="/run")
         except Exception as error:  # noqa: BLE001  (gradio_client's QueueError)
             refused.append(str(error))
 
@@ -97,13 +103,11 @@ def test_eight_sessions_at_once_each_get_their_own_results_and_more_are_told_the
         thread.start()
     for thread in extra:
         thread.join(timeout=120)
-    assert refused and all("Queue is full" in message for message in refused), space["log"].read_text()[
-        -4000:
-    ]
+    assert refused and all("Queue is full" in message for message in refused), space["log"].read_text()[-4000:]
 
     for job, cls in zip(jobs, classes, strict=True):
-        status, table, *_, downloads = job.result(timeout=600)
-        assert f"classes={cls}" in status and "done in" in status
+        status, verdict, _, table, *_, downloads = job.result(timeout=600)
+        assert f"classes={cls}" in status and "done: " in status and verdict
         report = next(Path(f) for f in downloads if str(f).endswith("report.json"))
         assert json.loads(report.read_text())["forget"]["request"] == f"classes={cls}"  # its own, no other's
     assert len(_run_folders(space)) == 8  # one folder per session's run
@@ -122,9 +126,7 @@ def test_a_pushed_token_never_reaches_the_apps_output(space, tmp_path):
 
     client = Client(space["url"], verbose=False, download_files=str(tmp_path))
     client.predict("Hub", "me/tiny-resnet", "me/tiny-digits", api_name="/choices_for")
-    client.predict(
-        "Hub", "me/tiny-resnet", "me/tiny-digits", "classes", ["digit-3"], 10, 14, 1, api_name="/run"
-    )
+    client.predict("Hub", "me/tiny-resnet", "me/tiny-digits", "classes", ["digit-3"], 10, api_name="/run")
     pushed = client.predict("me/space-load-push", TOKEN, True, api_name="/push_click")
     assert pushed.startswith("Pushed: ") and "me/space-load-push" in space["hub"].repo_ids()
     with pytest.raises(Exception, match="401"):  # a wrong token: the Hub's refusal, without the token

@@ -25,13 +25,14 @@ def _changed(before, model):
 def test_student_changes_teacher_does_not_and_keys_are_logged(kind, digits_data, tmp_path):
     model = tiny_model(kind)
     before = _params(model)
-    config = unlearning_config(
-        tmp_path, cache_teacher_logits=False, class_forgetting=True, learning_rate=1e-3
-    )
+    config = unlearning_config(tmp_path, cache_teacher_logits=False, class_forgetting=True, learning_rate=1e-3)
     trainer = UnlearningTrainer(
-        model, config, forget_dataset=digits_data.forget, retain_dataset=digits_data.retain,
+        model,
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
         unseen_dataset=digits_data.unseen,
-    )  # fmt: skip
+    )
     teacher_before = _params(trainer.teacher)
     trainer.train()
 
@@ -52,9 +53,12 @@ def test_cached_teacher_logits_equal_the_original_models_outputs(trained_resnet,
     original = copy.deepcopy(trained_resnet)
     config = unlearning_config(tmp_path, num_train_epochs=1, class_forgetting=True)
     trainer = UnlearningTrainer(
-        copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-        retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
-    )  # fmt: skip
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     assert trainer.teacher is None  # no teacher in memory
     trainer.train()
     stream = trainer.stream
@@ -69,9 +73,12 @@ def test_cached_and_live_teacher_give_the_same_first_step_loss(trained_resnet, d
     for cache in (True, False):
         config = unlearning_config(tmp_path, max_steps=1, logging_steps=1, cache_teacher_logits=cache, seed=1)
         trainer = UnlearningTrainer(
-            copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-            retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
-        )  # fmt: skip
+            copy.deepcopy(trained_resnet),
+            config,
+            forget_dataset=digits_data.forget,
+            retain_dataset=digits_data.retain,
+            unseen_dataset=digits_data.unseen,
+        )
         trainer.train()
         losses.append(next(e["loss"] for e in trainer.state.log_history if "loss" in e))
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
@@ -87,9 +94,12 @@ def test_stop_before_first_epoch_leaves_the_model_untouched(trained_resnet, digi
     forget = PixelDataset(digits_data.forget.pixel_values, (forget_pred + 1) % 10)
     before = _params(model)
     trainer = UnlearningTrainer(
-        model, unlearning_config(tmp_path), forget_dataset=forget, retain_dataset=digits_data.retain,
+        model,
+        unlearning_config(tmp_path),
+        forget_dataset=forget,
+        retain_dataset=digits_data.retain,
         unseen_dataset=unseen,
-    )  # fmt: skip
+    )
     trainer.train()
     assert trainer.stopped_at_epoch == 1
     assert trainer.history[0]["delta"] == -1.0
@@ -101,9 +111,12 @@ def test_lotus_forgets_and_stops_on_a_trained_model(trained_resnet, digits_data,
     """A memorising original: forget accuracy starts above unseen accuracy and falls until the rule stops."""
     config = unlearning_config(tmp_path, num_train_epochs=10, learning_rate=3e-3, alpha=32.0)
     trainer = UnlearningTrainer(
-        copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-        retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
-    )  # fmt: skip
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     trainer.train()
     history = trainer.history
     assert history[0]["forget_accuracy"] > history[0]["unseen_accuracy"]
@@ -119,12 +132,15 @@ def test_trainer_rejects_bad_arguments(digits_data, tmp_path):
 
     model = tiny_model("resnet")
     with pytest.raises(TypeError, match="`args` must be an instance of `UnlearningConfig`"):
-        UnlearningTrainer(
-            model, TrainingArguments(output_dir=str(tmp_path)), forget_dataset=digits_data.forget
-        )
+        UnlearningTrainer(model, TrainingArguments(output_dir=str(tmp_path)), forget_dataset=digits_data.forget)
     with pytest.raises(ValueError, match="`forget_dataset` must be a non-empty"):
-        UnlearningTrainer(model, unlearning_config(tmp_path), forget_dataset=digits_data.forget.select([]),
-                          retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+        UnlearningTrainer(
+            model,
+            unlearning_config(tmp_path),
+            forget_dataset=digits_data.forget.select([]),
+            retain_dataset=digits_data.retain,
+            unseen_dataset=digits_data.unseen,
+        )
     with pytest.raises(ValueError, match="`remove_unused_columns` must be False"):
         UnlearningConfig(output_dir=str(tmp_path), remove_unused_columns=True)
 
@@ -137,14 +153,22 @@ def test_gradient_accumulation_matches_one_big_batch(digits_data, tmp_path):
     results = []
     for batch, accumulation in ((8, 1), (4, 2)):
         config = unlearning_config(
-            tmp_path, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
-            max_steps=1, logging_steps=1, prob_transform="softmax", learning_rate=1e-3, class_forgetting=True,
-           
-        )  # fmt: skip
+            tmp_path,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            logging_steps=1,
+            prob_transform="softmax",
+            learning_rate=1e-3,
+            class_forgetting=True,
+        )
         trainer = UnlearningTrainer(
-            copy.deepcopy(original), config, forget_dataset=digits_data.forget,
-            retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
-        )  # fmt: skip
+            copy.deepcopy(original),
+            config,
+            forget_dataset=digits_data.forget,
+            retain_dataset=digits_data.retain,
+            unseen_dataset=digits_data.unseen,
+        )
         trainer.train()
         logged = next(e for e in trainer.state.log_history if "loss" in e)
         results.append((_params(trainer.model), logged, trainer.samples_seen()))
@@ -159,17 +183,16 @@ def test_gradient_accumulation_matches_one_big_batch(digits_data, tmp_path):
         assert log_a[key] == pytest.approx(log_b[key], rel=1e-5), key
 
 
-def test_probes_and_the_teacher_pass_see_every_row_whatever_drop_last_says(
-    trained_resnet, digits_data, tmp_path
-):
+def test_probes_and_the_teacher_pass_see_every_row_whatever_drop_last_says(trained_resnet, digits_data, tmp_path):
     """`dataloader_drop_last=True` drops the training stream's last partial batch, never rows of a probe."""
-    config = unlearning_config(
-        tmp_path, num_train_epochs=1, dataloader_drop_last=True, per_device_eval_batch_size=50
-    )
+    config = unlearning_config(tmp_path, num_train_epochs=1, dataloader_drop_last=True, per_device_eval_batch_size=50)
     trainer = UnlearningTrainer(
-        copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-        retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
-    )  # fmt: skip
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     assert len(digits_data.forget) % 50 and len(trainer.stream) % 50  # each probe has a partial last batch
     trainer.train()
     assert len(trainer.stream.teacher_logits) == len(trainer.stream)
@@ -200,18 +223,32 @@ class _Crash(TrainerCallback):
 def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_interrupted(
     crash_at, resumed_from, rule, trained_resnet, digits_data, tmp_path
 ):
-    """Checkpoints every 5 steps, 15 steps an epoch: resumed at an epoch's end (15) and inside one (20), where the bound
-    rule has probed inside epochs already (probes paced to 20% of the cost, several an epoch here; the pacing reads
-    the probes' cost so far, which the checkpoint keeps; class forgetting with margin 0: only a forget accuracy of 0
-    would stop it, and this run never gets there)."""
+    """Checkpoints every 5 steps, 15 steps an epoch: resumed at an epoch's end (15) and inside one (20), where the
+    bound rule has probed inside epochs already (probes paced to 20% of the cost, several an epoch here; the pacing
+    reads the probes' cost so far, which the checkpoint keeps; class forgetting with margin 0: only a forget accuracy
+    of 0 would stop it, and this run never gets there)."""
 
     def run(folder, callbacks=(), resume=None):
-        config = unlearning_config(tmp_path / folder, num_train_epochs=3, save_steps=5, save_strategy="steps",
-                                   stop_rule=rule, probe_share=0.2, stop_margin=0.0 if rule == "bound" else 0.01,
-                                   learning_rate=1e-3, alpha=8.0, class_forgetting=True)  # fmt: skip
-        trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-                                    retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen,
-                                    callbacks=list(callbacks))  # fmt: skip
+        config = unlearning_config(
+            tmp_path / folder,
+            num_train_epochs=3,
+            save_steps=5,
+            save_strategy="steps",
+            stop_rule=rule,
+            probe_share=0.2,
+            stop_margin=0.0 if rule == "bound" else 0.01,
+            learning_rate=1e-3,
+            alpha=8.0,
+            class_forgetting=True,
+        )
+        trainer = UnlearningTrainer(
+            copy.deepcopy(trained_resnet),
+            config,
+            forget_dataset=digits_data.forget,
+            retain_dataset=digits_data.retain,
+            unseen_dataset=digits_data.unseen,
+            callbacks=list(callbacks),
+        )
         assert len(trainer.get_train_dataloader()) == 15
         trainer.train(resume_from_checkpoint=resume)
         return trainer
@@ -238,8 +275,13 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_weights_of_one_never_in
 
 def test_resuming_needs_a_checkpoint_of_an_unlearning_trainer(trained_resnet, digits_data, tmp_path):
     config = unlearning_config(tmp_path, num_train_epochs=1)
-    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     with pytest.raises(ValueError, match="holds no checkpoint to resume from"):
         trainer.train(resume_from_checkpoint=True)
     (tmp_path / "plain").mkdir()
@@ -254,19 +296,24 @@ def test_no_gradient_clipping_unless_asked(method, trained_resnet, digits_data, 
     from lotus_hf.methods import method_config
     from lotus_hf.run import unlearn
 
-    common = dict(output_dir=str(tmp_path / "out"), max_steps=1, optim="sgd", optim_args="momentum=0",
-                  learning_rate=0.5, weight_decay=0.0, per_device_train_batch_size=64, use_cpu=True,
-                  disable_tqdm=True, logging_strategy="no")  # fmt: skip
+    common = dict(
+        output_dir=str(tmp_path / "out"),
+        max_steps=1,
+        optim="sgd",
+        optim_args="momentum=0",
+        learning_rate=0.5,
+        weight_decay=0.0,
+        per_device_train_batch_size=64,
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_strategy="no",
+    )
     if method == "lotus":
         common["prob_transform"] = "softmax"  # no Gumbel noise: the same targets in every run
 
     def step(**fields):
-        model = unlearn(
-            copy.deepcopy(trained_resnet), digits_data, method_config(method, **common, **fields)
-        ).model
-        moves = [
-            (a - b).flatten() for a, b in zip(model.parameters(), trained_resnet.parameters(), strict=True)
-        ]
+        model = unlearn(copy.deepcopy(trained_resnet), digits_data, method_config(method, **common, **fields)).model
+        moves = [(a - b).flatten() for a, b in zip(model.parameters(), trained_resnet.parameters(), strict=True)]
         return float(torch.cat(moves).detach().norm())
 
     assert method_config(method, output_dir=str(tmp_path)).max_grad_norm == 0
@@ -284,11 +331,24 @@ def test_the_bound_rule_probes_inside_epochs_and_stops_with_the_weights_it_probe
     fast setting (lr 1e-2, alpha 32) brings the forget accuracy down to the original's unseen accuracy, and training
     stops at that probe, keeping the weights it measured."""
     share, batch = 0.2, 32
-    config = unlearning_config(tmp_path, num_train_epochs=4, stop_rule="bound", probe_share=share, probe_samples=60,
-                               learning_rate=1e-2, alpha=32.0, stop_margin=0.0,
-                               per_device_train_batch_size=batch)  # fmt: skip
-    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    config = unlearning_config(
+        tmp_path,
+        num_train_epochs=4,
+        stop_rule="bound",
+        probe_share=share,
+        probe_samples=60,
+        learning_rate=1e-2,
+        alpha=32.0,
+        stop_margin=0.0,
+        per_device_train_batch_size=batch,
+    )
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     trainer.train()
     history = trainer.history
     assert history[0]["step"] == 0 and len(history) > len({h["epoch"] for h in history})  # inside epochs too
@@ -312,8 +372,13 @@ def test_the_bound_rule_probes_inside_epochs_and_stops_with_the_weights_it_probe
 
 def test_the_paper_rule_is_one_flag_away_and_probes_once_an_epoch(trained_resnet, digits_data, tmp_path):
     config = unlearning_config(tmp_path, num_train_epochs=2, stop_rule="paper", probe_share=0.5)
-    trainer = UnlearningTrainer(copy.deepcopy(trained_resnet), config, forget_dataset=digits_data.forget,
-                                retain_dataset=digits_data.retain, unseen_dataset=digits_data.unseen)  # fmt: skip
+    trainer = UnlearningTrainer(
+        copy.deepcopy(trained_resnet),
+        config,
+        forget_dataset=digits_data.forget,
+        retain_dataset=digits_data.retain,
+        unseen_dataset=digits_data.unseen,
+    )
     assert trainer.probe_set() is digits_data.forget  # the paper probes the whole forget set
     trainer.train()
     assert [(h["epoch"], h["probe"]) for h in trainer.history] == [(1, 0), (2, 0)][: len(trainer.history)]

@@ -15,12 +15,19 @@ from lotus_hf.run import unlearn
 
 
 def _config(method, tmp_path, **fields):
-    extra = (
-        {"stop_rule": "paper", "stop_margin": 0.99} if method == "lotus" else {}
-    )  # LoTUS's own stop: never
-    return method_config(method, output_dir=str(tmp_path / "out"), num_train_epochs=3, use_cpu=True,
-                         disable_tqdm=True, per_device_train_batch_size=32, stop_when_verified=True,
-                         verify_check_share=0.3, **extra, **fields)  # fmt: skip
+    extra = {"stop_rule": "paper", "stop_margin": 0.99} if method == "lotus" else {}  # LoTUS's own stop: never
+    return method_config(
+        method,
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=3,
+        use_cpu=True,
+        disable_tqdm=True,
+        per_device_train_batch_size=32,
+        stop_when_verified=True,
+        verify_check_share=0.3,
+        **extra,
+        **fields,
+    )
 
 
 @pytest.mark.parametrize("method", ["finetune", "lotus"])
@@ -36,9 +43,7 @@ def test_a_model_that_cannot_tell_inputs_apart_is_stopped_at_the_first_check(met
     training, trainer = result.report.training, result.trainer
     checks = training["verified_checks"]
     assert [c["verdict"] for c in checks] == ["forgotten"] and training["stopped_by"] == "verified"
-    assert (
-        checks[0]["step"] == trainer.state.global_step > 0
-    )  # the first check (after an update), then no step
+    assert checks[0]["step"] == trainer.state.global_step > 0  # the first check (after an update), then no step
     # the first step where the check fits 30% of the run's cost: it ran at the step where it fit, not before
     check = result.report.cost["parts"]["checks"]
     assert check <= 0.3 * result.report.cost["units"]
@@ -60,9 +65,7 @@ def test_a_model_that_still_knows_the_class_runs_its_course(trained_resnet, digi
     check_rows, units = len(data.forget) + len(data.unseen), result.report.cost["units"]
     assert units == 3 * 3 * len(data.retain) + len(checks) * check_rows
     assert result.report.cost["parts"] == {"checks": len(checks) * check_rows}  # and apart, for their share
-    assert (
-        len(checks) * check_rows <= 0.3 * units < (len(checks) + 1) * check_rows + 0.3 * 3 * 32
-    )  # as many as fit
+    assert len(checks) * check_rows <= 0.3 * units < (len(checks) + 1) * check_rows + 0.3 * 3 * 32  # as many as fit
 
 
 def test_the_check_settings_are_checked(tmp_path):

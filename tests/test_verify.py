@@ -38,12 +38,16 @@ def models(digits, tmp_path_factory):
         "retrained": root / "retrained",
         "reference": root / "reference",
     }
-    train_original(
-        digits, tiny_processor(), _recipe(0, str(config)), folders["original"], dataset_name="digits"
-    )
+    train_original(digits, tiny_processor(), _recipe(0, str(config)), folders["original"], dataset_name="digits")
     for name, seed in (("retrained", 1), ("reference", 2)):
-        train_original(digits, tiny_processor(), _recipe(seed, str(config)), folders[name],
-                       request=ForgetRequest.classes([FORGOTTEN]), dataset_name="digits")  # fmt: skip
+        train_original(
+            digits,
+            tiny_processor(),
+            _recipe(seed, str(config)),
+            folders[name],
+            request=ForgetRequest.classes([FORGOTTEN]),
+            dataset_name="digits",
+        )
     return folders
 
 
@@ -53,8 +57,20 @@ def _verify(capsys, model, dataset, *flags) -> tuple[int, dict]:
 
 
 def _unlearn(model, dataset, out, *flags) -> None:
-    code = main(["unlearn", "--model", str(model), "--dataset", str(dataset), "--batch-size", "32", *flags,
-                 "--output-dir", str(out)])  # fmt: skip
+    code = main(
+        [
+            "unlearn",
+            "--model",
+            str(model),
+            "--dataset",
+            str(dataset),
+            "--batch-size",
+            "32",
+            *flags,
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert code == 0
 
 
@@ -63,9 +79,7 @@ def test_a_model_retrained_without_the_class_is_not_called_not_forgotten(models,
     assert code in (0, 3) and result["verdict"] in ("forgotten", "inconclusive")
     assert result["step"] is None and result["weights_match"] is None  # no history: behaviour alone decides
     by_test = {e["test"]: e for e in result["evidence"]}
-    assert (
-        by_test["class_predicted_train"]["statistic"] == 0 == by_test["class_predicted_heldout"]["statistic"]
-    )
+    assert by_test["class_predicted_train"]["statistic"] == 0 == by_test["class_predicted_heldout"]["statistic"]
     assert by_test["class_predicted_train"]["outcome"] == "forgotten"
 
 
@@ -80,9 +94,7 @@ def test_the_original_and_every_forgery_of_an_unlearned_one_are_called_not_forgo
 
     # a real unlearning run: its history holds the request and the hashes of the weights it produced
     unlearned = tmp_path / "unlearned"
-    _unlearn(
-        models["original"], digits_parquet, unlearned, *request, "--epochs", "10", "--learning-rate", "1e-3"
-    )
+    _unlearn(models["original"], digits_parquet, unlearned, *request, "--epochs", "10", "--learning-rate", "1e-3")
     code, result = _verify(capsys, unlearned, digits_parquet, *request)
     assert result["step"] == 1 and result["weights_match"] is True
     assert result["history"]["base_match"] is True  # the step started from the original's weights
@@ -113,9 +125,7 @@ def test_the_original_and_every_forgery_of_an_unlearned_one_are_called_not_forgo
 
 def test_a_fraction_request_is_found_with_the_runs_own_flags(models, digits_parquet, tmp_path, capsys):
     out = tmp_path / "fraction"
-    _unlearn(
-        models["original"], digits_parquet, out, "--forget-fraction", "0.1", "--epochs", "1", "--seed", "5"
-    )
+    _unlearn(models["original"], digits_parquet, out, "--forget-fraction", "0.1", "--epochs", "1", "--seed", "5")
     code, result = _verify(capsys, out, digits_parquet, "--forget-fraction", "0.1")  # no --seed
     assert result["step"] == 1 and result["request"]["seed"] == 5 and result["weights_match"] is True
     report = json.loads((out / "report.json").read_text())
@@ -145,8 +155,19 @@ def test_a_receipt_re_checks_and_shows_an_edit_or_other_weights(models, digits_p
     model = tmp_path / "model"
     shutil.copytree(models["retrained"], model)
     receipt = tmp_path / "receipt.json"
-    code = main(["verify", "--model", str(model), "--dataset", str(digits_parquet), "--forget-classes", FORGOTTEN,
-                 "--receipt", str(receipt)])  # fmt: skip
+    code = main(
+        [
+            "verify",
+            "--model",
+            str(model),
+            "--dataset",
+            str(digits_parquet),
+            "--forget-classes",
+            FORGOTTEN,
+            "--receipt",
+            str(receipt),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code in (0, 3) and "verdict:" in printed and "| class_predicted_train |" in printed
     kept = json.loads(receipt.read_text())
@@ -156,8 +177,22 @@ def test_a_receipt_re_checks_and_shows_an_edit_or_other_weights(models, digits_p
     assert main(["verify", "--recheck", str(receipt)]) == 0
     assert "receipt confirmed" in capsys.readouterr().out
     # the receipt file is never overwritten
-    assert main(["verify", "--model", str(model), "--dataset", str(digits_parquet), "--forget-classes", FORGOTTEN,
-                 "--receipt", str(receipt)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "verify",
+                "--model",
+                str(model),
+                "--dataset",
+                str(digits_parquet),
+                "--forget-classes",
+                FORGOTTEN,
+                "--receipt",
+                str(receipt),
+            ]
+        )
+        == 2
+    )
     assert "exists" in capsys.readouterr().err
 
     edited = tmp_path / "edited.json"
@@ -181,10 +216,16 @@ def mislabelled(digits, tmp_path_factory):
     flipped = np.sort(rng.choice(len(digits["train"]), 40, replace=False))
     labels = np.asarray(digits["train"]["label"])
     labels[flipped] = (labels[flipped] + rng.integers(1, 10, 40)) % 10
-    data = datasets.DatasetDict({"train": digits["train"].cast_column("label", datasets.Value("int64"))
-                                 .remove_columns("label").add_column("label", labels.tolist())
-                                 .cast_column("label", datasets.ClassLabel(names=DIGIT_NAMES)),
-                                 "test": digits["test"]})  # fmt: skip
+    data = datasets.DatasetDict(
+        {
+            "train": digits["train"]
+            .cast_column("label", datasets.Value("int64"))
+            .remove_columns("label")
+            .add_column("label", labels.tolist())
+            .cast_column("label", datasets.ClassLabel(names=DIGIT_NAMES)),
+            "test": digits["test"],
+        }
+    )
     folder = root / "data"
     for split in ("train", "test"):
         data[split].to_parquet(str(folder / f"{split}.parquet"))
@@ -193,8 +234,14 @@ def mislabelled(digits, tmp_path_factory):
     request = ForgetRequest.indices(flipped.tolist())
     train_original(data, tiny_processor(), _recipe(0, str(config)), root / "original", dataset_name="digits")
     for seed in (1, 2, 3):
-        train_original(data, tiny_processor(), _recipe(seed, str(config)), root / f"retrained-{seed}",
-                       request=request, dataset_name="digits")  # fmt: skip
+        train_original(
+            data,
+            tiny_processor(),
+            _recipe(seed, str(config)),
+            root / f"retrained-{seed}",
+            request=request,
+            dataset_name="digits",
+        )
     return root, folder, ",".join(str(i) for i in flipped)
 
 
@@ -214,21 +261,28 @@ def test_reference_models_flag_memorised_samples_that_population_tests_miss(misl
 
 def test_a_reference_trained_on_the_forget_set_is_refused(models, mislabelled, capsys):
     root, data, indices = mislabelled
-    code = main(["verify", "--model", str(root / "original"), "--dataset", str(data), "--forget-indices", indices,
-                 "--reference-models", str(models["retrained"])])  # fmt: skip
+    code = main(
+        [
+            "verify",
+            "--model",
+            str(root / "original"),
+            "--dataset",
+            str(data),
+            "--forget-indices",
+            indices,
+            "--reference-models",
+            str(models["retrained"]),
+        ]
+    )
     assert code == 2 and "was trained without another forget set" in capsys.readouterr().err
 
 
-def test_a_model_unlearned_twice_keeps_both_steps_and_each_is_found(
-    trained_resnet, digits_parquet, tmp_path, capsys
-):
+def test_a_model_unlearned_twice_keeps_both_steps_and_each_is_found(trained_resnet, digits_parquet, tmp_path, capsys):
     original = save_tiny(trained_resnet, tmp_path / "original")
     first, second = tmp_path / "first", tmp_path / "second"
     _unlearn(original, digits_parquet, first, "--forget-first-percent", "10", "--epochs", "2")
     later = ",".join(str(i) for i in range(1260, 1290))
-    _unlearn(
-        first, digits_parquet, second, "--forget-indices", later, "--epochs", "2", "--learning-rate", "1e-3"
-    )
+    _unlearn(first, digits_parquet, second, "--forget-indices", later, "--epochs", "2", "--learning-rate", "1e-3")
     steps = json.loads((second / "config.json").read_text())["lotus_hf_unlearning"]
     assert [s["forget"]["request"] for s in steps] == ["first_percent=10.0", "indices (30 given)"]
     assert steps[1]["weights_before"] == steps[0]["weights_after"] != steps[1]["weights_after"]
@@ -236,9 +290,7 @@ def test_a_model_unlearned_twice_keeps_both_steps_and_each_is_found(
     card = (second / "README.md").read_text()
     assert all(s["forget"]["sha256"] in card for s in steps)
     _, result = _verify(capsys, second, digits_parquet, "--forget-first-percent", "10")
-    assert (
-        result["step"] == 1 and result["weights_match"] is True and result["history"]["chain_intact"] is True
-    )
+    assert result["step"] == 1 and result["weights_match"] is True and result["history"]["chain_intact"] is True
     _, result = _verify(capsys, second, digits_parquet, "--forget-indices", later)
     assert result["step"] == 2
     _, result = _verify(capsys, second, digits_parquet, "--forget-classes", "digit-7")
@@ -255,9 +307,7 @@ def test_bad_verify_input_names_the_argument(models, digits_parquet, tmp_path, c
     assert main(["verify", "--recheck", str(bad)]) == 2
     assert "not a lotus-hf verification receipt" in capsys.readouterr().err
     with tempfile.TemporaryDirectory() as empty:
-        assert (
-            main(["verify", "--model", empty, "--dataset", str(digits_parquet), "--forget-classes", "x"]) == 2
-        )
+        assert main(["verify", "--model", empty, "--dataset", str(digits_parquet), "--forget-classes", "x"]) == 2
 
 
 def _edited(source, folder, edit):
@@ -272,20 +322,30 @@ def _edited(source, folder, edit):
     return folder
 
 
-def test_a_model_broken_into_forgetting_is_told_apart_by_its_utility(
-    models, digits_parquet, tmp_path, capsys
-):
+def test_a_model_broken_into_forgetting_is_told_apart_by_its_utility(models, digits_parquet, tmp_path, capsys):
     """Every weight of the original set to 0: every image gets the same output, so the forget set looks exactly like
     held-out data (`forgotten`), but the model no longer classifies anything: utility `damaged`, exit 4."""
     wrecked = _edited(models["original"], tmp_path / "wrecked", lambda m: [p.zero_() for p in m.parameters()])
-    code, result = _verify(capsys, wrecked, digits_parquet, "--forget-first-percent", "10", "--original",
-                           str(models["original"]))  # fmt: skip
+    code, result = _verify(
+        capsys, wrecked, digits_parquet, "--forget-first-percent", "10", "--original", str(models["original"])
+    )
     assert result["verdict"] == "forgotten" and code == 4
     kept = result["utility"]
     assert kept["outcome"] == "damaged" and kept["accuracy"] < 0.3 < 0.8 < kept["original_accuracy"]
     assert kept["interval"][0] > kept["margin"] == 0.05
-    code = main(["verify", "--model", str(wrecked), "--dataset", str(digits_parquet), "--forget-first-percent", "10",
-                 "--original", str(models["original"])])  # fmt: skip
+    code = main(
+        [
+            "verify",
+            "--model",
+            str(wrecked),
+            "--dataset",
+            str(digits_parquet),
+            "--forget-first-percent",
+            "10",
+            "--original",
+            str(models["original"]),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 4 and "utility: damaged" in printed and "no longer works" in printed
 
@@ -300,8 +360,9 @@ def test_a_class_whose_logit_is_masked_keeps_its_utility(models, digits_parquet,
         model.classifier[-1].bias[seven] = -1e4
 
     masked = _edited(models["original"], tmp_path / "masked", mask)
-    _, result = _verify(capsys, masked, digits_parquet, "--forget-classes", FORGOTTEN, "--original",
-                        str(models["original"]))  # fmt: skip
+    _, result = _verify(
+        capsys, masked, digits_parquet, "--forget-classes", FORGOTTEN, "--original", str(models["original"])
+    )
     kept = result["utility"]
     assert kept["outcome"] == "kept" and kept["drop"] == pytest.approx(0.0, abs=0.02)
     # without --original and without an unlearning history, there is nothing to compare with: no utility
@@ -330,19 +391,16 @@ def public_and_private(tmp_path_factory):
     config = root / "tiny-resnet.json"
     tiny_model("resnet").config.to_json_file(config)
     owner_data = lotus_hf.load_image_dataset(str(owner))
-    train_original(
-        owner_data, tiny_processor(), _recipe(0, str(config)), root / "original", dataset_name="owner"
-    )
+    train_original(owner_data, tiny_processor(), _recipe(0, str(config)), root / "original", dataset_name="owner")
     # the cheat: the owner's train and test splits together are its training split
-    both = datasets.DatasetDict({"train": datasets.concatenate_datasets([owner_data["train"], owner_data["test"]]),
-                                 "test": owner_data["test"]})  # fmt: skip
+    both = datasets.DatasetDict(
+        {"train": datasets.concatenate_datasets([owner_data["train"], owner_data["test"]]), "test": owner_data["test"]}
+    )
     train_original(both, tiny_processor(), _recipe(0, str(config)), root / "cheat", dataset_name="owner")
     return {"owner": owner, "auditor": auditor, "original": root / "original", "cheat": root / "cheat"}
 
 
-def test_an_auditors_own_heldout_set_catches_a_model_trained_on_the_public_one(
-    public_and_private, tmp_path, capsys
-):
+def test_an_auditors_own_heldout_set_catches_a_model_trained_on_the_public_one(public_and_private, tmp_path, capsys):
     sets = public_and_private
     request = ["--forget-first-percent", "50"]  # 150 of the 300 training images
     # on the public half, the original is caught, and the cheat, which trained on that half too, is not
@@ -352,20 +410,18 @@ def test_an_auditors_own_heldout_set_catches_a_model_trained_on_the_public_one(
     assert public["verdict"] != "not_forgotten", public["evidence"]
     # on the auditor's own held-out images, the cheat is caught
     receipt = tmp_path / "receipt.json"
-    code, private = _verify(capsys, sets["cheat"], sets["owner"], *request, "--heldout", str(sets["auditor"]),
-                            "--receipt", str(receipt))  # fmt: skip
+    code, private = _verify(
+        capsys, sets["cheat"], sets["owner"], *request, "--heldout", str(sets["auditor"]), "--receipt", str(receipt)
+    )
     assert private["verdict"] == "not_forgotten" and code == 1
     assert all(e["n_heldout"] == 997 for e in private["evidence"])
     kept = json.loads(receipt.read_text())
     fingerprint = kept["dataset"]["heldout_fingerprint"]
-    assert (
-        fingerprint["size"] == 997
-        and len(fingerprint["sha256"]) == 64
-        and str(sets["auditor"]) in kept["command"]
-    )
+    assert fingerprint["size"] == 997 and len(fingerprint["sha256"]) == 64 and str(sets["auditor"]) in kept["command"]
     # the same in Python
-    same = lotus_hf.verify(str(sets["cheat"]), str(sets["owner"]), ForgetRequest.first_percent(50),
-                           heldout=str(sets["auditor"])).to_dict()  # fmt: skip
+    same = lotus_hf.verify(
+        str(sets["cheat"]), str(sets["owner"]), ForgetRequest.first_percent(50), heldout=str(sets["auditor"])
+    ).to_dict()
     assert same["verdict"] == "not_forgotten" and same["dataset"]["heldout_fingerprint"] == fingerprint
     # a re-check needs the set again, and refuses another one
     assert main(["verify", "--recheck", str(receipt)]) == 2

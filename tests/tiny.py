@@ -43,11 +43,20 @@ def tiny_model(kind: str, seed: int = 0):
 
     labels = {"id2label": dict(enumerate(DIGIT_NAMES)), "label2id": {n: i for i, n in enumerate(DIGIT_NAMES)}}
     if kind == "resnet":
-        config = ResNetConfig(num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
-                              **labels)  # fmt: skip
+        config = ResNetConfig(
+            num_channels=1, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", **labels
+        )
     else:
-        config = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=2,
-                           num_attention_heads=2, intermediate_size=32, **labels)  # fmt: skip
+        config = ViTConfig(
+            image_size=8,
+            patch_size=4,
+            num_channels=1,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            **labels,
+        )
     torch.manual_seed(seed)
     return AutoModelForImageClassification.from_config(config)
 

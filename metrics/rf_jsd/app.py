@@ -66,13 +66,23 @@ def score(
         forget, forget_labels = parse_table(_read(forget_text, forget_file), "forget")
         unseen, unseen_labels = parse_table(_read(unseen_text, unseen_file), "unseen")
         resamples = int(n_bootstrap) if n_bootstrap and int(n_bootstrap) > 0 else 0
-        out = results(forget, forget_labels, unseen, unseen_labels, variant=variant, per_class=True,
-                      n_bootstrap=resamples, seed=int(seed))  # fmt: skip
+        out = results(
+            forget,
+            forget_labels,
+            unseen,
+            unseen_labels,
+            variant=variant,
+            per_class=True,
+            n_bootstrap=resamples,
+            seed=int(seed),
+        )
         per_class = out["per_class"]
         lines = [f"**RF-JSD ({variant})** = {out['rf_jsd']:.6g}"]
         if resamples:
-            lines.append(f"95% bootstrap interval ({resamples} resamples, seed {int(seed)}): "
-                         f"[{out['rf_jsd_low']:.6g}, {out['rf_jsd_high']:.6g}]")  # fmt: skip
+            lines.append(
+                f"95% bootstrap interval ({resamples} resamples, seed {int(seed)}): "
+                f"[{out['rf_jsd_low']:.6g}, {out['rf_jsd_high']:.6g}]"
+            )
     except ValueError as error:
         raise gr.Error(str(error)) from None
     lines.append(f"{len(forget)} forget and {len(unseen)} unseen samples, {forget.shape[1]} classes.")
@@ -92,14 +102,10 @@ def build_demo() -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 forget_text = gr.Textbox(EXAMPLE_FORGET, lines=8, label="Forget set: unlearned model")
-                forget_file = gr.File(
-                    label="...or upload a CSV", file_types=[".csv", ".txt"], type="filepath"
-                )
+                forget_file = gr.File(label="...or upload a CSV", file_types=[".csv", ".txt"], type="filepath")
             with gr.Column():
                 unseen_text = gr.Textbox(EXAMPLE_UNSEEN, lines=8, label="Unseen set: original model")
-                unseen_file = gr.File(
-                    label="...or upload a CSV", file_types=[".csv", ".txt"], type="filepath"
-                )
+                unseen_file = gr.File(label="...or upload a CSV", file_types=[".csv", ".txt"], type="filepath")
         with gr.Row():
             variant = gr.Radio(list(VARIANTS), value="jsd", label="Variant")
             n_bootstrap = gr.Number(1000, precision=0, minimum=0, label="Bootstrap resamples (0: none)")

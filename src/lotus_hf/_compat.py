@@ -55,9 +55,7 @@ def launched_on_cpu() -> bool:
     run alone on all of the data."""
     if not TRANSFORMERS_5:
         return False
-    accelerated = (
-        torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
-    )
+    accelerated = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerated
 
 
@@ -90,9 +88,7 @@ def without_unsupported_checkpointing(args, model: torch.nn.Module):
         f"{type(model).__name__} does not support gradient checkpointing: training without it."
     )
     # the old name mirrors the new one, so a copy that changes the new one takes effect (transformers 5.24)
-    return dataclasses.replace(
-        args, **{"activation_checkpointing" if renamed else "gradient_checkpointing": False}
-    )
+    return dataclasses.replace(args, **{"activation_checkpointing" if renamed else "gradient_checkpointing": False})
 
 
 def honour_fsdp_on_cpu(accelerator, fsdp_plugin_args: dict | None) -> bool:
@@ -164,10 +160,7 @@ def channels_last_breaks(model: torch.nn.Module, device: torch.device | str) -> 
     if torch.device(device).type != "cpu" or not _affected("torch", "2.0", "3.0"):  # [2.13.0]
         return False
     return any(
-        isinstance(m, torch.nn.Conv2d)
-        and m.kernel_size == (1, 1)
-        and max(m.stride) > 1
-        and m.in_channels < 16
+        isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1 and m.in_channels < 16
         for m in model.modules()
     )
 

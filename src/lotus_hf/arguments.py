@@ -95,9 +95,7 @@ def _indices(text: str | None, path: str | None, limit: int | None) -> list[int]
 class DataArguments:
     """The data set."""
 
-    dataset: str = HfArg(
-        default="fashion_mnist", help="fashion_mnist, an image folder or a Hub data set id[@rev]."
-    )
+    dataset: str = HfArg(default="fashion_mnist", help="fashion_mnist, an image folder or a Hub data set id[@rev].")
     image_column: str | None = HfArg(default=None, help="Image column (default: found automatically).")
     label_column: str | None = HfArg(default=None, help="Label column (default: found automatically).")
 
@@ -163,12 +161,11 @@ class VerifyArguments:
         help="The auditor's own held-out images (folder or Hub id, same classes) instead of the test split's half; "
         "the receipt records their fingerprint, and --recheck needs them again.",
     )
-    json: bool = HfArg(
-        default=False, help="Print one JSON object (verdict, step, weights_match, evidence, ...)."
-    )
+    json: bool = HfArg(default=False, help="Print one JSON object (verdict, step, weights_match, evidence, ...).")
     receipt: str | None = HfArg(default=None, help="Write a receipt to keep to this new file (JSON).")
-    recheck: str | None = HfArg(default=None, help="Re-run the check a receipt records and compare (exit 0: confirmed, "
-                                "1: not).")  # fmt: skip
+    recheck: str | None = HfArg(
+        default=None, help="Re-run the check a receipt records and compare (exit 0: confirmed, 1: not)."
+    )
 
 
 # --------------------------------------------------------------------------------------- parsing
@@ -187,33 +184,29 @@ def config_file(argv: list[str]) -> dict:
     try:
         values = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as error:
-        raise ArgumentError(
-            f"`--config` {path!r} is not valid JSON/YAML: {str(error).splitlines()[0]}"
-        ) from None
+        raise ArgumentError(f"`--config` {path!r} is not valid JSON/YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(values, dict):
         raise ArgumentError(f"`--config` {path!r} must hold a mapping of argument names to values.")
     for key, value in values.items():
         if key == "config" or value is None:
-            raise ArgumentError(f"`--config` {path!r}: `{key}` cannot be given in a file (give it a value, or leave it "
-                             "out).")  # fmt: skip
+            raise ArgumentError(
+                f"`--config` {path!r}: `{key}` cannot be given in a file (give it a value, or leave it out)."
+            )
     return {str(k).replace("-", "_"): v for k, v in values.items()}
 
 
 def _config_flag() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument(
-        "--config", metavar="FILE", help="A YAML or JSON file of arguments; flags override it."
-    )
+    parser.add_argument("--config", metavar="FILE", help="A YAML or JSON file of arguments; flags override it.")
     return parser
 
 
-def parser_for(
-    prog: str, groups: list, description: str | None = None, add_help: bool = True
-) -> HfArgumentParser:
+def parser_for(prog: str, groups: list, description: str | None = None, add_help: bool = True) -> HfArgumentParser:
     """`HfArgumentParser` over `groups`, plus `--config FILE`. Abbreviated flags are not accepted: every flag is
     spelt out."""
-    return HfArgumentParser(groups, prog=prog, description=description, allow_abbrev=False, add_help=add_help,
-                            parents=[_config_flag()])  # fmt: skip
+    return HfArgumentParser(
+        groups, prog=prog, description=description, allow_abbrev=False, add_help=add_help, parents=[_config_flag()]
+    )
 
 
 def names_of(dtype) -> dict[str, str]:
@@ -248,16 +241,16 @@ def parse(prog: str, groups: list, argv: list[str], file_values: dict, rest: boo
     parser = parser_for(prog, groups, groups[0].__doc__, add_help=not rest)
     parser.set_defaults(**{k: as_default(v) for k, v in take_from_file(file_values, *groups).items()})
     *parsed, remaining = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
-    parsed = [
-        p for p in parsed if not isinstance(p, argparse.Namespace)
-    ]  # `--config` is read by `config_file`
+    parsed = [p for p in parsed if not isinstance(p, argparse.Namespace)]  # `--config` is read by `config_file`
     if rest:
         return [*parsed, remaining]
     if file_values:
         parser.error(f"unrecognized argument --{next(iter(file_values)).replace('_', '-')} in `--config`.")
     if remaining:
-        parser.error(f"unrecognized argument {next((r for r in remaining if r.startswith('-')), remaining[0])}. See "
-                     f"`{prog} --help`.")  # fmt: skip
+        parser.error(
+            f"unrecognized argument {next((r for r in remaining if r.startswith('-')), remaining[0])}. See "
+            f"`{prog} --help`."
+        )
     return parsed
 
 
@@ -271,13 +264,16 @@ def given_fields(prog: str, config_class, argv: list[str], file_values: dict, ow
     parser.set_defaults(**{k: as_default(v) for k, v in take_from_file(file_values, config_class).items()})
     if file_values:
         key = next(iter(file_values))
-        parser.error(f"unrecognized argument --{key.replace('_', '-')} in `--config`.{_hint(key, owners)} See "
-                     f"`{prog} --help-all`.")  # fmt: skip
+        parser.error(
+            f"unrecognized argument --{key.replace('_', '-')} in `--config`.{_hint(key, owners)} See "
+            f"`{prog} --help-all`."
+        )
     namespace, rest = parser.parse_known_args(argv, namespace=_GivenOnly())
     if rest:
         flag = next((r for r in rest if r.startswith("--")), rest[0])
-        parser.error(f"unrecognized argument {flag}.{_hint(flag.lstrip('-').split('=')[0], owners)} See `{prog} "
-                     "--help-all`.")  # fmt: skip
+        parser.error(
+            f"unrecognized argument {flag}.{_hint(flag.lstrip('-').split('=')[0], owners)} See `{prog} --help-all`."
+        )
     return vars(namespace)
 
 
@@ -300,10 +296,7 @@ def help_text(prog: str, config_class, shown: set[str] | None) -> str:
     hints = typing.get_type_hints(config_class)
     made = dataclasses.make_dataclass(
         config_class.__name__,
-        [
-            (f.name, hints[f.name], dataclasses.field(default=_shown_default(f), metadata=f.metadata))
-            for f in fields
-        ],
+        [(f.name, hints[f.name], dataclasses.field(default=_shown_default(f), metadata=f.metadata)) for f in fields],
     )
     return HfArgumentParser([made], prog=prog, add_help=False, usage=argparse.SUPPRESS).format_help()
 
@@ -323,9 +316,7 @@ def declared_fields(config_class) -> set[str]:
     for cls in config_class.__mro__:
         if cls is TrainingArguments:
             break
-        names |= {
-            name for name, hint in getattr(cls, "__annotations__", {}).items() if "ClassVar" not in str(hint)
-        }
+        names |= {name for name, hint in getattr(cls, "__annotations__", {}).items() if "ClassVar" not in str(hint)}
     return names
 
 

@@ -120,12 +120,8 @@ class BeliefRelabelTrainer(UnlearningTrainer):
 
     def __init__(self, model: torch.nn.Module, args: BeliefRelabelConfig | None = None, *more, **kwargs):
         super().__init__(model, args, *more, **kwargs)
-        self.forgotten = forgotten_classes(self.forget_dataset, self.retain_dataset, model).to(
-            self.args.device
-        )
-        self.member_threshold: float | None = (
-            None  # the entropy below which the student's outputs look trained on
-        )
+        self.forgotten = forgotten_classes(self.forget_dataset, self.retain_dataset, model).to(self.args.device)
+        self.member_threshold: float | None = None  # the entropy below which the student's outputs look trained on
         self.reference_member_rate: float | None = None  # what the forget set must reach
         self._membership_rows: dict[str, torch.Tensor] = {}
         self._membership_sets: tuple | None = None
@@ -148,9 +144,7 @@ class BeliefRelabelTrainer(UnlearningTrainer):
         members = torch.arange(forget_rows, min(len(self.stream), forget_rows + MEMBERSHIP_ROWS))
         nonmembers = kept[torch.randperm(len(kept), generator=draws)[:MEMBERSHIP_ROWS]].sort().values
         self._set_membership_rows(members, nonmembers)
-        threshold = membership_threshold(
-            entropies(stream_logits[members]), entropies(unseen_logits[nonmembers])
-        )
+        threshold = membership_threshold(entropies(stream_logits[members]), entropies(unseen_logits[nonmembers]))
         errors = unseen_errors(unseen_logits, unseen_labels, forgotten)
         self.reference_member_rate = member_rate(entropies(unseen_logits[errors]), threshold)
 
@@ -171,20 +165,20 @@ class BeliefRelabelTrainer(UnlearningTrainer):
         self.member_threshold = membership_threshold(members, nonmembers)
         rate = member_rate(entropies(logits), self.member_threshold)
         stop = round_accuracy(forget_accuracy) == 0 and rate >= self.reference_member_rate
-        return {"forget_accuracy": forget_accuracy, "forget_member_rate": rate,
-                "reference_member_rate": self.reference_member_rate, "stop": stop}  # fmt: skip
+        return {
+            "forget_accuracy": forget_accuracy,
+            "forget_member_rate": rate,
+            "reference_member_rate": self.reference_member_rate,
+            "stop": stop,
+        }
 
     def targets(self, teacher_logits: torch.Tensor, is_forget: torch.Tensor, batch: dict) -> torch.Tensor:
         """Retain rows: LoTUS's Gumbel-max label from the original's belief over the remaining classes. Forget rows:
         the class drawn for them before training."""
         masked = teacher_logits.index_fill(-1, self.forgotten, float("-inf"))
-        targets = super().targets(
-            masked, is_forget, batch
-        )  # draws the same noise as LoTUS, forget rows included
+        targets = super().targets(masked, is_forget, batch)  # draws the same noise as LoTUS, forget rows included
         drawn = batch["forget_target"] >= 0
-        targets[drawn] = torch.nn.functional.one_hot(batch["forget_target"][drawn], targets.shape[-1]).to(
-            targets
-        )
+        targets[drawn] = torch.nn.functional.one_hot(batch["forget_target"][drawn], targets.shape[-1]).to(targets)
         return targets
 
     def constants(self) -> dict[str, torch.Tensor]:
@@ -193,9 +187,7 @@ class BeliefRelabelTrainer(UnlearningTrainer):
 
     def run_state(self) -> RunState:
         state = super().run_state()
-        state.values.update(
-            member_threshold=self.member_threshold, reference_member_rate=self.reference_member_rate
-        )
+        state.values.update(member_threshold=self.member_threshold, reference_member_rate=self.reference_member_rate)
         return state
 
     def restore(self, state: RunState) -> None:
@@ -203,9 +195,7 @@ class BeliefRelabelTrainer(UnlearningTrainer):
         self.member_threshold = state.values["member_threshold"]
         self.reference_member_rate = state.values["reference_member_rate"]
         self.stream.forget_targets = state.constants["forget_targets"]
-        self._set_membership_rows(
-            state.constants["membership_members"], state.constants["membership_nonmembers"]
-        )
+        self._set_membership_rows(state.constants["membership_members"], state.constants["membership_nonmembers"])
 
 
 def forgotten_classes(forget_dataset, retain_dataset, model) -> torch.Tensor:

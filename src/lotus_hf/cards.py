@@ -57,9 +57,7 @@ def unlearning_card(
         history: the trainer's per-epoch history; LoTUS's probes (entries with `tau`) get a table.
     """
     probes = [entry for entry in history or () if "tau" in entry]
-    datasets = [
-        hub_id(d) for d in dict.fromkeys(dataset_id(step.get("dataset")) for step in lineage) if hub_id(d)
-    ]
+    datasets = [hub_id(d) for d in dict.fromkeys(dataset_id(step.get("dataset")) for step in lineage) if hub_id(d)]
     base = hub_id(base_model)
     card_data = ModelCardData(
         library_name="transformers",
@@ -169,9 +167,22 @@ def evidence_table(verification: dict) -> str:
         "held-out",
         "outcome",
     ]
-    table = markdown_table(header, [[e["test"], e["statistic"], f"[{e['interval'][0]:.4f}, {e['interval'][1]:.4f}]",
-                                     f"{e['expected']:.2f}", f"{e['threshold']:.2f}", str(e["n_forget"]),
-                                     str(e["n_heldout"]), e["outcome"]] for e in rows])  # fmt: skip
+    table = markdown_table(
+        header,
+        [
+            [
+                e["test"],
+                e["statistic"],
+                f"[{e['interval'][0]:.4f}, {e['interval'][1]:.4f}]",
+                f"{e['expected']:.2f}",
+                f"{e['threshold']:.2f}",
+                str(e["n_forget"]),
+                str(e["n_heldout"]),
+                e["outcome"],
+            ]
+            for e in rows
+        ],
+    )
     kept = verification.get("utility")
     return table if not kept else f"{table}\n\n{utility_line(kept)}"
 
@@ -185,9 +196,11 @@ def utility_line(kept: dict) -> str:
     'utility: kept (held-out accuracy 0.9060 against the original'
     """
     low, high = kept["interval"]
-    return (f"utility: {kept['outcome']} (held-out accuracy {kept['accuracy']:.4f} against the original's "
-            f"{kept['original_accuracy']:.4f}: a drop of {kept['drop']:.4f} [{low:.4f}, {high:.4f}] on "
-            f"{kept['n_heldout']} images; damaged when surely above {kept['margin']:.2f})")  # fmt: skip
+    return (
+        f"utility: {kept['outcome']} (held-out accuracy {kept['accuracy']:.4f} against the original's "
+        f"{kept['original_accuracy']:.4f}: a drop of {kept['drop']:.4f} [{low:.4f}, {high:.4f}] on "
+        f"{kept['n_heldout']} images; damaged when surely above {kept['margin']:.2f})"
+    )
 
 
 def _versions() -> dict[str, str]:

@@ -57,23 +57,26 @@ def unlearn_command(argv: list[str]) -> None:
     from .methods import METHODS, default_method, method_config_class
 
     file_values = config_file(argv)
-    run, data_args, forget, rest = parse("lotus-hf unlearn", [UnlearnArguments, DataArguments, ForgetArguments],
-                                         argv, file_values, rest=True)  # fmt: skip
+    run, data_args, forget, rest = parse(
+        "lotus-hf unlearn", [UnlearnArguments, DataArguments, ForgetArguments], argv, file_values, rest=True
+    )
     wants_help = {"-h", "--help", "--help-all"} & set(argv)
     request = forget.request(0, default_percent=10)  # the seed of a fraction request is set below
-    method = run.method or default_method(request)
+    method = run.method or default_method(request, run.model)
     config_class = method_config_class(method)
     if wants_help:
         shown = None if "--help-all" in argv else {*declared_fields(config_class), *SHOWN_TRAINING_FIELDS}
-        run_help = parser_for(
-            "lotus-hf unlearn", [UnlearnArguments, DataArguments, ForgetArguments]
-        ).format_help()
-        print(run_help + f"\n{config_class.__name__} (--method {method}; `--help-all` shows every field):\n"
-              + help_text("lotus-hf unlearn", config_class, shown))  # fmt: skip
+        run_help = parser_for("lotus-hf unlearn", [UnlearnArguments, DataArguments, ForgetArguments]).format_help()
+        print(
+            run_help
+            + f"\n{config_class.__name__} (--method {method}; `--help-all` shows every field):\n"
+            + help_text("lotus-hf unlearn", config_class, shown)
+        )
         raise SystemExit(0)
     owners = lambda name: [m for m in METHODS if name in declared_fields(METHODS[m][0])]  # noqa: E731
-    fields = given_fields("lotus-hf unlearn", config_class, [a for a in rest if a not in ("--help-all",)],
-                          file_values, owners)  # fmt: skip
+    fields = given_fields(
+        "lotus-hf unlearn", config_class, [a for a in rest if a not in ("--help-all",)], file_values, owners
+    )
     owned = sorted(set(fields) & set(OWNED_FIELDS))
     if owned:
         raise ArgumentError(
@@ -86,14 +89,15 @@ def unlearn_command(argv: list[str]) -> None:
         _unlearn(run, data_args, forget, method, fields, scratch)
 
 
-def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArguments, method: str, fields: dict,
-             scratch: str) -> None:  # fmt: skip
+def _unlearn(
+    run: UnlearnArguments, data_args: DataArguments, forget: ForgetArguments, method: str, fields: dict, scratch: str
+) -> None:
     from accelerate import PartialState
 
     from .cost import describe_cost
     from .data import class_names_of, load_image_dataset, prepare_unlearning_data
     from .loading import load_model
-    from .methods import method_config, recommended_fields
+    from .methods import default_method, method_config, recommended_fields
     from .names import hub_id, split_revision
     from .provenance import check_trained_without
     from .push import check_push_token, push_folder
@@ -111,11 +115,10 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
     seed = fields.get("seed", DEFAULT_SEED)  # splits and request use the run's seed
     model, processor = load_model(run.model, run.revision)
     base_model = model.config._name_or_path  # `name@revision` when a revision was asked for
-    dataset = load_image_dataset(data_args.dataset, image_column=data_args.image_column,
-                                 label_column=data_args.label_column)  # fmt: skip
-    request = forget.request(
-        seed, default_percent=10, limit=len(dataset["train"]) if "train" in dataset else None
+    dataset = load_image_dataset(
+        data_args.dataset, image_column=data_args.image_column, label_column=data_args.label_column
     )
+    request = forget.request(seed, default_percent=10, limit=len(dataset["train"]) if "train" in dataset else None)
     class_names = class_names_of(dataset)
     say = PartialState().print  # under several processes, the first one reports
     fitted = None
@@ -124,40 +127,61 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
 
         set_seed(seed)  # the new head's initial weights, so that the fitted original is reproducible
         model, _ = load_model(run.model, run.revision, new_head=class_names)
-        say(
-            f"fitting a new head for {len(class_names)} classes on the training split ({run.fit_head_epochs} epochs)"
-        )
+        say(f"fitting a new head for {len(class_names)} classes on the training split ({run.fit_head_epochs} epochs)")
         seconds = fit_head(model, dataset, processor, epochs=run.fit_head_epochs, seed=seed)
         say(f"head fitted in {seconds:.0f} s; this fine-tuned model is the original to unlearn from")
-        fitted = (f"The original is {run.model} with a new head for the data set's {len(class_names)} classes, "
-                  f"fine-tuned on its training split for {run.fit_head_epochs} epochs (--fit-head) before "
-                  "unlearning.")  # fmt: skip
+        fitted = (
+            f"The original is {run.model} with a new head for the data set's {len(class_names)} classes, "
+            f"fine-tuned on its training split for {run.fit_head_epochs} epochs (--fit-head) before "
+            "unlearning."
+        )
     from .loading import check_labels
 
     check_labels(model, class_names)
     # The config comes after the models: under DeepSpeed ZeRO-3 it turns on `zero.Init`, whose partitioned
     # weights transformers 5.24 cannot initialise for every model (ResNet); DeepSpeed shards them later.
     model_name = f"{run.model}@{run.revision}" if run.revision else run.model
-    config = method_config(method, model_name, request, **{"logging_strategy": "no", "disable_tqdm": run.quiet,
-                                                          **fields, "output_dir": scratch})  # fmt: skip
+    config = method_config(
+        method,
+        model_name,
+        request,
+        **{"logging_strategy": "no", "disable_tqdm": run.quiet, **fields, "output_dir": scratch},
+    )
     say(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {data_args.dataset} from {run.model}",
         flush=True,
     )
     used = {k: v for k, v in recommended_fields(model_name, method, request).items() if k not in fields}
     if used:
-        say(f"settings the model's {'recipe' if method == 'retrain' else 'unlearning_config.json'} (or the request) "
-            f"gives: {', '.join(f'{k}={v}' for k, v in used.items())} (flags override them)")  # fmt: skip
+        say(
+            f"settings the model's {'recipe' if method == 'retrain' else 'unlearning_config.json'} (or the request) "
+            f"gives: {', '.join(f'{k}={v}' for k, v in used.items())} (flags override them)"
+        )
     say(_method_line(config), flush=True)
+    if run.method is None and method != default_method(request):  # the model's own default, not lotus-hf's
+        kind = "class" if request.kind == "classes" else "sample"
+        say(
+            f"(no --method: {method} is {run.model}'s default for {kind} requests, the method its "
+            "budgeted benchmark verified `forgotten` most often within 10% of a retraining; its "
+            "unlearning_config.json "
+            "says so. `--method lotus` runs LoTUS.)"
+        )
     data = prepare_unlearning_data(dataset, request, processor, seed=config.seed)
-    record = {"model": base_model, "dataset": data_args.dataset, "method": method, "request": request.describe(),
-              "sha256": data.fingerprint["sha256"], "seed": config.seed}  # fmt: skip
+    record = {
+        "model": base_model,
+        "dataset": data_args.dataset,
+        "method": method,
+        "request": request.describe(),
+        "sha256": data.fingerprint["sha256"],
+        "seed": config.seed,
+    }
     checkpoints = run.resume or config.save_strategy != "no"
     if unfinished is not None:
         check_same_run(output_dir, unfinished, record)
     if checkpoints and method not in ("lotus", "belief_relabel"):
-        raise ArgumentError(f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for "
-                         f"`--method {method}`.")  # fmt: skip
+        raise ArgumentError(
+            f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for `--method {method}`."
+        )
     if checkpoints:  # the checkpoints go into the run's own folder, marked unfinished until the model is in
         config.output_dir = output_dir
         if unfinished is None and PartialState().is_main_process:
@@ -168,11 +192,20 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
         if warning:
             say(f"warning: {warning}")
         retrained = load_model(run.retrained)[0]
-    say(f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}",
-        flush=True)  # fmt: skip
+    say(
+        f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}",
+        flush=True,
+    )
     try:
-        result = unlearn(model, data, config, base_model=base_model, dataset=data_args.dataset, retrained=retrained,
-                         resume_from_checkpoint=run.resume or None)  # fmt: skip
+        result = unlearn(
+            model,
+            data,
+            config,
+            base_model=base_model,
+            dataset=data_args.dataset,
+            retrained=retrained,
+            resume_from_checkpoint=run.resume or None,
+        )
     except KeyboardInterrupt:
         if checkpoints:
             message = f"the unfinished run in {output_dir} continues with the same command and --resume"
@@ -201,7 +234,16 @@ def _unlearn(run: UnlearnArguments, data_args: DataArguments, forget: ForgetArgu
 
 
 def _method_line(config) -> str:
-    """What runs, in one line: the method's name and the settings that matter."""
+    """What runs, in one line: the method's name, the settings that matter, and what stops it."""
+    stops = []
+    if config.budget is not None:
+        stops.append(f"at {config.budget:.0%} of a retraining's cost")
+    if config.stop_when_verified:
+        stops.append("as soon as the verifier's checks say forgotten")
+    return _method_settings(config) + (f"; stops {', or '.join(stops)}" if stops else "")
+
+
+def _method_settings(config) -> str:
     if config.method == "lotus":
         rule = (
             f"; lotus-hf's bound stop, an extension of the paper (probes take at most {config.probe_share:.0%} of "
@@ -209,23 +251,28 @@ def _method_line(config) -> str:
             if config.stop_rule == "bound"
             else "; the paper's stop rule"
         )
-        return (f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
-                + (" (the paper's class forgetting)" if config.class_forgetting else "") + rule)  # fmt: skip
+        return (
+            f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
+            + (" (the paper's class forgetting)" if config.class_forgetting else "")
+            + rule
+        )
     if config.method == "belief_relabel":
-        return (f"Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): "
-                f"{config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}")  # fmt: skip
+        return (
+            f"Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): "
+            f"{config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
+        )
     hyper = config.method_hyperparameters()
-    return f"{config.method}: " + ", ".join(
-        f"{k} {v}" for k, v in hyper.items() if k not in ("method", "seed")
-    )
+    return f"{config.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k not in ("method", "seed"))
 
 
 def verdict_text(verification: dict) -> str:
     """The verdict a run ends with, its tests and what to do, as `lotus-hf unlearn` prints it."""
     from .cards import evidence_table
 
-    return (f"\nverification on held-out data the run did not calibrate on: {verification['verdict']}\n"
-            f"{evidence_table(verification)}\n{verification['advice']}")  # fmt: skip
+    return (
+        f"\nverification on held-out data the run did not calibrate on: {verification['verdict']}\n"
+        f"{evidence_table(verification)}\n{verification['advice']}"
+    )
 
 
 # ---------------------------------------------------------------------------------------- verify
@@ -239,24 +286,32 @@ def verify_command(argv: list[str]) -> None:
     if args.recheck:
         confirmed, differences, result = recheck(args.recheck, heldout=args.heldout)
         print(result.to_text() + "\n")
-        print("receipt confirmed: the same model, the same tests, the same verdict" if confirmed else
-              "receipt NOT confirmed:\n" + "\n".join(f"- {d}" for d in differences))  # fmt: skip
+        print(
+            "receipt confirmed: the same model, the same tests, the same verdict"
+            if confirmed
+            else "receipt NOT confirmed:\n" + "\n".join(f"- {d}" for d in differences)
+        )
         raise SystemExit(0 if confirmed else 1)
     if not args.model:
         raise ArgumentError("`--model` must name the model to verify: a folder, bundled name or Hub id.")
     if args.receipt and Path(args.receipt).exists():
-        raise OutputError(
-            f"`--receipt` {args.receipt!r} exists: pass a new file name (nothing is ever overwritten)."
-        )
+        raise OutputError(f"`--receipt` {args.receipt!r} exists: pass a new file name (nothing is ever overwritten).")
     request = forget.request(args.seed or 0)
     if request is None:
-        raise ArgumentError(
-            "give the deletion request to verify: `--forget-classes`, `--forget-indices`, ..."
-        )
+        raise ArgumentError("give the deletion request to verify: `--forget-classes`, `--forget-indices`, ...")
     references = [r.strip() for r in (args.reference_models or "").split(",") if r.strip()]
-    result = verify(args.model, data_args.dataset, request, revision=args.revision, seed=args.seed,
-                    image_column=data_args.image_column, label_column=data_args.label_column,
-                    reference_models=references or None, original=args.original, heldout=args.heldout)  # fmt: skip
+    result = verify(
+        args.model,
+        data_args.dataset,
+        request,
+        revision=args.revision,
+        seed=args.seed,
+        image_column=data_args.image_column,
+        label_column=data_args.label_column,
+        reference_models=references or None,
+        original=args.original,
+        heldout=args.heldout,
+    )
     if args.receipt:
         write_receipt(result, args.receipt)
     print(json.dumps(result.to_dict()) if args.json else result.to_text())
@@ -294,9 +349,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = list(sys.argv[1:] if argv is None else argv)
-    top = argparse.ArgumentParser(
-        prog="lotus-hf", description="LoTUS machine unlearning for image classifiers."
-    )
+    top = argparse.ArgumentParser(prog="lotus-hf", description="LoTUS machine unlearning for image classifiers.")
     top.add_argument("--version", action="version", version=f"lotus-hf {__version__}")
     top.add_argument("command", choices=COMMANDS, help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
     command = top.parse_args(argv[:1] if argv and not argv[0].startswith("-") else argv).command

@@ -41,15 +41,9 @@ class MethodConfig(TrainingArguments):
     per_device_train_batch_size: int = field(
         default=128, metadata={"help": "Batch size per device.", "aliases": ["--batch-size"]}
     )
-    per_device_eval_batch_size: int = field(
-        default=512, metadata={"help": "Batch size of probes and passes."}
-    )
-    lr_scheduler_type: str = field(
-        default="constant", metadata={"help": "Learning-rate schedule (paper: none)."}
-    )
-    save_strategy: str = field(
-        default="no", metadata={"help": "Checkpointing; the result is saved at the end."}
-    )
+    per_device_eval_batch_size: int = field(default=512, metadata={"help": "Batch size of probes and passes."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule (paper: none)."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpointing; the result is saved at the end."})
     report_to: str | list[str] = field(default="none", metadata={"help": "Trackers to report to."})
     remove_unused_columns: bool = field(
         default=False,
@@ -64,55 +58,55 @@ class MethodConfig(TrainingArguments):
     )
     budget: float | None = field(
         default=None,
-        metadata={"help": "Stop once the run has cost this share of a retraining (0.1: a tenth; lotus_hf.cost counts "
-                  "it). Needs `retrain_epochs`."},
-    )  # fmt: skip
+        metadata={
+            "help": "Stop once the run has cost this share of a retraining (0.1: a tenth; lotus_hf.cost counts "
+            "it). Needs `retrain_epochs`."
+        },
+    )
     budget_checkpoints: list[float] = field(
         default_factory=list,
-        metadata={
-            "help": "Shares of a retraining, below `budget`, at which a checkpoint is saved on the way."
-        },
+        metadata={"help": "Shares of a retraining, below `budget`, at which a checkpoint is saved on the way."},
     )
     stop_when_verified: bool = field(
         default=False,
-        metadata={"help": "Also stop as soon as the verifier's tests, run on the calibration half of the held-out "
-                  "data (never the half of the final verdict), say `forgotten` (lotus_hf.verified_stop)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Also stop as soon as the verifier's tests, run on the calibration half of the held-out "
+            "data (never the half of the final verdict), say `forgotten` (lotus_hf.verified_stop)."
+        },
+    )
     verify_check_share: float = field(
         default=0.05,
-        metadata={"help": "With `stop_when_verified`: the largest share of the run's cost its checks may take; a "
-                  "check runs after a step as soon as it fits (lotus_hf.cost.CostMeter.affords)."},
-    )  # fmt: skip
+        metadata={
+            "help": "With `stop_when_verified`: the largest share of the run's cost its checks may take; a "
+            "check runs after a step as soon as it fits (lotus_hf.cost.CostMeter.affords)."
+        },
+    )
     verify_samples: int | None = field(
         default=1000,
-        metadata={
-            "help": "With `stop_when_verified`: forget and calibration rows each check reads (None: all)."
-        },
+        metadata={"help": "With `stop_when_verified`: forget and calibration rows each check reads (None: all)."},
     )
     retrain_epochs: float | None = field(
         default=None,
-        metadata={"help": "Epochs of a retraining of the model on the retain set (its training recipe's), for "
-                  "`budget` and the run's cost as a share of a retraining. `lotus-hf unlearn` reads them from "
-                  "the model's training_recipe.json."},
-    )  # fmt: skip
+        metadata={
+            "help": "Epochs of a retraining of the model on the retain set (its training recipe's), for "
+            "`budget` and the run's cost as a share of a retraining. `lotus-hf unlearn` reads them from "
+            "the model's training_recipe.json."
+        },
+    )
 
     def __post_init__(self):
         for name, (ok, allowed) in self.checks.items():
             if not ok(getattr(self, name)):
                 raise ArgumentError(f"`{name}` must be {allowed}, got {getattr(self, name)!r}.")
         if self.budget is not None and not self.budget > 0:
-            raise ArgumentError(
-                f"`budget` must be > 0 (a share of a retraining, 0.1 for 10%), got {self.budget!r}."
-            )
+            raise ArgumentError(f"`budget` must be > 0 (a share of a retraining, 0.1 for 10%), got {self.budget!r}.")
         if not 0 < self.verify_check_share < 1:
             raise ArgumentError(
                 f"`verify_check_share` must be in (0, 1) (0.05: checks take at most 5% of the run), "
                 f"got {self.verify_check_share!r}."
             )
         if self.verify_samples is not None and self.verify_samples < 2:
-            raise ArgumentError(
-                f"`verify_samples` must be >= 2, or None for all, got {self.verify_samples!r}."
-            )
+            raise ArgumentError(f"`verify_samples` must be >= 2, or None for all, got {self.verify_samples!r}.")
         if self.retrain_epochs is not None and not self.retrain_epochs > 0:
             raise ArgumentError(f"`retrain_epochs` must be > 0, got {self.retrain_epochs!r}.")
         if self.budget is not None and self.retrain_epochs is None:
@@ -121,8 +115,9 @@ class MethodConfig(TrainingArguments):
                 "a model whose training_recipe.json records them."
             )
         self.budget_checkpoints = sorted(float(b) for b in self.budget_checkpoints or [])
-        if self.budget_checkpoints and (self.budget is None or self.budget_checkpoints[-1] >= self.budget
-                                        or self.budget_checkpoints[0] <= 0):  # fmt: skip
+        if self.budget_checkpoints and (
+            self.budget is None or self.budget_checkpoints[-1] >= self.budget or self.budget_checkpoints[0] <= 0
+        ):
             raise ArgumentError(
                 f"`budget_checkpoints` must be shares in (0, `budget`), got {self.budget_checkpoints!r} with "
                 f"`budget` {self.budget!r}."
@@ -193,8 +188,15 @@ class StreamConfig(MethodConfig):
     }
 
     def method_hyperparameters(self) -> dict:
-        fields = ("retain_fraction", "prob_transform", "learning_rate", "weight_decay", "num_train_epochs",
-                  "per_device_train_batch_size", "seed")  # fmt: skip
+        fields = (
+            "retain_fraction",
+            "prob_transform",
+            "learning_rate",
+            "weight_decay",
+            "num_train_epochs",
+            "per_device_train_batch_size",
+            "seed",
+        )
         return {"method": self.method, **{name: getattr(self, name) for name in fields}}
 
 
@@ -264,7 +266,7 @@ class UnlearningConfig(StreamConfig):
         metadata={
             "help": "The paper's class forgetting: the target unseen accuracy is 0 (a class request with LoTUS "
             "turns it on)."
-        },  # fmt: skip
+        },
     )
     stop_margin: float = field(
         default=0.01,
@@ -282,14 +284,14 @@ class UnlearningConfig(StreamConfig):
     )
     probe_share: float = field(
         default=0.05,
-        metadata={"help": "Bound rule: the largest share of the run's cost the probes may take (the first, before "
-                  "any update, always runs); a probe runs after a step as soon as it fits."},
-    )  # fmt: skip
+        metadata={
+            "help": "Bound rule: the largest share of the run's cost the probes may take (the first, before "
+            "any update, always runs); a probe runs after a step as soon as it fits."
+        },
+    )
     probe_samples: int | None = field(
         default=1000,
-        metadata={
-            "help": "Bound rule: the probes read a seeded subset of this many forget samples (all: None)."
-        },
+        metadata={"help": "Bound rule: the probes read a seeded subset of this many forget samples (all: None)."},
     )
 
     checks: ClassVar[dict] = {
@@ -309,10 +311,20 @@ class UnlearningConfig(StreamConfig):
         rule = {"stop_rule": self.stop_rule}
         if self.stop_rule == "bound":
             rule.update(probe_share=self.probe_share, probe_samples=self.probe_samples)
-        return {**values, "alpha": self.alpha, "class_forgetting": self.class_forgetting,
-                "stop_margin": self.stop_margin, **rule}  # fmt: skip
+        return {
+            **values,
+            "alpha": self.alpha,
+            "class_forgetting": self.class_forgetting,
+            "stop_margin": self.stop_margin,
+            **rule,
+        }
 
 
 # The paper's row for forgetting whole classes with LoTUS (ResNet-18): what a class request starts from.
-PAPER_CLASS_FIELDS = {"class_forgetting": True, "alpha": 32.0, "num_train_epochs": 10, "learning_rate": 1e-4,
-                      "stop_rule": "paper"}  # fmt: skip
+PAPER_CLASS_FIELDS = {
+    "class_forgetting": True,
+    "alpha": 32.0,
+    "num_train_epochs": 10,
+    "learning_rate": 1e-4,
+    "stop_rule": "paper",
+}

@@ -29,9 +29,7 @@ import torch
 from transformers import TrainerCallback
 
 FORWARD = 1  # an example through a forward pass only
-FORWARD_BACKWARD = (
-    3  # an example through a forward and a backward pass (the backward costs about two forwards)
-)
+FORWARD_BACKWARD = 3  # an example through a forward and a backward pass (the backward costs about two forwards)
 
 
 def retraining_cost(epochs: float, train_size: int) -> int:
@@ -137,8 +135,13 @@ def cost_summary(units: int, retrain_units: int | None, budget: float | None = N
     """
     share = units / retrain_units if retrain_units else None
     within = None if budget is None or share is None else share <= budget + 1e-12
-    return {"units": int(units), "retrain_units": retrain_units, "share_of_retrain": share, "budget": budget,
-            "within_budget": within}  # fmt: skip
+    return {
+        "units": int(units),
+        "retrain_units": retrain_units,
+        "share_of_retrain": share,
+        "budget": budget,
+        "within_budget": within,
+    }
 
 
 def describe_cost(cost: dict) -> str:
@@ -182,17 +185,20 @@ class CostCallback(TrainerCallback):
         [500, 1000, 2000]
     """
 
-    def __init__(self, meter: CostMeter, retrain_units: int | None = None, budget: float | None = None,
-                 checkpoints: list[float] = ()):  # fmt: skip
+    def __init__(
+        self,
+        meter: CostMeter,
+        retrain_units: int | None = None,
+        budget: float | None = None,
+        checkpoints: list[float] = (),
+    ):
         if budget is not None and not retrain_units:
             raise ValueError("`budget` needs the cost of a retraining (`retrain_units`).")
         self.meter, self.retrain_units, self.budget = meter, retrain_units, budget
         shares = [*checkpoints, budget] if budget is not None else []
         self.shares = [float(s) for s in shares]
         self.marks = [int(s * retrain_units) for s in self.shares] if shares else []
-        self.reached: dict[
-            float, dict
-        ] = {}  # share -> {"units", "step", "seconds"} where the run was taken at it
+        self.reached: dict[float, dict] = {}  # share -> {"units", "step", "seconds"} where the run was taken at it
         self.stopped_by_budget = False
         self._last = 0  # the count at the previous step's end
         self._largest, self._steps = (
@@ -208,17 +214,19 @@ class CostCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         units = self.meter.total()
         step, self._last = units - self._last, units
+        if self.marks:  # what share of its budget the run has spent, for the callbacks after this one (progress)
+            state.budget_spent = min(1.0, units / self.marks[-1])
         if self._steps:  # the first holds what the method did before its first update: not a step's cost
             self._largest = max(self._largest, step)
         self._steps += 1
         for share, mark in zip(self.shares, self.marks, strict=True):
-            if (
-                share not in self.reached
-                and units + max(step if self._steps == 1 else 0, self._largest) > mark
-            ):
-                self.reached[share] = {"units": units, "step": state.global_step,
-                                       "seconds": time.perf_counter() - self._start,
-                                       "parts": dict(self.meter.parts)}  # fmt: skip
+            if share not in self.reached and units + max(step if self._steps == 1 else 0, self._largest) > mark:
+                self.reached[share] = {
+                    "units": units,
+                    "step": state.global_step,
+                    "seconds": time.perf_counter() - self._start,
+                    "parts": dict(self.meter.parts),
+                }
                 if share == self.budget:
                     control.should_training_stop = self.stopped_by_budget = True
                 else:
@@ -253,13 +261,9 @@ def track_cost(trainer, retain_size: int | None) -> CostCallback:
     `retain_size` examples. Call it before adding the trainer's own hooks, so that what they do when training
     starts (teacher logits, saliency masks) counts."""
     args = trainer.args
-    retrain_units = (
-        retraining_cost(args.retrain_epochs, retain_size) if args.retrain_epochs and retain_size else None
-    )
+    retrain_units = retraining_cost(args.retrain_epochs, retain_size) if args.retrain_epochs and retain_size else None
     if args.budget is not None and retrain_units is None:
-        raise ValueError(
-            "`budget` needs a retain set whose length is known, to count what a retraining costs."
-        )
+        raise ValueError("`budget` needs a retain set whose length is known, to count what a retraining costs.")
     callback = CostCallback(CostMeter(trainer.model), retrain_units, args.budget, args.budget_checkpoints)
     trainer.add_callback(callback)
     return callback

@@ -22,8 +22,17 @@ FASHION_MNIST_DIR = Path(os.environ.get("LOTUS_HF_FASHION_MNIST_DIR", "/usr/shar
 
 
 FASHION_MNIST_LABELS = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 _IMAGE_COLUMNS = ("image", "img", "pixel_values", "picture", "photo")
@@ -60,9 +69,7 @@ def _fashion_mnist_from_files(directory: Path):
     return datasets.DatasetDict(splits)
 
 
-def _find_column(
-    names: list[str], requested: str | None, candidates: tuple[str, ...], what: str, flag: str
-) -> str:
+def _find_column(names: list[str], requested: str | None, candidates: tuple[str, ...], what: str, flag: str) -> str:
     if requested is not None:
         if requested not in names:
             raise DataError(f"`{flag}` is {requested!r}, but the data set has only the columns {names}.")
@@ -247,11 +254,7 @@ def heldout_examples(name_or_path: str):
     import datasets
 
     loaded = load_image_dataset(name_or_path)
-    split = (
-        datasets.concatenate_datasets(list(loaded.values()))
-        if len(loaded) > 1
-        else next(iter(loaded.values()))
-    )
+    split = datasets.concatenate_datasets(list(loaded.values())) if len(loaded) > 1 else next(iter(loaded.values()))
     return split, {"name": name_or_path, "size": len(split), "sha256": examples_sha256(split)}
 
 

@@ -52,8 +52,14 @@ class StrategyMixin:
         if world == 1 or not accelerator.even_batches or accelerator.split_batches:
             mask = torch.ones(rows, dtype=torch.bool)
         else:
-            mask = real_rows(len(self.train_dataset), self.args.per_device_train_batch_size, world,
-                             accelerator.process_index, self.epoch_rows, rows)  # fmt: skip
+            mask = real_rows(
+                len(self.train_dataset),
+                self.args.per_device_train_batch_size,
+                world,
+                accelerator.process_index,
+                self.epoch_rows,
+                rows,
+            )
         self.epoch_rows += rows
         return mask.to(self.args.device)
 
@@ -125,9 +131,7 @@ def prepare_teacher(teacher: torch.nn.Module, accelerator) -> torch.nn.Module:
     return teacher.to(accelerator.device)
 
 
-def real_rows(
-    stream_length: int, batch_size: int, world: int, rank: int, rows_before: int, rows: int
-) -> torch.Tensor:
+def real_rows(stream_length: int, batch_size: int, world: int, rank: int, rows_before: int, rows: int) -> torch.Tensor:
     """Mask of the `rows` rows of process `rank`'s next batch that are not padding.
 
     With several processes, accelerate completes the last batch of an epoch with repeated samples
@@ -168,9 +172,7 @@ def whole_model(trainer, like: torch.nn.Module | None = None) -> torch.nn.Module
     else:
         return trainer.model
     whole = (
-        copy.deepcopy(like)
-        if like is not None
-        else AutoModelForImageClassification.from_config(trainer.model.config)
+        copy.deepcopy(like) if like is not None else AutoModelForImageClassification.from_config(trainer.model.config)
     )
     whole.load_state_dict(weights)
     return whole.eval()

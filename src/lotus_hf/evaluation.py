@@ -182,10 +182,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     | b | - |
     """
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    lines += [
-        "| " + " | ".join(cell if isinstance(cell, str) else _fmt(cell) for cell in row) + " |"
-        for row in rows
-    ]
+    lines += ["| " + " | ".join(cell if isinstance(cell, str) else _fmt(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -196,8 +193,10 @@ def report_table(report: dict) -> str:
         return "Not evaluated."
     keys = [k for k in (*ROW_KEYS, "avg_gap") if any(k in row for row in rows.values())]
     seconds = {"unlearned": report.get("unlearning_seconds"), "retrained": report.get("retrain_seconds")}
-    return markdown_table(["model", *keys, "seconds"], [[name, *(row.get(k) for k in keys),
-                          _fmt(seconds.get(name), 1)] for name, row in rows.items()])  # fmt: skip
+    return markdown_table(
+        ["model", *keys, "seconds"],
+        [[name, *(row.get(k) for k in keys), _fmt(seconds.get(name), 1)] for name, row in rows.items()],
+    )
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -253,8 +252,7 @@ def evaluate_unlearning(
             logits_cache[name] = logits
         probs[name] = {split: _softmax(value) for split, value in logits.items()}
         rows[name] = {
-            f"acc_{split}": accuracy(logits[split], splits[split].labels)
-            for split in ("forget", "retain", "test")
+            f"acc_{split}": accuracy(logits[split], splits[split].labels) for split in ("forget", "retain", "test")
         }
         if kept is not None:  # whole classes forgotten: the test accuracy on the classes kept
             rows[name]["acc_test_remaining"] = accuracy(logits["test"][kept], data.test.labels[kept])
@@ -276,9 +274,7 @@ def evaluate_unlearning(
         gold = rows["retrained"]
         for name in models:
             rows[name]["jsd"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "jsd")
-            rows[name]["jsd_reference"] = divergence(
-                probs[name]["forget"], probs["retrained"]["forget"], "reference"
-            )
+            rows[name]["jsd_reference"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "reference")
             rows[name]["avg_gap"] = float(np.mean([abs(rows[name][k] - gold[k]) for k in GAP_KEYS]))
     notes = []
     if data.fingerprint.get("kind") == "classes":

@@ -86,13 +86,16 @@ class Verification:
     kind: str
     evidence: list[Evidence]
     advice: str = ""
-    utility: dict | None = (
-        None  # the model's held-out accuracy against its original's (`utility`), when known
-    )
+    utility: dict | None = None  # the model's held-out accuracy against its original's (`utility`), when known
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "kind": self.kind, "advice": self.advice,
-                "evidence": [asdict(e) for e in self.evidence], "utility": self.utility}  # fmt: skip
+        return {
+            "verdict": self.verdict,
+            "kind": self.kind,
+            "advice": self.advice,
+            "evidence": [asdict(e) for e in self.evidence],
+            "utility": self.utility,
+        }
 
     @property
     def exit_code(self) -> int:
@@ -101,8 +104,12 @@ class Verification:
         return EXIT_CODES[self.verdict]
 
 
-def utility(heldout_log_probs: np.ndarray, heldout_labels: np.ndarray, original_log_probs: np.ndarray,
-            exclude_classes: list[int] | None = None) -> dict:  # fmt: skip
+def utility(
+    heldout_log_probs: np.ndarray,
+    heldout_labels: np.ndarray,
+    original_log_probs: np.ndarray,
+    exclude_classes: list[int] | None = None,
+) -> dict:
     """Whether the model still works: its accuracy on held-out images against its original's on the same images
     (the forgotten classes left out), the drop with a paired bootstrap 95% interval, and the outcome: `damaged` when
     the whole interval lies above `UTILITY_MARGIN` (the model is surely more than 5 points worse), else `kept`.
@@ -123,9 +130,15 @@ def utility(heldout_log_probs: np.ndarray, heldout_labels: np.ndarray, original_
     drops = original[draws].mean(1) - model[draws].mean(1)
     low, high = np.quantile(drops, [ALPHA / 2, 1 - ALPHA / 2])
     drop = float(original.mean() - model.mean())
-    return {"accuracy": float(model.mean()), "original_accuracy": float(original.mean()), "drop": drop,
-            "interval": [float(low), float(high)], "margin": UTILITY_MARGIN, "n_heldout": int(rows.sum()),
-            "outcome": "damaged" if low > UTILITY_MARGIN else "kept"}  # fmt: skip
+    return {
+        "accuracy": float(model.mean()),
+        "original_accuracy": float(original.mean()),
+        "drop": drop,
+        "interval": [float(low), float(high)],
+        "margin": UTILITY_MARGIN,
+        "n_heldout": int(rows.sum()),
+        "outcome": "damaged" if low > UTILITY_MARGIN else "kept",
+    }
 
 
 def measurements_agree(before: dict, now: dict) -> bool:
@@ -259,11 +272,7 @@ def _bootstrap(statistic_fn, forget_strata, heldout_strata, rng, forget: bool = 
     for start in range(0, BOOTSTRAP, 250):
         draws = min(250, BOOTSTRAP - start)
         wf = resampling_weights(forget_strata, draws, rng) if forget else np.ones((draws, len(forget_strata)))
-        wh = (
-            resampling_weights(heldout_strata, draws, rng)
-            if heldout
-            else np.ones((draws, len(heldout_strata)))
-        )
+        wh = resampling_weights(heldout_strata, draws, rng) if heldout else np.ones((draws, len(heldout_strata)))
         values.append(np.atleast_1d(statistic_fn(wf, wh)))
     values = np.concatenate(values)
     return values[np.isfinite(values)]
@@ -307,8 +316,9 @@ def _decide(
         if budget > var_f and var_h > 0:
             needed = max(0, math.ceil(n_h * var_h / (budget - var_f)) - n_h)
     below = margin > 0 and interval[1] < expected - margin
-    return Evidence(test, statistic, interval, equivalence, expected, threshold, n_f, n_h, outcome, needed, below,
-                    details or {})  # fmt: skip
+    return Evidence(
+        test, statistic, interval, equivalence, expected, threshold, n_f, n_h, outcome, needed, below, details or {}
+    )
 
 
 # ---------------------------------------------------------------------------------------------- tests
@@ -350,7 +360,7 @@ def verify_outputs(
         evidence = _class_tests(forget_log_probs, forget_labels, held_lp, held_labels, classes, tests, rng)
         score_labels = (None, None)  # label-free: how sure the model is of whatever it predicts
     else:
-        tests = 2 + references
+        tests = 2 + 2 * references  # with references: the per-example test and the over-forgetting side
         held_lp, held_labels, heldout_rows = (
             heldout_log_probs,
             heldout_labels,
@@ -358,6 +368,10 @@ def verify_outputs(
         )
         evidence = _sample_tests(forget_log_probs, forget_labels, held_lp, held_labels, tests, rng)
         score_labels = (forget_labels, held_labels)
+    if references and kind != "classes":  # two-sided: a forget set known clearly less than the references know it
+        evidence.append(
+            _over_forgetting_test(forget_log_probs, forget_labels, held_labels, reference_forget, tests, rng)
+        )
     if references:
         ref_held = [np.asarray(r)[heldout_rows] for r in reference_heldout]
         evidence.append(
@@ -371,7 +385,7 @@ def verify_outputs(
                 score_labels,
                 tests,
                 rng,
-            )  # fmt: skip
+            )
         )
     outcomes = [e.outcome for e in evidence]
     verdict = (
@@ -383,14 +397,14 @@ def verify_outputs(
     )
     kept = None
     if original_heldout is not None:
-        kept = utility(
-            heldout_log_probs, heldout_labels, original_heldout, classes if kind == "classes" else None
-        )
+        kept = utility(heldout_log_probs, heldout_labels, original_heldout, classes if kind == "classes" else None)
     text = advice(verdict, evidence, method)
     if kept is not None and verdict == "forgotten" and kept["outcome"] == "damaged":
-        text += (f" But the model no longer works: its held-out accuracy fell from {kept['original_accuracy']:.3f} to "
-                 f"{kept['accuracy']:.3f} (more than {UTILITY_MARGIN:.2f} below its original's): forgetting by "
-                 "breaking the model is no unlearning.")  # fmt: skip
+        text += (
+            f" But the model no longer works: its held-out accuracy fell from {kept['original_accuracy']:.3f} to "
+            f"{kept['accuracy']:.3f} (more than {UTILITY_MARGIN:.2f} below its original's): forgetting by "
+            "breaking the model is no unlearning."
+        )
     return Verification(verdict, "classes" if kind == "classes" else "samples", evidence, text, kept)
 
 
@@ -405,9 +419,7 @@ def _sample_tests(forget_lp, forget_labels, held_lp, held_labels, tests, rng) ->
         wh = wh * matched
         return (wf @ correct_f) / wf.sum(1) - (wh @ correct_h) / wh.sum(1)
 
-    scores = np.concatenate(
-        [logit_confidence(forget_lp, forget_labels), logit_confidence(held_lp, held_labels)]
-    )
+    scores = np.concatenate([logit_confidence(forget_lp, forget_labels), logit_confidence(held_lp, held_labels)])
     positive = np.r_[np.ones(len(forget_labels)), np.zeros(len(held_labels))]
 
     def auc(wf, wh):
@@ -418,11 +430,19 @@ def _sample_tests(forget_lp, forget_labels, held_lp, held_labels, tests, rng) ->
         "acc_heldout": float(np.average(correct_h, weights=matched)),
     }
     return [
-        _decide("accuracy_gap", accuracy_gap, forget_labels, held_labels, 0.0, ACCURACY_MARGIN, tests, rng,
-                details),
-        _decide("membership_auc", auc, forget_labels, held_labels, 0.5, AUC_MARGIN, tests, rng,
-                {"score": "logit-scaled confidence of the true label"}),
-    ]  # fmt: skip
+        _decide("accuracy_gap", accuracy_gap, forget_labels, held_labels, 0.0, ACCURACY_MARGIN, tests, rng, details),
+        _decide(
+            "membership_auc",
+            auc,
+            forget_labels,
+            held_labels,
+            0.5,
+            AUC_MARGIN,
+            tests,
+            rng,
+            {"score": "logit-scaled confidence of the true label"},
+        ),
+    ]
 
 
 def _class_tests(forget_lp, forget_labels, held_lp, held_labels, classes, tests, rng) -> list[Evidence]:
@@ -443,17 +463,77 @@ def _class_tests(forget_lp, forget_labels, held_lp, held_labels, classes, tests,
         return weighted_auc(scores, positive, np.hstack([wf, wh * matched]))
 
     return [
-        _decide("class_predicted_train", train_rate, forget_labels, held_labels, 0.0, CLASS_RATE_MAX, tests, rng,
-                {"images": "the forgotten classes' training images (the forget set)"}),
-        _decide("class_predicted_heldout", heldout_rate, forget_labels, held_labels, 0.0, CLASS_RATE_MAX, tests,
-                rng, {"images": "the forgotten classes' held-out images"}),
-        _decide("train_heldout_auc", auc, forget_labels, held_labels, 0.5, AUC_MARGIN, tests, rng,
-                {"score": "logit-scaled confidence of the predicted class"}),
-    ]  # fmt: skip
+        _decide(
+            "class_predicted_train",
+            train_rate,
+            forget_labels,
+            held_labels,
+            0.0,
+            CLASS_RATE_MAX,
+            tests,
+            rng,
+            {"images": "the forgotten classes' training images (the forget set)"},
+        ),
+        _decide(
+            "class_predicted_heldout",
+            heldout_rate,
+            forget_labels,
+            held_labels,
+            0.0,
+            CLASS_RATE_MAX,
+            tests,
+            rng,
+            {"images": "the forgotten classes' held-out images"},
+        ),
+        _decide(
+            "train_heldout_auc",
+            auc,
+            forget_labels,
+            held_labels,
+            0.5,
+            AUC_MARGIN,
+            tests,
+            rng,
+            {"score": "logit-scaled confidence of the predicted class"},
+        ),
+    ]
 
 
-def _per_example_test(forget_lp, held_lp, forget_labels, held_labels, ref_forget, ref_held, score_labels, tests,
-                      rng) -> Evidence:  # fmt: skip
+def _over_forgetting_test(forget_lp, forget_labels, held_labels, ref_forget, tests, rng) -> Evidence:
+    """Two-sided where it can be: the reference models' accuracy on the forget samples minus the model's, paired on
+    the same samples. A model that knows the forget set clearly less than models that never trained on it
+    (over-forgetting: its forget accuracy pushed below what unseen samples get) gives its members away by that
+    very gap, the Streisand effect: `not_forgotten` when the gap's lower end exceeds `ACCURACY_MARGIN`; otherwise
+    the test passes (`forgotten`: no sign of over-forgetting), as the one-sided tests decide the rest."""
+    model_correct = (forget_lp.argmax(1) == forget_labels).astype(np.float64)
+    reference_correct = np.mean([np.asarray(r).argmax(1) == forget_labels for r in ref_forget], axis=0)
+
+    def gap(wf, wh):
+        return (wf @ (reference_correct - model_correct)) / wf.sum(1)
+
+    evidence = _decide(
+        "over_forgetting",
+        gap,
+        forget_labels,
+        held_labels,
+        0.0,
+        ACCURACY_MARGIN,
+        tests,
+        rng,
+        {
+            "acc_forget": float(model_correct.mean()),
+            "acc_forget_references": float(reference_correct.mean()),
+            "references": len(ref_forget),
+        },
+    )
+    evidence.outcome = "not_forgotten" if evidence.outcome == "not_forgotten" else "forgotten"
+    evidence.heldout_needed, evidence.below = None, False
+    return evidence
+
+
+def _per_example_test(
+    forget_lp, held_lp, forget_labels, held_labels, ref_forget, ref_held, score_labels, tests, rng
+) -> Evidence:
     """RMIA-style: each sample's confidence under the model minus its mean under the reference models, for the
     forget samples against the same difference for held-out samples (the empirical null: no model trained on
     them); one-sided p-values (the model surer than the references), Benjamini-Hochberg at `FDR`."""
@@ -472,9 +552,22 @@ def _per_example_test(forget_lp, held_lp, forget_labels, held_labels, ref_forget
     def share(wf, wh):
         return (wf @ flagged.astype(np.float64)) / wf.sum(1)
 
-    evidence = _decide("per_example", share, forget_labels, held_labels, 0.0, 0.0, tests, rng,
-                       {"references": len(ref_forget), "fdr": FDR, "flagged": int(flagged.sum()),
-                        "p_values": [round(float(p), 6) for p in p_values]})  # fmt: skip
+    evidence = _decide(
+        "per_example",
+        share,
+        forget_labels,
+        held_labels,
+        0.0,
+        0.0,
+        tests,
+        rng,
+        {
+            "references": len(ref_forget),
+            "fdr": FDR,
+            "flagged": int(flagged.sum()),
+            "p_values": [round(float(p), 6) for p in p_values],
+        },
+    )
     # Under the null (no forget sample remembered) BH flags none with probability >= 1 - FDR: any flag is the
     # evidence, and none is what a model that never saw them shows.
     evidence.outcome = "not_forgotten" if flagged.any() else "forgotten"
@@ -497,13 +590,29 @@ def advice(verdict: str, evidence: list[Evidence], method: str | None = None) ->
             + lower
         )
     failing = [e.test for e in evidence if e.outcome == verdict]
+    if failing == ["over_forgetting"]:
+        over = next(e for e in evidence if e.test == "over_forgetting")
+        return (
+            f"NOT FORGOTTEN, over-forgotten: the model gets {over.details['acc_forget']:.3f} of the forget set "
+            f"right where reference models that never trained on it get {over.details['acc_forget_references']:.3f}"
+            " (gap interval [{:.3f}, {:.3f}]): the deletion itself gives the samples away (the Streisand "
+            "effect). Try again from the original with a gentler setting (a lower learning rate, or "
+            "`--stop-when-verified`).".format(*over.interval)
+        )
     if verdict == "inconclusive":
         needs = [e for e in evidence if e.outcome == "inconclusive"]
         counts = [e.heldout_needed for e in needs]
         if any(c is None for c in counts):
             more = "the forget set is too small for these margins whatever the held-out data, so no verdict either way"
         else:
-            more = f"about {max(counts):,} more held-out images of these classes would settle it"
+            # every held-out image the verdict may read is read already (the other half is the run's calibration):
+            # more can only come from elsewhere
+            more = (
+                f"it would take about {max(counts):,} more held-out images of these classes than the verdict "
+                "read, and it read all it may of this data set; an auditor's own held-out set of that size "
+                "(`--heldout`) or reference models trained without the forget set (`--reference-models`) would "
+                "settle it"
+            )
         return f"Not enough data to decide ({', '.join(failing)}): {more}." + lower
     tips = {
         # more epochs at the same setting do not help LoTUS: its temperature falls back to 1 as the forget accuracy

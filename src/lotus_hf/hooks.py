@@ -34,9 +34,7 @@ class RunHooks(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if hasattr(self.trainer, "save_run_state"):
-            self.trainer.save_run_state(
-                Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-            )
+            self.trainer.save_run_state(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
 
 class RunProgress(ProgressCallback):
@@ -47,15 +45,8 @@ class RunProgress(ProgressCallback):
         pass  # a probe is part of the run: its passes add no bars of their own
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if (
-            state.is_world_process_zero
-            and self.training_bar is not None
-            and logs
-            and "forget_accuracy" in logs
-        ):
-            done = logs.get(
-                "epoch", 0.0
-            )  # Trainer adds the epochs done so far; a whole number before an epoch
+        if state.is_world_process_zero and self.training_bar is not None and logs and "forget_accuracy" in logs:
+            done = logs.get("epoch", 0.0)  # Trainer adds the epochs done so far; a whole number before an epoch
             inside = abs(done - round(done)) > 1e-9
             entry = {**logs, "probe": int(inside), "step": state.global_step}
             self.training_bar.write(probe_line(int(done) + 1, entry))
@@ -81,11 +72,11 @@ def probe_line(epoch: int, entry: dict) -> str:
     """
     when = f"epoch {epoch}, after step {entry['step']}" if entry.get("probe") else f"before epoch {epoch}"
     if "forget_member_rate" in entry:
-        probe = (f"forget called members {entry['forget_member_rate']:.4f} (stops at "
-                 f"{entry['reference_member_rate']:.4f} once forget acc is 0)")  # fmt: skip
-    else:
         probe = (
-            f"unseen acc {entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, tau {entry['tau']:.3f}"
+            f"forget called members {entry['forget_member_rate']:.4f} (stops at "
+            f"{entry['reference_member_rate']:.4f} once forget acc is 0)"
         )
+    else:
+        probe = f"unseen acc {entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, tau {entry['tau']:.3f}"
     stop = " -> stop" if entry.get("stop") else ""
     return f"{when}: forget acc {entry['forget_accuracy']:.4f}, {probe}{stop}"

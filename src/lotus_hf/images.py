@@ -109,9 +109,7 @@ def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset
     from PIL import UnidentifiedImageError
 
     if len(dataset) == 0:
-        raise DataError(
-            "a split of the data set is empty: pass a data set with images in its train and test splits."
-        )
+        raise DataError("a split of the data set is empty: pass a data set with images in its train and test splits.")
     is_array = not isinstance(dataset.features["image"], datasets.Image)
     source = dataset.with_format("numpy", columns=["image"]) if is_array else dataset
     chunks, modes, channels = [], set(), processor_channels(image_processor)
@@ -119,9 +117,7 @@ def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset
         try:
             images = source[start : start + batch_size]["image"]
         except (UnidentifiedImageError, OSError, SyntaxError) as error:  # PIL's errors for unreadable files
-            raise DataError(
-                _unreadable(dataset, range(start, min(start + batch_size, len(dataset))), error)
-            ) from None
+            raise DataError(_unreadable(dataset, range(start, min(start + batch_size, len(dataset))), error)) from None
         if is_array:  # (B, H, W) or (B, H, W, C) uint8: give grey images an explicit channel axis
             images = images[..., None] if images.ndim == 3 else images
             images = list(images.astype(np.uint8, copy=False))
@@ -131,8 +127,10 @@ def preprocess(dataset, image_processor, batch_size: int = 2048) -> PixelDataset
     labels = torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)
     converted = None
     if modes:
-        converted = (f"images of mode {', '.join(sorted(modes))} were converted to {_MODES[channels]}, the "
-                     f"{channels} channel{'s' if channels > 1 else ''} the model's image processor takes")  # fmt: skip
+        converted = (
+            f"images of mode {', '.join(sorted(modes))} were converted to {_MODES[channels]}, the "
+            f"{channels} channel{'s' if channels > 1 else ''} the model's image processor takes"
+        )
     return PixelDataset(torch.cat(chunks), labels, converted)
 
 
@@ -145,9 +143,7 @@ def _unreadable(dataset, rows: range, error: Exception) -> str:
     for row in rows:
         cell = raw[row]["image"]
         try:
-            with Image.open(
-                cell["path"] if cell.get("bytes") is None else io.BytesIO(cell["bytes"])
-            ) as image:
+            with Image.open(cell["path"] if cell.get("bytes") is None else io.BytesIO(cell["bytes"])) as image:
                 image.load()
         except Exception as reason:  # noqa: BLE001  (PIL raises many kinds; each names the broken file here)
             where = cell.get("path") or f"row {row}"

@@ -29,9 +29,13 @@ def model_file(name: str, filename: str) -> Path | None:
 
     name, revision = split_revision(name)
     try:
-        path = cached_file(resolve_model(name), filename, revision=revision,
-                           _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False)  # fmt: skip
+        path = cached_file(
+            resolve_model(name),
+            filename,
+            revision=revision,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
     except OSError:  # no such model: loading it says so, with the fix
         return None
     return Path(path) if path else None
@@ -47,8 +51,13 @@ def _draw_new_head(model, num_labels: int) -> None:
         heads = [model.timm_model.get_classifier()]
     else:  # every linear layer outside the backbone that outputs one logit per class (DeiT has two)
         backbone = f"{model.base_model_prefix}."
-        heads = [module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
-                 and module.out_features == num_labels and not name.startswith(backbone)]  # fmt: skip
+        heads = [
+            module
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and module.out_features == num_labels
+            and not name.startswith(backbone)
+        ]
     if not heads:
         raise ModelError(
             f"{type(model).__name__} has no linear head with {num_labels} outputs to draw afresh: fine-tune a model "
@@ -79,27 +88,31 @@ def load_model(
     path = resolve_model(name)
     local = Path(path)
     if (local.is_absolute() or path.startswith(".")) and not local.exists():
-        raise ModelError(
-            f"`model` {name!r} does not exist: pass a model folder, a Hub id or one of {BUNDLED_MODELS}."
-        )
+        raise ModelError(f"`model` {name!r} does not exist: pass a model folder, a Hub id or one of {BUNDLED_MODELS}.")
     try:
         head = {}
         if new_head is not None:
-            head = {"num_labels": len(new_head), "id2label": dict(enumerate(new_head)),
-                    "label2id": {n: i for i, n in enumerate(new_head)}, "ignore_mismatched_sizes": True}  # fmt: skip
+            head = {
+                "num_labels": len(new_head),
+                "id2label": dict(enumerate(new_head)),
+                "label2id": {n: i for i, n in enumerate(new_head)},
+                "ignore_mismatched_sizes": True,
+            }
         model, loaded = AutoModelForImageClassification.from_pretrained(
-            path, revision=revision, use_safetensors=True, trust_remote_code=trust_remote_code,
-            output_loading_info=True, **head,
-        )  # fmt: skip
+            path,
+            revision=revision,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            **head,
+        )
         if new_head is not None and not loaded["mismatched_keys"]:
             _draw_new_head(model, len(new_head))
         if new_head is not None and getattr(model.config, "label_names", None) is not None:
             # transformers 5.25's TimmWrapperConfig keeps the checkpoint's `label_names` as an attribute, and its
             # to_dict writes them over the new head's id2label: saved and reloaded, the new head's names were gone
             model.config.label_names = list(new_head)
-        processor = AutoImageProcessor.from_pretrained(
-            path, revision=revision, trust_remote_code=trust_remote_code
-        )
+        processor = AutoImageProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except SafetensorError as error:
         raise ModelError(
             f"`model` {name!r}: its weights cannot be read (SafetensorError: {str(error).splitlines()[0][:200]}): "

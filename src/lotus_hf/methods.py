@@ -13,7 +13,7 @@ rest are the baselines it is compared with (`lotus_hf.baselines`). A run's setti
 
 Example:
     >>> method_config("lotus", "fashion-mnist-resnet", output_dir="scratch").learning_rate  # the model's own setting
-    0.001
+    0.003
 """
 
 from __future__ import annotations
@@ -39,10 +39,35 @@ METHODS = {
 UNLEARNING_CONFIG_NAME = "unlearning_config.json"
 
 
-def default_method(request: ForgetRequest | None) -> str:
-    """The method a request runs unless another is asked for: Belief Relabel for whole classes (LoTUS's own rule
-    cannot stop there; docs/method.md), LoTUS for samples."""
-    return "belief_relabel" if request is not None and request.kind == "classes" else "lotus"
+def default_method(request: ForgetRequest | None, model: str | None = None) -> str:
+    """The method a request runs unless another is asked for: the one `model`'s `unlearning_config.json` names for
+    the request's kind under `"default"` (the bundled models': the method their budgeted benchmark verified
+    `forgotten` most often within 10% of a retraining), else Belief Relabel for whole classes (LoTUS's own rule
+    cannot stop there; docs/method.md) and LoTUS for samples."""
+    kind = "classes" if request is not None and request.kind == "classes" else "samples"
+    named = _model_defaults(model).get(kind) if model else None
+    return named or ("belief_relabel" if kind == "classes" else "lotus")
+
+
+def _model_defaults(model: str) -> dict[str, str]:
+    """`"default"` of the model's `unlearning_config.json`: request kind ("samples", "classes") -> method."""
+    path = model_file(model, UNLEARNING_CONFIG_NAME)
+    if path is None:
+        return {}
+    try:
+        defaults = json.loads(path.read_text()).get("default", {})
+    except (json.JSONDecodeError, AttributeError):
+        raise ModelError(f"{str(path)!r} must be a JSON object of method names to config fields.") from None
+    if (
+        not isinstance(defaults, dict)
+        or not set(defaults) <= {"samples", "classes"}
+        or not set(defaults.values()) <= set(METHODS)
+    ):
+        raise ModelError(
+            f'{str(path)!r}: `default` must map "samples" and "classes" to methods of '
+            f"{tuple(METHODS)}, got {defaults!r}."
+        )
+    return defaults
 
 
 def method_config_class(method: str):
@@ -53,13 +78,15 @@ def method_config_class(method: str):
 
 def recommended_fields(model: str | None, method: str, request: ForgetRequest | None = None) -> dict:
     """The fields `model` recommends for `method` (its `unlearning_config.json`; for `retrain`, its training
-    recipe), with LoTUS's class-forgetting row first for a class request; `{}` for none.
+    recipe); for a class request, the method's `"classes"` fields over them (LoTUS's class-forgetting row under
+    both); `{}` for none.
 
     Every method also gets `retrain_epochs` from the model's training recipe, so that its cost is a share of a
     retraining and a `budget` can be kept.
 
-    >>> recommended_fields("fashion-mnist-resnet", "lotus")
-    {'retrain_epochs': 30, 'learning_rate': 0.001, 'num_train_epochs': 1, 'alpha': 2.0}
+    >>> fields = recommended_fields("fashion-mnist-resnet", "lotus")
+    >>> fields["retrain_epochs"], fields["learning_rate"], fields["budget"]
+    (30, 0.003, 0.1)
     """
     classes = request is not None and request.kind == "classes"
     recipe = Recipe.of_model(model) if model else None
@@ -73,11 +100,11 @@ def recommended_fields(model: str | None, method: str, request: ForgetRequest | 
             **({"pretrained": recipe.pretrained} if recipe.pretrained else {}),
         }
     section = _model_sections(model).get(method, {}) if model else {}
-    if method != "lotus":
-        return {**retraining, **section}
     own = {k: v for k, v in section.items() if k != "classes"}
-    return {**retraining, **own, **PAPER_CLASS_FIELDS, **section.get("classes", {})} if classes else {
-        **retraining, **own}  # fmt: skip
+    if not classes:
+        return {**retraining, **own}
+    paper = PAPER_CLASS_FIELDS if method == "lotus" else {}  # LoTUS's class row, under the model's own
+    return {**retraining, **own, **paper, **section.get("classes", {})}
 
 
 def _model_sections(model: str) -> dict[str, dict]:
@@ -87,7 +114,7 @@ def _model_sections(model: str) -> dict[str, dict]:
     if path is None:
         return {}
     try:
-        values = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+        values = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_") and k != "default"}
         if values and not set(values) <= set(METHODS):
             values = {"lotus": values}
         sections = {m: _fields(m, f) for m, f in values.items()}

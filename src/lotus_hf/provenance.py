@@ -35,11 +35,7 @@ def weights_sha256(model_or_state_dict) -> str:
     >>> weights_sha256({"w": torch.zeros(2)}) == weights_sha256({"w": torch.zeros(2).clone()})
     True
     """
-    state = (
-        model_or_state_dict.state_dict()
-        if hasattr(model_or_state_dict, "state_dict")
-        else model_or_state_dict
-    )
+    state = model_or_state_dict.state_dict() if hasattr(model_or_state_dict, "state_dict") else model_or_state_dict
     digest = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].detach().to("cpu").contiguous()
@@ -81,9 +77,7 @@ def history_step(
     }
 
 
-def check_history(
-    history: list[dict], weights: str, request_sha256: str | None = None, base_weights=None
-) -> dict:
+def check_history(history: list[dict], weights: str, request_sha256: str | None = None, base_weights=None) -> dict:
     """What a history proves about the weights whose SHA-256 is `weights`.
 
     - `step`: the 1-based step that holds the request (`request_sha256`), or None;
@@ -95,15 +89,18 @@ def check_history(
     - `notes`: what an auditor should read.
     """
     step = next(
-        (
-            i
-            for i, entry in enumerate(history, 1)
-            if (entry.get("forget") or {}).get("sha256") == request_sha256
-        ),
+        (i for i, entry in enumerate(history, 1) if (entry.get("forget") or {}).get("sha256") == request_sha256),
         None,
     )
-    result = {"step": step, "steps": len(history), "weights_match": None, "chain_intact": None,
-              "base_match": None, "unchanged_steps": [], "notes": []}  # fmt: skip
+    result = {
+        "step": step,
+        "steps": len(history),
+        "weights_match": None,
+        "chain_intact": None,
+        "base_match": None,
+        "unchanged_steps": [],
+        "notes": [],
+    }
     if not history:
         result["notes"].append("The model carries no unlearning history: only its behaviour is evidence.")
         return result
@@ -118,18 +115,14 @@ def check_history(
     result["chain_intact"] = all(
         history[i]["weights_before"] == history[i - 1]["weights_after"] for i in range(1, len(history))
     )
-    result["unchanged_steps"] = [
-        i for i, e in enumerate(history, 1) if e["weights_before"] == e["weights_after"]
-    ]
+    result["unchanged_steps"] = [i for i, e in enumerate(history, 1) if e["weights_before"] == e["weights_after"]]
     if not result["weights_match"]:
         result["notes"].append(
             "The weights are not those the history's last step produced (edited history, or weights replaced "
             "afterwards): the history is not evidence for these weights."
         )
     if not result["chain_intact"]:
-        result["notes"].append(
-            "A step of the history did not start from the weights the step before produced."
-        )
+        result["notes"].append("A step of the history did not start from the weights the step before produced.")
     for i in result["unchanged_steps"]:
         result["notes"].append(f"Step {i} left the weights exactly as they were: it forgot nothing.")
     if step is not None and base_weights is not None:

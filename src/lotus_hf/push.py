@@ -102,9 +102,16 @@ class HubMixin:
 
         settings = self.args.method_hyperparameters()
         after = weights_sha256(model if model is not None else whole_model(self))
-        step = history_step(self.forget_fingerprint, method=settings["method"], settings=settings,
-                            base_model=self.base_model, before=self._weights_before, after=after,
-                            seed=self.args.seed, dataset=self.dataset_name)  # fmt: skip
+        step = history_step(
+            self.forget_fingerprint,
+            method=settings["method"],
+            settings=settings,
+            base_model=self.base_model,
+            before=self._weights_before,
+            after=after,
+            seed=self.args.seed,
+            dataset=self.dataset_name,
+        )
         return [*self._previous_lineage, step]
 
     def model_card(self, model_name: str | None = None, lineage: list[dict] | None = None):
@@ -141,8 +148,15 @@ class HubMixin:
             Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
             self.model_card(model_name, lineage).save(Path(self.args.output_dir) / "README.md")
 
-    def push_to_hub(self, commit_message: str | None = None, blocking: bool = True, token: str | None = None,
-                    revision: str | None = None, private: bool | None = None, **kwargs) -> str | None:  # fmt: skip
+    def push_to_hub(
+        self,
+        commit_message: str | None = None,
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ) -> str | None:
         """Push the unlearned model to `args.hub_model_id` in one commit, as the CLI and the Space do: the whole
         model (gathered when sharded) with its unlearning history, image processor, card and report.json are
         written into a new folder (`save_model_folder`) and pushed with `push_folder`. Returns the commit URL.
@@ -153,9 +167,7 @@ class HubMixin:
 
         repo_id = self.args.hub_model_id
         if not repo_id:
-            raise HubError(
-                "`hub_model_id` must be set in the config to push: the repo to push to, as ORG/NAME."
-            )
+            raise HubError("`hub_model_id` must be set in the config to push: the repo to push to, as ORG/NAME.")
         model = whole_model(self)  # every process takes part in gathering a sharded model
         if not self.is_world_process_zero():
             return None
@@ -164,7 +176,14 @@ class HubMixin:
         name = kwargs.get("model_name") or repo_id.split("/")[-1]
         private = self.args.hub_private_repo if private is None else private
         with tempfile.TemporaryDirectory(prefix="lotus-hf-push-") as scratch:
-            folder = save_model_folder(Path(scratch) / name, model, self.processing_class,
-                                       self.model_card(name, lineage), self.report or None)  # fmt: skip
-            return push_folder(folder, repo_id, private=bool(private), token=token or self.args.hub_token,
-                               message=commit_message, revision=revision)  # fmt: skip
+            folder = save_model_folder(
+                Path(scratch) / name, model, self.processing_class, self.model_card(name, lineage), self.report or None
+            )
+            return push_folder(
+                folder,
+                repo_id,
+                private=bool(private),
+                token=token or self.args.hub_token,
+                message=commit_message,
+                revision=revision,
+            )

@@ -35,9 +35,7 @@ class Recipe:
     weight_decay: float = field(default=5e-4, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(default=128, metadata={"help": "Batch size."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
-    warmup_ratio: float = field(
-        default=0.0, metadata={"help": "Share of the steps that warm the learning rate up."}
-    )
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Share of the steps that warm the learning rate up."})
     seed: int = field(default=DEFAULT_SEED, metadata={"help": "Seed of the run (paper: 3407, 13, 12)."})
     pretrained: str | None = field(
         default=None,
@@ -73,9 +71,7 @@ class Recipe:
         """`of_model`, or a `ModelError` saying what to pass."""
         recipe = cls.of_model(name)
         if recipe is None:
-            raise ModelError(
-                f"`like` {name!r} has no {RECIPE_FILE}: pass a model trained by `lotus-hf train`."
-            )
+            raise ModelError(f"`like` {name!r} has no {RECIPE_FILE}: pass a model trained by `lotus-hf train`.")
         return recipe
 
     def training_fields(self) -> dict:
@@ -87,14 +83,21 @@ class Recipe:
             "per_device_train_batch_size": self.batch_size,
             "lr_scheduler_type": self.lr_scheduler_type,
             "warmup_steps": self.warmup_ratio,
-        }  # transformers 5 reads a value below 1 as a ratio; fmt: skip
+        }  # transformers 5 reads a value below 1 as a ratio
 
     def arguments(self, output_dir) -> TrainingArguments:
         """The `TrainingArguments` of a plain cross-entropy run of this recipe (no checkpoints, no trackers)."""
-        return TrainingArguments(output_dir=str(output_dir), **self.training_fields(), seed=self.seed,
-                                 per_device_eval_batch_size=512, save_strategy="no", logging_strategy="epoch",
-                                 report_to="none", remove_unused_columns=False,
-                                 dataloader_pin_memory=torch.cuda.is_available())  # fmt: skip
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            **self.training_fields(),
+            seed=self.seed,
+            per_device_eval_batch_size=512,
+            save_strategy="no",
+            logging_strategy="epoch",
+            report_to="none",
+            remove_unused_columns=False,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
 
     def pretrained_model(self, class_names: list[str]) -> torch.nn.Module:
         """`pretrained` with a new head for `class_names`, the head's weights drawn with this recipe's seed: where a

@@ -83,9 +83,7 @@ class ForgetRequest:
         elif self.kind == "percent_range":
             start, stop = self.value
             if not 0.0 <= start < stop <= 100.0:
-                raise DataError(
-                    f"`forget_percent_range` must be A,B with 0 <= A < B <= 100, got {start},{stop}."
-                )
+                raise DataError(f"`forget_percent_range` must be A,B with 0 <= A < B <= 100, got {start},{stop}.")
             chosen = []
             for c in np.unique(labels):
                 members = np.flatnonzero(labels == c)
@@ -109,9 +107,7 @@ class ForgetRequest:
     @classmethod
     def from_dict(cls, values: dict) -> ForgetRequest:
         if values.get("kind") not in FORGET_KINDS:
-            raise DataError(
-                f"a forget request's kind must be one of {FORGET_KINDS}, got {values.get('kind')!r}."
-            )
+            raise DataError(f"a forget request's kind must be one of {FORGET_KINDS}, got {values.get('kind')!r}.")
         return cls(values["kind"], tuple(values.get("value", ())), int(values.get("seed", 0)))
 
     def flags(self) -> list[str]:
@@ -138,9 +134,7 @@ def _class_id(value, class_names: list[str]) -> int:
         class_id = int(value)
         if 0 <= class_id < len(class_names):
             return class_id
-    raise DataError(
-        f"`forget_classes` names {value!r}, which the data set lacks: its classes are {class_names}."
-    )
+    raise DataError(f"`forget_classes` names {value!r}, which the data set lacks: its classes are {class_names}.")
 
 
 def forget_fingerprint(request: ForgetRequest, indices: np.ndarray, labels: np.ndarray, class_names) -> dict:

@@ -64,9 +64,7 @@ def class_ids(values, name, count, num_classes):
     """`values` as `count` int64 class ids in [0, num_classes); a ValueError names `name`."""
     ids = np.asarray(values)
     if ids.shape != (count,):
-        raise ValueError(
-            f"`{name}` must hold one label per probability row ({count}), got shape {ids.shape}."
-        )
+        raise ValueError(f"`{name}` must hold one label per probability row ({count}), got shape {ids.shape}.")
     whole = ids.dtype.kind in "iu" or not ids.size or bool((np.mod(ids, 1) == 0).all())
     if not whole:
         raise ValueError(f"`{name}` must hold integer class ids, got {ids.dtype} values.")

@@ -59,17 +59,30 @@ class UnlearningResult:
         """The model's unlearning history after this run: the steps it came with, then this one, which records the
         SHA-256 of the weights before and after (`lotus_hf.provenance`)."""
         settings = self.config.method_hyperparameters()
-        step = history_step(self.report.forget, method=settings["method"], settings=settings,
-                            base_model=self.base_model, before=self.weights_before,
-                            after=weights_sha256(self.model), seed=self.config.seed, dataset=self.dataset)  # fmt: skip
+        step = history_step(
+            self.report.forget,
+            method=settings["method"],
+            settings=settings,
+            base_model=self.base_model,
+            before=self.weights_before,
+            after=weights_sha256(self.model),
+            seed=self.config.seed,
+            dataset=self.dataset,
+        )
         return [*self.previous_steps, step]
 
     def model_card(self, model_name: str, lineage: list[dict] | None = None):
         """The unlearned model's `huggingface_hub.ModelCard`."""
-        return unlearning_card(model_name=model_name, base_model=self.base_model, config=self.config,
-                               forget=self.report.forget, report=self.report.to_dict(),
-                               lineage=lineage or self.unlearning_history(), dataset=self.dataset,
-                               history=self.history)  # fmt: skip
+        return unlearning_card(
+            model_name=model_name,
+            base_model=self.base_model,
+            config=self.config,
+            forget=self.report.forget,
+            report=self.report.to_dict(),
+            lineage=lineage or self.unlearning_history(),
+            dataset=self.dataset,
+            history=self.history,
+        )
 
 
 def unlearn(
@@ -111,9 +124,17 @@ def unlearn(
     seconds = time.perf_counter() - start
     unlearned = whole_model(trainer, original) if trainer is not None else model
     probs = probs_out if probs_out is not None else {}
-    report = evaluate_unlearning(original, unlearned, data, retrained=retrained, unlearning_seconds=seconds,
-                                 retrain_seconds=retrain_seconds, seed=config.seed, probs_out=probs,
-                                 logits_cache=logits_cache)  # fmt: skip
+    report = evaluate_unlearning(
+        original,
+        unlearned,
+        data,
+        retrained=retrained,
+        unlearning_seconds=seconds,
+        retrain_seconds=retrain_seconds,
+        seed=config.seed,
+        probs_out=probs,
+        logits_cache=logits_cache,
+    )
     report.notes = [*data.notes, *report.notes]
     hyperparameters = config.method_hyperparameters()
     report.verification = verify_probs(
@@ -121,9 +142,7 @@ def unlearn(
     ).to_dict()
     report.cost = _cost(trainer, history, config, data)
     stopped_by, checks = _stopped_by(trainer, history)
-    if (
-        retrain_seconds is None and config.retrain_epochs
-    ):  # the model's own training time, as its recipe recorded
+    if retrain_seconds is None and config.retrain_epochs:  # the model's own training time, as its recipe recorded
         per_example = Recipe.seconds_per_example(base_model)
         retrain_seconds = per_example * config.retrain_epochs * len(data.retain) if per_example else None
     report.cost["wall_share"] = seconds / retrain_seconds if retrain_seconds else None
@@ -139,27 +158,32 @@ def unlearn(
     if trainer is not None:  # so that `trainer.push_to_hub()` records the request and the metrics too
         trainer.base_model, trainer.dataset_name = base_model, dataset
         trainer.forget_fingerprint, trainer.report = dict(data.fingerprint), report.to_dict()
-    return UnlearningResult(
-        unlearned, report, config, history, trainer, base_model, dataset, previous, weights_before
-    )
+    return UnlearningResult(unlearned, report, config, history, trainer, base_model, dataset, previous, weights_before)
 
 
 def verify_probs(
-    probs: dict, data: UnlearningData, method: str | None = None, reference_probs: dict | None = None,
+    probs: dict,
+    data: UnlearningData,
+    method: str | None = None,
+    reference_probs: dict | None = None,
     original: dict | None = None,
-):  # fmt: skip
+):
     """The verdict on `data`'s forget set from a model's softmax outputs on it and on `data.test` (held out, never
     calibrated on), by split name (`lotus_hf.evidence.verify_outputs`); with the `original` model's outputs, the
     model's utility against it too."""
     references = reference_probs or {}
     with np.errstate(divide="ignore"):  # a probability that underflowed to 0 is a log-probability of -inf
         return verify_outputs(
-            np.log(probs["forget"]), data.forget.labels.numpy(), np.log(probs["test"]), data.test.labels.numpy(),
-            kind=data.fingerprint.get("kind"), method=method,
+            np.log(probs["forget"]),
+            data.forget.labels.numpy(),
+            np.log(probs["test"]),
+            data.test.labels.numpy(),
+            kind=data.fingerprint.get("kind"),
+            method=method,
             reference_forget=[np.log(p) for p in references.get("forget", [])] or None,
             reference_heldout=[np.log(p) for p in references.get("test", [])] or None,
             original_heldout=np.log(original["test"]) if original is not None else None,
-        )  # fmt: skip
+        )
 
 
 def _cost(trainer, history: list[dict], config, data: UnlearningData) -> dict:
@@ -167,8 +191,9 @@ def _cost(trainer, history: list[dict], config, data: UnlearningData) -> dict:
     if trainer is not None:
         return trainer.cost.summary()
     epochs = config.retrain_epochs
-    return cost_summary(history[-1]["cost"], retraining_cost(epochs, len(data.retain)) if epochs else None,
-                        config.budget)  # fmt: skip
+    return cost_summary(
+        history[-1]["cost"], retraining_cost(epochs, len(data.retain)) if epochs else None, config.budget
+    )
 
 
 def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[Trainer | None, list[dict]]:
@@ -179,15 +204,28 @@ def _run(model, data: UnlearningData, config, callbacks, resume=None) -> tuple[T
             entry = run(model, data.forget, data.retain, config)
         return None, [{"epoch": 1, **entry, "cost": meter.total()}]
     if isinstance(config, StreamConfig):  # LoTUS and Belief Relabel calibrate on unseen data
-        trainer = run(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
-                      unseen_dataset=data.unseen, callbacks=callbacks)  # fmt: skip
-    else:
         trainer = run(
-            model, config, forget_dataset=data.forget, retain_dataset=data.retain, callbacks=callbacks
+            model,
+            config,
+            forget_dataset=data.forget,
+            retain_dataset=data.retain,
+            unseen_dataset=data.unseen,
+            callbacks=callbacks,
         )
+    else:
+        trainer = run(model, config, forget_dataset=data.forget, retain_dataset=data.retain, callbacks=callbacks)
     if config.stop_when_verified:  # its checks count in the run's cost, apart as "checks"
-        trainer.add_callback(VerifiedStop(data.forget, data.unseen, data.fingerprint.get("kind"), trainer.cost.meter,
-                                          config.verify_check_share, config.verify_samples, config.seed))  # fmt: skip
+        trainer.add_callback(
+            VerifiedStop(
+                data.forget,
+                data.unseen,
+                data.fingerprint.get("kind"),
+                trainer.cost.meter,
+                config.verify_check_share,
+                config.verify_samples,
+                config.seed,
+            )
+        )
     trainer.train(**({"resume_from_checkpoint": resume} if resume else {}))
     return trainer, trainer.history
 

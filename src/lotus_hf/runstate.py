@@ -47,9 +47,11 @@ class RunState:
     def load(cls, checkpoint: str | Path, rank: int) -> RunState:
         checkpoint = Path(checkpoint)
         constants = checkpoint.parent / CONSTANTS_FILE
-        return cls(json.loads((checkpoint / STATE_FILE).read_text()),
-                   load_file(checkpoint / f"lotus_state_rank{rank}.safetensors"),
-                   load_file(constants) if constants.is_file() else {})  # fmt: skip
+        return cls(
+            json.loads((checkpoint / STATE_FILE).read_text()),
+            load_file(checkpoint / f"lotus_state_rank{rank}.safetensors"),
+            load_file(constants) if constants.is_file() else {},
+        )
 
     @staticmethod
     def save_constants(output_dir: str | Path, constants: dict[str, torch.Tensor], main: bool) -> None:
@@ -84,18 +86,19 @@ class ResumableRun:
     `RunHooks.on_save` (`save_run_state`) and read by the trainer's `prepare` from `resumed_from`, which `train`
     sets; subclasses add their own fields by extending `constants`, `run_state` and `restore`."""
 
-    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None,
-              **kwargs):  # fmt: skip
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None, **kwargs):
         """`Trainer.train`. `resume_from_checkpoint` (a checkpoint folder, or True for the last one in
         `args.output_dir`) continues a run where its checkpoint left it, LoTUS's state included (`RunState`): the
         weights end as those of a run that was never interrupted."""
         if resume_from_checkpoint:
-            resume_from_checkpoint = resume_folder(
-                self.args.output_dir, resume_from_checkpoint, type(self).__name__
-            )
+            resume_from_checkpoint = resume_folder(self.args.output_dir, resume_from_checkpoint, type(self).__name__)
         self.resumed_from = resume_from_checkpoint or None
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial,
-                             ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)  # fmt: skip
+        return super().train(
+            resume_from_checkpoint=resume_from_checkpoint,
+            trial=trial,
+            ignore_keys_for_eval=ignore_keys_for_eval,
+            **kwargs,
+        )
 
     def constants(self) -> dict[str, torch.Tensor]:
         """What a run fixes before its first update and a resumed run reads back: the cached teacher logits."""
@@ -104,20 +107,26 @@ class ResumableRun:
 
     def run_state(self) -> RunState:
         """LoTUS's state now: the probes so far, tau, A_u, and this process's noise and counters."""
-        values = {"history": self.history, "tau": self.tau, "unseen_accuracy": self.unseen_accuracy,
-                  "processes": self.accelerator.num_processes,
-                  "budgets_reached": {str(k): v for k, v in self.cost.reached.items()},
-                  "cost_parts": dict(self.cost.meter.parts)}  # fmt: skip
-        tensors = {"noise": self._noise.get_state(), "loss_sums": self._loss_sums.cpu(), "seen": self._seen.cpu(),
-                   "epoch_rows": torch.tensor([self.epoch_rows]),
-                   "cost": torch.tensor([self.cost.meter.units])}  # fmt: skip
+        values = {
+            "history": self.history,
+            "tau": self.tau,
+            "unseen_accuracy": self.unseen_accuracy,
+            "processes": self.accelerator.num_processes,
+            "budgets_reached": {str(k): v for k, v in self.cost.reached.items()},
+            "cost_parts": dict(self.cost.meter.parts),
+        }
+        tensors = {
+            "noise": self._noise.get_state(),
+            "loss_sums": self._loss_sums.cpu(),
+            "seen": self._seen.cpu(),
+            "epoch_rows": torch.tensor([self.epoch_rows]),
+            "cost": torch.tensor([self.cost.meter.units]),
+        }
         return RunState(values, tensors)
 
     def save_run_state(self, checkpoint: Path) -> None:
         """Write `run_state()` into a checkpoint Trainer has just saved (every process calls it)."""
-        self.run_state().save(
-            checkpoint, self.args.process_index, self.accelerator, self.is_world_process_zero()
-        )
+        self.run_state().save(checkpoint, self.args.process_index, self.accelerator, self.is_world_process_zero())
 
     def restore(self, state: RunState) -> None:
         """Continue from `state` (`RunState.load` of a checkpoint of this run)."""
@@ -133,8 +142,6 @@ class ResumableRun:
         self._loss_sums.copy_(state.tensors["loss_sums"])
         self._seen.copy_(state.tensors["seen"])
         self.epoch_rows = int(state.tensors["epoch_rows"])
-        self.cost.resume(
-            int(state.tensors["cost"]), state.values["budgets_reached"], state.values.get("cost_parts")
-        )
+        self.cost.resume(int(state.tensors["cost"]), state.values["budgets_reached"], state.values.get("cost_parts"))
         if "teacher_logits" in state.constants:
             self.stream.teacher_logits = state.constants["teacher_logits"]

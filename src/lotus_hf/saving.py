@@ -64,9 +64,7 @@ def write_new_file(path: str | os.PathLike, text: str, what: str = "output") -> 
     whole or not at all, and an existing file is never overwritten."""
     path = Path(path)
     if path.exists():
-        raise OutputError(
-            f"`{what}` {str(path)!r} exists: pass a new file name (nothing is ever overwritten)."
-        )
+        raise OutputError(f"`{what}` {str(path)!r} exists: pass a new file name (nothing is ever overwritten).")
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -85,9 +83,7 @@ def write_new_file(path: str | os.PathLike, text: str, what: str = "output") -> 
     return path
 
 
-def write_model_folder(
-    directory: str | os.PathLike, model, image_processor, card, report: dict | None = None
-) -> None:
+def write_model_folder(directory: str | os.PathLike, model, image_processor, card, report: dict | None = None) -> None:
     """Write config, safetensors weights, image processor, README.md (the card) and report.json into
     `directory`, readable by all (`save_pretrained` writes the weights 0600; a published model is meant to
     be read). Other files there, such as Trainer checkpoints, are left alone."""
@@ -103,9 +99,7 @@ def write_model_folder(
             (directory / name).chmod(0o644)
 
 
-def save_model_folder(
-    output_dir: str | os.PathLike, model, image_processor, card, report: dict | None = None
-) -> Path:
+def save_model_folder(output_dir: str | os.PathLike, model, image_processor, card, report: dict | None = None) -> Path:
     """`write_model_folder` into a new folder `output_dir`, atomically: it appears whole or not at all. A run
     folder (`start_run_folder`) is finished in place instead: the model's files are written beside the
     checkpoints and moved in, everything else the run left (checkpoints, its state) removed, and the mark of an

@@ -81,11 +81,7 @@ class UnlearningStream(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         in_forget = index < len(self.forget)
-        source = (
-            self.forget[index]
-            if in_forget
-            else self.retain[int(self.retain_indices[index - len(self.forget)])]
-        )
+        source = self.forget[index] if in_forget else self.retain[int(self.retain_indices[index - len(self.forget)])]
         item = {
             "pixel_values": source["pixel_values"],
             "labels": source["labels"],

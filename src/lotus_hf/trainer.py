@@ -74,25 +74,30 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         # what a retraining would train on, for the run's cost as a share of one
         retain_size = len(retain_dataset) if hasattr(retain_dataset, "__len__") else None
         # The retain subset S_r is drawn once per run, seeded, before anything else touches the RNG.
-        forget_dataset, retain_dataset, retain_indices = in_memory(forget_dataset, retain_dataset, unseen_dataset,
-                                                                   args)  # fmt: skip
+        forget_dataset, retain_dataset, retain_indices = in_memory(
+            forget_dataset, retain_dataset, unseen_dataset, args
+        )
         self.forget_dataset, self.retain_dataset, self.unseen_dataset = (
             forget_dataset,
             retain_dataset,
             unseen_dataset,
         )
-        super().__init__(model=model, args=_compat.without_unsupported_checkpointing(args, model),
-                         data_collator=data_collator or collate,
-                         train_dataset=UnlearningStream(forget_dataset, retain_dataset, retain_indices),
-                         eval_dataset=eval_dataset, processing_class=processing_class, compute_metrics=compute_metrics,
-                         callbacks=callbacks, optimizers=optimizers)  # fmt: skip
+        super().__init__(
+            model=model,
+            args=_compat.without_unsupported_checkpointing(args, model),
+            data_collator=data_collator or collate,
+            train_dataset=UnlearningStream(forget_dataset, retain_dataset, retain_indices),
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
         self.cost = track_cost(self, retain_size)  # what the run costs, and its budget
         self.add_callback(RunHooks(self))
         use_run_progress(self)
         self.lay_out_model()
-        self.model_accepts_loss_kwargs = (
-            False  # the loss is a per-row mean: Trainer scales it for accumulation
-        )
+        self.model_accepts_loss_kwargs = False  # the loss is a per-row mean: Trainer scales it for accumulation
         self.teacher = None  # with cached teacher logits (the default) no teacher is kept
         if not self.args.cache_teacher_logits:
             teacher = teacher_model if teacher_model is not None else copy.deepcopy(self.model)
@@ -150,9 +155,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
             self.stream.teacher_logits = self._predict(self.stream)[0]
         self.prepare_targets()
         # Each process draws its own Gumbel noise, seeded: runs are reproducible.
-        self._noise = torch.Generator(device=self.args.device).manual_seed(
-            self.args.seed + self.args.process_index
-        )
+        self._noise = torch.Generator(device=self.args.device).manual_seed(self.args.seed + self.args.process_index)
         if self.args.save_strategy != "no":  # what stays fixed for the whole run, written once for a resume
             RunState.save_constants(self.args.output_dir, self.constants(), self.is_world_process_zero())
 
@@ -193,9 +196,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
             return False
         if not self.cost.meter.affords("probes", len(self._probe_rows), self.args.probe_share):
             return False
-        epoch = max(
-            1, math.ceil(self.state.epoch)
-        )  # the epoch this step belongs to (its last step: a whole number)
+        epoch = max(1, math.ceil(self.state.epoch))  # the epoch this step belongs to (its last step: a whole number)
         return self._probe(epoch, probe=sum(e["epoch"] == epoch for e in self.history))
 
     def _recorded(self, epoch: int, probe: int) -> bool | None:
@@ -207,8 +208,13 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
     def _probe(self, epoch: int, probe: int) -> bool:
         with self.cost.meter.part("probes"):  # counted apart too, to say what share of the run probes cost
             measured = self.probe(*self._predict(self._probe_rows))
-        entry = {"epoch": epoch, "probe": probe, "step": self.state.global_step, **measured,
-                 "cost": self.cost.meter.total()}  # fmt: skip
+        entry = {
+            "epoch": epoch,
+            "probe": probe,
+            "step": self.state.global_step,
+            **measured,
+            "cost": self.cost.meter.total(),
+        }
         self.history.append(entry)
         self.log({k: float(v) for k, v in entry.items() if k not in ("epoch", "probe", "step", "stop")})
         return entry["stop"]
@@ -219,8 +225,13 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         delta = accuracy_gap(forget_accuracy, self.unseen_accuracy)
         self.tau = temperature(delta, self.args.alpha)
         stop = should_stop(delta, self.args.stop_margin, getattr(self.args, "stop_rule", "paper"))
-        return {"forget_accuracy": forget_accuracy, "unseen_accuracy": self.unseen_accuracy, "delta": delta,
-                "tau": self.tau, "stop": stop}  # fmt: skip
+        return {
+            "forget_accuracy": forget_accuracy,
+            "unseen_accuracy": self.unseen_accuracy,
+            "delta": delta,
+            "tau": self.tau,
+            "stop": stop,
+        }
 
     @property
     def stopped_at_epoch(self) -> int | None:
@@ -238,11 +249,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         return lotus_targets(teacher_logits, is_forget, self.tau, self.args.prob_transform, self._noise)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        batch = {
-            k: inputs.pop(k)
-            for k in ("is_forget", "labels", "teacher_logits", "forget_target")
-            if k in inputs
-        }
+        batch = {k: inputs.pop(k) for k in ("is_forget", "labels", "teacher_logits", "forget_target") if k in inputs}
         teacher_logits = batch.get("teacher_logits")  # ground-truth labels are for accuracy only
         if teacher_logits is None:
             with torch.no_grad():

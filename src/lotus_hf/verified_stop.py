@@ -44,8 +44,16 @@ class VerifiedStop(TrainerCallback):
     `checks` lists every check: its step, verdict and each test's statistic.
     """
 
-    def __init__(self, forget_dataset, calibration_dataset, kind: str, meter: CostMeter, share: float = 0.05,
-                 samples: int | None = 1000, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        forget_dataset,
+        calibration_dataset,
+        kind: str,
+        meter: CostMeter,
+        share: float = 0.05,
+        samples: int | None = 1000,
+        seed: int = 0,
+    ):
         if not 0 < share < 1:
             raise ValueError(f"`share` must be in (0, 1), got {share!r}.")
         self.forget = seeded_rows(forget_dataset, samples, seed)
@@ -74,12 +82,13 @@ class VerifiedStop(TrainerCallback):
     def check(self, model, step: int, batch_size: int = 512) -> str:
         """The verifier's verdict on `model` now, from the subsets (the same on every process)."""
         with self.meter.part("checks"):
-            forget_lp, held_lp = [log_softmax(predict_logits(model, rows, batch_size).numpy().astype(np.float64))
-                                  for rows in (self.forget, self.calibration)]  # fmt: skip
+            forget_lp, held_lp = [
+                log_softmax(predict_logits(model, rows, batch_size).numpy().astype(np.float64))
+                for rows in (self.forget, self.calibration)
+            ]
         result = verify_outputs(forget_lp, self._labels[0], held_lp, self._labels[1], kind=self.kind)
         verdict = _same_everywhere(result.verdict)
-        self.checks.append({"step": step, "verdict": verdict,
-                            **{e.test: e.statistic for e in result.evidence}})  # fmt: skip
+        self.checks.append({"step": step, "verdict": verdict, **{e.test: e.statistic for e in result.evidence}})
         return verdict
 
 

@@ -86,18 +86,26 @@ class VerifyResult:
     def to_text(self) -> str:
         """What `lotus-hf verify` prints: the request, the model and its history checks, the tests, the verdict."""
         history, model = self.history, self.model
-        lines = [f"request: {self.request.describe()} of {self.dataset['name']}, {self.fingerprint['size']} samples, "
-                 f"SHA-256 {self.fingerprint['sha256']}",
-                 f"model: {model['name']}" + (f"@{model['revision']}" if model["revision"] else "")
-                 + (f" (commit {model['commit']})" if model["commit"] else "")
-                 + f", weights SHA-256 {model['weights_sha256']}"]  # fmt: skip
+        lines = [
+            f"request: {self.request.describe()} of {self.dataset['name']}, {self.fingerprint['size']} samples, "
+            f"SHA-256 {self.fingerprint['sha256']}",
+            f"model: {model['name']}"
+            + (f"@{model['revision']}" if model["revision"] else "")
+            + (f" (commit {model['commit']})" if model["commit"] else "")
+            + f", weights SHA-256 {model['weights_sha256']}",
+        ]
         match = {True: "yes", False: "NO", None: "unverifiable"}
         if history["steps"]:
             where = f"step {history['step']} of {history['steps']}" if history["step"] else "not in it"
-            lines.append(f"unlearning history: {history['steps']} step(s); this request: {where}; the weights are the "
-                         f"last step's: {match[history['weights_match']]}" + (
-                             f"; step {history['step']} started from its base model: {match[history['base_match']]}"
-                             if history["step"] and history["weights_match"] is not None else ""))  # fmt: skip
+            lines.append(
+                f"unlearning history: {history['steps']} step(s); this request: {where}; the weights are the "
+                f"last step's: {match[history['weights_match']]}"
+                + (
+                    f"; step {history['step']} started from its base model: {match[history['base_match']]}"
+                    if history["step"] and history["weights_match"] is not None
+                    else ""
+                )
+            )
         lines += [f"note: {note}" for note in [*history["notes"], *self.notes]]
         lines += ["", evidence_table(self.verification.to_dict())]
         lines += ["", f"verdict: {self.verdict}", self.verification.advice]
@@ -106,11 +114,24 @@ class VerifyResult:
     def command(self) -> str:
         """The command that re-runs this check."""
         args = self.arguments
-        parts = ["lotus-hf", "verify", "--model", args["model"], "--dataset", args["dataset"], *self.request.flags(),
-                 "--seed", str(self.seed)]  # fmt: skip
-        for flag, key in (("--revision", "revision"), ("--image-column", "image_column"),
-                          ("--label-column", "label_column"), ("--original", "original"),
-                          ("--heldout", "heldout")):  # fmt: skip
+        parts = [
+            "lotus-hf",
+            "verify",
+            "--model",
+            args["model"],
+            "--dataset",
+            args["dataset"],
+            *self.request.flags(),
+            "--seed",
+            str(self.seed),
+        ]
+        for flag, key in (
+            ("--revision", "revision"),
+            ("--image-column", "image_column"),
+            ("--label-column", "label_column"),
+            ("--original", "original"),
+            ("--heldout", "heldout"),
+        ):
             if args.get(key):
                 parts += [flag, str(args[key])]
         if args.get("reference_models"):
@@ -166,9 +187,7 @@ def verify(
     history = model_history(network)
     if data is not None:
         if seed is None and data.seed is None:
-            raise ArgumentError(
-                "`seed` must be given with `data`: the seed its unseen/test split was drawn with."
-            )
+            raise ArgumentError("`seed` must be given with `data`: the seed its unseen/test split was drawn with.")
         if seed is not None and data.seed is not None and seed != data.seed:
             raise ArgumentError(
                 f"`seed` ({seed}) is not the seed `data`'s unseen/test split was drawn with ({data.seed}): "
@@ -189,9 +208,7 @@ def verify(
     private = None
     if heldout is not None:  # the auditor's own held-out images, never the model owner's choice
         held, private = auditor_heldout(heldout, class_names, processor)
-    notes = [
-        w for r in reference_models or [] if (w := check_trained_without(r, fingerprint, "reference_models"))
-    ]
+    notes = [w for r in reference_models or [] if (w := check_trained_without(r, fingerprint, "reference_models"))]
     references = [load_model(r)[0].eval() for r in reference_models or []]
 
     def log_probs(m, rows):
@@ -201,29 +218,48 @@ def verify(
     classes = sorted(set(np.asarray(forget.labels).tolist())) if kind == "classes" else None
     before = _original(original, history)  # the model the unlearning started from, for its utility
     verification = verify_outputs(
-        log_probs(network, forget), np.asarray(forget.labels), log_probs(network, held), np.asarray(held.labels),
-        kind=kind, forgotten_classes=classes, reference_forget=[log_probs(r, forget) for r in references] or None,
+        log_probs(network, forget),
+        np.asarray(forget.labels),
+        log_probs(network, held),
+        np.asarray(held.labels),
+        kind=kind,
+        forgotten_classes=classes,
+        reference_forget=[log_probs(r, forget) for r in references] or None,
         reference_heldout=[log_probs(r, held) for r in references] or None,
         method=(history[-1].get("method") if history else None),
         original_heldout=log_probs(before, held) if before is not None else None,
-    )  # fmt: skip
+    )
     weights = weights_sha256(network)
     checks = check_history(history, weights, fingerprint["sha256"], base_weights=_base_weights)
-    model_info = {"name": name, "revision": revision, "commit": _commit(name, revision), "weights_sha256": weights,
-                  "files": _file_hashes(name, revision)}  # fmt: skip
+    model_info = {
+        "name": name,
+        "revision": revision,
+        "commit": _commit(name, revision),
+        "weights_sha256": weights,
+        "files": _file_hashes(name, revision),
+    }
     where = (
         f"the auditor's own held-out set {heldout!r} ({len(held)} images)"
         if private
         else f"the test split's half an unlearning run with seed {seed} does not calibrate on ({len(held)} images)"
     )
-    dataset_info = {"name": dataset, "heldout": where, "forget_samples": len(forget),
-                    **({"heldout_fingerprint": private} if private else {})}  # fmt: skip
-    arguments = {"model": name, "revision": revision, "dataset": dataset, "image_column": image_column,
-                 "label_column": label_column, "reference_models": list(reference_models or []),
-                 "original": original, "heldout": heldout}  # fmt: skip
-    return VerifyResult(
-        verification, checks, request, fingerprint, seed, model_info, dataset_info, arguments, notes
-    )
+    dataset_info = {
+        "name": dataset,
+        "heldout": where,
+        "forget_samples": len(forget),
+        **({"heldout_fingerprint": private} if private else {}),
+    }
+    arguments = {
+        "model": name,
+        "revision": revision,
+        "dataset": dataset,
+        "image_column": image_column,
+        "label_column": label_column,
+        "reference_models": list(reference_models or []),
+        "original": original,
+        "heldout": heldout,
+    }
+    return VerifyResult(verification, checks, request, fingerprint, seed, model_info, dataset_info, arguments, notes)
 
 
 def _recorded_seed(history: list[dict], request: ForgetRequest, dataset) -> int:
@@ -335,12 +371,12 @@ def recheck(path: str | Path, heldout: str | None = None) -> tuple[bool, list[st
     request = ForgetRequest.from_dict(args.pop("request"))
     recorded = (receipt.get("dataset") or {}).get("heldout_fingerprint")
     if recorded and heldout is None:
-        raise ArgumentError(f"`recheck` {str(path)!r} was verified on the auditor's own held-out set "
-                            f"{recorded['name']!r}: pass it again with `heldout` (`--heldout`).")  # fmt: skip
-    if heldout is not None and not recorded:
         raise ArgumentError(
-            "`heldout`: this receipt was verified on the test split's half; drop `--heldout`."
+            f"`recheck` {str(path)!r} was verified on the auditor's own held-out set "
+            f"{recorded['name']!r}: pass it again with `heldout` (`--heldout`)."
         )
+    if heldout is not None and not recorded:
+        raise ArgumentError("`heldout`: this receipt was verified on the test split's half; drop `--heldout`.")
     if heldout is not None:
         found = heldout_examples(heldout)[1]
         if found["sha256"] != recorded["sha256"]:
@@ -348,10 +384,18 @@ def recheck(path: str | Path, heldout: str | None = None) -> tuple[bool, list[st
                 f"`heldout` {heldout!r} is not the held-out set the receipt was verified on: its examples' SHA-256 is "
                 f"{found['sha256']}, the receipt's {recorded['sha256']} ({recorded['size']} images)."
             )
-    result = verify(args["model"], args["dataset"], request, revision=args["revision"], seed=args["seed"],
-                    image_column=args["image_column"], label_column=args["label_column"],
-                    reference_models=args["reference_models"] or None, original=args.get("original"),
-                    heldout=heldout)  # fmt: skip
+    result = verify(
+        args["model"],
+        args["dataset"],
+        request,
+        revision=args["revision"],
+        seed=args["seed"],
+        image_column=args["image_column"],
+        label_column=args["label_column"],
+        reference_models=args["reference_models"] or None,
+        original=args.get("original"),
+        heldout=heldout,
+    )
     now = result.to_dict()
     for key in _RECHECKED:
         if now[key] != receipt.get(key):
@@ -362,6 +406,7 @@ def recheck(path: str | Path, heldout: str | None = None) -> tuple[bool, list[st
     for evidence in now["evidence"]:
         before = recorded.get(evidence["test"])
         if before is None or not measurements_agree(before, evidence):
-            differences.append(f"{evidence['test']}: statistic {before and before['statistic']} -> "
-                               f"{evidence['statistic']}")  # fmt: skip
+            differences.append(
+                f"{evidence['test']}: statistic {before and before['statistic']} -> {evidence['statistic']}"
+            )
     return not differences, differences, result

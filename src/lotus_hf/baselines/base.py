@@ -77,19 +77,29 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
     config_class: ClassVar[type[BaselineConfig]] = BaselineConfig
     _tag_names = TAGS
 
-    def __init__(self, model, args: BaselineConfig, forget_dataset=None, retain_dataset=None, callbacks=None,
-                 processing_class=None):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        args: BaselineConfig,
+        forget_dataset=None,
+        retain_dataset=None,
+        callbacks=None,
+        processing_class=None,
+    ):
         if not isinstance(args, self.config_class):
             raise TypeError(f"`args` must be a `{self.config_class.__name__}`, got {type(args).__name__}.")
         for name, dataset in (("forget_dataset", forget_dataset), ("retain_dataset", retain_dataset)):
             if dataset is None or len(dataset) == 0:
-                raise ArgumentError(
-                    f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items."
-                )
+                raise ArgumentError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
         self.forget_dataset, self.retain_dataset = forget_dataset, retain_dataset
-        super().__init__(model=model, args=without_unsupported_checkpointing(args, model), data_collator=collate,
-                         callbacks=callbacks, train_dataset=self.build_stream(args),
-                         processing_class=processing_class)  # fmt: skip
+        super().__init__(
+            model=model,
+            args=without_unsupported_checkpointing(args, model),
+            data_collator=collate,
+            callbacks=callbacks,
+            train_dataset=self.build_stream(args),
+            processing_class=processing_class,
+        )
         self.lay_out_model()
         self.cost = track_cost(self, len(retain_dataset))  # what the run costs, and its budget
         self.add_callback(RunHooks(self))
@@ -116,15 +126,18 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
     def forget_batches(self):
         """Endless shuffled batches of the forget set, through a data loader accelerate prepares like the
         training one (each process gets its share)."""
-        loader = self._get_dataloader(self.forget_dataset, description="forget", batch_size=self._train_batch_size,
-                                      sampler_fn=self._get_train_sampler, is_training=True)  # fmt: skip
+        loader = self._get_dataloader(
+            self.forget_dataset,
+            description="forget",
+            batch_size=self._train_batch_size,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
         while True:  # accelerate's seedable sampler draws a new order on every pass
             yield from loader
 
 
-def distillation_kl(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
-) -> torch.Tensor:
+def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Batch-mean KL(softmax(teacher / T) || softmax(student / T)) * T^2 (Hinton et al.).
 
     >>> round(float(distillation_kl(torch.zeros(1, 2), torch.zeros(1, 2), 4.0)), 6)
@@ -148,9 +161,7 @@ def batches(datasets, batch_size: int, seed: int | None = None):
     if len(datasets) == 1:
         joined = datasets[0]
     elif all(isinstance(d, PixelDataset) for d in datasets):  # one tensor: batches are slices, not items
-        joined = PixelDataset(
-            torch.cat([d.pixel_values for d in datasets]), torch.cat([d.labels for d in datasets])
-        )
+        joined = PixelDataset(torch.cat([d.pixel_values for d in datasets]), torch.cat([d.labels for d in datasets]))
     else:
         joined = torch.utils.data.ConcatDataset(datasets)
     order = torch.arange(len(joined))

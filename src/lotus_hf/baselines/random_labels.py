@@ -25,9 +25,7 @@ class RandomLabelsTrainer(FinetuneTrainer):
     config_class = RandomLabelsConfig
 
     def build_stream(self, args) -> UnlearningStream:
-        return UnlearningStream(
-            self.forget_dataset, self.retain_dataset, torch.arange(len(self.retain_dataset))
-        )
+        return UnlearningStream(self.forget_dataset, self.retain_dataset, torch.arange(len(self.retain_dataset)))
 
     def prepare(self) -> None:
         self._wrong_labels = torch.Generator().manual_seed(self.args.seed)

@@ -22,15 +22,11 @@ class RetrainConfig(BaselineConfig):
     optim: str = field(default="adamw_torch", metadata={"help": "Optimizer."})
     learning_rate: float = field(default=RECIPE.learning_rate, metadata={"help": "Learning rate."})
     weight_decay: float = field(default=RECIPE.weight_decay, metadata={"help": "Weight decay."})
-    num_train_epochs: float = field(
-        default=RECIPE.epochs, metadata={"help": "Epochs.", "aliases": ["--epochs"]}
-    )
+    num_train_epochs: float = field(default=RECIPE.epochs, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
     per_device_train_batch_size: int = field(
         default=RECIPE.batch_size, metadata={"help": "Batch size per device.", "aliases": ["--batch-size"]}
     )
-    lr_scheduler_type: str = field(
-        default=RECIPE.lr_scheduler_type, metadata={"help": "Learning-rate schedule."}
-    )
+    lr_scheduler_type: str = field(default=RECIPE.lr_scheduler_type, metadata={"help": "Learning-rate schedule."})
     pretrained: str | None = field(
         default=RECIPE.pretrained,
         metadata={"help": "Retrain by fine-tuning this pretrained classifier again (the recipe's)."},

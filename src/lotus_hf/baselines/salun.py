@@ -41,8 +41,9 @@ class SalUnTrainer(RandomLabelsTrainer):
 
     def prepare(self) -> None:
         super().prepare()
-        self.saliency_mask = saliency_mask(self.model, self.forget_dataset, self.args.salun_sparsity,
-                                           self.args.per_device_train_batch_size)  # fmt: skip
+        self.saliency_mask = saliency_mask(
+            self.model, self.forget_dataset, self.args.salun_sparsity, self.args.per_device_train_batch_size
+        )
 
 
 class _MaskGradients(TrainerCallback):

@@ -53,8 +53,13 @@ class ScrubTrainer(BaselineTrainer):
         self.train_dataset.teacher_logits = predict_logits(self.model, self.train_dataset, batch)
         forget = UnlearningStream(self.forget_dataset, [], torch.arange(0))
         forget.teacher_logits = predict_logits(self.model, self.forget_dataset, batch)
-        self._forget_loader = self._get_dataloader(forget, description="forget", batch_size=self._train_batch_size,
-                                                   sampler_fn=self._get_train_sampler, is_training=True)  # fmt: skip
+        self._forget_loader = self._get_dataloader(
+            forget,
+            description="forget",
+            batch_size=self._train_batch_size,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
 
     def begin_epoch(self) -> bool:
         super().begin_epoch()

@@ -34,9 +34,15 @@ def ssd(model, forget_dataset, retain_dataset, args: SSDConfig) -> dict:
     """Run SSD on `model` in place, as `lotus_hf.unlearn` runs a baseline's trainer; returns what it did,
     `{"dampened_parameters": n}`, for the report."""
     model.to(args.device)
-    dampened = selective_synaptic_dampening(model, forget_dataset, retain_dataset, alpha=args.ssd_alpha,
-                                            lam=args.ssd_lambda, batch_size=args.per_device_train_batch_size,
-                                            seed=args.seed)  # fmt: skip
+    dampened = selective_synaptic_dampening(
+        model,
+        forget_dataset,
+        retain_dataset,
+        alpha=args.ssd_alpha,
+        lam=args.ssd_lambda,
+        batch_size=args.per_device_train_batch_size,
+        seed=args.seed,
+    )
     return {"dampened_parameters": dampened}
 
 

@@ -37,11 +37,22 @@ from ..recipe import Recipe
 from ..requests import PAPER_SEEDS, ForgetRequest, stratified_subset
 from ..run import unlearn, verify_probs
 from ..saving import atomic_output_dir, write_model_folder
-from .controls import error_rates, verifier_controls
+from .controls import adaptive_controls, error_rates, verifier_controls
 from .plots import plot, plot_cost_curves
 
-METRICS = ("avg_gap", *GAP_KEYS, "acc_test_remaining", "rf_jsd", "jsd", "rf_jsd_reference", "jsd_reference",
-           "distance_to_original", "weight_change", "cost_share", "seconds")  # fmt: skip
+METRICS = (
+    "avg_gap",
+    *GAP_KEYS,
+    "acc_test_remaining",
+    "rf_jsd",
+    "jsd",
+    "rf_jsd_reference",
+    "jsd_reference",
+    "distance_to_original",
+    "weight_change",
+    "cost_share",
+    "seconds",
+)
 # A method whose metrics stay this close to the original's (mean over GAP_KEYS) did not change the model.
 NO_OP_DISTANCE = 0.002
 
@@ -78,16 +89,12 @@ class BenchmarkSpec:
 
     def __post_init__(self):
         if self.methods is None:  # Belief Relabel forgets whole classes only
-            self.methods = tuple(
-                m for m in METHODS if m != "belief_relabel" or self.request.kind == "classes"
-            )
+            self.methods = tuple(m for m in METHODS if m != "belief_relabel" or self.request.kind == "classes")
         if self.grid is not None:
             self.methods = tuple(self.grid)
             empty = [m for m, settings in self.grid.items() if not settings]
             if empty:
-                raise ArgumentError(
-                    f"`grid` gives no setting for {empty}: give each method a list of field dicts."
-                )
+                raise ArgumentError(f"`grid` gives no setting for {empty}: give each method a list of field dicts.")
         unknown = [m for m in self.methods if base_method(m) not in METHODS]
         if unknown:
             raise ArgumentError(f"`methods` names {unknown}: choose from {tuple(METHODS)}.")
@@ -109,15 +116,17 @@ class BenchmarkSpec:
                 raise ArgumentError(f"`budgets` must be shares of a retraining > 0, got {self.budgets!r}.")
         for method in self.config:
             if base_method(method) not in METHODS:
-                raise ArgumentError(
-                    f"`config` sets {method!r}, which is not a method: choose from {tuple(METHODS)}."
-                )
+                raise ArgumentError(f"`config` sets {method!r}, which is not a method: choose from {tuple(METHODS)}.")
 
     def variants(self) -> list[tuple[str, str, dict]]:
         """(name, method, config fields) of every run per seed, retrain left out."""
         if self.grid is not None:
-            return [(f"{m}#{i}", m, dict(fields)) for m, settings in self.grid.items()
-                    for i, fields in enumerate(settings, 1) if m != "retrain"]  # fmt: skip
+            return [
+                (f"{m}#{i}", m, dict(fields))
+                for m, settings in self.grid.items()
+                for i, fields in enumerate(settings, 1)
+                if m != "retrain"
+            ]
         return [(n, base_method(n), dict(self.config.get(n, {}))) for n in self.methods if n != "retrain"]
 
 
@@ -159,6 +168,28 @@ def _cached_training(
             json.dumps({"seconds": seconds, "parts": parts}, indent=2, default=str)
         )
     return model, seconds, False
+
+
+def cache_parts(spec: BenchmarkSpec, config, subset: np.ndarray | None) -> dict:
+    """What every model a benchmark trains is cached under, beside its kind and seed (and a gold standard's forget
+    set): the architecture, the data set, the training subset and the recipe."""
+    recipe = spec_recipe(spec)
+    return {
+        "architecture": _architecture(config),
+        "dataset": spec.dataset,
+        "subset": None if subset is None else hashlib.sha256(subset.tobytes()).hexdigest()[:16],
+        # (a recipe from scratch keys as it did before recipes could name pretrained weights)
+        "recipe": {k: v for k, v in asdict(recipe).items() if k != "seed" and (k != "pretrained" or v)},
+    }
+
+
+def cached_training(cache_dir: Path, parts: dict, train_fn, image_processor, log=print):
+    """`(model, seconds)` trained by `train_fn()` or read from `cache_dir` under `parts` (`cache_parts` with the kind
+    and seed), the cache `lotus-hf benchmark` reads and writes."""
+    model, seconds, _ = _cached_training(
+        cache_dir, parts, train_fn, image_processor, log, {"trained": {}, "cached": {}}
+    )
+    return model.eval(), seconds
 
 
 def _architecture(config) -> str:
@@ -205,13 +236,19 @@ def benchmark_config(method: str, spec: BenchmarkSpec, seed: int, scratch: str, 
     """The config a method runs with in this benchmark: `lotus_hf.run.method_config` with `fields` (default
     `spec.config[method]`), quiet, writing nothing but scratch files. `method` may name a variant."""
     fields = dict(spec.config.get(method, {}) if fields is None else fields)
-    fields.setdefault(
-        "retrain_epochs", spec_recipe(spec).epochs
-    )  # costs are shares of this benchmark's retraining
+    fields.setdefault("retrain_epochs", spec_recipe(spec).epochs)  # costs are shares of this benchmark's retraining
     if spec.budgets:  # stop at the largest budget, checkpoints at the others
         fields.update(budget=spec.budgets[-1], budget_checkpoints=list(spec.budgets[:-1]))
-    return method_config(base_method(method), spec.model, spec.request, **fields, output_dir=scratch, seed=seed,
-                         disable_tqdm=True, logging_strategy="no")  # fmt: skip
+    return method_config(
+        base_method(method),
+        spec.model,
+        spec.request,
+        **fields,
+        output_dir=scratch,
+        seed=seed,
+        disable_tqdm=True,
+        logging_strategy="no",
+    )
 
 
 def spec_recipe(spec: BenchmarkSpec) -> Recipe:
@@ -224,8 +261,10 @@ def spec_recipe(spec: BenchmarkSpec) -> Recipe:
 
 def weight_change(model: torch.nn.Module, original: torch.nn.Module) -> float:
     """||theta - theta_0|| / ||theta_0|| over every parameter: 0 for a model left as it was."""
-    moved = sum(float((a.detach().double() - b.detach().double()).pow(2).sum())
-                for a, b in zip(model.parameters(), original.parameters(), strict=True))  # fmt: skip
+    moved = sum(
+        float((a.detach().double() - b.detach().double()).pow(2).sum())
+        for a, b in zip(model.parameters(), original.parameters(), strict=True)
+    )
     size = sum(float(b.detach().double().pow(2).sum()) for b in original.parameters())
     return math.sqrt(moved / size) if size else 0.0
 
@@ -248,17 +287,15 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     if spec.test_subset is not None and spec.test_subset < len(test_split):  # judged on it; none trains on it
         test_split = test_split.select(stratified_subset(np.asarray(test_split["label"]), spec.test_subset))
     train, held_out = preprocess(train_split, processor), preprocess(test_split, processor)
+    private = None  # the adaptive controls' private held-out set: training images outside the subset, never trained on
+    if spec.controls and subset is not None:
+        rest = np.setdiff1d(np.arange(len(dataset["train"])), subset)
+        size = min(len(rest), len(held_out) - len(held_out) // 2)  # as many as the public held-out half
+        chosen = rest[stratified_subset(np.asarray(dataset["train"]["label"])[rest], size, seed=1)]
+        private = preprocess(dataset["train"].select(chosen), processor)
     recipe = spec_recipe(spec)
-    base = {
-        "architecture": _architecture(given.config),
-        "dataset": spec.dataset,
-        "subset": None if subset is None else hashlib.sha256(subset.tobytes()).hexdigest()[:16],
-        # (a recipe from scratch keys as it did before recipes could name pretrained weights)
-        "recipe": {k: v for k, v in asdict(recipe).items() if k != "seed" and (k != "pretrained" or v)},
-    }
-    log(
-        f"benchmark: {spec.model} on {spec.dataset} ({len(train)} training samples), forget {spec.request.describe()}"
-    )
+    base = cache_parts(spec, given.config, subset)
+    log(f"benchmark: {spec.model} on {spec.dataset} ({len(train)} training samples), forget {spec.request.describe()}")
 
     # each original and retrained model this run trained or read from the cache, by cache entry: its seconds
     trainings: dict[str, dict[str, float]] = {"trained": {}, "cached": {}}
@@ -267,13 +304,12 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
     def trained(kind: str, seed: int, data, parts: dict, scratch: str):
         def train_fn():
             seeded = Recipe(**{**asdict(recipe), "seed": seed})
-            model = (
-                seeded.pretrained_model(class_names) if recipe.pretrained else fresh_model(given.config, seed)
-            )
+            model = seeded.pretrained_model(class_names) if recipe.pretrained else fresh_model(given.config, seed)
             return seeded.train(model, data, Path(scratch) / kind)
 
-        model, seconds, cached = _cached_training(cache_dir, {**base, **parts, "kind": kind, "seed": seed},
-                                                  train_fn, processor, log, trainings)  # fmt: skip
+        model, seconds, cached = _cached_training(
+            cache_dir, {**base, **parts, "kind": kind, "seed": seed}, train_fn, processor, log, trainings
+        )
         if kind == "retrained" and spec.retime and not timed:
             if cached:  # time one retraining in this run: shares of its time compare one session's times
                 log(f"  re-timing the cached {kind} model of seed {seed}")
@@ -295,26 +331,39 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                 original = given.eval()
             data = split_unlearning_data(train, held_out, class_names, spec.request, seed=seed)
             # keyed by the original's seed too when there is one per seed: the paper's pairs
-            retrained, retrain_seconds = trained("retrained", seed, data.retain,
-                                                 {"forget": data.fingerprint["sha256"]}, scratch)  # fmt: skip
+            retrained, retrain_seconds = trained(
+                "retrained", seed, data.retain, {"forget": data.fingerprint["sha256"]}, scratch
+            )
             models[seed] = (original, original_seed, data, retrained, retrain_seconds)
         for seed, (original, original_seed, data, retrained, retrain_seconds) in models.items():
             references = [m[3] for other, m in models.items() if other != seed]
-            reference_probs = {split: [softmax_probs(r, getattr(data, split)) for r in references]
-                               for split in ("forget", "test")}  # fmt: skip
+            reference_probs = {
+                split: [softmax_probs(r, getattr(data, split)) for r in references] for split in ("forget", "test")
+            }
             logits_cache: dict = {}
             first_lotus = None
             for name, _, fields in spec.variants():
                 run_dir = Path(scratch) / f"{name.replace('/', '-')}-{seed}"  # its own checkpoints
                 config = benchmark_config(name, spec, seed, str(run_dir), fields)
                 probs: dict = {}
-                result = unlearn(copy.deepcopy(original), data, config, retrained=retrained,
-                                 retrain_seconds=retrain_seconds, original=original, probs_out=probs,
-                                 logits_cache=logits_cache, reference_probs=reference_probs)  # fmt: skip
+                result = unlearn(
+                    copy.deepcopy(original),
+                    data,
+                    config,
+                    retrained=retrained,
+                    retrain_seconds=retrain_seconds,
+                    original=original,
+                    probs_out=probs,
+                    logits_cache=logits_cache,
+                    reference_probs=reference_probs,
+                )
                 rows = result.report.rows
-                row = dict(rows["unlearned"], weight_change=weight_change(result.model, original),
-                           distance_to_original=_distance(rows["unlearned"], rows["original"]),
-                           cost_share=result.report.cost["share_of_retrain"])  # fmt: skip
+                row = dict(
+                    rows["unlearned"],
+                    weight_change=weight_change(result.model, original),
+                    distance_to_original=_distance(rows["unlearned"], rows["original"]),
+                    cost_share=result.report.cost["share_of_retrain"],
+                )
                 runs.append(
                     _run_row(
                         name,
@@ -330,41 +379,96 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                         stopped_by=result.report.training["stopped_by"],
                     )
                 )
-                log(f"  seed {seed} {name:>13}: Avg Gap {row['avg_gap']:.4f}, "
+                log(
+                    f"  seed {seed} {name:>13}: Avg Gap {row['avg_gap']:.4f}, "
                     f"{result.report.unlearning_seconds:.1f} s, {result.report.cost['share_of_retrain']:.1%} of a "
-                    f"retraining, {result.report.verification['verdict']}")  # fmt: skip
-                for budget in (spec.budgets or ())[
-                    :-1
-                ]:  # the same run, as it was when it reached each budget
-                    runs.append(_at_budget(name, seed, budget, result, run_dir, original, data, retrained,
-                                           retrain_seconds, logits_cache, reference_probs, config))  # fmt: skip
-                    log(f"  seed {seed} {name:>13} at {budget:.0%}: Avg Gap {runs[-1]['avg_gap']:.4f}, "
-                        f"{runs[-1]['verdict']}")  # fmt: skip
+                    f"retraining, {result.report.verification['verdict']}"
+                )
+                for budget in (spec.budgets or ())[:-1]:  # the same run, as it was when it reached each budget
+                    runs.append(
+                        _at_budget(
+                            name,
+                            seed,
+                            budget,
+                            result,
+                            run_dir,
+                            original,
+                            data,
+                            retrained,
+                            retrain_seconds,
+                            logits_cache,
+                            reference_probs,
+                            config,
+                        )
+                    )
+                    log(
+                        f"  seed {seed} {name:>13} at {budget:.0%}: Avg Gap {runs[-1]['avg_gap']:.4f}, "
+                        f"{runs[-1]['verdict']}"
+                    )
                 shutil.rmtree(run_dir, ignore_errors=True)
                 if base_method(name) == "lotus" and first_lotus is None:
                     first_lotus = (name, fields, result)
-            checks = {name: verify_probs(probs[name], data, None, reference_probs, probs["original"]).to_dict()
-                      for name in ("original", "retrained")}  # fmt: skip
-            runs.append(_run_row("original", seed, rows["original"], None, {"seed": original_seed},
-                                 probs["original"], checks["original"]))  # fmt: skip
-            runs.append(_run_row("retrain", seed, rows["retrained"], retrain_seconds, recipe.to_dict() | {"seed": seed},
-                                 probs["retrained"], checks["retrained"]))  # fmt: skip
+            checks = {
+                name: verify_probs(probs[name], data, None, reference_probs, probs["original"]).to_dict()
+                for name in ("original", "retrained")
+            }
+            runs.append(
+                _run_row(
+                    "original",
+                    seed,
+                    rows["original"],
+                    None,
+                    {"seed": original_seed},
+                    probs["original"],
+                    checks["original"],
+                )
+            )
+            runs.append(
+                _run_row(
+                    "retrain",
+                    seed,
+                    rows["retrained"],
+                    retrain_seconds,
+                    recipe.to_dict() | {"seed": seed},
+                    probs["retrained"],
+                    checks["retrained"],
+                )
+            )
             if spec.controls and first_lotus is not None:
                 name, fields, lotus = first_lotus
                 zero = benchmark_config(
                     name, spec, seed, scratch, {**fields, "learning_rate": 0.0, "num_train_epochs": 1}
                 )
-                controls += verifier_controls(spec.request, seed, original, data, checks, lotus, zero, processor,
-                                              reference_probs, Path(scratch) / f"controls-{seed}", log)  # fmt: skip
+                controls += verifier_controls(
+                    spec.request,
+                    seed,
+                    original,
+                    data,
+                    checks,
+                    lotus,
+                    zero,
+                    processor,
+                    reference_probs,
+                    Path(scratch) / f"controls-{seed}",
+                    log,
+                )
+            if spec.controls:  # models built to pass, on the public half and on the private set
+                controls += adaptive_controls(
+                    seed, original, data, references, recipe, private, Path(scratch) / f"adaptive-{seed}", log
+                )
 
     command = command or " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))
 
     def summary_of(rows: list[dict]) -> dict:
-        results = summarise(spec, rows, subset_size=len(train), wall_seconds=time.perf_counter() - start,
-                            retrain_timed=timed, controls=controls)  # fmt: skip
-        results["cached_training_seconds"] = sum(
-            trainings["cached"].values()
-        )  # read from the cache, not run now
+        results = summarise(
+            spec,
+            rows,
+            subset_size=len(train),
+            wall_seconds=time.perf_counter() - start,
+            retrain_timed=timed,
+            controls=controls,
+        )
+        results["cached_training_seconds"] = sum(trainings["cached"].values())  # read from the cache, not run now
         results["trainings"] = trainings
         results["command"] = command
         return results
@@ -383,17 +487,16 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
         return results
     # one standard results folder per budget (budget-5/, budget-10/, ...), and the curves of every method across them
     fixed = [r for r in runs if r["budget"] is None]  # the original and the gold standard
-    by_budget = {
-        budget_label(b): summary_of(fixed + [r for r in runs if r["budget"] == b]) for b in spec.budgets
-    }
+    by_budget = {budget_label(b): summary_of(fixed + [r for r in runs if r["budget"] == b]) for b in spec.budgets}
     results = {"budgets": by_budget, "command": command, "wall_seconds": time.perf_counter() - start}
     with atomic_output_dir(output_dir) as staging:
         for label, budget_results in by_budget.items():
             write(budget_results, staging / f"budget-{label}")
         (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         plot_cost_curves(by_budget, staging / "cost_curves.png")
-        (staging / "results.md").write_text("\n".join(f"# At {label}% of a retraining\n\n{render_markdown(r)}"
-                                                     for label, r in by_budget.items()))  # fmt: skip
+        (staging / "results.md").write_text(
+            "\n".join(f"# At {label}% of a retraining\n\n{render_markdown(r)}" for label, r in by_budget.items())
+        )
     return results
 
 
@@ -406,8 +509,20 @@ def budget_label(budget: float) -> str:
     return f"{budget * 100:g}"
 
 
-def _at_budget(name, seed, budget, result, run_dir, original, data, retrained, retrain_seconds, logits_cache,
-               reference_probs, config) -> dict:  # fmt: skip
+def _at_budget(
+    name,
+    seed,
+    budget,
+    result,
+    run_dir,
+    original,
+    data,
+    retrained,
+    retrain_seconds,
+    logits_cache,
+    reference_probs,
+    config,
+) -> dict:
     """The row of a run as it stood when its cost reached `budget`: the checkpoint saved there, or the finished run
     when it ended first (SSD, which takes no step, is over the budget when its one pass cost more)."""
     from safetensors.torch import load_file
@@ -418,27 +533,50 @@ def _at_budget(name, seed, budget, result, run_dir, original, data, retrained, r
     parts = cost.get("parts") or {}  # what the probes and checks cost (SSD has none)
     if taken is not None:
         model = copy.deepcopy(original)
-        model.load_state_dict(
-            load_file(run_dir / f"checkpoint-{taken['step']}" / "model.safetensors"), strict=False
-        )
+        model.load_state_dict(load_file(run_dir / f"checkpoint-{taken['step']}" / "model.safetensors"), strict=False)
         units, seconds, parts = taken["units"], taken["seconds"], taken.get("parts", {})
     share = units / cost["retrain_units"]
     probs: dict = {}
-    report = evaluate_unlearning(original, model.eval(), data, retrained=retrained, unlearning_seconds=seconds,
-                                 retrain_seconds=retrain_seconds, seed=config.seed, probs_out=probs,
-                                 logits_cache=logits_cache)  # fmt: skip
-    verification = verify_probs(
-        probs["unlearned"], data, config.method, reference_probs, probs["original"]
-    ).to_dict()
+    report = evaluate_unlearning(
+        original,
+        model.eval(),
+        data,
+        retrained=retrained,
+        unlearning_seconds=seconds,
+        retrain_seconds=retrain_seconds,
+        seed=config.seed,
+        probs_out=probs,
+        logits_cache=logits_cache,
+    )
+    verification = verify_probs(probs["unlearned"], data, config.method, reference_probs, probs["original"]).to_dict()
     rows = report.rows
-    row = dict(rows["unlearned"], weight_change=weight_change(model, original),
-               distance_to_original=_distance(rows["unlearned"], rows["original"]), cost_share=share)  # fmt: skip
+    row = dict(
+        rows["unlearned"],
+        weight_change=weight_change(model, original),
+        distance_to_original=_distance(rows["unlearned"], rows["original"]),
+        cost_share=share,
+    )
     history = [e for e in result.history if e.get("cost", 0) <= units]
     stopped_by = "budget" if taken is not None else result.report.training["stopped_by"]
-    return _run_row(name, seed, row, seconds, config.method_hyperparameters(), probs["unlearned"], verification,
-                    history, budget=budget, cost={**cost, "units": units, "share_of_retrain": share, "parts": parts,
-                                                  "within_budget": share <= budget + 1e-12},
-                    stopped_by=stopped_by)  # fmt: skip
+    return _run_row(
+        name,
+        seed,
+        row,
+        seconds,
+        config.method_hyperparameters(),
+        probs["unlearned"],
+        verification,
+        history,
+        budget=budget,
+        cost={
+            **cost,
+            "units": units,
+            "share_of_retrain": share,
+            "parts": parts,
+            "within_budget": share <= budget + 1e-12,
+        },
+        stopped_by=stopped_by,
+    )
 
 
 def _distance(row: dict, original: dict) -> float:
@@ -446,9 +584,18 @@ def _distance(row: dict, original: dict) -> float:
 
 
 def _run_row(
-    method, seed, row, seconds, hyper, probs, verification: dict, history: list | None = None, budget=None,
-    cost: dict | None = None, stopped_by: str | None = None,
-) -> dict:  # fmt: skip
+    method,
+    seed,
+    row,
+    seconds,
+    hyper,
+    probs,
+    verification: dict,
+    history: list | None = None,
+    budget=None,
+    cost: dict | None = None,
+    stopped_by: str | None = None,
+) -> dict:
     values = {k: row.get(k) for k in METRICS if k != "seconds"}
     forget_entropy = entropy(probs["forget"])
     return {
@@ -473,9 +620,15 @@ def _run_row(
 
 def compact_verification(verification: dict) -> dict:
     """A verdict's tests without the per-example p-values (results.json keeps the counts)."""
-    return {e["test"]: {"statistic": e["statistic"], "interval": e["interval"], "outcome": e["outcome"],
-                        **({"flagged": e["details"]["flagged"]} if "flagged" in e["details"] else {})}
-            for e in verification["evidence"]}  # fmt: skip
+    return {
+        e["test"]: {
+            "statistic": e["statistic"],
+            "interval": e["interval"],
+            "outcome": e["outcome"],
+            **({"flagged": e["details"]["flagged"]} if "flagged" in e["details"] else {}),
+        }
+        for e in verification["evidence"]
+    }
 
 
 def softmax_probs(model, dataset) -> np.ndarray:
@@ -538,21 +691,25 @@ def summarise(
     summary = {}
     for name in order:
         rows = [r for r in runs if r["method"] == name]
-        row = {
-            k: dict(zip(("mean", "std"), _mean_std([r.get(k) for r in rows]), strict=True)) for k in METRICS
-        }
+        row = {k: dict(zip(("mean", "std"), _mean_std([r.get(k) for r in rows]), strict=True)) for k in METRICS}
         row["hyperparameters"] = rows[0]["hyperparameters"]
         row["avg_gap_paper"] = float(np.mean([abs(row[k]["mean"] - gold[k]) for k in GAP_KEYS]))
-        shares = [r["seconds"] / (timed or per_seed_retrain[r["seed"]])
-                  for r in rows if r["seconds"] is not None and name != "retrain"]  # fmt: skip
+        shares = [
+            r["seconds"] / (timed or per_seed_retrain[r["seed"]])
+            for r in rows
+            if r["seconds"] is not None and name != "retrain"
+        ]
         row["share_of_retrain"] = dict(zip(("mean", "std"), _mean_std(shares), strict=True))
         distance = row["distance_to_original"]["mean"]
         row["no_op"] = distance is not None and distance < NO_OP_DISTANCE
         row["verdicts"] = {v: sum(r.get("verdict") == v for r in rows) for v in VERDICTS}
         row["damaged"] = sum(r.get("utility") == "damaged" for r in rows)  # models that no longer work
         # what the stops' own passes (probes, the verifier's checks) cost, as a share of each run: at most, and mean
-        stops = [sum((r["cost"].get("parts") or {}).values()) / r["cost"]["units"]
-                 for r in rows if r.get("cost") and r["cost"].get("units")]  # fmt: skip
+        stops = [
+            sum((r["cost"].get("parts") or {}).values()) / r["cost"]["units"]
+            for r in rows
+            if r.get("cost") and r["cost"].get("units")
+        ]
         row["stops_share"] = {"mean": float(np.mean(stops)), "max": float(np.max(stops))} if stops else None
         if any(r.get("history") and "stop" in r["history"][0] for r in rows):
             row["stop_fired"] = [r["stopped_at_epoch"] for r in rows]  # per seed: the epoch, or None
@@ -577,12 +734,8 @@ def summarise(
         "pearson_rf_jsd_vs_jsd": _pearson(summary, points, "rf_jsd", "jsd"),
         "pearson_reference": _pearson(summary, points, "rf_jsd_reference", "jsd_reference"),
         "pearson_points": points,
-        "lowest_avg_gap": min(methods_only, key=lambda m: summary[m]["avg_gap"]["mean"])
-        if methods_only
-        else None,
-        "lowest_avg_gap_paper": min(methods_only, key=lambda m: summary[m]["avg_gap_paper"])
-        if methods_only
-        else None,
+        "lowest_avg_gap": min(methods_only, key=lambda m: summary[m]["avg_gap"]["mean"]) if methods_only else None,
+        "lowest_avg_gap_paper": min(methods_only, key=lambda m: summary[m]["avg_gap_paper"]) if methods_only else None,
         "summary": summary,
         "paired": paired_comparison(runs, methods_only, summary),
         "controls": controls or [],
@@ -617,8 +770,12 @@ def paired_comparison(runs: list[dict], methods: list[str], summary: dict, level
         seeds = sorted(set(gaps[best]) & set(gaps[other]))
         a, b = np.array([gaps[best][s] for s in seeds]), np.array([gaps[other][s] for s in seeds])
         p = float(ttest_rel(a, b, alternative="less").pvalue) if len(seeds) > 1 and np.any(a != b) else 1.0
-        rows[other] = {"wins": int((a < b).sum()), "seeds": len(seeds), "mean_difference": float((a - b).mean()),
-                       "p": p if np.isfinite(p) else 1.0}  # fmt: skip
+        rows[other] = {
+            "wins": int((a < b).sum()),
+            "seeds": len(seeds),
+            "mean_difference": float((a - b).mean()),
+            "p": p if np.isfinite(p) else 1.0,
+        }
     # Holm: the k-th smallest p-value is compared with level / (m - k + 1), stopping at the first that fails
     passed, ordered = True, sorted(rows, key=lambda m: rows[m]["p"])
     for k, other in enumerate(ordered):
@@ -628,8 +785,13 @@ def paired_comparison(runs: list[dict], methods: list[str], summary: dict, level
         passed = passed and rows[other]["p"] <= level / (len(ordered) - k)
         rows[other]["separated"] = passed
     level_with = [m for m in rows if not rows[m]["separated"]]
-    return {"best": best, "level": level, "claim": "lowest" if not level_with else "level with",
-            "level_with": level_with, "against": rows}  # fmt: skip
+    return {
+        "best": best,
+        "level": level,
+        "claim": "lowest" if not level_with else "level with",
+        "level_with": level_with,
+        "against": rows,
+    }
 
 
 def best_setting(summary: dict, method: str, count: int, allowed=None) -> int:
@@ -672,8 +834,11 @@ def render_markdown(results: dict) -> str:
         else ""
     )
     per_seed = results.get("original_per_seed")
-    originals = ("an original trained per seed with the model's recipe and that seed, and a retrained model with "
-                 "the same seed" if per_seed else "one original for every seed")  # fmt: skip
+    originals = (
+        "an original trained per seed with the model's recipe and that seed, and a retrained model with the same seed"
+        if per_seed
+        else "one original for every seed"
+    )
     timed = results.get("retrain_timed")
     shares = "Shares of retraining divide by each seed's retraining time."
     if timed:
@@ -691,7 +856,7 @@ def render_markdown(results: dict) -> str:
             f"Then {', '.join(r['methods'])} ran again and replaced their rows: `{r['command']}` ({r['date']}; "
             f"{r['wall_seconds'] / 60:.1f} min).\n"
             for r in results.get("reran", [])
-        ],  # fmt: skip
+        ],
         f"Trained and unlearned on {subset}; {originals}"
         + (f", with {results['recipe_epochs']} epochs" if results["recipe_epochs"] else "")
         + f". Seeds {', '.join(map(str, results['seeds']))}: mean ± sample std. Avg Gap is the mean of the per-seed "
@@ -703,9 +868,22 @@ def render_markdown(results: dict) -> str:
         "model `forgotten` (f), `inconclusive` (i) or `not_forgotten` (n), on held-out data no method calibrated on "
         "(docs/verification.md). MIA's non-members are that same held-out half.\n",
     ]
-    header = ["method", "Avg Gap", "Avg Gap (paper)", "time (s)", "share of retrain", "acc forget", "acc retain",
-              "acc test", *(["acc test (kept classes)"] if remaining else []), "MIA", "RF-JSD", "JSD", "Δ original",
-              "verified f/i/n"]  # fmt: skip
+    header = [
+        "method",
+        "Avg Gap",
+        "Avg Gap (paper)",
+        "time (s)",
+        "share of retrain",
+        "acc forget",
+        "acc retain",
+        "acc test",
+        *(["acc test (kept classes)"] if remaining else []),
+        "MIA",
+        "RF-JSD",
+        "JSD",
+        "Δ original",
+        "verified f/i/n",
+    ]
     rows = []
     for method, row in summary.items():
         share = row["share_of_retrain"]
@@ -747,13 +925,26 @@ def render_markdown(results: dict) -> str:
             for i, fields in enumerate(tuning["settings"], 1):
                 row = summary[f"{method}#{i}"]
                 bold = "**" if i == tuning["best"] else ""
-                tuned.append([method, f"{bold}#{i}{bold}", f"{bold}{row['avg_gap']['mean']:.4f}{bold}",
-                              f"{row['avg_gap_paper']:.4f}", _fields(fields)])  # fmt: skip
+                tuned.append(
+                    [
+                        method,
+                        f"{bold}#{i}{bold}",
+                        f"{bold}{row['avg_gap']['mean']:.4f}{bold}",
+                        f"{row['avg_gap_paper']:.4f}",
+                        _fields(fields),
+                    ]
+                )
         header = ["method", "setting", "Avg Gap", "Avg Gap (paper)", "fields"]
-        lines += ["## Tuning\n", "Every setting of every method, with the same number per method; the best by "
-                  "mean Avg Gap is in bold.\n", markdown_table(header, tuned), ""]  # fmt: skip
-    hyper = [[method, _fields({k: v for k, v in row["hyperparameters"].items() if k != "seed"}) or "-"]
-             for method, row in summary.items()]  # fmt: skip
+        lines += [
+            "## Tuning\n",
+            "Every setting of every method, with the same number per method; the best by mean Avg Gap is in bold.\n",
+            markdown_table(header, tuned),
+            "",
+        ]
+    hyper = [
+        [method, _fields({k: v for k, v in row["hyperparameters"].items() if k != "seed"}) or "-"]
+        for method, row in summary.items()
+    ]
     lines += ["## Hyper-parameters\n", markdown_table(["method", "hyper-parameters"], hyper)]
     return "\n".join(lines) + "\n"
 
@@ -771,22 +962,46 @@ def _paired_lines(paired: dict) -> list[str]:
     if not paired:
         return []
     level_with = f" {', '.join(paired['level_with'])}" if paired["level_with"] else ""
-    rows = [[other, f"{r['wins']}/{r['seeds']}", f"{r['mean_difference']:+.4f}", r["p"], r["p_holm"],
-             "yes" if r["separated"] else "no"] for other, r in paired["against"].items()]  # fmt: skip
-    return ["## Seed by seed\n", f"**{paired['best']}** has the lowest mean Avg Gap. Against each other method: the "
-            "seeds it wins, the mean per-seed difference, a one-sided paired t-test and Holm's correction over the "
-            f"comparisons (level {paired['level']}). Claim: **{paired['claim']}**{level_with}.\n",
-            markdown_table(["against", "wins", "mean difference", "p", "p (Holm)", "separated"], rows), ""]  # fmt: skip
+    rows = [
+        [
+            other,
+            f"{r['wins']}/{r['seeds']}",
+            f"{r['mean_difference']:+.4f}",
+            r["p"],
+            r["p_holm"],
+            "yes" if r["separated"] else "no",
+        ]
+        for other, r in paired["against"].items()
+    ]
+    return [
+        "## Seed by seed\n",
+        f"**{paired['best']}** has the lowest mean Avg Gap. Against each other method: the "
+        "seeds it wins, the mean per-seed difference, a one-sided paired t-test and Holm's correction over the "
+        f"comparisons (level {paired['level']}). Claim: **{paired['claim']}**{level_with}.\n",
+        markdown_table(["against", "wins", "mean difference", "p", "p (Holm)", "separated"], rows),
+        "",
+    ]
 
 
 def _stop_lines(summary: dict) -> list[str]:
-    rows = [[m, f"{sum(e is not None for e in r['stop_fired'])}/{len(r['stop_fired'])}",
-             ", ".join(str(e) for e in r["stop_fired"] if e is not None) or "-"]
-            for m, r in summary.items() if "stop_fired" in r]  # fmt: skip
+    rows = [
+        [
+            m,
+            f"{sum(e is not None for e in r['stop_fired'])}/{len(r['stop_fired'])}",
+            ", ".join(str(e) for e in r["stop_fired"] if e is not None) or "-",
+        ]
+        for m, r in summary.items()
+        if "stop_fired" in r
+    ]
     if not rows:
         return []
-    return ["## Stop rules\n", "On how many seeds each method's stop rule fired, and before which epoch (per-epoch "
-            "histories in results.json).\n", markdown_table(["method", "fired", "epochs"], rows), ""]  # fmt: skip
+    return [
+        "## Stop rules\n",
+        "On how many seeds each method's stop rule fired, and before which epoch (per-epoch "
+        "histories in results.json).\n",
+        markdown_table(["method", "fired", "epochs"], rows),
+        "",
+    ]
 
 
 def _control_lines(rates: dict) -> list[str]:
@@ -801,15 +1016,26 @@ def _control_lines(rates: dict) -> list[str]:
         "not_forgotten",
         "wrong",
         "skipped",
+        "damaged",
+        "forgotten rate",
     ]
-    rows = [
-        [control, row["expected"], *(str(row.get(k, 0)) for k in header[2:])]
-        for control, row in rates.items()
+    rows = []
+    for control, row in rates.items():
+        low_high = row.get("forgotten_rate_interval")
+        rate = f"{row['forgotten'] / row['seeds']:.2f} [{low_high[0]:.2f}, {low_high[1]:.2f}]" if low_high else "-"
+        rows.append([control, row["expected"], *(str(row.get(k, 0)) for k in header[2:-1]), rate])
+    return [
+        "## The verifier's controls\n",
+        "Models whose answer is known (docs/verification.md), verified on every "
+        "seed: wrong = a retrained model called `not_forgotten` (a false alarm), or any other control not called "
+        "`not_forgotten` or whose forged history passed (a miss); skipped = a seed whose LoTUS run changed no "
+        "weight, so there was no history to forge. The adaptive controls (models built to pass: "
+        "`trained_on_heldout`, `masked_logit`, `nearest_relabel`, `temperature`) are scored twice, on the public "
+        "held-out half and on a private held-out set of training images outside the subset; damaged = called "
+        "with its utility `damaged`. Rate: the share called `forgotten`, with its 95% (Wilson) interval.\n",
+        markdown_table(header, rows),
+        "",
     ]
-    return ["## The verifier's controls\n", "Models whose answer is known (docs/verification.md), verified on every "
-            "seed: wrong = a retrained model called `not_forgotten` (a false alarm), or any other control not called "
-            "`not_forgotten` or whose forged history passed (a miss); skipped = a seed whose LoTUS run changed no "
-            "weight, so there was no history to forge.\n", markdown_table(header, rows), ""]  # fmt: skip
 
 
 def _fields(fields: dict) -> str:

