@@ -138,9 +138,30 @@ def test_with_references_over_forgetting_is_reported_with_its_interval():
     assert over.outcome == "not_forgotten" and over.interval[0] > over.threshold
     assert over.interval[0] <= over.statistic == over.details["acc_forget_references"] <= over.interval[1]
     assert result.verdict == "not_forgotten" and "over-forgotten" in result.advice
-    # without references the same model is only noted below unseen data: nothing to compare it with
-    alone = verify_outputs(steered, labels, held, held_labels, kind="samples")
+    # without references, a hand-picked set is only noted below unseen data: it may be atypical
+    alone = verify_outputs(steered, labels, held, held_labels, kind="indices")
     assert all(e.test != "over_forgetting" for e in alone.evidence) and any(e.below for e in alone.evidence)
+
+
+def test_a_typical_forget_set_known_less_than_held_out_images_is_over_forgotten_without_references():
+    """A request that drew a typical sample of its classes (the first 10% of each) should be known as well as
+    held-out images of those classes: clearly less is over-forgetting, with or without references."""
+    rng = np.random.default_rng(4)
+    held, held_labels = _outputs(rng, 3000, 0.0)
+    forget, labels = _outputs(rng, 1500, 0.0)
+    honest = verify_outputs(forget, labels, held, held_labels, kind="first_percent")
+    over = next(e for e in honest.evidence if e.test == "over_forgetting")
+    assert over.outcome == "forgotten" and "acc_heldout" in over.details
+    steered = forget.copy()
+    steered[np.arange(1500), labels] = forget.min(1) - 1.0  # the true class made the least likely
+    result = verify_outputs(steered, labels, held, held_labels, kind="first_percent")
+    over = next(e for e in result.evidence if e.test == "over_forgetting")
+    assert over.details["acc_forget"] == 0.0 and over.details["acc_heldout"] > 0.5
+    assert over.outcome == "not_forgotten" and over.interval[0] > over.threshold
+    assert result.verdict == "not_forgotten" and "over-forgotten" in result.advice
+    assert "held-out images of the same classes" in result.advice
+    # the one-sided tests alone would have called it forgotten
+    assert all(e.outcome == "forgotten" for e in result.evidence if e.test != "over_forgetting")
 
 
 def test_class_tests_read_how_often_the_class_is_still_predicted():

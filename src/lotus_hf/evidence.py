@@ -17,8 +17,10 @@ Each statistic grows with what the model still knows of the forget set. A test s
 interval shows the statistic at most its threshold (a one-sided test at 5%: the upper end of the 90% interval),
 `not_forgotten` when it shows it above (the lower end of the Bonferroni-adjusted 95% interval), and
 `inconclusive` otherwise, with how much more held-out data would settle it. A statistic well below what unseen
-data gives (the model knows the forget set less than unseen data) is noted, not counted: atypical forget sets
-(mislabelled samples, outliers) sit there under retraining too. The verdict is `not_forgotten` if any test says
+data gives (the model knows the forget set less than unseen data) counts against the verdict (`over_forgetting`)
+when references show it, or when the request drew a typical sample of its classes (a fraction, the first percent,
+a percent range); for hand-picked indices it is only noted, as atypical forget sets (mislabelled samples,
+outliers) sit there under retraining too. The verdict is `not_forgotten` if any test says
 so, `forgotten` if all do, else `inconclusive`.
 
 Example:
@@ -40,6 +42,9 @@ import numpy as np
 from .errors import DataError
 
 VERDICTS = ("forgotten", "not_forgotten", "inconclusive")
+# requests that draw a typical sample of their classes (requests.FORGET_KINDS): the over-forgetting side applies to
+# them without references; a hand-picked set of indices may be atypical, so there it needs references
+TYPICAL_REQUESTS = ("fraction", "first_percent", "percent_range")
 EXIT_CODES = {"forgotten": 0, "not_forgotten": 1, "inconclusive": 3}
 DAMAGED_EXIT_CODE = 4  # `forgotten`, but the model no longer works (utility `damaged`)
 # The most held-out accuracy a model may lose against its original before its utility is `damaged`: fixed before any
@@ -360,7 +365,10 @@ def verify_outputs(
         evidence = _class_tests(forget_log_probs, forget_labels, held_lp, held_labels, classes, tests, rng)
         score_labels = (None, None)  # label-free: how sure the model is of whatever it predicts
     else:
-        tests = 2 + 2 * references  # with references: the per-example test and the over-forgetting side
+        # two-sided where it can be: against references, or against held-out images when the request drew a typical
+        # sample of its classes (a hand-picked set may be atypical, so there the lower side is only noted)
+        two_sided = references or kind in TYPICAL_REQUESTS
+        tests = 2 + references + two_sided
         held_lp, held_labels, heldout_rows = (
             heldout_log_probs,
             heldout_labels,
@@ -368,10 +376,12 @@ def verify_outputs(
         )
         evidence = _sample_tests(forget_log_probs, forget_labels, held_lp, held_labels, tests, rng)
         score_labels = (forget_labels, held_labels)
-    if references and kind != "classes":  # two-sided: a forget set known clearly less than the references know it
-        evidence.append(
-            _over_forgetting_test(forget_log_probs, forget_labels, held_labels, reference_forget, tests, rng)
-        )
+        if two_sided:
+            evidence.append(
+                _over_forgetting_test(
+                    forget_log_probs, forget_labels, held_lp, held_labels, reference_forget, tests, rng
+                )
+            )
     if references:
         ref_held = [np.asarray(r)[heldout_rows] for r in reference_heldout]
         evidence.append(
@@ -499,18 +509,33 @@ def _class_tests(forget_lp, forget_labels, held_lp, held_labels, classes, tests,
     ]
 
 
-def _over_forgetting_test(forget_lp, forget_labels, held_labels, ref_forget, tests, rng) -> Evidence:
-    """Two-sided where it can be: the reference models' accuracy on the forget samples minus the model's, paired on
-    the same samples. A model that knows the forget set clearly less than models that never trained on it
-    (over-forgetting: its forget accuracy pushed below what unseen samples get) gives its members away by that
-    very gap, the Streisand effect: `not_forgotten` when the gap's lower end exceeds `ACCURACY_MARGIN`; otherwise
-    the test passes (`forgotten`: no sign of over-forgetting), as the one-sided tests decide the rest."""
+def _over_forgetting_test(forget_lp, forget_labels, held_lp, held_labels, ref_forget, tests, rng) -> Evidence:
+    """The other side: how much less the model knows the forget set than it should. With references, their accuracy
+    on the forget samples minus the model's, paired on the same samples; without, the model's accuracy on held-out
+    images of the same classes (class-matched) minus its forget accuracy, for a request that drew a typical sample.
+    A model that knows the forget set clearly less than unseen data (over-forgetting: its forget accuracy pushed
+    below what unseen samples get) gives its members away by that very gap, the Streisand effect: `not_forgotten`
+    when the gap's lower end exceeds `ACCURACY_MARGIN`; otherwise the test passes (`forgotten`: no sign of
+    over-forgetting), as the one-sided tests decide the rest."""
     model_correct = (forget_lp.argmax(1) == forget_labels).astype(np.float64)
-    reference_correct = np.mean([np.asarray(r).argmax(1) == forget_labels for r in ref_forget], axis=0)
+    if ref_forget:
+        reference_correct = np.mean([np.asarray(r).argmax(1) == forget_labels for r in ref_forget], axis=0)
 
-    def gap(wf, wh):
-        return (wf @ (reference_correct - model_correct)) / wf.sum(1)
+        def gap(wf, wh):
+            return (wf @ (reference_correct - model_correct)) / wf.sum(1)
 
+        details = {"acc_forget_references": float(reference_correct.mean()), "references": len(ref_forget)}
+    else:
+        matched = class_matched_weights(forget_labels, held_labels)
+        keep = matched > 0
+        held_lp, held_labels, matched = held_lp[keep], held_labels[keep], matched[keep]
+        held_correct = (held_lp.argmax(1) == held_labels).astype(np.float64)
+
+        def gap(wf, wh):
+            wh = wh * matched
+            return (wh @ held_correct) / wh.sum(1) - (wf @ model_correct) / wf.sum(1)
+
+        details = {"acc_heldout": float(np.average(held_correct, weights=matched))}
     evidence = _decide(
         "over_forgetting",
         gap,
@@ -520,11 +545,7 @@ def _over_forgetting_test(forget_lp, forget_labels, held_labels, ref_forget, tes
         ACCURACY_MARGIN,
         tests,
         rng,
-        {
-            "acc_forget": float(model_correct.mean()),
-            "acc_forget_references": float(reference_correct.mean()),
-            "references": len(ref_forget),
-        },
+        {"acc_forget": float(model_correct.mean()), **details},
     )
     evidence.outcome = "not_forgotten" if evidence.outcome == "not_forgotten" else "forgotten"
     evidence.heldout_needed, evidence.below = None, False
@@ -592,9 +613,14 @@ def advice(verdict: str, evidence: list[Evidence], method: str | None = None) ->
     failing = [e.test for e in evidence if e.outcome == verdict]
     if failing == ["over_forgetting"]:
         over = next(e for e in evidence if e.test == "over_forgetting")
+        others = (
+            f"reference models that never trained on it get {over.details['acc_forget_references']:.3f}"
+            if "acc_forget_references" in over.details
+            else f"it gets {over.details['acc_heldout']:.3f} of held-out images of the same classes right"
+        )
         return (
             f"NOT FORGOTTEN, over-forgotten: the model gets {over.details['acc_forget']:.3f} of the forget set "
-            f"right where reference models that never trained on it get {over.details['acc_forget_references']:.3f}"
+            f"right where {others}"
             " (gap interval [{:.3f}, {:.3f}]): the deletion itself gives the samples away (the Streisand "
             "effect). Try again from the original with a gentler setting (a lower learning rate, or "
             "`--stop-when-verified`).".format(*over.interval)

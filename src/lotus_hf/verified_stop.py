@@ -33,7 +33,7 @@ class VerifiedStop(TrainerCallback):
         forget_dataset: the forget set (`pixel_values`/`labels` items).
         calibration_dataset: held-out data of the same classes that the final verdict does not read
             (`UnlearningData.unseen`).
-        kind: the request's kind, `"samples"` or `"classes"`.
+        kind: the request's kind (`ForgetRequest.kind`: `"classes"`, `"first_percent"`, ...).
         meter: the run's `CostMeter` (`trainer.cost.meter`): the checks count in it apart (`part("checks")`),
             and it paces them.
         share: the largest share of the run's cost the checks may take; a check runs after a step (never before

@@ -494,10 +494,19 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             write(budget_results, staging / f"budget-{label}")
         (staging / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         plot_cost_curves(by_budget, staging / "cost_curves.png")
-        (staging / "results.md").write_text(
-            "\n".join(f"# At {label}% of a retraining\n\n{render_markdown(r)}" for label, r in by_budget.items())
-        )
+        (staging / "results.md").write_text(budgets_markdown(by_budget))
     return results
+
+
+def budgets_markdown(by_budget: dict[str, dict]) -> str:
+    """One run evaluated at several budgets: the curves of every method across them, then each budget's results
+    (its plots in its own budget-N/ folder)."""
+    parts = ["![Avg Gap and verified rate against cost](cost_curves.png)\n"]
+    parts += [
+        f"# At {label}% of a retraining\n\n{render_markdown(r, images=f'budget-{label}/')}"
+        for label, r in by_budget.items()
+    ]
+    return "\n".join(parts)
 
 
 def budget_label(budget: float) -> str:
@@ -820,9 +829,10 @@ def _r(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def render_markdown(results: dict) -> str:
+def render_markdown(results: dict, images: str = "") -> str:
     """The results table (mean ± sample std over seeds, and the paper's aggregation), hyper-parameters, the
-    Pearson r in both variants and, for a tuning run, each method's settings."""
+    Pearson r in both variants and, for a tuning run, each method's settings. `images`: the plots' folder,
+    relative to where the markdown is written ("" beside it)."""
     summary = results["summary"]
     subset = (
         f"a stratified subset of {results['train_samples']} training images (seed 0)"
@@ -913,8 +923,8 @@ def render_markdown(results: dict) -> str:
         f"**{results['lowest_avg_gap_paper']}**. Pearson r of RF-JSD against JSD across the methods' means "
         f"({', '.join(results['pearson_points'])}): textbook **{_r(results['pearson_rf_jsd_vs_jsd'])}**, reference "
         f"**{_r(results.get('pearson_reference'))}** (paper, reference form: 0.92 ± 0.04).\n",
-        "![Avg Gap against time](avg_gap_vs_time.png) ![RF-JSD against JSD](rf_jsd_vs_jsd.png)\n",
-        "![forget-set entropy per method](entropy_histograms.png)\n",
+        f"![Avg Gap against time]({images}avg_gap_vs_time.png) ![RF-JSD against JSD]({images}rf_jsd_vs_jsd.png)\n",
+        f"![forget-set entropy per method]({images}entropy_histograms.png)\n",
         *_paired_lines(results.get("paired") or {}),
         *_stop_lines(summary),
         *_control_lines(results.get("error_rates") or {}),
