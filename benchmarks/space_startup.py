@@ -1,6 +1,6 @@
 """How soon the Space's page is usable: start-up (the default model's data prepared once) and the first page
 load in headless Chromium, up to the gallery of training images shown with the classes to pick; then each preset
-request (the class the page opens on, and 10 training images of each class) from the Run click to its first line on
+request (the class the page opens on, and 100 training images of each class) from the Run click to its first line on
 screen and to its verdict, one after the other, on a quiet machine.
 
 Writes benchmarks/results/space-startup.{md,json}. Needs Debian's chromium (`make browser`).
@@ -62,7 +62,7 @@ def main() -> None:
                 page.locator("#pick-gallery img").first.wait_for(timeout=120_000)
                 loads.append(time.perf_counter() - start)
                 page.context.close()
-            requests = [] if args.no_requests else [time_request(browser, demo, m) for m in ("classes", "preset")]
+            requests = [] if args.no_requests else [time_request(browser, demo, app, m) for m in ("classes", "preset")]
             browser.close()
     finally:
         demo.close()
@@ -107,7 +107,7 @@ def main() -> None:
     print((RESULTS / "space-startup.md").read_text())
 
 
-def time_request(browser, demo, mode: str) -> dict:
+def time_request(browser, demo, app, mode: str) -> dict:
     """One preset request through the page: seconds to its first line and to its verdict, and what it said."""
     import re
 
@@ -116,8 +116,9 @@ def time_request(browser, demo, mode: str) -> dict:
     page = browser.new_context(viewport={"width": 1400, "height": 2400}).new_page()
     page.goto(demo.local_url)
     page.locator("#pick-gallery img").first.wait_for(timeout=120_000)
+    preset = f"{app.PRESET_PER_CLASS} training images of each class"
     if mode == "preset":
-        page.get_by_label("10 training images of each class").check()
+        page.get_by_label(preset).check()
     status = page.locator("#status textarea")
     start = time.perf_counter()
     page.locator("#run").click()
@@ -130,7 +131,7 @@ def time_request(browser, demo, mode: str) -> dict:
     cost = re.search(r"cost ([0-9.]+% of a retraining)", page.locator("#verdict").inner_text())
     page.context.close()
     return {
-        "request": "Sandal (a class)" if mode == "classes" else "10 training images of each class",
+        "request": "Sandal (a class)" if mode == "classes" else preset,
         "first_line_seconds": first,
         "verdict_seconds": done,
         "verdict": verdict,

@@ -41,13 +41,15 @@ BUNDLED = {
     "Fashion-MNIST ResNet (bundled)": "fashion-mnist-resnet",
     "Fashion-MNIST ViT (bundled)": "fashion-mnist-vit",
 }
+# the preset sample request: this many seeded training images of each class (1,000 on Fashion-MNIST: with 10 a class,
+# a retrained model is `inconclusive` too, as 100 images are too few for the verifier's margins)
+PRESET_PER_CLASS = 100
 MODES = [
     ("a whole class", "classes"),
-    ("10 training images of each class", "preset"),
+    (f"{PRESET_PER_CLASS} training images of each class", "preset"),
     ("a random fraction of the training images", "fraction"),
     ("training images I pick", "samples"),
 ]
-PRESET_PER_CLASS = 10  # the preset sample request: this many seeded training images of each class
 BUDGET = 10  # percent of a retraining a run may cost: the budget the bundled models' defaults were picked at
 MAX_TRAIN_SAMPLES = 60_000  # bounds a Hub data set's training split (a seeded subsample beyond it)
 MAX_PICKED = 200
@@ -55,6 +57,7 @@ CONCURRENT_RUNS = 1  # runs at once; more wait in the queue
 MAX_WAITING = 7  # runs waiting in the queue: 8 sessions at once in all, later ones are told the queue is full
 GALLERY_SIZE = 48
 SEED = DEFAULT_SEED
+BAR_X = "class · model"  # the per-class bar chart's x: each class's bars, original and unlearned, side by side
 INTRO = """# Make an image classifier forget
 Pick a model, choose what it should forget, and run. The run fine-tunes the model within a budget (a share of what
 retraining it from scratch would cost), then checks, on held-out images the run never used, whether the model now
@@ -269,6 +272,8 @@ def verdict_markdown(report: dict) -> tuple[str, str]:
         "inconclusive": "**Inconclusive**: the held-out images cannot tell either way.",
     }
     sentence = sentences[verification["verdict"]]
+    if verification["verdict"] == "inconclusive":
+        sentence += " " + why_inconclusive(verification)
     utility = verification.get("utility") or {}
     if utility:
         kept = "still works" if utility["outcome"] == "kept" else "**no longer works** (damaged)"
@@ -280,6 +285,25 @@ def verdict_markdown(report: dict) -> tuple[str, str]:
         sentence += f" The run cost {cost['share_of_retrain']:.1%} of a retraining"
         sentence += f" ({cost['wall_share']:.1%} of its time)." if cost.get("wall_share") else "."
     return sentence, f"{evidence_table(verification)}\n\n{verification['advice']}"
+
+
+def why_inconclusive(verification: dict) -> str:
+    """Why the tests could not decide, and what on this page would settle it (the CLI's advice names flags the page
+    has no control for)."""
+    undecided = [e for e in verification["evidence"] if e["outcome"] == "inconclusive"]
+    forget = max((e["n_forget"] for e in undecided), default=0)
+    if any(e["heldout_needed"] is None for e in undecided):
+        return (
+            f"{forget:,} forgotten images are too few for its tests to decide within their margins, whatever the "
+            "held-out images: their intervals stay wider than the margin. Forget more at once (a random 10% of the "
+            "training images, say) for a verdict either way."
+        )
+    return (
+        f"It read every held-out image this data set has for these classes and still needs about "
+        f"{max(e['heldout_needed'] for e in undecided):,} more; an auditor's own held-out images or reference "
+        "models trained without the forgotten images (`lotus-hf verify --heldout`, `--reference-models`) would "
+        "settle it."
+    )
 
 
 def as_image(value):
@@ -349,7 +373,7 @@ class _Progress(TrainerCallback):
     written after it."""
 
     def __init__(self, events: queue.Queue, cancel: threading.Event):
-        self.events, self.cancel = events, cancel
+        self.events, self.cancel, self.training = events, cancel, False
 
     def _check(self):
         if self.cancel.is_set():
@@ -357,13 +381,17 @@ class _Progress(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._check()
-        self.events.put(("phase", "reading the original's outputs (its accuracy on unseen images, its targets)"))
+        self.training = False
+        self.events.put(("phase", "preparing (the original's outputs on the images the method reads first, if any)"))
 
     def on_prediction_step(self, args, state, control, **kwargs):
         self._check()
 
     def on_step_end(self, args, state, control, **kwargs):
         self._check()
+        if not self.training:
+            self.training = True
+            self.events.put(("phase", "training, until the run's budget is spent or its stop fires"))
         spent = getattr(state, "budget_spent", None)  # set by the budget's callback (lotus_hf.cost)
         self.events.put(("train", spent if spent is not None else state.global_step / max(1, state.max_steps)))
 
@@ -460,7 +488,15 @@ def before_after(run: RunResult, model_name: str, dataset_name: str):
         )
         for i, b, a in zip(shown, before, after, strict=True)
     ]
-    return pd.concat(bars), histograms[0], histograms[1], gallery
+    return side_by_side(bars), histograms[0], histograms[1], gallery
+
+
+def side_by_side(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-class accuracy frames (class, accuracy, model) as one, with the bar chart's x (`BAR_X`): gr.BarPlot
+    (gradio 6) stacks the bars that share an x, so each class and model gets its own, side by side."""
+    bars = pd.concat(frames, ignore_index=True)
+    bars[BAR_X] = bars["class"] + " · " + bars["model"]
+    return bars
 
 
 def compare_image(run: RunResult | None, image) -> tuple[dict, dict]:
@@ -697,18 +733,18 @@ def build_demo():
             start = gr.Button("Run", variant="primary", elem_id="run")
             stop = gr.Button("Cancel", elem_id="cancel")
         status = gr.Textbox(label="Progress", lines=5, elem_id="status")
-        verdict = gr.Markdown(elem_id="verdict")
+        verdict = gr.Markdown(elem_id="verdict", min_height=90)  # room for the run's bar while it goes on
         with gr.Accordion("The verifier's evidence", open=False):
             evidence = gr.Markdown(elem_id="evidence")
         table = gr.DataFrame(value=empty_table(), label="Before and after", elem_id="metrics")
         gr.Markdown(column_notes())
         with gr.Row():
             class_bars = gr.BarPlot(
-                x="class · model",
+                x=BAR_X,
                 y="accuracy",
                 color="model",
                 title="Test accuracy per class",
-                x_title="class · model",
+                x_title="class, then model",
                 y_title="test accuracy",
                 x_label_angle=-45,
                 y_lim=[0, 1],
@@ -763,7 +799,9 @@ def build_demo():
             downloads,
             session,
         ]
-        start.click(run, [*load_inputs, mode, classes, fraction, picked_state], outputs)
+        # the bar (phase, share of the budget, elapsed time) goes on the verdict's place, empty while a run goes on:
+        # on every output it would cover the log and the cleared results
+        start.click(run, [*load_inputs, mode, classes, fraction, picked_state], outputs, show_progress_on=[verdict])
         stop.click(cancel_run, None, None, concurrency_limit=None)
         upload.change(compare, [session, upload], [before, after])
         push_button.click(push_click, [session, repo, token, private], pushed)
