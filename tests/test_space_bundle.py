@@ -117,7 +117,9 @@ def test_the_bundle_installs_into_a_fresh_environment_and_serves_the_app(bundle,
 
         client = Client(url, verbose=False)
         # the page's "Load" handler: the bundled model's classes and the gallery (session state stays server-side)
-        classes, gallery = client.predict("Fashion-MNIST ResNet (bundled)", "", "", api_name="/choices_for")
+        # (and the picked images' text, emptied; the session states stay server-side)
+        classes, gallery, picked = client.predict("Fashion-MNIST ResNet (bundled)", "", "", api_name="/choices_for")
+        assert picked == ""
         names = [c[0] if isinstance(c, (list, tuple)) else c for c in classes["choices"]]
         assert names[:2] == ["T-shirt/top", "Trouser"] and len(names) == 10
         assert len(gallery) == 48
