@@ -9,7 +9,8 @@ Gap is what benchmarks/fashion_mnist.py runs.
     .venv/bin/python benchmarks/tune.py --only vitdigits-first10,vitdigits-class      # `make tune-pretrained-vit`
     .venv/bin/python benchmarks/tune.py --picks-only      # rewrite tuning.md and tuning.json from the cells' JSON
 
-Seed 1 (the benchmark reports 3407, 13, 12, 7, 42), with its own original and retrained model, on the
+Seed 1 (seeds 1 and 2 for the ResNet class cell; the benchmark reports 3407, 13, 12, 7, 42), each with its own
+original and retrained model, on the
 benchmark's 6,000-image subset. Sample cells forget another slice of each class than the one reported (from 10% to
 20% of each class's indices; the benchmark forgets the first 10%); class cells forget Bag (the benchmark reports
 Sandal and Shirt; the digits cells tune on the digit 8 and report 3). The full-data cell takes the settings tuned on
@@ -34,6 +35,8 @@ from lotus_hf.research.benchmark import minutes_from_empty_cache, replacing
 RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnist"))
 TUNING = RESULTS / "tuning"
 SEEDS = "1"  # one seed (grid.json's rule, amended before any budgeted run: the 2 cores' time)
+# cells tuned on more seeds (grid.json's rule, amended 2026-12-07: the class default's one-seed choice broke the model)
+MORE_SEEDS = {"resnet-class": "1,2"}
 SUBSET = "6000"
 # the model `make benchmarks/models/fashion-mnist-efficientnet-lite0` fine-tunes (its recipe trains each seed's
 # original and gold standard), its training and test subsets
@@ -82,7 +85,7 @@ def run_grid(cell: str, settings: dict[str, list[dict]], folder: Path) -> None:
         "benchmark",
         *CELLS[cell][0],
         "--seeds",
-        SEEDS,
+        MORE_SEEDS.get(cell, SEEDS),
         *subset,
         "--grid",
         str(grid_file),
@@ -196,13 +199,13 @@ def write_picks() -> None:
         "Command: `.venv/bin/python benchmarks/tune.py --only CELLS` (`make tune`: the ResNet cells; `make tune-vit`: "
         "the ViT cells). Each method runs the eight settings that "
         "benchmarks/grid.json gives it (one rule for every method, written before any reported result was read; "
-        "[docs/benchmark.md](../../../docs/benchmark.md#the-grid)), on seed 1, with its own original "
-        "and retrained model, on the benchmark's 6,000-image subset. Sample cells forget each class's 10-20% slice, "
+        "[docs/benchmark.md](../../../docs/benchmark.md#the-grid)), on seed 1 (the ResNet class cell on seeds 1 and "
+        "2, grid.json's amendment), each with its own original and retrained model, on the benchmark's 6,000-image subset. Sample cells forget each class's 10-20% slice, "
         "class cells forget Bag: no seed, class or forget set here is reported. Every run stops at 20% of a "
         "retraining "
         "and is evaluated at 5%, 10% and 20% (grid.json's rule). A pick at the edge of its grid, at any budget, gets "
         "one extension step per edge (tuning/<cell>-extension/). Picked per budget: the lowest mean Avg Gap over the "
-        "seed, grid and extension together, among the settings whose runs kept within that budget. The settings "
+        "seeds, grid and extension together, among the settings whose runs kept within that budget. The settings "
         "each run was given (its command's `--grid` file) are kept in tuning/grids/<run>.json.\n",
     ]
     rows = []
@@ -233,7 +236,7 @@ def write_picks() -> None:
         "picked setting",
         "from",
         "cost",
-        "Avg Gap (seed 1)",
+        "mean Avg Gap (tuning seeds)",
         "verified f/i/n",
     ]
     lines.append(markdown_table(header, rows))

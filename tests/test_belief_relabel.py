@@ -45,7 +45,8 @@ def test_belief_relabel_drives_the_forgotten_class_to_zero_and_keeps_the_rest(tr
     assert accuracy(predict_logits(trained_resnet, data.forget), data.forget.labels) > 0.9  # it knows the class
     retain_before = accuracy(predict_logits(trained_resnet, data.retain), data.retain.labels)
 
-    trainer = _run(trained_resnet, data, tmp_path)
+    # 132 forget images: probes get a quarter of the run (default 5%), so that the stop gets a few chances
+    trainer = _run(trained_resnet, data, tmp_path, probe_share=0.25)
     model = trainer.model.eval()
     assert accuracy(predict_logits(model, data.forget), data.forget.labels) <= 0.02
     assert accuracy(predict_logits(model, data.retain), data.retain.labels) >= retain_before - 0.03
@@ -63,6 +64,9 @@ def test_belief_relabel_drives_the_forgotten_class_to_zero_and_keeps_the_rest(tr
     assert last["forget_accuracy"] < 0.005 and last["forget_member_rate"] >= last["reference_member_rate"]
     assert 0 <= trainer.reference_member_rate <= 1 and trainer.member_threshold > 0
     assert all(not e["stop"] for e in trainer.history[:-1])
+    # its probes are paced by cost, never before the first update, and stay within their share of the run
+    assert trainer.history[0]["step"] > 0
+    assert trainer.cost.meter.parts["probes"] <= trainer.args.probe_share * trainer.cost.meter.total()
     assert all("tau" not in e and "alpha" not in trainer.args.method_hyperparameters() for e in trainer.history)
 
 

@@ -48,8 +48,12 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
     from huggingface_hub import ModelCard
 
     out = tmp_path / "out"
+    settings = tmp_path / "settings.json"  # two steps: the probes get half of them, so that one runs (default 5%)
+    settings.write_text('{"probe_share": 0.5}')
     run = _cli(
         hub.env,
+        "--config",
+        str(settings),
         "--model",
         f"me/tiny-{kind}",
         "--dataset",
@@ -68,7 +72,7 @@ def test_unlearn_a_hub_model_by_name_and_push_it(kind, hub, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "pushed to" in run.stdout and TOKEN not in run.stdout + run.stderr
     # class mode's probes say what its stop rule reads
-    assert "before epoch 1: forget acc " in run.stdout and "forget called members" in run.stdout
+    assert "epoch 1, after step 1: forget acc " in run.stdout and "forget called members" in run.stdout
 
     assert set(hub.files(f"me/tiny-{kind}-unlearned")) == EXPECTED_FILES  # never forget-set data
     copy = _download(hub.env, f"me/tiny-{kind}-unlearned", tmp_path / "copy")

@@ -9,11 +9,13 @@ instead files each of its images under some other class, often with confidence. 
    *remaining* classes (Gumbel-max, the noise LoTUS draws its retain labels with); forget rows are trained
    towards it, and the forgotten classes are masked out of every target (retain rows keep LoTUS's Gumbel-max
    labels from the original);
-2. before each epoch, an entropy membership attack is fitted on the student (up to 1,000 retain rows of the
-   stream as members against up to 1,000 unseen rows of the kept classes); training stops once the rounded forget
-   accuracy is 0 **and** the attack calls at least as large a share of the forget samples members as the
-   original's own attack calls of the unseen samples it gets wrong (a model that never saw a class is about as
-   sure of its images as of the unseen images it misclassifies).
+2. after a step, as soon as one more probe keeps the probes within `probe_share` of the run's cost (paced as
+   LoTUS's bound stop: `CostMeter.affords`), an entropy membership attack is fitted on the student (up to
+   `membership_rows` retain rows of the stream as members against as many unseen rows of the kept classes) and read
+   on a seeded subset of `probe_samples` forget samples; training stops once the rounded forget accuracy is 0
+   **and** the attack calls at least as large a share of the forget samples members as the original's own attack
+   calls of the unseen samples it gets wrong (a model that never saw a class is about as sure of its images as of
+   the unseen images it misclassifies). It needs no probe before training: it has no temperature to set.
 
 Its stop reads only the unseen split (the calibration half of the test split), never the test half that the
 evaluation's MIA and `lotus-hf verify` read.
@@ -22,6 +24,7 @@ evaluation's MIA and `lotus-hf verify` read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +37,6 @@ from .losses import round_accuracy, sample_gumbel
 from .runstate import RunState
 from .stream import ItemList, is_streamed
 from .trainer import UnlearningTrainer
-
-MEMBERSHIP_ROWS = 1000  # rows of each side the stop's membership attack is fitted on, before every epoch
 
 
 @dataclass
@@ -50,6 +51,36 @@ class BeliefRelabelConfig(StreamConfig):
         default=1e-4,
         metadata={"help": "AdamW learning rate (as LoTUS's; bundled models carry their tuned picks)."},
     )
+    probe_share: float = field(
+        default=0.05,
+        metadata={
+            "help": "The largest share of the run's cost the stop's probes may take; a probe runs after a step as "
+            "soon as it fits."
+        },
+    )
+    probe_samples: int | None = field(
+        default=500,
+        metadata={"help": "The probes read a seeded subset of this many forget samples (all: None)."},
+    )
+    membership_rows: int = field(
+        default=250,
+        metadata={"help": "Rows of each side (retain members, unseen non-members) the probes' attack is fitted on."},
+    )
+
+    checks: ClassVar[dict] = {
+        **StreamConfig.checks,
+        "probe_share": (lambda value: 0 < value < 1, "in (0, 1) (0.05: probes take at most 5% of the run)"),
+        "probe_samples": (lambda value: value is None or value >= 1, ">= 1, or None for the whole forget set"),
+        "membership_rows": (lambda value: value >= 2, ">= 2"),
+    }
+
+    def method_hyperparameters(self) -> dict:
+        return {
+            **super().method_hyperparameters(),
+            "probe_share": self.probe_share,
+            "probe_samples": self.probe_samples,
+            "membership_rows": self.membership_rows,
+        }
 
 
 # ------------------------------------------------------------------ Belief Relabel's targets
@@ -129,6 +160,19 @@ class BeliefRelabelTrainer(UnlearningTrainer):
     def unseen_target(self) -> None:
         return None  # not read: the stop is the membership rule
 
+    @property
+    def bound_rule(self) -> bool:
+        return True  # probes paced by cost, on a seeded subset (`probe_set`, `after_step`)
+
+    def begin_epoch(self) -> bool:
+        """No probe before an epoch: Belief Relabel has no temperature to set, and the original never stops."""
+        self.start_epoch_rows()
+        return False
+
+    def probe_units(self) -> int:
+        """A probe's forward passes: the forget subset and both sides of the membership attack."""
+        return len(self._probe_rows) + sum(len(rows) for rows in self._membership_sets or ())
+
     def prepare_targets(self) -> None:
         """From the original (the student before its first update): each forget sample's class, drawn once and
         alike on every process; the rows the membership attack is fitted on; and the share of the original's
@@ -141,8 +185,9 @@ class BeliefRelabelTrainer(UnlearningTrainer):
         self.stream.forget_targets = remaining_class_targets(stream_logits[:forget_rows], forgotten, draws)
         unseen_logits, unseen_labels = self._predict(self.unseen_dataset)
         kept = torch.nonzero(~torch.isin(unseen_labels, forgotten)).flatten()
-        members = torch.arange(forget_rows, min(len(self.stream), forget_rows + MEMBERSHIP_ROWS))
-        nonmembers = kept[torch.randperm(len(kept), generator=draws)[:MEMBERSHIP_ROWS]].sort().values
+        rows = self.args.membership_rows
+        members = torch.arange(forget_rows, min(len(self.stream), forget_rows + rows))
+        nonmembers = kept[torch.randperm(len(kept), generator=draws)[:rows]].sort().values
         self._set_membership_rows(members, nonmembers)
         threshold = membership_threshold(entropies(stream_logits[members]), entropies(unseen_logits[nonmembers]))
         errors = unseen_errors(unseen_logits, unseen_labels, forgotten)

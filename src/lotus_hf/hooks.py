@@ -41,6 +41,15 @@ class RunProgress(ProgressCallback):
     """Trainer's progress bar (steps, rate, time left) with each epoch's probe written above it as it happens, and
     no bar for the probes' own passes. `use_run_progress` puts it in place of Trainer's default."""
 
+    def on_step_end(self, args, state, control, **kwargs):
+        super().on_step_end(args, state, control, **kwargs)
+        spent = getattr(state, "budget_spent", None)  # set by `CostCallback` (before this) when the run has a budget
+        bar = self.training_bar
+        if state.is_world_process_zero and bar is not None and spent:
+            # the steps the budget allows at this rate, not the epochs' count the budget stops long before
+            bar.total = min(bar.total, max(bar.n, round(bar.n / spent)))
+            bar.refresh()
+
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         pass  # a probe is part of the run: its passes add no bars of their own
 

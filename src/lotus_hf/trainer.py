@@ -194,10 +194,15 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
         measured."""
         if not self.bound_rule:
             return False
-        if not self.cost.meter.affords("probes", len(self._probe_rows), self.args.probe_share):
+        if not self.cost.meter.affords("probes", self.probe_units(), self.args.probe_share):
             return False
         epoch = max(1, math.ceil(self.state.epoch))  # the epoch this step belongs to (its last step: a whole number)
-        return self._probe(epoch, probe=sum(e["epoch"] == epoch for e in self.history))
+        # numbered from 1 inside the epoch: 0 is the probe before it
+        return self._probe(epoch, probe=1 + sum(e["epoch"] == epoch and e["probe"] > 0 for e in self.history))
+
+    def probe_units(self) -> int:
+        """What one probe costs (`lotus_hf.cost`): a forward pass over its rows."""
+        return len(self._probe_rows)
 
     def _recorded(self, epoch: int, probe: int) -> bool | None:
         """The decision of a probe this run already took (a resumed run), or None if it has not. The tau it set is
