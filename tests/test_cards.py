@@ -86,7 +86,7 @@ def test_a_lotus_card_parses_and_says_what_was_done(tmp_path):
     assert {r.dataset_type for r in data.eval_results} == {"zalando-datasets/fashion_mnist"}
     text = card.text
     assert "**me/step-1@v2** after *machine unlearning* with [LoTUS]" in text
-    assert "Here the stop rule ended training before epoch 3." in text
+    assert "Here the stop rule ended training at the probe before epoch 3." in text
     assert (
         "| 1 | me/original | lotus | classes=Bag | 6000 | `" + "cd" * 32 + "` | `111111111111` | `222222222222` |"
         in text
@@ -100,9 +100,12 @@ def test_a_lotus_card_parses_and_says_what_was_done(tmp_path):
     assert "- transformers " in text and "- torch " in text and "@inproceedings{spartalis2025lotus" in text
 
 
-def test_the_outcome_when_the_stop_rule_does_not_fire(tmp_path):
+def test_the_outcome_when_the_stop_rule_does_not_fire_or_fires_inside_an_epoch(tmp_path):
     card = _card(tmp_path, history=PROBES[:2])
-    assert "Here it ran all 2 epochs allowed; the stop rule did not fire." in card.text
+    assert "Here its 2 probes never fired the stop rule: the run ended at its epochs or its budget." in card.text
+    inside = [PROBES[0], {**PROBES[2], "epoch": 1, "probe": 1, "step": 7}]  # the bound rule's, after a step
+    card = _card(tmp_path / "inside", history=inside)
+    assert "Here the stop rule ended training in epoch 1, at the probe after step 7." in card.text
 
 
 def test_a_baseline_card_says_it_is_a_baseline_and_has_no_probes(tmp_path):

@@ -222,6 +222,14 @@ def test_model_folder_unlearning_config_sets_defaults_and_flags_win(digits_folde
     assert "unlearning_config.json (or the request) gives: alpha=3.0 (" in printed
     assert "LoTUS: alpha 3.0, 2 epochs at most" in printed
 
+    # a seed the model recommends is the run's one seed: its request, its splits and its training alike
+    (model_dir / "unlearning_config.json").write_text(json.dumps({"num_train_epochs": 1, "seed": 5}))
+    fraction = ["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--forget-fraction", "0.1"]
+    assert main([*fraction, "--batch-size", "64", "--output-dir", str(tmp_path / "seeded")]) == 0
+    report = json.loads((tmp_path / "seeded" / "report.json").read_text())
+    assert report["training"]["hyperparameters"]["seed"] == 5 and report["forget"]["request"].endswith(",5")
+    assert "gives: num_train_epochs=1, seed=5" in capsys.readouterr().out
+
     (model_dir / "unlearning_config.json").write_text(json.dumps({"alpah": 3.0}))
     assert main([*base, "--output-dir", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err

@@ -81,6 +81,23 @@ def test_a_model_retrained_without_the_class_is_not_called_not_forgotten(models,
     by_test = {e["test"]: e for e in result["evidence"]}
     assert by_test["class_predicted_train"]["statistic"] == 0 == by_test["class_predicted_heldout"]["statistic"]
     assert by_test["class_predicted_train"]["outcome"] == "forgotten"
+    assert "body_kept" not in by_test  # no original to compare its weights with
+    # against the original, its layers before the head share nothing with the original's
+    code, result = _verify(
+        capsys,
+        models["retrained"],
+        digits_parquet,
+        "--forget-classes",
+        FORGOTTEN,
+        "--original",
+        str(models["original"]),
+    )
+    body = next(e for e in result["evidence"] if e["test"] == "body_kept")
+    assert (
+        body["outcome"] == "forgotten"
+        and body["details"]["body_change"] > 0.5
+        and result["verdict"] != "not_forgotten"
+    )
 
 
 def test_the_original_and_every_forgery_of_an_unlearned_one_are_called_not_forgotten(
@@ -350,10 +367,12 @@ def test_a_model_broken_into_forgetting_is_told_apart_by_its_utility(models, dig
     assert code == 4 and "utility: damaged" in printed and "no longer works" in printed
 
 
-def test_a_class_whose_logit_is_masked_keeps_its_utility(models, digits_parquet, tmp_path, capsys):
+def test_a_class_whose_logit_is_masked_keeps_its_utility_and_is_caught_in_its_weights(
+    models, digits_parquet, tmp_path, capsys
+):
     """The forgotten class's logit pushed to -1e4 at the output: the class is never predicted again and the other
-    classes are classified as before, so the utility is `kept` (what the verdict makes of such a cheat is the
-    adaptive controls' question, docs/verification.md)."""
+    classes are classified as before, so the utility is `kept`; its outputs look forgotten, but the layers before the
+    head are the original's, so with the original at hand the `body_kept` test says `not_forgotten`."""
     seven = int(FORGOTTEN.split("-")[1])
 
     def mask(model):
@@ -365,6 +384,10 @@ def test_a_class_whose_logit_is_masked_keeps_its_utility(models, digits_parquet,
     )
     kept = result["utility"]
     assert kept["outcome"] == "kept" and kept["drop"] == pytest.approx(0.0, abs=0.02)
+    by_test = {e["test"]: e for e in result["evidence"]}
+    assert by_test["class_predicted_train"]["outcome"] == "forgotten"  # what the outputs show
+    assert by_test["body_kept"]["details"]["body_change"] == 0.0 and by_test["body_kept"]["outcome"] == "not_forgotten"
+    assert result["verdict"] == "not_forgotten" and "head edited only" in result["advice"]
     # without --original and without an unlearning history, there is nothing to compare with: no utility
     _, plain = _verify(capsys, masked, digits_parquet, "--forget-classes", FORGOTTEN)
     assert plain["utility"] is None

@@ -144,11 +144,16 @@ def _eval_results(report: dict, dataset: str | None) -> list[EvalResult]:
 
 
 def _outcome(probes: list[dict]) -> str:
-    stopped = next((e["epoch"] for e in probes if e.get("stop")), None)
-    if stopped is not None:
-        return f"Here the stop rule ended training before epoch {stopped}."
+    stopping = next((e for e in probes if e.get("stop")), None)
+    if stopping is not None:
+        where = (
+            f"in epoch {stopping['epoch']}, at the probe after step {stopping['step']}"
+            if stopping.get("probe")
+            else f"at the probe before epoch {stopping['epoch']}"
+        )
+        return f"Here the stop rule ended training {where}."
     if probes:
-        return f"Here it ran all {len(probes)} epochs allowed; the stop rule did not fire."
+        return f"Here its {len(probes)} probes never fired the stop rule: the run ended at its epochs or its budget."
     return ""
 
 
@@ -175,7 +180,7 @@ def evidence_table(verification: dict) -> str:
                 e["statistic"],
                 f"[{e['interval'][0]:.4f}, {e['interval'][1]:.4f}]",
                 f"{e['expected']:.2f}",
-                f"{e['threshold']:.2f}",
+                f"{e['threshold']:.3g}",
                 str(e["n_forget"]),
                 str(e["n_heldout"]),
                 e["outcome"],

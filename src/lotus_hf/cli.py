@@ -112,7 +112,10 @@ def _unlearn(
         if not hub_id(run.push_to_hub):
             raise ArgumentError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {run.push_to_hub!r}.")
         check_push_token()  # before any work: a run must not end in a push that cannot happen
-    seed = fields.get("seed", DEFAULT_SEED)  # splits and request use the run's seed
+    model_name = f"{run.model}@{run.revision}" if run.revision else run.model
+    # one seed for the request, the splits, a fitted head and the run: the flag's, else the one the model recommends
+    recommended = recommended_fields(model_name, method, forget.request(0, default_percent=10))
+    seed = fields.get("seed", recommended.get("seed", DEFAULT_SEED))
     model, processor = load_model(run.model, run.revision)
     base_model = model.config._name_or_path  # `name@revision` when a revision was asked for
     dataset = load_image_dataset(
@@ -140,18 +143,17 @@ def _unlearn(
     check_labels(model, class_names)
     # The config comes after the models: under DeepSpeed ZeRO-3 it turns on `zero.Init`, whose partitioned
     # weights transformers 5.24 cannot initialise for every model (ResNet); DeepSpeed shards them later.
-    model_name = f"{run.model}@{run.revision}" if run.revision else run.model
     config = method_config(
         method,
         model_name,
         request,
-        **{"logging_strategy": "no", "disable_tqdm": run.quiet, **fields, "output_dir": scratch},
+        **{"logging_strategy": "no", "disable_tqdm": run.quiet, **fields, "seed": seed, "output_dir": scratch},
     )
     say(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {data_args.dataset} from {run.model}",
         flush=True,
     )
-    used = {k: v for k, v in recommended_fields(model_name, method, request).items() if k not in fields}
+    used = {k: v for k, v in recommended.items() if k not in fields}
     if used:
         say(
             f"settings the model's {'recipe' if method == 'retrain' else 'unlearning_config.json'} (or the request) "

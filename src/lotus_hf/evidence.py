@@ -55,6 +55,11 @@ UTILITY_MARGIN = 0.05
 ACCURACY_MARGIN = 0.05  # accuracy on the forget set - on held-out data of the same classes
 AUC_MARGIN = 0.05  # AUC - 0.5 of a membership score between forget and held-out samples
 CLASS_RATE_MAX = 0.02  # share of a forgotten class's images still predicted as a forgotten class
+# The least a model's layers before its head must have moved from the original's (||theta - theta_0|| / ||theta_0||)
+# for its outputs to count: below it, the representation that recognised the forget set is the original's, whatever
+# the head now outputs. Fixed 2026-12-07 after the masked_logit control passed every output test; the smallest change
+# of any method's reported run was 0.024 (ResNet class cell at 10%), a retraining's ~1.
+BODY_CHANGE_MIN = 1e-3
 FDR = 0.05  # Benjamini-Hochberg level of the per-example test
 ALPHA = 0.05  # every decision is a test at this level
 BOOTSTRAP = 1000
@@ -339,13 +344,15 @@ def verify_outputs(
     reference_heldout: list[np.ndarray] | None = None,
     method: str | None = None,
     original_heldout: np.ndarray | None = None,
+    body_change: float | None = None,
 ) -> Verification:
     """The verdict on a forget set from a model's log-probabilities on it and on held-out data it never trained
     on (nor calibrated on). `kind` is the request's: `"classes"` (then `forgotten_classes`, default the forget
     labels) or anything else for samples. `reference_forget` / `reference_heldout`: log-probabilities of
     reference models trained without the forget set, on the same rows, for the per-example test. `method`
     tailors the advice. `original_heldout`: the original model's log-probabilities on the held-out rows, for the
-    verdict's `utility` (`utility`)."""
+    verdict's `utility` (`utility`). `body_change`: how far the model's layers before its head moved from the
+    original's (`lotus_hf.provenance.body_change`), for the `body_kept` test, which no output can pass."""
     rng = np.random.default_rng(SEED)
     forget_log_probs, heldout_log_probs = np.asarray(forget_log_probs), np.asarray(heldout_log_probs)
     forget_labels, heldout_labels = np.asarray(forget_labels), np.asarray(heldout_labels)
@@ -397,6 +404,8 @@ def verify_outputs(
                 rng,
             )
         )
+    if body_change is not None:
+        evidence.append(_body_kept_test(body_change, len(forget_labels), len(held_labels)))
     outcomes = [e.outcome for e in evidence]
     verdict = (
         "not_forgotten"
@@ -552,6 +561,24 @@ def _over_forgetting_test(forget_lp, forget_labels, held_lp, held_labels, ref_fo
     return evidence
 
 
+def _body_kept_test(change: float, n_forget: int, n_heldout: int) -> Evidence:
+    """A weight-level check that outputs cannot fool: the share of the original's layers before the head that the
+    model kept (1 - their relative change). Above `1 - BODY_CHANGE_MIN`, the forgetting is an edit of the head alone
+    (a masked logit, a head retrained or rewritten): the representation that recognised the forget set is the
+    original's, readable by any probe, so `not_forgotten`. An exact measurement, so its intervals are the value.
+
+    >>> _body_kept_test(0.0, 10, 10).outcome, _body_kept_test(0.02, 10, 10).outcome
+    ('not_forgotten', 'forgotten')
+    """
+    kept = max(0.0, 1.0 - change)
+    threshold = 1.0 - BODY_CHANGE_MIN
+    outcome = "not_forgotten" if kept > threshold else "forgotten"
+    details = {"body_change": change, "measured": "the parameters outside the layer that produces the logits"}
+    return Evidence(
+        "body_kept", kept, [kept, kept], [kept, kept], 0.0, threshold, n_forget, n_heldout, outcome, details=details
+    )
+
+
 def _per_example_test(
     forget_lp, held_lp, forget_labels, held_labels, ref_forget, ref_held, score_labels, tests, rng
 ) -> Evidence:
@@ -611,6 +638,14 @@ def advice(verdict: str, evidence: list[Evidence], method: str | None = None) ->
             + lower
         )
     failing = [e.test for e in evidence if e.outcome == verdict]
+    if verdict == "not_forgotten" and "body_kept" in failing:
+        body = next(e for e in evidence if e.test == "body_kept")
+        return (
+            f"NOT FORGOTTEN, head edited only: the layers before the head moved by {body.details['body_change']:.2e} "
+            f"of their size from the original's (less than {BODY_CHANGE_MIN:g}), so the representation that "
+            "recognised the forget set is still there, readable by a probe, whatever the outputs show. Unlearn the "
+            "whole model, not its head."
+        )
     if failing == ["over_forgetting"]:
         over = next(e for e in evidence if e.test == "over_forgetting")
         others = (

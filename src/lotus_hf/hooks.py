@@ -89,3 +89,12 @@ def probe_line(epoch: int, entry: dict) -> str:
         probe = f"unseen acc {entry['unseen_accuracy']:.4f}, delta {entry['delta']:+.2f}, tau {entry['tau']:.3f}"
     stop = " -> stop" if entry.get("stop") else ""
     return f"{when}: forget acc {entry['forget_accuracy']:.4f}, {probe}{stop}"
+
+
+def stop_epoch(history: list[dict]) -> int | None:
+    """The epoch (1-based) of the probe that stopped a run, from its history; None if no probe stopped it.
+
+    >>> stop_epoch([{"epoch": 1, "stop": False}, {"epoch": 2, "stop": True}]), stop_epoch([])
+    (2, None)
+    """
+    return next((e["epoch"] for e in history or [] if e.get("stop")), None)

@@ -44,6 +44,46 @@ def weights_sha256(model_or_state_dict) -> str:
     return digest.hexdigest()
 
 
+def head_parameters(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters of the layer that produces the logits: the last `nn.Linear` (in module order) with as
+    many outputs as the model has labels (`config.num_labels`), else the last `nn.Linear`.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> sorted(head_parameters(net))
+    ['2.bias', '2.weight']
+    """
+    labels = getattr(getattr(model, "config", None), "num_labels", None)
+    linear = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    heads = [(n, m) for n, m in linear if m.out_features == labels] or linear
+    if not heads:
+        return set()
+    name, head = heads[-1]
+    return {f"{name}.{p}" if name else p for p, _ in head.named_parameters()}
+
+
+def body_change(model: torch.nn.Module, original: torch.nn.Module) -> float | None:
+    """How far `model`'s parameters outside its head moved from `original`'s: ||theta - theta_0|| / ||theta_0||
+    (0 for a model whose head alone was edited), or None when the two do not share an architecture.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> edited = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> _ = edited.load_state_dict(net.state_dict())
+    >>> with torch.no_grad():
+    ...     edited[2].bias[0] = -1e4
+    >>> body_change(edited, net)
+    0.0
+    """
+    mine, theirs, head = dict(model.named_parameters()), dict(original.named_parameters()), head_parameters(original)
+    if mine.keys() != theirs.keys() or any(mine[n].shape != theirs[n].shape for n in mine):
+        return None
+    moved = size = 0.0
+    for name in mine.keys() - head:
+        before = theirs[name].detach().double().cpu()
+        moved += float((mine[name].detach().double().cpu() - before).pow(2).sum())
+        size += float(before.pow(2).sum())
+    return (moved / size) ** 0.5 if size else None
+
+
 def model_history(model) -> list[dict]:
     """The unlearning history a model's config carries (oldest first), or []."""
     return list(getattr(getattr(model, "config", None), HISTORY_KEY, None) or [])

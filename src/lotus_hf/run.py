@@ -32,8 +32,9 @@ from .data import UnlearningData
 from .distributed import whole_model
 from .evaluation import UnlearningReport, check_model_outputs, evaluate_unlearning
 from .evidence import verify_outputs
+from .hooks import stop_epoch
 from .methods import METHODS
-from .provenance import HISTORY_KEY, history_step, model_history, weights_sha256
+from .provenance import HISTORY_KEY, body_change, history_step, model_history, weights_sha256
 from .recipe import Recipe
 from .saving import save_model_folder
 from .verified_stop import VerifiedStop
@@ -138,7 +139,12 @@ def unlearn(
     report.notes = [*data.notes, *report.notes]
     hyperparameters = config.method_hyperparameters()
     report.verification = verify_probs(
-        probs["unlearned"], data, hyperparameters["method"], reference_probs, original=probs["original"]
+        probs["unlearned"],
+        data,
+        hyperparameters["method"],
+        reference_probs,
+        original=probs["original"],
+        body_change=body_change(unlearned, original),
     ).to_dict()
     report.cost = _cost(trainer, history, config, data)
     stopped_by, checks = _stopped_by(trainer, history)
@@ -150,7 +156,7 @@ def unlearn(
         "method": hyperparameters["method"],
         "hyperparameters": hyperparameters,
         "history": history,
-        "stopped_at_epoch": next((e["epoch"] for e in history if e.get("stop")), None),
+        "stopped_at_epoch": stop_epoch(history),
         "stopped_by": stopped_by,
         **({"verified_checks": checks} if config.stop_when_verified else {}),
         "resumed_from": Path(trainer.resumed_from).name if getattr(trainer, "resumed_from", None) else None,
@@ -167,10 +173,11 @@ def verify_probs(
     method: str | None = None,
     reference_probs: dict | None = None,
     original: dict | None = None,
+    body_change: float | None = None,
 ):
     """The verdict on `data`'s forget set from a model's softmax outputs on it and on `data.test` (held out, never
     calibrated on), by split name (`lotus_hf.evidence.verify_outputs`); with the `original` model's outputs, the
-    model's utility against it too."""
+    model's utility against it too; with `body_change` (`lotus_hf.provenance.body_change`), the `body_kept` test."""
     references = reference_probs or {}
     with np.errstate(divide="ignore"):  # a probability that underflowed to 0 is a log-probability of -inf
         return verify_outputs(
@@ -183,6 +190,7 @@ def verify_probs(
             reference_forget=[np.log(p) for p in references.get("forget", [])] or None,
             reference_heldout=[np.log(p) for p in references.get("test", [])] or None,
             original_heldout=np.log(original["test"]) if original is not None else None,
+            body_change=body_change,
         )
 
 

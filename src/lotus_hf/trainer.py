@@ -22,7 +22,7 @@ from .config import StreamConfig, UnlearningConfig
 from .cost import track_cost
 from .distributed import StrategyMixin, prepare_teacher
 from .evaluation import accuracy
-from .hooks import RunHooks, use_run_progress
+from .hooks import RunHooks, stop_epoch, use_run_progress
 from .losses import accuracy_gap, lotus_targets, should_stop, soft_cross_entropy, temperature
 from .push import HubMixin
 from .runstate import ResumableRun, RunState
@@ -241,7 +241,7 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
     @property
     def stopped_at_epoch(self) -> int | None:
         """The epoch whose probe stopped training (1-based), or None if all epochs ran."""
-        return next((e["epoch"] for e in self.history if e["stop"]), None)
+        return stop_epoch(self.history)
 
     def samples_seen(self) -> dict[str, int]:
         """Forget and retain rows trained on so far, over all processes (call it on every process)."""

@@ -38,7 +38,7 @@ from .evaluation import predict_logits
 from .evidence import Verification, log_softmax, measurements_agree, verify_outputs
 from .loading import load_model, model_file
 from .names import split_revision
-from .provenance import check_history, check_trained_without, model_history, weights_sha256
+from .provenance import body_change, check_history, check_trained_without, model_history, weights_sha256
 from .requests import DEFAULT_SEED, ForgetRequest, forget_fingerprint
 from .version import __version__
 
@@ -228,6 +228,7 @@ def verify(
         reference_heldout=[log_probs(r, held) for r in references] or None,
         method=(history[-1].get("method") if history else None),
         original_heldout=log_probs(before, held) if before is not None else None,
+        body_change=body_change(network, before) if before is not None else None,
     )
     weights = weights_sha256(network)
     checks = check_history(history, weights, fingerprint["sha256"], base_weights=_base_weights)

@@ -30,9 +30,11 @@ from ..data import class_names_of, load_image_dataset, split_unlearning_data
 from ..errors import ArgumentError
 from ..evaluation import GAP_KEYS, entropy, evaluate_unlearning, markdown_table, predict_logits
 from ..evidence import VERDICTS
+from ..hooks import stop_epoch
 from ..images import preprocess
 from ..loading import load_model
 from ..methods import METHODS, method_config
+from ..provenance import body_change
 from ..recipe import Recipe
 from ..requests import PAPER_SEEDS, ForgetRequest, stratified_subset
 from ..run import unlearn, verify_probs
@@ -409,8 +411,10 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                 if base_method(name) == "lotus" and first_lotus is None:
                     first_lotus = (name, fields, result)
             checks = {
-                name: verify_probs(probs[name], data, None, reference_probs, probs["original"]).to_dict()
-                for name in ("original", "retrained")
+                name: verify_probs(
+                    probs[name], data, None, reference_probs, probs["original"], body_change(model, original)
+                ).to_dict()
+                for name, model in (("original", original), ("retrained", retrained))
             }
             runs.append(
                 _run_row(
@@ -557,7 +561,9 @@ def _at_budget(
         probs_out=probs,
         logits_cache=logits_cache,
     )
-    verification = verify_probs(probs["unlearned"], data, config.method, reference_probs, probs["original"]).to_dict()
+    verification = verify_probs(
+        probs["unlearned"], data, config.method, reference_probs, probs["original"], body_change(model, original)
+    ).to_dict()
     rows = report.rows
     row = dict(
         rows["unlearned"],
@@ -620,7 +626,7 @@ def _run_row(
         "utility": (verification.get("utility") or {}).get("outcome"),
         "verification": compact_verification(verification),
         "history": history or [],
-        "stopped_at_epoch": next((e["epoch"] for e in history or [] if e.get("stop")), None),
+        "stopped_at_epoch": stop_epoch(history),
         "forget_entropy_histogram": np.histogram(
             forget_entropy, bins=30, range=(0.0, math.log(probs["forget"].shape[1]))
         )[0].tolist(),

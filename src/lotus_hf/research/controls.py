@@ -90,6 +90,7 @@ def adaptive_controls(seed: int, original, data, references: list, recipe, priva
     from ..evaluation import predict_logits
     from ..evidence import log_softmax, verify_outputs
     from ..images import PixelDataset
+    from ..provenance import body_change
 
     kind = data.fingerprint.get("kind")
     classes = sorted(set(data.forget.labels.tolist())) if kind == "classes" else None
@@ -130,6 +131,7 @@ def adaptive_controls(seed: int, original, data, references: list, recipe, priva
             reference_forget=[r["forget"] for r in references] or None,
             reference_heldout=[r[heldout] for r in references] or None,
             original_heldout=before[heldout],
+            body_change=body_change(model, original),
         )
         return found.to_dict()
 
