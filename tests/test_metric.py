@@ -246,6 +246,33 @@ def test_rf_jsd_inputs_feed_the_metric_and_agree_with_the_report(metric, trained
         value = metric.compute(**inputs, variant=variant)["rf_jsd"]
         assert value == pytest.approx(report.rows["unlearned"][key], abs=1e-9)
     assert report.rows["unlearned"]["rf_jsd"] != pytest.approx(report.rows["original"]["rf_jsd"], abs=1e-9)
+    assert set(report.probs) == {"original", "unlearned"} and "probs" not in report.to_dict()  # in memory only
+
+
+def test_one_evaluation_passes_the_original_once_and_reports_like_evaluate_unlearning(trained_resnet, digits_data):
+    """An `Evaluation` of many models against one original: the original's outputs come from its first call, and
+    each report is the one `evaluate_unlearning` gives."""
+    import copy
+
+    import torch
+
+    from lotus_hf.evaluation import Evaluation, evaluate_unlearning
+
+    original = copy.deepcopy(trained_resnet)
+    passes = []
+    original.register_forward_hook(lambda *_: passes.append(1))
+    evaluation = Evaluation(digits_data, original)
+    models = [copy.deepcopy(trained_resnet) for _ in range(2)]
+    with torch.no_grad():
+        models[1].classifier[-1].weight.mul_(0.5)
+    reports = [evaluation(models[0])]
+    after_first = len(passes)
+    reports.append(evaluation(models[1]))
+    assert len(passes) == after_first > 0
+    for model, report in zip(models, reports, strict=True):
+        alone = evaluate_unlearning(trained_resnet, model, digits_data)
+        for name in ("original", "unlearned"):
+            assert report.rows[name] == pytest.approx(alone.rows[name], abs=1e-6)
 
 
 def test_the_metric_ships_the_packages_math_byte_for_byte():

@@ -1,7 +1,7 @@
 """lotus-hf: LoTUS machine unlearning for Hugging Face image classifiers.
 
 The product: `UnlearningConfig` and `UnlearningTrainer` (LoTUS), the data (`ForgetRequest`,
-`prepare_unlearning_data`), the evaluation (`evaluate_unlearning`, `rf_jsd`), the Hub (`load_model`,
+`prepare_unlearning_data`), the evaluation (`evaluate_unlearning`, `Evaluation`, `rf_jsd`), the Hub (`load_model`,
 `push_folder`), one whole run (`unlearn`, `save_unlearned`) and its verification (`verify`). The baselines
 live in `lotus_hf.baselines`; the research harness (training originals, the benchmark) in `lotus_hf.research`,
 outside this API.
@@ -10,7 +10,7 @@ outside this API.
 from . import _compat  # noqa: F401  (first: it quiets a DeepSpeed notice before transformers imports it)
 from .config import UnlearningConfig
 from .data import UnlearningData, load_image_dataset, prepare_unlearning_data
-from .evaluation import UnlearningReport, evaluate_unlearning
+from .evaluation import Evaluation, UnlearningReport, evaluate_unlearning
 from .images import PixelDataset
 from .loading import load_model
 from .push import push_folder
@@ -22,6 +22,7 @@ from .verify import VerifyResult, verify
 from .version import __version__
 
 __all__ = [
+    "Evaluation",
     "ForgetRequest",
     "PixelDataset",
     "UnlearningConfig",

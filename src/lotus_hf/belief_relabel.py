@@ -74,6 +74,21 @@ class BeliefRelabelConfig(StreamConfig):
         "membership_rows": (lambda value: value >= 2, ">= 2"),
     }
 
+    def summary(self) -> str:
+        return (
+            f"Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): "
+            f"{self.num_train_epochs:g} epochs at most, lr {self.learning_rate:g}"
+        )
+
+    def card_description(self) -> str:
+        return (
+            "with Belief Relabel, lotus-hf's own method for forgetting whole classes (not the LoTUS paper's; it\n"
+            "reuses LoTUS's retain targets): each image of the forgotten classes is trained towards one remaining\n"
+            "class drawn from the original's own belief, and training stops once the model never predicts the\n"
+            "forgotten classes and a membership attack calls at least as many of their images members as it calls\n"
+            "of the unseen images the original gets wrong."
+        )
+
     def method_hyperparameters(self) -> dict:
         return {
             **super().method_hyperparameters(),

@@ -47,7 +47,7 @@ def unlearning_card(
         model_name: the checkpoint's name (its folder or repo name).
         base_model: the model it was unlearned from, with `@revision` when one was asked for; it becomes the
             card's `base_model` field when it is a Hub id.
-        config: the run's config: `describe_method(config)` says how the
+        config: the run's config: `config.card_description()` says how the
             model was unlearned, its `method_hyperparameters()` the settings that define the run.
         forget: the forget request's fingerprint (`UnlearningData.fingerprint`).
         report: `UnlearningReport.to_dict()`, or `{}` when the model was not evaluated.
@@ -75,7 +75,7 @@ def unlearning_card(
         template_path=str(TEMPLATE),
         model_name=model_name,
         base_model=base_model,
-        description=describe_method(config),
+        description=config.card_description(),
         outcome=_outcome(probes),
         forget=forget,
         per_class=", ".join(f"{k}: {v}" for k, v in (forget.get("per_class") or {}).items()),
@@ -92,36 +92,6 @@ def unlearning_card(
         citation=LOTUS_CITATION,
     )
     return ModelCard(card.content + "\n")  # jinja drops the template's last newline
-
-
-def describe_method(config) -> str:
-    """How the model was unlearned, for the card ("... after machine unlearning <this>")."""
-    if config.method == "lotus":
-        return (
-            "with [LoTUS](https://arxiv.org/abs/2503.18314) (Spartalis et al., CVPR 2025), run by lotus-hf. LoTUS\n"
-            "fine-tunes a model towards smoothed, uncertain versions of its own predictions on the forget set, and\n"
-            "stops once its accuracy there falls to what the original model reaches on data it never saw"
-            + (" (the paper's class forgetting: 0)." if config.class_forgetting else ".")
-            + (
-                "\nIt ran with lotus-hf's bound stop, an extension of the paper's rule: the forget accuracy was\n"
-                f"probed as often as {config.probe_share:.0%} of the run's cost allowed, and training stopped at the\n"
-                "first probe that reached the unseen accuracy, keeping the weights it measured."
-                if config.stop_rule == "bound"
-                else ""
-            )
-        )
-    if config.method == "belief_relabel":
-        return (
-            "with Belief Relabel, lotus-hf's own method for forgetting whole classes (not the LoTUS paper's; it\n"
-            "reuses LoTUS's retain targets): each image of the forgotten classes is trained towards one remaining\n"
-            "class drawn from the original's own belief, and training stops once the model never predicts the\n"
-            "forgotten classes and a membership attack calls at least as many of their images members as it calls\n"
-            "of the unseen images the original gets wrong."
-        )
-    return (
-        f"with the `{config.method}` baseline of lotus-hf (see `lotus_hf.baselines`), not with LoTUS: a comparison\n"
-        "method of the LoTUS paper (Spartalis et al., CVPR 2025)."
-    )
 
 
 def _eval_results(report: dict, dataset: str | None) -> list[EvalResult]:

@@ -180,7 +180,7 @@ def _unlearn(
     checkpoints = run.resume or config.save_strategy != "no"
     if unfinished is not None:
         check_same_run(output_dir, unfinished, record)
-    if checkpoints and method not in ("lotus", "belief_relabel"):
+    if checkpoints and not config.resumable:
         raise ArgumentError(
             f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for `--method {method}`."
         )
@@ -242,29 +242,7 @@ def _method_line(config) -> str:
         stops.append(f"at {config.budget:.0%} of a retraining's cost")
     if config.stop_when_verified:
         stops.append("as soon as the verifier's checks say forgotten")
-    return _method_settings(config) + (f"; stops {', or '.join(stops)}" if stops else "")
-
-
-def _method_settings(config) -> str:
-    if config.method == "lotus":
-        rule = (
-            f"; lotus-hf's bound stop, an extension of the paper (probes take at most {config.probe_share:.0%} of "
-            "the cost; --stop-rule paper for the paper's)"
-            if config.stop_rule == "bound"
-            else "; the paper's stop rule"
-        )
-        return (
-            f"LoTUS: alpha {config.alpha}, {config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
-            + (" (the paper's class forgetting)" if config.class_forgetting else "")
-            + rule
-        )
-    if config.method == "belief_relabel":
-        return (
-            f"Belief Relabel, lotus-hf's class forgetting (not the paper's; docs/method.md): "
-            f"{config.num_train_epochs:g} epochs at most, lr {config.learning_rate:g}"
-        )
-    hyper = config.method_hyperparameters()
-    return f"{config.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k not in ("method", "seed"))
+    return config.summary() + (f"; stops {', or '.join(stops)}" if stops else "")
 
 
 def verdict_text(verification: dict) -> str:

@@ -32,6 +32,7 @@ class MethodConfig(TrainingArguments):
     end (`hub_strategy` is always "end"), through `trainer.push_to_hub()`."""
 
     method: ClassVar[str] = ""  # the method's name in lotus_hf.methods.METHODS
+    resumable: ClassVar[bool] = False  # whether `--save-steps` checkpoints can be continued with `--resume`
     checks: ClassVar[dict] = {}
 
     output_dir: str | None = field(default=None, metadata={"help": "Where checkpoints and the model go."})
@@ -140,6 +141,15 @@ class MethodConfig(TrainingArguments):
         """The fields that define a run, for the model card, the history and the benchmark tables."""
         raise NotImplementedError
 
+    def summary(self) -> str:
+        """What runs, in one line (`lotus-hf unlearn` prints it): the method and the settings that matter."""
+        hyper = self.method_hyperparameters()
+        return f"{self.method}: " + ", ".join(f"{k} {v}" for k, v in hyper.items() if k not in ("method", "seed"))
+
+    def card_description(self) -> str:
+        """How the model was unlearned, for its card ("... after machine unlearning <this>")."""
+        return f"with lotus-hf's `{self.method}` method."
+
 
 @dataclass
 class StreamConfig(MethodConfig):
@@ -180,6 +190,7 @@ class StreamConfig(MethodConfig):
     )
     logging_steps: float = field(default=10, metadata={"help": "Log forget/retain loss every N steps."})
 
+    resumable: ClassVar[bool] = True  # `--save-steps` checkpoints hold its run state; `--resume` continues them
     checks: ClassVar[dict] = {
         "retain_fraction": (lambda value: 0.0 < value <= 1.0, "in (0, 1] (the paper uses 0.3)"),
         "prob_transform": (lambda value: value in PROB_TRANSFORMS, f"one of {PROB_TRANSFORMS}"),
@@ -305,6 +316,34 @@ class UnlearningConfig(StreamConfig):
             ">= 1, or None for the whole forget set",
         ),
     }
+
+    def summary(self) -> str:
+        rule = (
+            f"; lotus-hf's bound stop, an extension of the paper (probes take at most {self.probe_share:.0%} of "
+            "the cost; --stop-rule paper for the paper's)"
+            if self.stop_rule == "bound"
+            else "; the paper's stop rule"
+        )
+        return (
+            f"LoTUS: alpha {self.alpha}, {self.num_train_epochs:g} epochs at most, lr {self.learning_rate:g}"
+            + (" (the paper's class forgetting)" if self.class_forgetting else "")
+            + rule
+        )
+
+    def card_description(self) -> str:
+        return (
+            "with [LoTUS](https://arxiv.org/abs/2503.18314) (Spartalis et al., CVPR 2025), run by lotus-hf. LoTUS\n"
+            "fine-tunes a model towards smoothed, uncertain versions of its own predictions on the forget set, and\n"
+            "stops once its accuracy there falls to what the original model reaches on data it never saw"
+            + (" (the paper's class forgetting: 0)." if self.class_forgetting else ".")
+            + (
+                "\nIt ran with lotus-hf's bound stop, an extension of the paper's rule: the forget accuracy was\n"
+                f"probed as often as {self.probe_share:.0%} of the run's cost allowed, and training stopped at the\n"
+                "first probe that reached the unseen accuracy, keeping the weights it measured."
+                if self.stop_rule == "bound"
+                else ""
+            )
+        )
 
     def method_hyperparameters(self) -> dict:
         values = super().method_hyperparameters()

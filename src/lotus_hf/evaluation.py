@@ -5,9 +5,10 @@ Everything runs batched, in eval mode, without augmentation; numbers are rounded
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -156,9 +157,11 @@ class UnlearningReport:
     notes: list[str] = field(default_factory=list)
     verification: dict = field(default_factory=dict)  # the verdict on the forget set (lotus_hf.evidence)
     cost: dict = field(default_factory=dict)  # what the run cost, as a share of a retraining (lotus_hf.cost)
+    # every model's softmax outputs, per split, as evaluated: in memory only (not in `to_dict`, report.json, the card)
+    probs: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return _finite(asdict(self))
+        return _finite({f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != "probs"})
 
     def to_json(self, path=None) -> str:
         text = json.dumps(self.to_dict(), indent=2)
@@ -213,6 +216,101 @@ def _finite(value):
     return value
 
 
+class Evaluation:
+    """Evaluates unlearned models of one request against one original (and, when given, the model retrained without
+    the forget set), on the four splits of `data`: the original's and the retrained model's outputs are computed by
+    the first call only, so evaluating many runs of the same request (a benchmark, a sweep) costs one pass per run.
+
+    Args:
+        data: the request's `UnlearningData`.
+        original: the model before unlearning (kept frozen: pass a copy of the model you unlearn).
+        retrained: a model retrained without the forget set, for JSD and Avg Gap.
+        reference_probs: softmax outputs of models trained without the forget set, `{"forget": [...], "test":
+            [...]}`, for the verdict's per-example test (`lotus_hf.evidence`).
+        batch_size: of the inference passes.
+        seed: of the membership attack's subsample.
+
+    Example:
+        >>> evaluation = Evaluation(data, original, retrained)  # doctest: +SKIP
+        >>> for model in unlearned_models:  # doctest: +SKIP
+        ...     print(evaluation(model).to_markdown())
+    """
+
+    def __init__(
+        self,
+        data: UnlearningData,
+        original: torch.nn.Module,
+        retrained: torch.nn.Module | None = None,
+        *,
+        reference_probs: dict[str, list[np.ndarray]] | None = None,
+        batch_size: int = 512,
+        seed: int = 0,
+    ):
+        self.data, self.original, self.retrained = data, original, retrained
+        self.reference_probs, self.batch_size, self.seed = reference_probs, batch_size, seed
+        self._logits: dict[str, dict[str, torch.Tensor]] = {}  # the original's and the retrained model's
+
+    def __call__(
+        self,
+        unlearned: torch.nn.Module,
+        *,
+        unlearning_seconds: float | None = None,
+        retrain_seconds: float | None = None,
+    ) -> UnlearningReport:
+        """The report on `unlearned`; its `probs` holds every model's softmax outputs per split."""
+        data = self.data
+        models = {"original": self.original, "unlearned": unlearned}
+        if self.retrained is not None:
+            models["retrained"] = self.retrained
+        splits = {"forget": data.forget, "retain": data.retain, "test": data.test, "unseen": data.unseen}
+        probs: dict[str, dict[str, np.ndarray]] = {}
+        rows: dict[str, dict[str, float]] = {}
+        kept = None
+        if data.fingerprint.get("kind") == "classes":
+            kept = ~torch.isin(data.test.labels, torch.unique(torch.as_tensor(_labels(data.forget))))
+        for name, model in models.items():
+            logits = self._logits.get(name) or {
+                split: predict_logits(model, ds, self.batch_size) for split, ds in splits.items()
+            }
+            if name != "unlearned":
+                self._logits[name] = logits
+            probs[name] = {split: _softmax(value) for split, value in logits.items()}
+            rows[name] = {
+                f"acc_{split}": accuracy(logits[split], splits[split].labels) for split in ("forget", "retain", "test")
+            }
+            if kept is not None:  # whole classes forgotten: the test accuracy on the classes kept
+                rows[name]["acc_test_remaining"] = accuracy(logits["test"][kept], data.test.labels[kept])
+            # Non-members: the test split's half no method calibrates on. The paper adds the unseen half, which
+            # LoTUS's A_u and Belief Relabel's stop read: a method would be scored with the data that steered it.
+            rows[name]["mia"] = membership_inference(
+                probs[name]["retain"], probs[name]["test"], probs[name]["forget"], self.seed
+            )
+        # RF-JSD from the outputs above (what `rf_jsd_inputs` would compute, without a second pass).
+        forget_labels, test_labels = _labels(data.forget), _labels(data.test)
+        for name in models:
+            for variant, key in (("jsd", "rf_jsd"), ("reference", "rf_jsd_reference")):
+                rows[name][key] = rf_jsd(
+                    probs[name]["forget"], forget_labels, probs["original"]["test"], test_labels, variant
+                )
+        if self.retrained is not None:
+            gold = rows["retrained"]
+            for name in models:
+                rows[name]["jsd"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "jsd")
+                rows[name]["jsd_reference"] = divergence(
+                    probs[name]["forget"], probs["retrained"]["forget"], "reference"
+                )
+                rows[name]["avg_gap"] = float(np.mean([abs(rows[name][k] - gold[k]) for k in GAP_KEYS]))
+        notes = [CLASS_NOTE] if data.fingerprint.get("kind") == "classes" else []
+        return UnlearningReport(
+            rows=rows,
+            unlearning_seconds=unlearning_seconds,
+            retrain_seconds=retrain_seconds,
+            forget=dict(data.fingerprint),
+            notes=notes,
+            probs=probs,
+        )
+
+
 def evaluate_unlearning(
     original: torch.nn.Module,
     unlearned: torch.nn.Module,
@@ -223,69 +321,16 @@ def evaluate_unlearning(
     retrain_seconds: float | None = None,
     batch_size: int = 512,
     seed: int = 0,
-    probs_out: dict | None = None,
-    logits_cache: dict | None = None,
 ) -> UnlearningReport:
     """Evaluate the original, the unlearned and (when given) the retrained model on the four splits.
 
     RF-JSD compares each model on the forget set with the original on the test split. JSD and Avg Gap need
-    `retrained`. Pass a dict as `probs_out` to receive every model's softmax outputs per split (the
-    benchmark draws its entropy histograms from them, without another pass). Pass the same dict as
-    `logits_cache` to calls on the same data and the same `original` / `retrained` models: their logits are
-    computed by the first call only. Example:
+    `retrained`. To evaluate several unlearned models against the same original, use one `Evaluation`. Example:
         >>> report = evaluate_unlearning(original, trainer.model, data)  # doctest: +SKIP
         >>> print(report.to_markdown())  # doctest: +SKIP
     """
-    models = {"original": original, "unlearned": unlearned}
-    if retrained is not None:
-        models["retrained"] = retrained
-    splits = {"forget": data.forget, "retain": data.retain, "test": data.test, "unseen": data.unseen}
-    probs: dict[str, dict[str, np.ndarray]] = {}
-    rows: dict[str, dict[str, float]] = {}
-    kept = None
-    if data.fingerprint.get("kind") == "classes":
-        kept = ~torch.isin(data.test.labels, torch.unique(torch.as_tensor(_labels(data.forget))))
-    for name, model in models.items():
-        cached = logits_cache.get(name) if logits_cache is not None and name != "unlearned" else None
-        logits = cached or {split: predict_logits(model, ds, batch_size) for split, ds in splits.items()}
-        if logits_cache is not None and name != "unlearned":
-            logits_cache[name] = logits
-        probs[name] = {split: _softmax(value) for split, value in logits.items()}
-        rows[name] = {
-            f"acc_{split}": accuracy(logits[split], splits[split].labels) for split in ("forget", "retain", "test")
-        }
-        if kept is not None:  # whole classes forgotten: the test accuracy on the classes kept
-            rows[name]["acc_test_remaining"] = accuracy(logits["test"][kept], data.test.labels[kept])
-        # Non-members: the test split's half no method calibrates on. The paper adds the unseen half, which LoTUS's
-        # A_u and Belief Relabel's stop read: a method would be scored with the data that steered it.
-        rows[name]["mia"] = membership_inference(
-            probs[name]["retain"], probs[name]["test"], probs[name]["forget"], seed
-        )
-    if probs_out is not None:
-        probs_out.update(probs)
-    # RF-JSD from the outputs above (what `rf_jsd_inputs` would compute, without a second pass).
-    forget_labels, test_labels = _labels(data.forget), _labels(data.test)
-    for name in models:
-        for variant, key in (("jsd", "rf_jsd"), ("reference", "rf_jsd_reference")):
-            rows[name][key] = rf_jsd(
-                probs[name]["forget"], forget_labels, probs["original"]["test"], test_labels, variant
-            )
-    if retrained is not None:
-        gold = rows["retrained"]
-        for name in models:
-            rows[name]["jsd"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "jsd")
-            rows[name]["jsd_reference"] = divergence(probs[name]["forget"], probs["retrained"]["forget"], "reference")
-            rows[name]["avg_gap"] = float(np.mean([abs(rows[name][k] - gold[k]) for k in GAP_KEYS]))
-    notes = []
-    if data.fingerprint.get("kind") == "classes":
-        notes.append(CLASS_NOTE)
-    return UnlearningReport(
-        rows=rows,
-        unlearning_seconds=unlearning_seconds,
-        retrain_seconds=retrain_seconds,
-        forget=dict(data.fingerprint),
-        notes=notes,
-    )
+    evaluation = Evaluation(data, original, retrained, batch_size=batch_size, seed=seed)
+    return evaluation(unlearned, unlearning_seconds=unlearning_seconds, retrain_seconds=retrain_seconds)
 
 
 def check_model_outputs(model, images: PixelDataset) -> None:

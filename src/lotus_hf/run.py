@@ -30,7 +30,8 @@ from .config import StreamConfig, UnlearningConfig
 from .cost import CostMeter, cost_summary, retraining_cost
 from .data import UnlearningData
 from .distributed import whole_model
-from .evaluation import UnlearningReport, check_model_outputs, evaluate_unlearning
+from .errors import ArgumentError
+from .evaluation import Evaluation, UnlearningReport, check_model_outputs
 from .evidence import verify_outputs
 from .hooks import stop_epoch
 from .methods import METHODS
@@ -96,11 +97,8 @@ def unlearn(
     retrained=None,
     retrain_seconds: float | None = None,
     callbacks: list | None = None,
-    original=None,
-    probs_out: dict | None = None,
-    logits_cache: dict | None = None,
     resume_from_checkpoint: str | bool | None = None,
-    reference_probs: dict[str, list] | None = None,
+    evaluation: Evaluation | None = None,
 ) -> UnlearningResult:
     """Run LoTUS (an `UnlearningConfig`) or a baseline (its config) on `model`, modified in place, and
     evaluate the result against the original (and `retrained`, when given).
@@ -108,41 +106,36 @@ def unlearn(
     `unlearning_seconds` covers the trainer's set-up (the retain subset), the passes it makes before training
     (unseen accuracy, teacher logits, importances), every probe and every update; not the evaluation.
     `base_model` (default: the model's name) and `dataset` are what the card and the model's unlearning
-    history record. Pass `original` to share one frozen copy of the original across runs, and the same dict
-    as `logits_cache` to evaluate it and `retrained` once (see `evaluate_unlearning`). `resume_from_checkpoint`
-    continues a LoTUS run from a checkpoint (`UnlearningTrainer.train`); the time then covers the resumed part.
+    history record. `resume_from_checkpoint` continues a LoTUS or Belief Relabel run from a checkpoint
+    (`UnlearningTrainer.train`); the time then covers the resumed part.
 
-    The run ends with the verdict of `lotus_hf.evidence` on data it did not calibrate on (the forget set against
-    `data.test`), in `report.verification`. `reference_probs` (`{"forget": [...], "test": [...]}`, softmax outputs
-    of models trained without the forget set) adds its per-example test.
+    The run ends with its evaluation against a frozen copy of the original (and `retrained`, when given) and with
+    the verdict of `lotus_hf.evidence` on data it did not calibrate on (the forget set against `data.test`), in
+    `report.verification`. To unlearn the same request many times (a benchmark, a sweep), pass one
+    `lotus_hf.evaluation.Evaluation` of `data` as `evaluation`: it holds the original (and the retrained model and
+    reference models' outputs, for the per-example test) and computes their outputs once.
     """
     check_model_outputs(model, data.forget)  # a model that cannot work fails before any work
-    original = original if original is not None else copy.deepcopy(model).eval()
+    if evaluation is None:
+        evaluation = Evaluation(data, copy.deepcopy(model).eval(), retrained, seed=config.seed)
+    elif retrained is not None and retrained is not evaluation.retrained:
+        raise ArgumentError("pass the retrained model to the `Evaluation` (`evaluation.retrained`), not to `unlearn`.")
+    original = evaluation.original
     base_model = base_model or getattr(model.config, "_name_or_path", None) or "unknown"
     previous, weights_before = model_history(model), weights_sha256(model)
     start = time.perf_counter()
     trainer, history = _run(model, data, config, callbacks, resume_from_checkpoint)
     seconds = time.perf_counter() - start
     unlearned = whole_model(trainer, original) if trainer is not None else model
-    probs = probs_out if probs_out is not None else {}
-    report = evaluate_unlearning(
-        original,
-        unlearned,
-        data,
-        retrained=retrained,
-        unlearning_seconds=seconds,
-        retrain_seconds=retrain_seconds,
-        seed=config.seed,
-        probs_out=probs,
-        logits_cache=logits_cache,
-    )
+    report = evaluation(unlearned, unlearning_seconds=seconds, retrain_seconds=retrain_seconds)
+    probs = report.probs
     report.notes = [*data.notes, *report.notes]
     hyperparameters = config.method_hyperparameters()
     report.verification = verify_probs(
         probs["unlearned"],
         data,
         hyperparameters["method"],
-        reference_probs,
+        evaluation.reference_probs,
         original=probs["original"],
         body_change=body_change(unlearned, original),
     ).to_dict()

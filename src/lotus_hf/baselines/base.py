@@ -52,6 +52,12 @@ class BaselineConfig(MethodConfig):
             self.optim_args = "momentum=0.9"
         super().__post_init__()
 
+    def card_description(self) -> str:
+        return (
+            f"with the `{self.method}` baseline of lotus-hf (see `lotus_hf.baselines`), not with LoTUS: a comparison\n"
+            "method of the LoTUS paper (Spartalis et al., CVPR 2025)."
+        )
+
     def own_fields(self) -> tuple[str, ...]:
         """The method's own hyper-parameters: the fields its config declares beyond `BaselineConfig`."""
         common = {f.name for f in dataclasses.fields(BaselineConfig)}

@@ -28,7 +28,7 @@ import torch
 from ..baselines import fresh_model
 from ..data import class_names_of, load_image_dataset, split_unlearning_data
 from ..errors import ArgumentError
-from ..evaluation import GAP_KEYS, entropy, evaluate_unlearning, markdown_table, predict_logits
+from ..evaluation import GAP_KEYS, Evaluation, entropy, markdown_table, predict_logits
 from ..evidence import VERDICTS
 from ..hooks import stop_epoch
 from ..images import preprocess
@@ -342,24 +342,16 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
             reference_probs = {
                 split: [softmax_probs(r, getattr(data, split)) for r in references] for split in ("forget", "test")
             }
-            logits_cache: dict = {}
+            # one evaluation per seed: the original's and the gold standard's outputs are computed once
+            evaluation = Evaluation(data, original, retrained, reference_probs=reference_probs, seed=seed)
             first_lotus = None
             for name, _, fields in spec.variants():
                 run_dir = Path(scratch) / f"{name.replace('/', '-')}-{seed}"  # its own checkpoints
                 config = benchmark_config(name, spec, seed, str(run_dir), fields)
-                probs: dict = {}
                 result = unlearn(
-                    copy.deepcopy(original),
-                    data,
-                    config,
-                    retrained=retrained,
-                    retrain_seconds=retrain_seconds,
-                    original=original,
-                    probs_out=probs,
-                    logits_cache=logits_cache,
-                    reference_probs=reference_probs,
+                    copy.deepcopy(original), data, config, retrain_seconds=retrain_seconds, evaluation=evaluation
                 )
-                rows = result.report.rows
+                rows, probs = result.report.rows, result.report.probs
                 row = dict(
                     rows["unlearned"],
                     weight_change=weight_change(result.model, original),
@@ -394,12 +386,8 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                             budget,
                             result,
                             run_dir,
-                            original,
-                            data,
-                            retrained,
+                            evaluation,
                             retrain_seconds,
-                            logits_cache,
-                            reference_probs,
                             config,
                         )
                     )
@@ -452,7 +440,7 @@ def run_benchmark(spec: BenchmarkSpec, output_dir: str | Path, log=print, comman
                     lotus,
                     zero,
                     processor,
-                    reference_probs,
+                    evaluation,
                     Path(scratch) / f"controls-{seed}",
                     log,
                 )
@@ -528,12 +516,8 @@ def _at_budget(
     budget,
     result,
     run_dir,
-    original,
-    data,
-    retrained,
+    evaluation,
     retrain_seconds,
-    logits_cache,
-    reference_probs,
     config,
 ) -> dict:
     """The row of a run as it stood when its cost reached `budget`: the checkpoint saved there, or the finished run
@@ -544,27 +528,22 @@ def _at_budget(
     taken = cost.get("checkpoints", {}).get(str(budget))
     model, units, seconds = result.model, cost["units"], result.report.unlearning_seconds
     parts = cost.get("parts") or {}  # what the probes and checks cost (SSD has none)
+    original, data = evaluation.original, evaluation.data
     if taken is not None:
         model = copy.deepcopy(original)
         model.load_state_dict(load_file(run_dir / f"checkpoint-{taken['step']}" / "model.safetensors"), strict=False)
         units, seconds, parts = taken["units"], taken["seconds"], taken.get("parts", {})
     share = units / cost["retrain_units"]
-    probs: dict = {}
-    report = evaluate_unlearning(
-        original,
-        model.eval(),
-        data,
-        retrained=retrained,
-        unlearning_seconds=seconds,
-        retrain_seconds=retrain_seconds,
-        seed=config.seed,
-        probs_out=probs,
-        logits_cache=logits_cache,
-    )
+    report = evaluation(model.eval(), unlearning_seconds=seconds, retrain_seconds=retrain_seconds)
+    probs, rows = report.probs, report.rows
     verification = verify_probs(
-        probs["unlearned"], data, config.method, reference_probs, probs["original"], body_change(model, original)
+        probs["unlearned"],
+        data,
+        config.method,
+        evaluation.reference_probs,
+        probs["original"],
+        body_change(model, original),
     ).to_dict()
-    rows = report.rows
     row = dict(
         rows["unlearned"],
         weight_change=weight_change(model, original),

@@ -44,17 +44,18 @@ AUC_TARGET, MAX_TEMPERATURE = 0.55, 4096.0
 
 
 def verifier_controls(
-    request, seed: int, original, data, checks: dict, lotus, zero, processor, reference_probs: dict, folder: Path, log
+    request, seed: int, original, data, checks: dict, lotus, zero, processor, evaluation, folder: Path, log
 ) -> list[dict]:
     """The controls of one seed. `checks`: the verdicts already drawn on the original and the retrained model (their
     outputs are the evaluation's); `lotus`: the cell's LoTUS run (an `UnlearningResult`), whose saved folder the
-    history controls start from; `zero`: its config at learning rate 0, for one epoch."""
+    history controls start from; `zero`: its config at learning rate 0, for one epoch; `evaluation`: the seed's
+    `Evaluation` (the original, the gold standard and the references' outputs)."""
     from ..provenance import HISTORY_KEY, weights_sha256
     from ..run import save_unlearned, unlearn
     from ..verify import verify
 
     rows = [_row("retrained", seed, checks["retrained"]), _row("original", seed, checks["original"])]
-    idle = unlearn(copy.deepcopy(original), data, zero, original=original, reference_probs=reference_probs)
+    idle = unlearn(copy.deepcopy(original), data, zero, evaluation=evaluation)
     rows.append(_row("lr0", seed, idle.report.verification))
 
     if weights_sha256(lotus.model) == weights_sha256(original):
