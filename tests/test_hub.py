@@ -239,7 +239,7 @@ config = UnlearningConfig(output_dir={str(tmp_path / "out")!r}, num_train_epochs
                           push_to_hub=True, save_strategy="epoch")
 trainer = UnlearningTrainer(model, config, forget_dataset=data.forget, retain_dataset=data.retain,
                             unseen_dataset=data.unseen, processing_class=processor)
-trainer.forget_fingerprint, trainer.dataset_name = data.fingerprint, "me/tiny-digits"
+trainer.lineage.forget, trainer.lineage.dataset = data.fingerprint, "me/tiny-digits"
 trainer.train()
 print("commit:", trainer.push_to_hub())
 """,

@@ -1,15 +1,68 @@
 """Models to the Hub: one push path (`push_folder`, one commit) for the CLI, the Space and `trainer.push_to_hub()`,
-a token check before any work, and `HubMixin`, which gives every unlearning trainer the same save, card and push
-as the CLI."""
+a token check before any work, `Lineage` (where an unlearned model comes from: the one source of its unlearning
+history and its card, for a trainer and for `unlearn()`'s result alike), and `HubMixin`, which gives every
+unlearning trainer the same save, card and push as the CLI."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cards import unlearning_card
 from .errors import HubError
+from .provenance import history_step, model_history, weights_sha256
 from .saving import save_model_folder
+
+
+@dataclass
+class Lineage:
+    """Where an unlearned model comes from: what its unlearning history (`lotus_hf.provenance`) and its card record.
+    Taken from the original before any update (`Lineage.of`); the request's fingerprint, the data set's name and
+    the run's report are filled in as they become known (`lotus_hf.unlearn` does; with a trainer alone, set
+    `trainer.lineage.forget = data.fingerprint` and `trainer.lineage.dataset`)."""
+
+    base_model: str
+    previous: list[dict]  # the unlearning history the original came with
+    weights_before: str  # SHA-256 of the original's weights
+    forget: dict = field(default_factory=dict)  # the request's fingerprint (`UnlearningData.fingerprint`)
+    dataset: str | None = None
+    report: dict = field(default_factory=dict)  # `UnlearningReport.to_dict()`, once evaluated
+
+    @classmethod
+    def of(cls, model, base_model: str | None = None) -> Lineage:
+        """The lineage of `model` (the original, before any update), named `base_model` (default: its own name)."""
+        name = base_model or getattr(model.config, "_name_or_path", None) or "unknown"
+        return cls(name, model_history(model), weights_sha256(model))
+
+    def steps(self, config, model) -> list[dict]:
+        """The unlearned `model`'s history: the steps the original came with, plus this run's (`config`'s
+        settings), with the SHA-256 of `model`'s weights."""
+        settings = config.method_hyperparameters()
+        step = history_step(
+            self.forget,
+            method=settings["method"],
+            settings=settings,
+            base_model=self.base_model,
+            before=self.weights_before,
+            after=weights_sha256(model),
+            seed=config.seed,
+            dataset=self.dataset,
+        )
+        return [*self.previous, step]
+
+    def card(self, model_name: str, config, history: list[dict], steps: list[dict]):
+        """The unlearned model's `huggingface_hub.ModelCard`, `steps` being its history (`steps`)."""
+        return unlearning_card(
+            model_name=model_name,
+            base_model=self.base_model,
+            config=config,
+            forget=self.forget,
+            report=self.report,
+            lineage=steps,
+            dataset=self.dataset,
+            history=history,
+        )
 
 
 def check_push_token() -> str:
@@ -73,8 +126,7 @@ def push_folder(
 
 class HubMixin:
     """Saving, the model card and pushing, for `UnlearningTrainer` and the baselines' trainers (mix in before
-    `Trainer`). The trainer sets `history`; `lotus_hf.unlearn` (or you) set `forget_fingerprint`, `report`
-    and `dataset_name` so that the card records the request and the metrics.
+    `Trainer`). The trainer sets `history`; its `lineage` (`Lineage`) says where the model comes from.
 
     - `save_model` writes the unlearning history into the config (`lotus_hf_unlearning`) and no
       `training_args.bin` (a pickle);
@@ -83,49 +135,20 @@ class HubMixin:
     """
 
     def _init_card(self, model) -> None:
-        """What the card and the unlearning history record about where the model comes from: call it in
-        `__init__`, before any update."""
-        from .provenance import model_history, weights_sha256
-
-        self.base_model = getattr(model.config, "_name_or_path", None) or "unknown"
-        self._previous_lineage = model_history(model)
-        self._weights_before = weights_sha256(model)
-        self.forget_fingerprint: dict = {}
-        self.report: dict = {}
-        self.dataset_name: str | None = None
+        """Take the model's lineage: call it in `__init__`, before any update."""
+        self.lineage = Lineage.of(model)
 
     def unlearning_lineage(self, model=None) -> list[dict]:
         """The model's unlearning history: the steps it came with, plus this run, with the SHA-256 of `model`'s
         weights (default: the trainer's, gathered when sharded; every process must call it then)."""
         from .distributed import whole_model
-        from .provenance import history_step, weights_sha256
 
-        settings = self.args.method_hyperparameters()
-        after = weights_sha256(model if model is not None else whole_model(self))
-        step = history_step(
-            self.forget_fingerprint,
-            method=settings["method"],
-            settings=settings,
-            base_model=self.base_model,
-            before=self._weights_before,
-            after=after,
-            seed=self.args.seed,
-            dataset=self.dataset_name,
-        )
-        return [*self._previous_lineage, step]
+        return self.lineage.steps(self.args, model if model is not None else whole_model(self))
 
     def model_card(self, model_name: str | None = None, lineage: list[dict] | None = None):
         """This run's `huggingface_hub.ModelCard`."""
-        return unlearning_card(
-            model_name=model_name or Path(self.args.output_dir).name,
-            base_model=self.base_model,
-            config=self.args,
-            forget=self.forget_fingerprint,
-            report=self.report,
-            lineage=lineage or self.unlearning_lineage(),
-            dataset=self.dataset_name,
-            history=self.history,
-        )
+        name = model_name or Path(self.args.output_dir).name
+        return self.lineage.card(name, self.args, self.history, lineage or self.unlearning_lineage())
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save as `Trainer` does, with the unlearning history in the config and without
@@ -138,12 +161,10 @@ class HubMixin:
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
         """Write README.md, the model card, into `args.output_dir` (`push_to_hub` calls it too)."""
-        from .provenance import model_history
-
         if self.is_world_process_zero():
             # `save_model` has put this run's step into the config (gathering a sharded model on every process)
             history = model_history(self.model)
-            saved = len(history) == len(self._previous_lineage) + 1
+            saved = len(history) == len(self.lineage.previous) + 1
             lineage = history if saved else self.unlearning_lineage(self.model)
             Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
             self.model_card(model_name, lineage).save(Path(self.args.output_dir) / "README.md")
@@ -177,7 +198,11 @@ class HubMixin:
         private = self.args.hub_private_repo if private is None else private
         with tempfile.TemporaryDirectory(prefix="lotus-hf-push-") as scratch:
             folder = save_model_folder(
-                Path(scratch) / name, model, self.processing_class, self.model_card(name, lineage), self.report or None
+                Path(scratch) / name,
+                model,
+                self.processing_class,
+                self.model_card(name, lineage),
+                self.lineage.report or None,
             )
             return push_folder(
                 folder,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,6 @@ import torch
 from transformers import Trainer
 
 from .baselines import BaselineConfig
-from .cards import unlearning_card
 from .config import StreamConfig, UnlearningConfig
 from .cost import CostMeter, cost_summary, retraining_cost
 from .data import UnlearningData
@@ -35,7 +34,8 @@ from .evaluation import Evaluation, UnlearningReport, check_model_outputs
 from .evidence import verify_outputs
 from .hooks import stop_epoch
 from .methods import METHODS
-from .provenance import HISTORY_KEY, body_change, history_step, model_history, weights_sha256
+from .provenance import HISTORY_KEY, body_change
+from .push import Lineage
 from .recipe import Recipe
 from .saving import save_model_folder
 from .verified_stop import VerifiedStop
@@ -45,46 +45,23 @@ from .verified_stop import VerifiedStop
 class UnlearningResult:
     """What a run produced: the unlearned model (all its weights, on every process), its report (the verdict of
     `lotus_hf.evidence` included), the config and per-epoch history, the trainer (None for SSD, which does not
-    train), and what the card and the model's unlearning history record."""
+    train), and its lineage (`lotus_hf.push.Lineage`: what the card and the model's unlearning history record)."""
 
     model: torch.nn.Module
     report: UnlearningReport
     config: UnlearningConfig | BaselineConfig
     history: list[dict]
     trainer: Trainer | None
-    base_model: str
-    dataset: str | None = None
-    previous_steps: list[dict] = field(default_factory=list)  # the unlearning history the original came with
-    weights_before: str | None = None  # SHA-256 of the original's weights
+    lineage: Lineage
 
     def unlearning_history(self) -> list[dict]:
-        """The model's unlearning history after this run: the steps it came with, then this one, which records the
-        SHA-256 of the weights before and after (`lotus_hf.provenance`)."""
-        settings = self.config.method_hyperparameters()
-        step = history_step(
-            self.report.forget,
-            method=settings["method"],
-            settings=settings,
-            base_model=self.base_model,
-            before=self.weights_before,
-            after=weights_sha256(self.model),
-            seed=self.config.seed,
-            dataset=self.dataset,
-        )
-        return [*self.previous_steps, step]
+        """The unlearned model's history: the steps its original came with, plus this run's (request, method,
+        settings, base model, seed, SHA-256 of the weights before and after)."""
+        return self.lineage.steps(self.config, self.model)
 
     def model_card(self, model_name: str, lineage: list[dict] | None = None):
         """The unlearned model's `huggingface_hub.ModelCard`."""
-        return unlearning_card(
-            model_name=model_name,
-            base_model=self.base_model,
-            config=self.config,
-            forget=self.report.forget,
-            report=self.report.to_dict(),
-            lineage=lineage or self.unlearning_history(),
-            dataset=self.dataset,
-            history=self.history,
-        )
+        return self.lineage.card(model_name, self.config, self.history, lineage or self.unlearning_history())
 
 
 def unlearn(
@@ -121,8 +98,7 @@ def unlearn(
     elif retrained is not None and retrained is not evaluation.retrained:
         raise ArgumentError("pass the retrained model to the `Evaluation` (`evaluation.retrained`), not to `unlearn`.")
     original = evaluation.original
-    base_model = base_model or getattr(model.config, "_name_or_path", None) or "unknown"
-    previous, weights_before = model_history(model), weights_sha256(model)
+    lineage = Lineage.of(model, base_model)
     start = time.perf_counter()
     trainer, history = _run(model, data, config, callbacks, resume_from_checkpoint)
     seconds = time.perf_counter() - start
@@ -142,7 +118,7 @@ def unlearn(
     report.cost = _cost(trainer, history, config, data)
     stopped_by, checks = _stopped_by(trainer, history)
     if retrain_seconds is None and config.retrain_epochs:  # the model's own training time, as its recipe recorded
-        per_example = Recipe.seconds_per_example(base_model)
+        per_example = Recipe.seconds_per_example(lineage.base_model)
         retrain_seconds = per_example * config.retrain_epochs * len(data.retain) if per_example else None
     report.cost["wall_share"] = seconds / retrain_seconds if retrain_seconds else None
     report.training = {
@@ -154,10 +130,10 @@ def unlearn(
         **({"verified_checks": checks} if config.stop_when_verified else {}),
         "resumed_from": Path(trainer.resumed_from).name if getattr(trainer, "resumed_from", None) else None,
     }
-    if trainer is not None:  # so that `trainer.push_to_hub()` records the request and the metrics too
-        trainer.base_model, trainer.dataset_name = base_model, dataset
-        trainer.forget_fingerprint, trainer.report = dict(data.fingerprint), report.to_dict()
-    return UnlearningResult(unlearned, report, config, history, trainer, base_model, dataset, previous, weights_before)
+    lineage.forget, lineage.dataset, lineage.report = dict(data.fingerprint), dataset, report.to_dict()
+    if trainer is not None:  # one lineage: `trainer.push_to_hub()` records the request and the metrics too
+        trainer.lineage = lineage
+    return UnlearningResult(unlearned, report, config, history, trainer, lineage)
 
 
 def verify_probs(
