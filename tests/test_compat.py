@@ -77,3 +77,22 @@ def test_checkpointing_is_turned_off_for_models_that_cannot_and_kept_for_others(
     off = _compat.without_unsupported_checkpointing(args, tiny_model("resnet"))
     assert not off.activation_checkpointing and args.activation_checkpointing  # a copy: the caller's args stay
     assert _compat.without_unsupported_checkpointing(args, tiny_model("vit")) is args
+
+
+def test_a_training_loader_over_any_data_set_and_args_overridden_for_a_call(tmp_path):
+    """transformers' private `_get_dataloader` still builds a training loader over any data set (SCRUB and the
+    baselines need one over the forget set): the trainer's batch size, every row once per pass, a new order per
+    pass; `overridden` changes `args` (and `compute_metrics`) for one call and restores them."""
+    data = PixelDataset(torch.arange(10.0).repeat_interleave(64).view(10, 1, 8, 8), torch.arange(10))
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to="none", use_cpu=True)
+    trainer = _Loss(model=tiny_model("resnet"), args=args, train_dataset=data, data_collator=collate)
+    loader = _compat.training_loader(trainer, data, "forget")
+    passes = [[int(label) for batch in loader for label in batch["labels"]] for _ in range(2)]
+    assert [len(batch["labels"]) for batch in loader] == [4, 4, 2]
+    assert sorted(passes[0]) == sorted(passes[1]) == list(range(10)) and passes[0] != passes[1]
+
+    metric = object()
+    trainer.compute_metrics = metric
+    with _compat.overridden(trainer, dataloader_drop_last=True, compute_metrics=None):
+        assert trainer.args.dataloader_drop_last and trainer.compute_metrics is None
+    assert not trainer.args.dataloader_drop_last and trainer.compute_metrics is metric

@@ -3,8 +3,9 @@
 Each one names the versions it was written for (in brackets: the version seen) and applies only within the
 range checked in code (`_affected`, a whole major version: a change of behaviour is looked for at a major
 release, and the tests below say when one comes earlier). tests/test_compat.py checks that the behaviours
-`StopBeforeEpoch`, `fsdp2_compatible`, `launched_on_cpu` and `without_unsupported_checkpointing` answer are still
-there in the installed versions; `honour_fsdp_on_cpu`, `channels_last_allowed` and `leave_process_group` are
+`StopBeforeEpoch`, `fsdp2_compatible`, `launched_on_cpu`, `without_unsupported_checkpointing` and
+`training_loader` answer are still there in the installed versions (`overridden` by every probe and two-process
+run); `honour_fsdp_on_cpu`, `channels_last_allowed` and `leave_process_group` are
 exercised by the two-process runs of tests/test_distributed.py, `channels_last_breaks` by the RegNet of
 tests/test_architectures.py. When one of those tests fails after an upgrade,
 its workaround can go.
@@ -12,6 +13,7 @@ its workaround can go.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -57,6 +59,41 @@ def launched_on_cpu() -> bool:
         return False
     accelerated = torch.accelerator.is_available() if hasattr(torch, "accelerator") else torch.cuda.is_available()
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerated
+
+
+def training_loader(trainer, dataset, description: str):
+    """A loader over `dataset` made like `trainer`'s training loader: its batch size, its sampler (a new seeded
+    order every pass), workers and collator, prepared by accelerate (each process its share).
+
+    transformers 5.24 builds one in public only over `train_dataset` (`get_train_dataloader`); its private
+    `_get_dataloader` (with `_train_batch_size` and `_get_train_sampler`) takes any data set, which SCRUB's max
+    steps and the baselines' forget batches need. tests/test_compat.py checks that it still takes these
+    arguments."""
+    return trainer._get_dataloader(
+        dataset,
+        description=description,
+        batch_size=trainer._train_batch_size,
+        sampler_fn=trainer._get_train_sampler,
+        is_training=True,
+    )
+
+
+@contextlib.contextmanager
+def overridden(trainer, **values):
+    """`trainer.args` (and, for `compute_metrics`, the trainer) with `values` for the duration, restored after.
+
+    transformers 5.24's `predict` and `get_train_dataloader` read `dataloader_drop_last` from `trainer.args` and
+    `predict` calls `trainer.compute_metrics`, with no per-call argument: a probe must count every row and compute
+    no metric, and a last training batch of one row per process must be dropped for BatchNorm."""
+    owners = {name: trainer if name == "compute_metrics" else trainer.args for name in values}
+    before = {name: getattr(owner, name) for name, owner in owners.items()}
+    for name, value in values.items():
+        setattr(owners[name], name, value)
+    try:
+        yield trainer
+    finally:
+        for name, value in before.items():
+            setattr(owners[name], name, value)
 
 
 class StopBeforeEpoch:

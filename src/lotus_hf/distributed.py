@@ -8,7 +8,7 @@ import copy
 
 import torch
 
-from ._compat import channels_last_allowed, channels_last_breaks, fsdp2_compatible, honour_fsdp_on_cpu
+from ._compat import channels_last_allowed, channels_last_breaks, fsdp2_compatible, honour_fsdp_on_cpu, overridden
 
 
 class StrategyMixin:
@@ -25,14 +25,11 @@ class StrategyMixin:
         # A last batch of one row per process cannot train a BatchNorm layer ("Expected more than 1 value per
         # channel when training"): such a batch is dropped, one row per epoch, another one each epoch (shuffled).
         rows, world = len(self.train_dataset), self.accelerator.num_processes
-        lone_rows = 0 < rows % (self._train_batch_size * world) <= world
+        lone_rows = 0 < rows % (self.args.train_batch_size * world) <= world
         if self.args.dataloader_drop_last or not lone_rows or not _has_batch_norm(self.model):
             return super().get_train_dataloader()
-        self.args.dataloader_drop_last = True
-        try:
+        with overridden(self, dataloader_drop_last=True):
             return super().get_train_dataloader()
-        finally:
-            self.args.dataloader_drop_last = False
 
     def lay_out_model(self) -> None:
         if self.is_fsdp_enabled and self.accelerator.is_fsdp2:  # Trainer shards it when training starts

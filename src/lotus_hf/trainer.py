@@ -132,12 +132,8 @@ class UnlearningTrainer(_compat.StopBeforeEpoch, ResumableRun, StrategyMixin, Hu
     def _predict(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
         """`(logits, labels)` of the student (in eval mode) on all of `dataset`, every process computing a shard
         and receiving the whole; every row counts, whatever `dataloader_drop_last` says."""
-        drop_last, compute_metrics = self.args.dataloader_drop_last, self.compute_metrics
-        self.args.dataloader_drop_last, self.compute_metrics = False, None
-        try:
+        with _compat.overridden(self, dataloader_drop_last=False, compute_metrics=None):
             output = self.predict(dataset, metric_key_prefix="probe")
-        finally:
-            self.args.dataloader_drop_last, self.compute_metrics = drop_last, compute_metrics
         logits, labels = (
             np.concatenate(x) if isinstance(x, list) else x for x in (output.predictions, output.label_ids)
         )

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForImageClassification, Trainer
 
-from .._compat import without_unsupported_checkpointing
+from .._compat import training_loader, without_unsupported_checkpointing
 from ..cards import TAGS
 from ..config import MethodConfig
 from ..cost import track_cost
@@ -132,13 +132,7 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
     def forget_batches(self):
         """Endless shuffled batches of the forget set, through a data loader accelerate prepares like the
         training one (each process gets its share)."""
-        loader = self._get_dataloader(
-            self.forget_dataset,
-            description="forget",
-            batch_size=self._train_batch_size,
-            sampler_fn=self._get_train_sampler,
-            is_training=True,
-        )
+        loader = training_loader(self, self.forget_dataset, "forget")
         while True:  # accelerate's seedable sampler draws a new order on every pass
             yield from loader
 

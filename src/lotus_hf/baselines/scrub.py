@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .._compat import training_loader
 from ..config import POSITIVE
 from ..evaluation import predict_logits
 from ..stream import UnlearningStream
@@ -53,13 +54,7 @@ class ScrubTrainer(BaselineTrainer):
         self.train_dataset.teacher_logits = predict_logits(self.model, self.train_dataset, batch)
         forget = UnlearningStream(self.forget_dataset, [], torch.arange(0))
         forget.teacher_logits = predict_logits(self.model, self.forget_dataset, batch)
-        self._forget_loader = self._get_dataloader(
-            forget,
-            description="forget",
-            batch_size=self._train_batch_size,
-            sampler_fn=self._get_train_sampler,
-            is_training=True,
-        )
+        self._forget_loader = training_loader(self, forget, "forget")
 
     def begin_epoch(self) -> bool:
         super().begin_epoch()
