@@ -147,13 +147,14 @@ def _unlearn(
         method,
         model_name,
         request,
-        **{"logging_strategy": "no", "disable_tqdm": run.quiet, **fields, "seed": seed, "output_dir": scratch},
+        **{"logging_strategy": "no", "disable_tqdm": run.quiet, **fields, "output_dir": scratch},
     )
+    assert config.seed == seed  # one seed: the flag's, else the model's, else lotus-hf's
     say(
         f"lotus-hf {__version__}: unlearning {request.describe()} of {data_args.dataset} from {run.model}",
         flush=True,
     )
-    used = {k: v for k, v in recommended.items() if k not in fields}
+    used = {k: getattr(config, k) for k, layer in config.field_sources.items() if layer == "model"}
     if used:
         say(
             f"settings the model's {'recipe' if method == 'retrain' else 'unlearning_config.json'} (or the request) "

@@ -143,9 +143,12 @@ def method_config(method: str, model: str | None = None, request: ForgetRequest 
     and the model recommends (module docstring), then `fields`. `save_steps` alone means checkpoints every that
     many steps.
 
+    The config's `field_sources` says which layer set each field that is not its class's default.
+
     Example:
-        >>> method_config("scrub", scrub_temperature=2.0, output_dir="out").scrub_temperature
-        2.0
+        >>> config = method_config("scrub", scrub_temperature=2.0, output_dir="out")
+        >>> config.scrub_temperature, config.field_sources["scrub_temperature"]
+        (2.0, 'given')
     """
     config_class = method_config_class(method)
     unknown = sorted(set(fields) - _field_names(method))
@@ -156,12 +159,17 @@ def method_config(method: str, model: str | None = None, request: ForgetRequest 
         )
     if fields.get("class_forgetting") is False:
         request = None  # whole classes, forgotten as samples: the sample settings apply
-    layered = {**recommended_fields(model, method, request), **fields}
+    recommended = recommended_fields(model, method, request)
+    layered = {**recommended, **fields}
     if "save_steps" in fields and "save_strategy" not in fields:
         layered["save_strategy"] = "steps"
     try:
-        return config_class(**layered)
+        config = config_class(**layered)
     except ArgumentError:
         raise
     except ValueError as error:  # `TrainingArguments`' own checks (e.g. bf16 on a machine without it)
         raise ArgumentError(f"{config_class.__name__}: {error}") from None
+    # which layer set each field that is not the class's default: "model" (its unlearning_config.json, its recipe
+    # or the request) or "given" (`fields`)
+    config.field_sources = {**dict.fromkeys(recommended, "model"), **dict.fromkeys(fields, "given")}
+    return config
