@@ -175,3 +175,22 @@ def test_checkpoints_on_the_way_to_the_budget(trained_resnet, digits_data, tmp_p
 def test_a_budget_needs_a_retraining_to_measure_it_by(fields, message, tmp_path):
     with pytest.raises(ArgumentError, match=message):
         method_config("lotus", output_dir=str(tmp_path), **fields)
+
+
+def test_the_progress_bar_counts_the_steps_the_budget_allows(trained_resnet, digits_data, tmp_path, capfd):
+    """The bar's total follows the budget (about the steps it allows at the run's rate), not the epochs' step count
+    the budget stops long before: it ends full, at the step the budget stopped."""
+    config = method_config(
+        "finetune",
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=10,
+        use_cpu=True,
+        per_device_train_batch_size=32,
+        retrain_epochs=15,
+        budget=0.04,
+    )
+    result = unlearn(copy.deepcopy(trained_resnet), digits_data, config)
+    steps, epochs_steps = result.trainer.state.global_step, result.trainer.state.max_steps
+    assert result.report.cost["stopped_by_budget"] and steps < epochs_steps
+    bars = capfd.readouterr().err.replace("\r", "\n")
+    assert f"{steps}/{steps} [" in bars and f"{steps}/{epochs_steps} [" not in bars

@@ -50,6 +50,13 @@ class RunProgress(ProgressCallback):
             bar.total = min(bar.total, max(bar.n, round(bar.n / spent)))
             bar.refresh()
 
+    def on_train_end(self, args, state, control, **kwargs):
+        bar = self.training_bar
+        if state.is_world_process_zero and bar is not None and getattr(state, "budget_spent", None):
+            bar.total = bar.n  # the run is over: the bar ends full at the step it stopped
+            bar.refresh()
+        super().on_train_end(args, state, control, **kwargs)
+
     def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
         pass  # a probe is part of the run: its passes add no bars of their own
 
