@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 
 RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnist"))
+# a cell's other tuning classes (benchmarks/tune.py's MORE_CLASSES): their runs count in its choice
+MORE_CLASSES = {"resnet-class": ["resnet-class-ankle"]}
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "lotus_hf" / "bundled"
 BUDGET = "10"
 CELLS = {
@@ -35,30 +37,33 @@ HELD_BACK = {
 
 
 def verified_choice(cell: str) -> dict | None:
-    """The rule's setting in `cell` at 10%: {"method", "fields", "forgotten", "seeds", "avg_gap", "from"}."""
-    found = []
-    for part in (cell, f"{cell}-extension"):
+    """The rule's setting in `cell` at 10%: {"method", "fields", "forgotten", "seeds", "avg_gap", "from"}, over every
+    tuning run of the cell (its grid, its extension steps, its other tuning classes: a setting run in several counts
+    every run of it)."""
+    settings: dict[tuple, dict] = {}
+    for part in (cell, f"{cell}-extension", *MORE_CLASSES.get(cell, [])):
         path = RESULTS / "tuning" / part / "results.json"
         if not path.is_file():
             continue
         results = json.loads(path.read_text())["budgets"][BUDGET]
         for method, tuning in results["tuning"].items():
             for i, fields in enumerate(tuning["settings"], 1):
-                runs = [r for r in results["runs"] if r["method"] == f"{method}#{i}"]
-                if not runs or not all((r.get("cost") or {}).get("within_budget", True) for r in runs):
-                    continue
-                good = sum(r["verdict"] == "forgotten" and r.get("utility") != "damaged" for r in runs)
-                gap = sum(r["avg_gap"] for r in runs) / len(runs)
-                found.append(
-                    {
-                        "method": method,
-                        "fields": fields,
-                        "forgotten": good,
-                        "seeds": len(runs),
-                        "avg_gap": gap,
-                        "from": f"{part} #{i}",
-                    }
+                entry = settings.setdefault(
+                    (method, json.dumps(fields, sort_keys=True)),
+                    {"method": method, "fields": fields, "runs": [], "from": []},
                 )
+                entry["runs"] += [r for r in results["runs"] if r["method"] == f"{method}#{i}"]
+                entry["from"].append(f"{part} #{i}")
+    found = []
+    for entry in settings.values():
+        runs = entry.pop("runs")
+        if not runs or not all((r.get("cost") or {}).get("within_budget", True) for r in runs):
+            continue
+        good = sum(r["verdict"] == "forgotten" and r.get("utility") != "damaged" for r in runs)
+        gap = sum(r["avg_gap"] for r in runs) / len(runs)
+        found.append(
+            {**entry, "forgotten": good, "seeds": len(runs), "avg_gap": gap, "from": ", ".join(entry["from"])}
+        )
     found = [f for f in found if f["forgotten"]]
     return min(found, key=lambda f: (-f["forgotten"] / f["seeds"], f["avg_gap"])) if found else None
 
