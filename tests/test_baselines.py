@@ -10,7 +10,7 @@ from conftest import tiny_model
 from lotus_hf.baselines import BASELINES, distillation_kl
 from lotus_hf.baselines.salun import saliency_mask, top_share_mask
 from lotus_hf.baselines.ssd import dampen
-from lotus_hf.evaluation import accuracy, predict_logits
+from lotus_hf.evaluation import Evaluation, accuracy, predict_logits
 from lotus_hf.methods import method_config
 from lotus_hf.run import unlearn
 
@@ -44,7 +44,7 @@ def test_each_baseline_runs_changes_the_student_and_not_the_original(method, tra
     original = copy.deepcopy(trained_resnet)
     original_state = _state(original)
     student = copy.deepcopy(trained_resnet)
-    result = unlearn(student, digits_data, _config(tmp_path, method), original=original)
+    result = unlearn(student, digits_data, _config(tmp_path, method), evaluation=Evaluation(digits_data, original))
 
     changed = [k for k, v in result.model.state_dict().items() if not torch.equal(v, original_state[k])]
     assert changed, f"{method} did not change the student"

@@ -227,7 +227,18 @@ def test_model_folder_unlearning_config_sets_defaults_and_flags_win(digits_folde
     fraction = ["unlearn", "--model", str(model_dir), "--dataset", str(digits_folder), "--forget-fraction", "0.1"]
     assert main([*fraction, "--batch-size", "64", "--output-dir", str(tmp_path / "seeded")]) == 0
     report = json.loads((tmp_path / "seeded" / "report.json").read_text())
-    assert report["training"]["hyperparameters"]["seed"] == 5 and report["forget"]["request"].endswith(",5")
+    from lotus_hf import ForgetRequest, load_image_dataset, load_model, prepare_unlearning_data
+
+    drawn = prepare_unlearning_data(
+        load_image_dataset(str(digits_folder)),
+        ForgetRequest.fraction(0.1, seed=5),
+        load_model(str(model_dir))[1],
+        seed=5,
+    )
+    assert (
+        report["training"]["hyperparameters"]["seed"] == 5
+        and report["forget"]["sha256"] == drawn.fingerprint["sha256"]
+    )
     assert "gives: num_train_epochs=1, seed=5" in capsys.readouterr().out
 
     (model_dir / "unlearning_config.json").write_text(json.dumps({"alpah": 3.0}))
