@@ -451,6 +451,14 @@ def run_unlearning(
         **budgeted,
     )
     callbacks = [_Progress(events, cancel)] if events is not None else []
+    if events is not None and not config.trains:  # no trainer, so no callback: say what the one pass does
+        events.put(
+            (
+                "phase",
+                f"one pass of {method} over the forget and retain images (no training), then evaluating and "
+                "verifying on held-out images",
+            )
+        )
     result = unlearn(student, data, config, base_model=model_name, dataset=dataset_name, callbacks=callbacks)
     if cancel is not None and cancel.is_set():  # cancelled while it evaluated: nothing is written
         raise Cancelled

@@ -25,6 +25,7 @@ class SSDConfig(BaselineConfig):
     weight_decay: float = field(default=0.0, metadata={"help": "Weight decay."})
     num_train_epochs: float = field(default=1, metadata={"help": "Epochs.", "aliases": ["--epochs"]})
     training_fields = ()
+    trains = False  # one pass: importances, then dampening
 
     ssd_alpha: float = field(default=10.0, metadata={"help": "SSD selection threshold a."})
     ssd_lambda: float = field(default=1.0, metadata={"help": "SSD dampening constant l."})
