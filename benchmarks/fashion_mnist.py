@@ -503,14 +503,16 @@ def total_error_rates(cells: dict) -> dict:
 def error_table(cells: dict) -> list[str]:
     """The verifier's error rates per cell (docs/verification.md): false alarms on retrained models, misses on the
     original, learning-rate-0 runs, edited histories and swapped-back weights."""
-    controls = list(EXPECTED)
+    # every control the cells ran, the adaptive ones per held-out set ("NAME (public)", "NAME (private)")
+    controls = list(dict.fromkeys(c for r in cells.values() for c in (r.get("error_rates") or {}))) or list(EXPECTED)
     rows = [[name, *(_rate((r.get("error_rates") or {}).get(c)) for c in controls)] for name, r in cells.items()]
     total = total_error_rates(cells)
+    ran = {c.split("/")[0] for c in cells}  # cells are labelled CELL/budget-N
     rows.append(["**all cells**", *(_rate(total.get(c)) for c in controls)])
     return [
         "The verifier's own error rates: wrong verdicts / seeds, per control (retrained: called `not_forgotten`, "
         "a false alarm; the others: not called `not_forgotten`, or a forged history that passed, a miss). "
-        f"Commands: {', '.join(f'`{t}`' for t, group in TARGETS.items() if set(group) & set(cells))}; tables per "
+        f"Commands: {', '.join(f'`{t}`' for t, group in TARGETS.items() if set(group) & ran)}; tables per "
         "cell in each results.md.\n",
         markdown_table(["cell", *controls], rows),
         "",
