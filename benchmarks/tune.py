@@ -176,7 +176,8 @@ def picks_of(cell: str, parts: dict[str, dict]) -> dict[str, dict]:
     every run of it, each seed and class alike. A method with no such setting is left out at that budget (SSD's one
     pass may cost more)."""
     chosen = {}
-    for method in parts[cell]["tuning"]:
+    methods = dict.fromkeys(method for results in parts.values() for method in results.get("tuning", {}))
+    for method in methods:
         settings: dict[str, dict] = {}
         for part, results in parts.items():
             tuning = results.get("tuning", {}).get(method)

@@ -62,7 +62,9 @@ def test_a_family_unlearns_saves_and_reloads_in_process(family, tmp_path):
     config = unlearning_config(tmp_path, num_train_epochs=1, per_device_train_batch_size=8, stop_margin=0.99)
     result = unlearn(model, data, config, base_model=f"tiny-{family}")
     assert any("converted to RGB" in note for note in result.report.notes)
+    result.report.notes.insert(0, "A note added after the run.")  # as the CLI's --fit-head note is
     path = save_unlearned(result, processor, tmp_path / "saved")
+    assert "A note added after the run." in (path / "README.md").read_text()
     reloaded = AutoModelForImageClassification.from_pretrained(path, use_safetensors=True).eval()
     assert type(reloaded) is type(original) and type(AutoImageProcessor.from_pretrained(path)) is type(processor)
     # The weights come back bit for bit; the logits only to float32's tolerance: oneDNN picks its kernels by CPU

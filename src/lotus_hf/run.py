@@ -60,7 +60,9 @@ class UnlearningResult:
         return self.lineage.steps(self.config, self.model)
 
     def model_card(self, model_name: str, lineage: list[dict] | None = None):
-        """The unlearned model's `huggingface_hub.ModelCard`."""
+        """The unlearned model's `huggingface_hub.ModelCard`, from the report as it is now (notes added after the run,
+        such as the CLI's `--fit-head` one, included)."""
+        self.lineage.report = self.report.to_dict()
         return self.lineage.card(model_name, self.config, self.history, lineage or self.unlearning_history())
 
 
