@@ -15,12 +15,11 @@ nothing.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-RESULTS = Path(os.path.relpath(Path(__file__).parent / "results" / "fashion_mnist"))
-# a cell's other tuning classes (benchmarks/tune.py's MORE_CLASSES): their runs count in its choice
-MORE_CLASSES = {"resnet-class": ["resnet-class-ankle"]}
+# a cell's tuning runs (its grid, its extension steps, its other tuning classes) as tune.py counts them
+from tune import RESULTS, TUNING, parts_of
+
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "lotus_hf" / "bundled"
 BUDGET = "10"
 CELLS = {
@@ -42,10 +41,8 @@ def verified_choice(cell: str) -> dict | None:
     tuning run of the cell (its grid, its extension steps, its other tuning classes: a setting run in several counts
     every run of it)."""
     settings: dict[tuple, dict] = {}
-    for part in (cell, f"{cell}-extension", *MORE_CLASSES.get(cell, [])):
-        path = RESULTS / "tuning" / part / "results.json"
-        if not path.is_file():
-            continue
+    for part in parts_of(cell):
+        path = TUNING / part / "results.json"
         results = json.loads(path.read_text())["budgets"][BUDGET]
         for method, tuning in results["tuning"].items():
             for i, fields in enumerate(tuning["settings"], 1):

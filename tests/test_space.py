@@ -219,10 +219,10 @@ def _status(page) -> str:
 @pytest.mark.slow
 def test_the_preset_requests_reach_their_verdict_with_no_click_and_readable_results(app, served, tmp_path):
     """Headless Chromium: the page opens on a class request (Sandal) at the model's default method and budget;
-    Run with no other click reaches the verdict, with plain column names, the verdict in one sentence with the
-    model's utility and the run's cost, and the numbers of the downloaded report.json. Then the preset sample
-    request (10 images per class), also with no click but the mode. Screenshots before, during and after go to
-    $LOTUS_HF_SCREENSHOTS (docs/images/space when refreshed)."""
+    Run with no other click reaches the verdict `forgotten`, with plain column names, the verdict in one sentence
+    with the model's utility and the run's cost, and the numbers of the downloaded report.json. Then the preset
+    sample request (100 images per class), also `forgotten` with no click but the mode. Screenshots before, during
+    and after go to $LOTUS_HF_SCREENSHOTS (docs/images/space when refreshed)."""
     demo, browser, sync_api = served
     shots = Path(os.environ.get("LOTUS_HF_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
@@ -242,7 +242,8 @@ def test_the_preset_requests_reach_their_verdict_with_no_click_and_readable_resu
     status = _status(page)
     assert "classes=Sandal" in status and "evaluating and verifying" in status
     sentence = page.locator("#verdict").inner_text()
-    assert re.search(r"(Forgotten|Not forgotten|Inconclusive)", sentence) and "of a retraining" in sentence
+    # the defaults are there to give a model that has forgotten: the preset request must end so
+    assert sentence.startswith("Forgotten") and "of a retraining" in sentence, sentence
     assert "held-out accuracy" in sentence  # utility beside the verdict
     with page.expect_download() as download:
         row = page.locator("#downloads tr.file", has=page.locator('td[aria-label="report.json"]'))
@@ -261,8 +262,7 @@ def test_the_preset_requests_reach_their_verdict_with_no_click_and_readable_resu
     sync_api.expect(page.locator("#status textarea")).to_have_value(re.compile("done: "), timeout=600_000)
     assert f"indices ({10 * app.PRESET_PER_CLASS} given)" in _status(page)
     sentence = page.locator("#verdict").inner_text()
-    # forgotten, or in plain words why not and what on this page would settle it
-    assert sentence.startswith("Forgotten") or "Forget more at once" in sentence or "held-out" in sentence, sentence
+    assert sentence.startswith("Forgotten"), sentence  # the preset sample request too
     page.screenshot(path=str(shots / "4-after-samples.png"), full_page=True)
 
 

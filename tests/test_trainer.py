@@ -383,3 +383,23 @@ def test_the_paper_rule_is_one_flag_away_and_probes_once_an_epoch(trained_resnet
     trainer.train()
     assert [(h["epoch"], h["probe"]) for h in trainer.history] == [(1, 0), (2, 0)][: len(trainer.history)]
     assert "probe_share" not in config.method_hyperparameters()  # what the run did, not what it ignored
+
+
+def test_every_method_trains_with_one_base_and_belief_relabel_is_a_sibling_of_lotus():
+    """One base (`UnlearningTrainerBase`) under every method's trainer, with no mixin beside it but the one upstream
+    workaround; Belief Relabel shares LoTUS's stream (`StreamTrainer`) without being a LoTUS that switches parts
+    off."""
+    from lotus_hf import _compat
+    from lotus_hf.base_trainer import UnlearningTrainerBase
+    from lotus_hf.belief_relabel import BeliefRelabelTrainer
+    from lotus_hf.methods import METHODS
+    from lotus_hf.stream_trainer import StreamTrainer
+
+    trainers = {name: trainer for name, (_, trainer) in METHODS.items() if isinstance(trainer, type)}
+    assert set(METHODS) - set(trainers) == {"ssd"}  # SSD edits the weights in one pass: a function
+    for name, trainer in trainers.items():
+        ours = [c for c in trainer.__mro__ if c.__module__.startswith("lotus_hf")]
+        beside = [c for c in ours if not issubclass(c, UnlearningTrainerBase)]
+        assert issubclass(trainer, UnlearningTrainerBase) and beside == [_compat.StopBeforeEpoch], name
+    assert issubclass(BeliefRelabelTrainer, StreamTrainer) and issubclass(UnlearningTrainer, StreamTrainer)
+    assert not issubclass(BeliefRelabelTrainer, UnlearningTrainer)

@@ -1,5 +1,5 @@
-"""Belief Relabel: lotus-hf's own method for forgetting whole classes, built on LoTUS's trainer but not LoTUS
-(docs/method.md, "Belief Relabel").
+"""Belief Relabel: lotus-hf's own method for forgetting whole classes, a sibling of LoTUS that shares its training
+stream, teacher and loss (`StreamTrainer`) but not its targets or its stop (docs/method.md, "Belief Relabel").
 
 When whole classes are forgotten, LoTUS's rule aims at an unseen accuracy of 0, so its stop cannot fire and its
 targets come from an original that still ranks the forgotten class first. A model retrained without the class
@@ -33,10 +33,10 @@ from torch.utils.data import Subset
 from .config import StreamConfig
 from .errors import ArgumentError
 from .evaluation import accuracy
-from .losses import round_accuracy, sample_gumbel
+from .losses import lotus_targets, round_accuracy, sample_gumbel
 from .runstate import RunState
 from .stream import ItemList, is_streamed
-from .trainer import UnlearningTrainer
+from .stream_trainer import StreamTrainer
 
 
 @dataclass
@@ -51,15 +51,8 @@ class BeliefRelabelConfig(StreamConfig):
         default=1e-4,
         metadata={"help": "AdamW learning rate (as LoTUS's; bundled models carry their tuned picks)."},
     )
-    probe_share: float = field(
-        default=0.05,
-        metadata={
-            "help": "The largest share of the run's cost the stop's probes may take; a probe runs after a step as "
-            "soon as it fits."
-        },
-    )
     probe_samples: int | None = field(
-        default=500,
+        default=500,  # fewer than LoTUS's 1,000: each probe also fits an attack on 2 x `membership_rows` rows
         metadata={"help": "The probes read a seeded subset of this many forget samples (all: None)."},
     )
     membership_rows: int = field(
@@ -69,8 +62,6 @@ class BeliefRelabelConfig(StreamConfig):
 
     checks: ClassVar[dict] = {
         **StreamConfig.checks,
-        "probe_share": (lambda value: 0 < value < 1, "in (0, 1) (0.05: probes take at most 5% of the run)"),
-        "probe_samples": (lambda value: value is None or value >= 1, ">= 1, or None for the whole forget set"),
         "membership_rows": (lambda value: value >= 2, ">= 2"),
     }
 
@@ -158,9 +149,9 @@ def unseen_errors(logits: torch.Tensor, labels: torch.Tensor, forgotten: torch.T
     return kept & (logits.argmax(dim=-1) != labels)
 
 
-class BeliefRelabelTrainer(UnlearningTrainer):
+class BeliefRelabelTrainer(StreamTrainer):
     """Forget whole classes with Belief Relabel (the forget set must hold whole classes, and not all of them).
-    Takes the arguments of `UnlearningTrainer`, with a `BeliefRelabelConfig`."""
+    Takes the arguments of `UnlearningTrainer` (`StreamTrainer`'s), with a `BeliefRelabelConfig`."""
 
     config_class = BeliefRelabelConfig
 
@@ -172,17 +163,11 @@ class BeliefRelabelTrainer(UnlearningTrainer):
         self._membership_rows: dict[str, torch.Tensor] = {}
         self._membership_sets: tuple | None = None
 
-    def unseen_target(self) -> None:
-        return None  # not read: the stop is the membership rule
-
     @property
-    def bound_rule(self) -> bool:
-        return True  # probes paced by cost, on a seeded subset (`probe_set`, `after_step`)
-
-    def begin_epoch(self) -> bool:
-        """No probe before an epoch: Belief Relabel has no temperature to set, and the original never stops."""
-        self.start_epoch_rows()
-        return False
+    def paced_probes(self) -> bool:
+        """Always: probes after steps, paced by cost, on a seeded subset (`probe_set`, `after_step`). None before an
+        epoch: Belief Relabel has no temperature to set, and the original never stops."""
+        return True
 
     def probe_units(self) -> int:
         """A probe's forward passes: the forget subset and both sides of the membership attack."""
@@ -236,7 +221,8 @@ class BeliefRelabelTrainer(UnlearningTrainer):
         """Retain rows: LoTUS's Gumbel-max label from the original's belief over the remaining classes. Forget rows:
         the class drawn for them before training."""
         masked = teacher_logits.index_fill(-1, self.forgotten, float("-inf"))
-        targets = super().targets(masked, is_forget, batch)  # draws the same noise as LoTUS, forget rows included
+        # LoTUS's targets at temperature 1: the same noise as LoTUS draws, forget rows included
+        targets = lotus_targets(masked, is_forget, 1.0, self.args.prob_transform, self._noise)
         drawn = batch["forget_target"] >= 0
         targets[drawn] = torch.nn.functional.one_hot(batch["forget_target"][drawn], targets.shape[-1]).to(targets)
         return targets

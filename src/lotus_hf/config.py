@@ -190,6 +190,17 @@ class StreamConfig(MethodConfig):
         },
     )
     logging_steps: float = field(default=10, metadata={"help": "Log forget/retain loss every N steps."})
+    probe_share: float = field(
+        default=0.05,
+        metadata={
+            "help": "Paced probes (LoTUS's bound rule, Belief Relabel's stop): the largest share of the run's cost "
+            "they may take; a probe runs after a step as soon as it fits."
+        },
+    )
+    probe_samples: int | None = field(
+        default=1000,
+        metadata={"help": "Paced probes read a seeded subset of this many forget samples (all: None)."},
+    )
 
     resumable: ClassVar[bool] = True  # `--save-steps` checkpoints hold its run state; `--resume` continues them
     checks: ClassVar[dict] = {
@@ -197,6 +208,8 @@ class StreamConfig(MethodConfig):
         "prob_transform": (lambda value: value in PROB_TRANSFORMS, f"one of {PROB_TRANSFORMS}"),
         "retain_samples": (lambda value: value is None or value >= 0, ">= 0"),
         "num_train_epochs": (lambda value: value is None or value >= 1, ">= 1"),
+        "probe_share": (lambda value: 0 < value < 1, "in (0, 1) (0.05: probes take at most 5% of the run)"),
+        "probe_samples": (lambda value: value is None or value >= 1, ">= 1, or None for the whole forget set"),
     }
 
     def method_hyperparameters(self) -> dict:
@@ -294,28 +307,12 @@ class UnlearningConfig(StreamConfig):
             "first probe that reaches the unseen accuracy) or 'paper' (probe before each epoch, stop once below it).",
         },
     )
-    probe_share: float = field(
-        default=0.05,
-        metadata={
-            "help": "Bound rule: the largest share of the run's cost the probes may take (the first, before "
-            "any update, always runs); a probe runs after a step as soon as it fits."
-        },
-    )
-    probe_samples: int | None = field(
-        default=1000,
-        metadata={"help": "Bound rule: the probes read a seeded subset of this many forget samples (all: None)."},
-    )
 
     checks: ClassVar[dict] = {
         **StreamConfig.checks,
         "alpha": (lambda value: value > 0, "> 0 (the paper uses 2, 4, 8, 16 or 32)"),
         "stop_margin": (lambda value: 0.0 <= value < 1.0, "in [0, 1) (the paper uses 0.01)"),
         "stop_rule": (lambda value: value in STOP_RULES, f"one of {STOP_RULES}"),
-        "probe_share": (lambda value: 0 < value < 1, "in (0, 1) (0.05: probes take at most 5% of the run)"),
-        "probe_samples": (
-            lambda value: value is None or value >= 1,
-            ">= 1, or None for the whole forget set",
-        ),
     }
 
     def summary(self) -> str:

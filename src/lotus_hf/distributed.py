@@ -1,5 +1,6 @@
 """What several processes need beyond what `Trainer` and accelerate do: a frozen teacher placed for the run's
 strategy, the padding rows accelerate adds to an epoch's last batch, and the whole model gathered from shards.
+(`UnlearningTrainerBase` uses them.)
 """
 
 from __future__ import annotations
@@ -8,61 +9,7 @@ import copy
 
 import torch
 
-from ._compat import channels_last_allowed, channels_last_breaks, fsdp2_compatible, honour_fsdp_on_cpu, overridden
-
-
-class StrategyMixin:
-    """What the run's strategy needs of a trainer, for `UnlearningTrainer` and the baselines' trainers alike
-    (mix in before `Trainer`): an FSDP2 request honoured on CPU processes, and after `Trainer.__init__`
-    (`lay_out_model`) a model ready for FSDP2 and in the channels-last format where the strategy allows it."""
-
-    def create_accelerator_and_postprocess(self) -> None:
-        super().create_accelerator_and_postprocess()
-        if honour_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
-            self.is_fsdp_enabled = True
-
-    def get_train_dataloader(self):
-        # A last batch of one row per process cannot train a BatchNorm layer ("Expected more than 1 value per
-        # channel when training"): such a batch is dropped, one row per epoch, another one each epoch (shuffled).
-        rows, world = len(self.train_dataset), self.accelerator.num_processes
-        lone_rows = 0 < rows % (self.args.train_batch_size * world) <= world
-        if self.args.dataloader_drop_last or not lone_rows or not _has_batch_norm(self.model):
-            return super().get_train_dataloader()
-        with overridden(self, dataloader_drop_last=True):
-            return super().get_train_dataloader()
-
-    def lay_out_model(self) -> None:
-        if self.is_fsdp_enabled and self.accelerator.is_fsdp2:  # Trainer shards it when training starts
-            fsdp2_compatible(self.model, self.accelerator.state.fsdp_plugin.cpu_ram_efficient_loading)
-        if self.args.channels_last and channels_last_allowed(self):
-            to_channels_last(self.model, self.args.device)
-        self.epoch_rows = 0  # rows this process has trained on in the current epoch, padding included
-
-    def start_epoch_rows(self) -> None:
-        """A new epoch begins: `real_rows` counts its rows from 0."""
-        self.epoch_rows = 0
-
-    def real_rows(self, rows: int) -> torch.Tensor:
-        """Which of the `rows` rows of this process's next batch are not accelerate's padding of an epoch's last
-        batch (`real_rows` below); counts them into the epoch."""
-        accelerator, world = self.accelerator, self.accelerator.num_processes
-        if world == 1 or not accelerator.even_batches or accelerator.split_batches:
-            mask = torch.ones(rows, dtype=torch.bool)
-        else:
-            mask = real_rows(
-                len(self.train_dataset),
-                self.args.per_device_train_batch_size,
-                world,
-                accelerator.process_index,
-                self.epoch_rows,
-                rows,
-            )
-        self.epoch_rows += rows
-        return mask.to(self.args.device)
-
-
-def _has_batch_norm(model: torch.nn.Module) -> bool:
-    return any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in model.modules())
+from ._compat import channels_last_breaks, fsdp2_compatible
 
 
 def to_channels_last(model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:

@@ -11,10 +11,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 
 class RunHooks(TrainerCallback):
-    """Calls the trainer's `prepare()` when training starts (after accelerate has prepared the model), its
-    `begin_epoch()` before each epoch and its `after_step()` after each optimizer step, where it has one (stopping
-    training when either returns True) and, for trainers with a state to
-    resume (`save_run_state`), saves that state into each checkpoint Trainer writes."""
+    """Calls an `UnlearningTrainerBase`'s `prepare()` when training starts (after accelerate has prepared the model),
+    its `begin_epoch()` before each epoch and its `after_step()` after each optimizer step (stopping training when
+    either returns True), and its `save_run_state()` after each checkpoint Trainer writes."""
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -29,12 +28,11 @@ class RunHooks(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_training_stop:  # stopped already (a budget): no probe, which would cost past it
             return
-        if hasattr(self.trainer, "after_step") and self.trainer.after_step():
+        if self.trainer.after_step():
             control.should_training_stop = True
 
     def on_save(self, args, state, control, **kwargs):
-        if hasattr(self.trainer, "save_run_state"):
-            self.trainer.save_run_state(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        self.trainer.save_run_state(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
 
 
 class RunProgress(ProgressCallback):

@@ -13,17 +13,13 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForImageClassification, Trainer
+from transformers import AutoModelForImageClassification
 
-from .._compat import training_loader, without_unsupported_checkpointing
-from ..cards import TAGS
+from .._compat import training_loader
+from ..base_trainer import UnlearningTrainerBase
 from ..config import MethodConfig
-from ..cost import track_cost
-from ..distributed import StrategyMixin
 from ..errors import ArgumentError
-from ..hooks import RunHooks, use_run_progress
 from ..images import PixelDataset
-from ..push import HubMixin
 from ..stream import UnlearningStream, collate
 
 
@@ -69,9 +65,9 @@ class BaselineConfig(MethodConfig):
         return {"method": self.method, **{k: getattr(v, "value", v) for k, v in values.items()}}
 
 
-class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
+class BaselineTrainer(UnlearningTrainerBase):
     """The `Trainer` of a baseline: it takes the forget and retain sets, trains on the stream its subclass
-    builds, and saves, describes and pushes the result like `UnlearningTrainer`.
+    builds, and saves, describes and pushes the result like `UnlearningTrainer` (`UnlearningTrainerBase`).
 
     Args:
         model: the original model; it becomes the unlearned model.
@@ -81,7 +77,6 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
     """
 
     config_class: ClassVar[type[BaselineConfig]] = BaselineConfig
-    _tag_names = TAGS
 
     def __init__(
         self,
@@ -92,42 +87,23 @@ class BaselineTrainer(StrategyMixin, HubMixin, Trainer):
         callbacks=None,
         processing_class=None,
     ):
-        if not isinstance(args, self.config_class):
-            raise TypeError(f"`args` must be a `{self.config_class.__name__}`, got {type(args).__name__}.")
         for name, dataset in (("forget_dataset", forget_dataset), ("retain_dataset", retain_dataset)):
             if dataset is None or len(dataset) == 0:
                 raise ArgumentError(f"`{name}` must be a non-empty data set of `pixel_values`/`labels` items.")
-        self.forget_dataset, self.retain_dataset = forget_dataset, retain_dataset
         super().__init__(
-            model=model,
-            args=without_unsupported_checkpointing(args, model),
-            data_collator=collate,
-            callbacks=callbacks,
-            train_dataset=self.build_stream(args),
-            processing_class=processing_class,
+            model, args, forget_dataset, retain_dataset, callbacks=callbacks, processing_class=processing_class
         )
-        self.lay_out_model()
-        self.cost = track_cost(self, len(retain_dataset))  # what the run costs, and its budget
-        self.add_callback(RunHooks(self))
-        use_run_progress(self)
-        self.model_accepts_loss_kwargs = False
-        self.history: list[dict] = []  # one entry per epoch started
-        self._init_card(model)
 
     # Hooks for the subclasses.
     def build_stream(self, args: BaselineConfig) -> UnlearningStream:
         """The training stream; by default the whole retain set."""
         return UnlearningStream([], self.retain_dataset, torch.arange(len(self.retain_dataset)))
 
-    def prepare(self) -> None:
-        """Before the first update (the model is still the original)."""
-
     def begin_epoch(self) -> bool:
-        """Before each epoch; True would stop training (no baseline has a stop rule)."""
+        """Before each epoch: one history entry (epoch, cost so far); no baseline has a stop rule."""
+        super().begin_epoch()
         self.history.append({"epoch": len(self.history) + 1, "cost": self.cost.meter.total()})
         return False
-
-    stopped_at_epoch = None  # baselines have no stop rule
 
     def forget_batches(self):
         """Endless shuffled batches of the forget set, through a data loader accelerate prepares like the
