@@ -42,7 +42,7 @@ from lotus_hf.research.benchmark import (
     replacing,
 )
 from lotus_hf.research.controls import EXPECTED
-from lotus_hf.research.plots import plot
+from lotus_hf.research.plots import plot, plot_cost_curves
 
 # relative to the working directory where possible, so the commands written into the results carry no
 # machine's absolute paths (run from the repository root: `make benchmark`)
@@ -402,7 +402,7 @@ def summarise() -> None:
     if stale:
         notes.append(f"Not yet run with this protocol, so left out: {', '.join(stale)}.")
     lines += ["", *(f"- {note}" for note in notes), ""]
-    lines += stop_table(cells) + error_table(cells)
+    lines += stop_table(cells) + error_table(cells) + cost_curves(cells)
     pearsons = {
         k: [r[k] for c, r in cells.items() if "first10" in c and r.get(k) is not None]
         for k in ("pearson_rf_jsd_vs_jsd", "pearson_reference")
@@ -445,6 +445,30 @@ def summarise() -> None:
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def cost_curves(cells: dict) -> list[str]:
+    """Each cell reported at more than one budget: Avg Gap and the verified-forgotten rate of every method against
+    cost, across its budgets (<cell>/cost_curves.png), linked from the summary."""
+    by_cell: dict[str, dict] = {}
+    for name, result in cells.items():
+        cell, budget = name.split("/budget-")
+        if budget.isdigit():  # not a default check
+            by_cell.setdefault(cell, {})[budget] = result
+    lines = []
+    for cell, by_budget in by_cell.items():
+        if len(by_budget) < 2:
+            continue
+        by_budget = dict(sorted(by_budget.items(), key=lambda item: int(item[0])))
+        plot_cost_curves(by_budget, RESULTS / cell / "cost_curves.png")
+        lines.append(f"![{cell}: Avg Gap and verified-forgotten rate against cost]({cell}/cost_curves.png)\n")
+    if lines:
+        lines.insert(
+            0,
+            "Across the budgets each cell is reported at: every method's Avg Gap and share of seeds verified "
+            "`forgotten`, against its cost.\n",
+        )
+    return lines
 
 
 def stop_table(cells: dict) -> list[str]:
