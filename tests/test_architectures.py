@@ -76,7 +76,9 @@ def test_a_family_unlearns_saves_and_reloads_in_process(family, tmp_path):
     pixels = data.test.pixel_values[:8]
     with torch.no_grad():
         expected = result.model.eval()(pixel_values=pixels).logits
-        torch.testing.assert_close(reloaded(pixel_values=pixels).logits, expected)
+        # float32 through a whole network whose kernels sum in another order (the plain kernels of make
+        # test-other-cpus moved MobileNetV2's logits by 3e-5): 1e-4, about 1000 float32 epsilons
+        torch.testing.assert_close(reloaded(pixel_values=pixels).logits, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("family", [_param(f, slow=True) for f in FAMILIES])
