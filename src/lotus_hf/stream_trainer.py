@@ -140,7 +140,7 @@ class StreamTrainer(UnlearningTrainerBase):
     def probe_set(self):
         """What the probes read: the whole forget set, or when they are paced a seeded subset of `probe_samples`
         of it, the same for the whole run."""
-        size = getattr(self.args, "probe_samples", None) if self.paced_probes else None
+        size = self.args.probe_samples if self.paced_probes else None
         return seeded_rows(self.forget_dataset, size, self.args.seed)
 
     # ------------------------------------------------------------------------------ the probes

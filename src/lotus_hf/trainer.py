@@ -51,7 +51,7 @@ class UnlearningTrainer(StreamTrainer):
     def paced_probes(self) -> bool:
         """Whether lotus-hf's bound stop rule runs (an extension of the paper; docs/method.md): probes after steps,
         paced by cost."""
-        return getattr(self.args, "stop_rule", "paper") == "bound"
+        return self.args.stop_rule == "bound"
 
     def begin_epoch(self) -> bool:
         """The paper's probe before each epoch: set tau, or return True to stop. Under the bound rule only the
@@ -69,7 +69,7 @@ class UnlearningTrainer(StreamTrainer):
         forget_accuracy = accuracy(logits, labels)
         delta = accuracy_gap(forget_accuracy, self.unseen_accuracy)
         self.tau = temperature(delta, self.args.alpha)
-        stop = should_stop(delta, self.args.stop_margin, getattr(self.args, "stop_rule", "paper"))
+        stop = should_stop(delta, self.args.stop_margin, self.args.stop_rule)
         return {
             "forget_accuracy": forget_accuracy,
             "unseen_accuracy": self.unseen_accuracy,
