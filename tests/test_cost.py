@@ -160,6 +160,43 @@ def test_checkpoints_on_the_way_to_the_budget(trained_resnet, digits_data, tmp_p
     assert taken["0.02"]["step"] < taken["0.04"]["step"] < result.trainer.state.global_step
 
 
+def test_a_checkpoint_keeps_room_for_the_probe_after_its_last_step(trained_resnet, digits_data, tmp_path):
+    """LoTUS's paced probes run after a step, past the budget's look-ahead: the first one, a probe larger than a
+    step, could carry a run over a mark (the ResNet tuning runs' 5% checkpoints landed at 5.05%). A first run says
+    where the first paced probe lands; a mark placed right there must still be reached within itself."""
+
+    def run(folder, **budget):
+        config = unlearning_config(
+            folder,
+            num_train_epochs=4,
+            stop_rule="bound",
+            stop_margin=0.0,
+            probe_share=0.05,  # the first probe after a step comes in the third epoch
+            probe_samples=100,  # a probe of 100 forward rows costs more than a step (32 rows, forward and backward)
+            learning_rate=0.0,  # never stops: the forget accuracy stays above the unseen one
+            retrain_epochs=15,
+            per_device_train_batch_size=32,
+            **budget,
+        )
+        trainer = UnlearningTrainer(
+            copy.deepcopy(trained_resnet),
+            config,
+            forget_dataset=digits_data.forget,
+            retain_dataset=digits_data.retain,
+            unseen_dataset=digits_data.unseen,
+        )
+        trainer.train()
+        return trainer
+
+    first = next(e for e in run(tmp_path / "free").history if e["probe"] > 0)  # the first probe after a step
+    retrain = retraining_cost(15, len(digits_data.retain))
+    share = (first["cost"] + 0.5) / retrain  # a mark at the units the run had spent once that probe ran
+    trainer = run(tmp_path / "marked", budget=0.9, budget_checkpoints=[share])
+    at = trainer.cost.summary()["checkpoints"][str(share)]
+    assert at["units"] <= first["cost"], (at, first)
+    assert first["cost"] - at["units"] < 2 * (100 + 3 * 32)  # at most one step and one probe earlier
+
+
 @pytest.mark.parametrize(
     "fields, message",
     [

@@ -63,6 +63,8 @@ class CostMeter:
         self.models = [m for m in models if m is not None]
         self.units = 0
         self.parts: dict[str, int] = {}  # units counted inside `part(name)` blocks: probes, checks
+        # the costliest pass each part has asked to run (`affords`), so that a budget can keep room for it ahead
+        self.passes: dict[str, int] = {}
         self._part: str | None = None
         self._handles: list = []
 
@@ -113,8 +115,14 @@ class CostMeter:
         >>> meter.affords("probes", 1000, share=0.05), meter.affords("probes", 1001, share=0.05)
         (True, False)
         """
+        self.passes[part] = max(self.passes.get(part, 0), units)
         total, spent = self._summed(self.units, self.parts.get(part, 0))
         return spent + units <= share * (total + units)
+
+    def counts(self) -> tuple[int, int]:
+        """(everything, what ran inside parts), over every process (a collective: call it on all of them)."""
+        total, in_parts = self._summed(self.units, sum(self.parts.values()))
+        return total, in_parts
 
     @staticmethod
     def _summed(*counts: int) -> list[int]:
@@ -169,9 +177,11 @@ class CostCallback(TrainerCallback):
     its first update included) and stops it at its budget, the same way for every method.
 
     The budget is checked after each optimizer step: training stops when one more step as costly as the costliest
-    so far (with the probes and passes since the step before it) would pass it, so a run ends within its budget.
-    At each of `checkpoints` (smaller budgets) on the way, a checkpoint is saved, so that one run can be evaluated
-    at 5%, 10% and 20% of a retraining.
+    so far, followed by the costliest passes its probes and checks may run after it, would pass it, so a run ends
+    within its budget. The passes are the larger of the costliest seen between two steps and what the parts have
+    asked to run (`CostMeter.affords`, asked after every step before a pass runs): a first probe, paced to run just
+    before a mark, is counted ahead of it. At each of `checkpoints` (smaller budgets) on the way, a checkpoint is
+    saved, so that one run can be evaluated at 5%, 10% and 20% of a retraining, each within its share.
 
     Args:
         meter: the run's `CostMeter`, over the models the trainer runs.
@@ -200,11 +210,10 @@ class CostCallback(TrainerCallback):
         self.marks = [int(s * retrain_units) for s in self.shares] if shares else []
         self.reached: dict[float, dict] = {}  # share -> {"units", "step", "seconds"} where the run was taken at it
         self.stopped_by_budget = False
-        self._last = 0  # the count at the previous step's end
-        self._largest, self._steps = (
-            0,
-            0,
-        )  # the costliest step so far (with the probes before it), steps counted
+        self._last = (0, 0)  # (everything, what ran inside parts) at the previous step's end
+        self._largest = 0  # the costliest training step so far, its probes and checks apart
+        self._largest_passes = 0  # the costliest probes and checks that ran between two steps
+        self._steps = 0
         self._start = time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -212,15 +221,20 @@ class CostCallback(TrainerCallback):
         self.meter.__enter__()
 
     def on_step_end(self, args, state, control, **kwargs):
-        units = self.meter.total()
-        step, self._last = units - self._last, units
+        units, in_parts = self.meter.counts()
+        passes = in_parts - self._last[1]
+        step = units - self._last[0] - passes
+        self._last = (units, in_parts)
         if self.marks:  # what share of its budget the run has spent, for the callbacks after this one (progress)
             state.budget_spent = min(1.0, units / self.marks[-1])
+        self._largest_passes = max(self._largest_passes, passes)
         if self._steps:  # the first holds what the method did before its first update: not a step's cost
             self._largest = max(self._largest, step)
         self._steps += 1
+        ahead = max(step if self._steps == 1 else 0, self._largest)
+        ahead += max(self._largest_passes, sum(self.meter.passes.values()))
         for share, mark in zip(self.shares, self.marks, strict=True):
-            if share not in self.reached and units + max(step if self._steps == 1 else 0, self._largest) > mark:
+            if share not in self.reached and units + ahead > mark:
                 self.reached[share] = {
                     "units": units,
                     "step": state.global_step,
@@ -241,7 +255,7 @@ class CostCallback(TrainerCallback):
         them)."""
         self.meter.units = units
         self.meter.parts = dict(parts or {})
-        self._last = self.meter.total()
+        self._last = self.meter.counts()
         self.reached = {float(share): at for share, at in reached.items()}
 
     def summary(self) -> dict:
