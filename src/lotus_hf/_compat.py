@@ -8,7 +8,8 @@ release, and the tests below say when one comes earlier). tests/test_compat.py c
 run); `honour_fsdp_on_cpu`, `channels_last_allowed` and `leave_process_group` are
 exercised by the two-process runs of tests/test_distributed.py, `channels_last_breaks` by the RegNet of
 tests/test_architectures.py. When one of those tests fails after an upgrade,
-its workaround can go.
+its workaround can go. docs/upstream.md lists the private Trainer API used here and drafts the upstream issue
+each waits for.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def training_loader(trainer, dataset, description: str):
     transformers 5.24 builds one in public only over `train_dataset` (`get_train_dataloader`); its private
     `_get_dataloader` (with `_train_batch_size` and `_get_train_sampler`) takes any data set, which SCRUB's max
     steps and the baselines' forget batches need. tests/test_compat.py checks that it still takes these
-    arguments."""
+    arguments. Upstream: none filed yet (docs/upstream.md, draft 1)."""
     return trainer._get_dataloader(
         dataset,
         description=description,
@@ -78,13 +79,24 @@ def training_loader(trainer, dataset, description: str):
     )
 
 
+def prepare_inputs(trainer, inputs: dict) -> dict:
+    """`inputs` on the trainer's device, in the dtype its engine expects (DeepSpeed's, under DeepSpeed), as the
+    Trainer's own `prediction_step` prepares them.
+
+    transformers 5.24 has no public method for this; a `prediction_step` override (the Trainer's documented way to
+    change what evaluation computes) calls its private `_prepare_inputs`, as the Trainer's own does. Upstream: none
+    filed yet (docs/upstream.md, draft 3)."""
+    return trainer._prepare_inputs(inputs)
+
+
 @contextlib.contextmanager
 def overridden(trainer, **values):
     """`trainer.args` (and, for `compute_metrics`, the trainer) with `values` for the duration, restored after.
 
     transformers 5.24's `predict` and `get_train_dataloader` read `dataloader_drop_last` from `trainer.args` and
     `predict` calls `trainer.compute_metrics`, with no per-call argument: a probe must count every row and compute
-    no metric, and a last training batch of one row per process must be dropped for BatchNorm."""
+    no metric, and a last training batch of one row per process must be dropped for BatchNorm. Upstream: none filed
+    yet (docs/upstream.md, draft 4)."""
     owners = {name: trainer if name == "compute_metrics" else trainer.args for name in values}
     before = {name: getattr(owner, name) for name, owner in owners.items()}
     for name, value in values.items():
@@ -100,7 +112,7 @@ class StopBeforeEpoch:
     """Trainer mixin: honour `control.should_training_stop` set by an `on_epoch_begin` callback.
 
     transformers 5.24 checks the flag only after an epoch's first optimizer step, so an epoch whose opening
-    probe says "stop" would still update the model once."""
+    probe says "stop" would still update the model once. Upstream: none filed yet (docs/upstream.md, draft 2)."""
 
     def _run_epoch(self, *args, **kwargs):
         if TRANSFORMERS_5 and self.control.should_training_stop:

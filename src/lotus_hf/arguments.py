@@ -40,13 +40,19 @@ class ForgetArguments:
     forget_indices: str | None = HfArg(default=None, help="Forget these training-split indices: I,J,...")
     forget_indices_file: str | None = HfArg(default=None, help="File of training-split indices, one a line.")
 
-    def request(self, seed: int, default_percent: float | None = None, limit: int | None = None):
-        """The `ForgetRequest` these arguments make (None when none is given and there is no default); `limit`
-        is the training split's size, the most indices a request can name."""
+    def kind(self) -> str:
+        """The request's kind before it is made (its data set is not needed): "classes" for `--forget-classes`,
+        else "samples"; two requests at once are refused."""
         given = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
         if len(given) > 1:
             flags = " and ".join(f"`--{name.replace('_', '-')}`" for name in given)
             raise ArgumentError(f"{flags} cannot be combined: give one forget request.")
+        return "classes" if self.forget_classes else "samples"
+
+    def request(self, seed: int, default_percent: float | None = None, limit: int | None = None):
+        """The `ForgetRequest` these arguments make (None when none is given and there is no default); `limit`
+        is the training split's size, the most indices a request can name."""
+        self.kind()  # one request at most
         if self.forget_classes:
             return ForgetRequest.classes([c.strip() for c in self.forget_classes.split(",") if c.strip()])
         if self.forget_fraction is not None:

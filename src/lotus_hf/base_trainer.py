@@ -211,7 +211,7 @@ class UnlearningTrainerBase(_compat.StopBeforeEpoch, Trainer):
                 model,
                 self.processing_class,
                 self.model_card(name, lineage),
-                self.lineage.report or None,
+                self.lineage.report_dict() or None,
             )
             return push_folder(
                 folder,

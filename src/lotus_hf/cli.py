@@ -28,7 +28,6 @@ from .arguments import (
     VerifyArguments,
     config_file,
     declared_fields,
-    default_output,
     given_fields,
     help_text,
     parse,
@@ -61,8 +60,7 @@ def unlearn_command(argv: list[str]) -> None:
         "lotus-hf unlearn", [UnlearnArguments, DataArguments, ForgetArguments], argv, file_values, rest=True
     )
     wants_help = {"-h", "--help", "--help-all"} & set(argv)
-    request = forget.request(0, default_percent=10)  # the seed of a fraction request is set below
-    method = run.method or default_method(request, run.model)
+    method = run.method or default_method(forget.kind(), run.model)
     config_class = method_config_class(method)
     if wants_help:
         shown = None if "--help-all" in argv else {*declared_fields(config_class), *SHOWN_TRAINING_FIELDS}
@@ -95,128 +93,12 @@ def _unlearn(
     from accelerate import PartialState
 
     from .cost import describe_cost
-    from .data import class_names_of, load_image_dataset, prepare_unlearning_data
-    from .loading import load_model
-    from .methods import default_method, method_config, recommended_fields
-    from .names import hub_id, split_revision
-    from .provenance import check_trained_without
-    from .push import check_push_token, push_folder
-    from .recipe import fit_head
-    from .requests import DEFAULT_SEED
-    from .run import save_unlearned, unlearn
-    from .saving import check_same_run, open_output_dir, start_run_folder
+    from .run import unlearn_from_arguments
 
-    output_dir = run.output_dir or default_output(f"{Path(split_revision(run.model)[0]).name}-unlearned")
-    unfinished = open_output_dir(output_dir, run.resume)
-    if run.push_to_hub:
-        if not hub_id(run.push_to_hub):
-            raise ArgumentError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {run.push_to_hub!r}.")
-        check_push_token()  # before any work: a run must not end in a push that cannot happen
-    model_name = f"{run.model}@{run.revision}" if run.revision else run.model
-    # one seed for the request, the splits, a fitted head and the run: the flag's, else the one the model recommends
-    recommended = recommended_fields(model_name, method, forget.request(0, default_percent=10))
-    seed = fields.get("seed", recommended.get("seed", DEFAULT_SEED))
-    model, processor = load_model(run.model, run.revision)
-    base_model = model.config._name_or_path  # `name@revision` when a revision was asked for
-    dataset = load_image_dataset(
-        data_args.dataset, image_column=data_args.image_column, label_column=data_args.label_column
-    )
-    request = forget.request(seed, default_percent=10, limit=len(dataset["train"]) if "train" in dataset else None)
-    class_names = class_names_of(dataset)
-    say = PartialState().print  # under several processes, the first one reports
-    fitted = None
-    if run.fit_head:
-        from transformers import set_seed
-
-        set_seed(seed)  # the new head's initial weights, so that the fitted original is reproducible
-        model, _ = load_model(run.model, run.revision, new_head=class_names)
-        say(f"fitting a new head for {len(class_names)} classes on the training split ({run.fit_head_epochs} epochs)")
-        seconds = fit_head(model, dataset, processor, epochs=run.fit_head_epochs, seed=seed)
-        say(f"head fitted in {seconds:.0f} s; this fine-tuned model is the original to unlearn from")
-        fitted = (
-            f"The original is {run.model} with a new head for the data set's {len(class_names)} classes, "
-            f"fine-tuned on its training split for {run.fit_head_epochs} epochs (--fit-head) before "
-            "unlearning."
-        )
-    from .loading import check_labels
-
-    check_labels(model, class_names)
-    # The config comes after the models: under DeepSpeed ZeRO-3 it turns on `zero.Init`, whose partitioned
-    # weights transformers 5.24 cannot initialise for every model (ResNet); DeepSpeed shards them later.
-    config = method_config(
-        method,
-        model_name,
-        request,
-        **{"logging_strategy": "no", "disable_tqdm": run.quiet, **fields, "output_dir": scratch},
-    )
-    assert config.seed == seed  # one seed: the flag's, else the model's, else lotus-hf's
-    say(
-        f"lotus-hf {__version__}: unlearning {request.describe()} of {data_args.dataset} from {run.model}",
-        flush=True,
-    )
-    used = {k: getattr(config, k) for k, layer in config.field_sources.items() if layer == "model"}
-    if used:
-        say(
-            f"settings the model's {'recipe' if method == 'retrain' else 'unlearning_config.json'} (or the request) "
-            f"gives: {', '.join(f'{k}={v}' for k, v in used.items())} (flags override them)"
-        )
-    say(_method_line(config), flush=True)
-    if run.method is None and method != default_method(request):  # the model's own default, not lotus-hf's
-        kind = "class" if request.kind == "classes" else "sample"
-        say(
-            f"(no --method: {method} is {run.model}'s default for {kind} requests, the method its "
-            "budgeted benchmark verified `forgotten` most often within 10% of a retraining; its "
-            "unlearning_config.json "
-            "says so. `--method lotus` runs LoTUS.)"
-        )
-    data = prepare_unlearning_data(dataset, request, processor, seed=config.seed)
-    record = {
-        "model": base_model,
-        "dataset": data_args.dataset,
-        "method": method,
-        "request": request.describe(),
-        "sha256": data.fingerprint["sha256"],
-        "seed": config.seed,
-    }
-    checkpoints = run.resume or config.save_strategy != "no"
-    if unfinished is not None:
-        check_same_run(output_dir, unfinished, record)
-    if checkpoints and not config.resumable:
-        raise ArgumentError(
-            f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for `--method {method}`."
-        )
-    if checkpoints:  # the checkpoints go into the run's own folder, marked unfinished until the model is in
-        config.output_dir = output_dir
-        if unfinished is None and PartialState().is_main_process:
-            start_run_folder(output_dir, record)
-    retrained = None
-    if run.retrained:
-        warning = check_trained_without(run.retrained, data.fingerprint)
-        if warning:
-            say(f"warning: {warning}")
-        retrained = load_model(run.retrained)[0]
-    say(
-        f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}",
-        flush=True,
-    )
-    try:
-        result = unlearn(
-            model,
-            data,
-            config,
-            base_model=base_model,
-            dataset=data_args.dataset,
-            retrained=retrained,
-            resume_from_checkpoint=run.resume or None,
-        )
-    except KeyboardInterrupt:
-        if checkpoints:
-            message = f"the unfinished run in {output_dir} continues with the same command and --resume"
-            raise KeyboardInterrupt(message) from None
-        raise
-    if fitted:
-        result.report.notes.insert(0, fitted)
     state = PartialState()
+    say = state.print  # under several processes, the first one reports
+    done = unlearn_from_arguments(run, data_args, forget, method, fields, scratch, say=say)
+    result = done.result
     if state.is_main_process:  # under `accelerate launch`, one process reports and writes
         if run.quiet:  # otherwise each probe was shown above the progress bar as it happened
             for entry in (e for e in result.history if "forget_accuracy" in e):
@@ -228,22 +110,11 @@ def _unlearn(
         for note in result.report.notes:
             print(f"note: {note}")
         print(verdict_text(result.report.verification))
-        path = save_unlearned(result, processor, output_dir)
-        print(f"saved the unlearned model, model card and report.json to {path}")
-        if run.push_to_hub:
-            print(f"pushed to {push_folder(path, run.push_to_hub, private=run.private)}")
-    del result  # its trainer holds the DDP wrapper, and with it the process group
+        print(f"saved the unlearned model, model card and report.json to {done.path}")
+        if done.pushed:
+            print(f"pushed to {done.pushed}")
+    del result, done  # the trainer holds the DDP wrapper, and with it the process group
     _compat.leave_process_group(state)
-
-
-def _method_line(config) -> str:
-    """What runs, in one line: the method's name, the settings that matter, and what stops it."""
-    stops = []
-    if config.budget is not None:
-        stops.append(f"at {config.budget:.0%} of a retraining's cost")
-    if config.stop_when_verified:
-        stops.append("as soon as the verifier's checks say forgotten")
-    return config.summary() + (f"; stops {', or '.join(stops)}" if stops else "")
 
 
 def verdict_text(verification: dict) -> str:

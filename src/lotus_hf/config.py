@@ -34,6 +34,7 @@ class MethodConfig(TrainingArguments):
     method: ClassVar[str] = ""  # the method's name in lotus_hf.methods.METHODS
     resumable: ClassVar[bool] = False  # whether `--save-steps` checkpoints can be continued with `--resume`
     trains: ClassVar[bool] = True  # False for a method that edits the weights in one pass, with no optimizer step
+    recommended_by: ClassVar[str] = "unlearning_config.json"  # the model's file that recommends its fields
     checks: ClassVar[dict] = {}
 
     output_dir: str | None = field(default=None, metadata={"help": "Where checkpoints and the model go."})

@@ -137,7 +137,7 @@ def load_model(
             f"safetensors weights: pass a model folder, a Hub id or one of {BUNDLED_MODELS}. "
             f"({type(error).__name__}: {str(error).splitlines()[0][:300]})"
         ) from None
-    model.config._name_or_path = name if revision is None else f"{name}@{revision}"
+    model.config.name_or_path = name if revision is None else f"{name}@{revision}"
     return model, processor
 
 

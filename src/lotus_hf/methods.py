@@ -39,12 +39,18 @@ METHODS = {
 UNLEARNING_CONFIG_NAME = "unlearning_config.json"
 
 
-def default_method(request: ForgetRequest | None, model: str | None = None) -> str:
-    """The method a request runs unless another is asked for: the one `model`'s `unlearning_config.json` names for
-    the request's kind under `"default"` (the bundled models': the method their budgeted benchmark verified
-    `forgotten` most often within 10% of a retraining), else Belief Relabel for whole classes (LoTUS's own rule
-    cannot stop there; docs/method.md) and LoTUS for samples."""
-    kind = "classes" if request is not None and request.kind == "classes" else "samples"
+def _kind(request: ForgetRequest | str | None) -> str:
+    """A request's kind as the settings see it: "classes" or "samples" (a request, or its kind already)."""
+    kind = request if isinstance(request, str) or request is None else request.kind
+    return "classes" if kind == "classes" else "samples"
+
+
+def default_method(request: ForgetRequest | str | None, model: str | None = None) -> str:
+    """The method a request (or a request's kind, "classes" or "samples") runs unless another is asked for: the one
+    `model`'s `unlearning_config.json` names for the request's kind under `"default"` (the bundled models': the
+    method their budgeted benchmark verified `forgotten` most often within 10% of a retraining), else Belief Relabel
+    for whole classes (LoTUS's own rule cannot stop there; docs/method.md) and LoTUS for samples."""
+    kind = _kind(request)
     named = _model_defaults(model).get(kind) if model else None
     return named or ("belief_relabel" if kind == "classes" else "lotus")
 
@@ -76,7 +82,7 @@ def method_config_class(method: str):
     return METHODS[method][0]
 
 
-def recommended_fields(model: str | None, method: str, request: ForgetRequest | None = None) -> dict:
+def recommended_fields(model: str | None, method: str, request: ForgetRequest | str | None = None) -> dict:
     """The fields `model` recommends for `method` (its `unlearning_config.json`; for `retrain`, its training
     recipe); for a class request, the method's `"classes"` fields over them (LoTUS's class-forgetting row under
     both); `{}` for none.
@@ -88,7 +94,7 @@ def recommended_fields(model: str | None, method: str, request: ForgetRequest | 
     >>> fields["retrain_epochs"], fields["learning_rate"], fields["budget"]
     (30, 0.003, 0.1)
     """
-    classes = request is not None and request.kind == "classes"
+    classes = _kind(request) == "classes"
     recipe = Recipe.of_model(model) if model else None
     retraining = {"retrain_epochs": recipe.epochs} if recipe is not None else {}
     if method == "retrain":

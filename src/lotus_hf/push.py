@@ -24,12 +24,16 @@ class Lineage:
     weights_before: str  # SHA-256 of the original's weights
     forget: dict = field(default_factory=dict)  # the request's fingerprint (`UnlearningData.fingerprint`)
     dataset: str | None = None
-    report: dict = field(default_factory=dict)  # `UnlearningReport.to_dict()`, once evaluated
+    report: object = None  # the run's `UnlearningReport`, once evaluated: the card reads it as it is then
+
+    def report_dict(self) -> dict:
+        """The report as it is now (notes added after the run included), `{}` before the run is evaluated."""
+        return self.report.to_dict() if self.report is not None else {}
 
     @classmethod
     def of(cls, model, base_model: str | None = None) -> Lineage:
         """The lineage of `model` (the original, before any update), named `base_model` (default: its own name)."""
-        name = base_model or getattr(model.config, "_name_or_path", None) or "unknown"
+        name = base_model or getattr(model.config, "name_or_path", None) or "unknown"
         return cls(name, model_history(model), weights_sha256(model))
 
     def steps(self, config, model) -> list[dict]:
@@ -55,7 +59,7 @@ class Lineage:
             base_model=self.base_model,
             config=config,
             forget=self.forget,
-            report=self.report,
+            report=self.report_dict(),
             lineage=steps,
             dataset=self.dataset,
             history=history,

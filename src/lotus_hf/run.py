@@ -1,5 +1,7 @@
 """One unlearning run, as `lotus-hf unlearn`, the Space and the benchmark do it: pick the method's config,
 run it, time it, evaluate the result, and save it (model, image processor, card, report) for the Hub.
+`unlearn_from_arguments` is the whole of `lotus-hf unlearn` from its parsed arguments: models and data by name,
+one seed, checkpoints, the run, the saved folder and the push.
 
 Example:
     >>> from lotus_hf import ForgetRequest, load_image_dataset, load_model, prepare_unlearning_data
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from transformers import Trainer
 
+from .arguments import DataArguments, ForgetArguments, UnlearnArguments, default_output
 from .baselines import BaselineConfig
 from .config import StreamConfig, UnlearningConfig
 from .cost import CostMeter, cost_summary, retraining_cost
@@ -39,6 +43,7 @@ from .push import Lineage
 from .recipe import Recipe
 from .saving import save_model_folder
 from .verified_stop import VerifiedStop
+from .version import __version__
 
 
 @dataclass
@@ -62,7 +67,6 @@ class UnlearningResult:
     def model_card(self, model_name: str, lineage: list[dict] | None = None):
         """The unlearned model's `huggingface_hub.ModelCard`, from the report as it is now (notes added after the run,
         such as the CLI's `--fit-head` one, included)."""
-        self.lineage.report = self.report.to_dict()
         return self.lineage.card(model_name, self.config, self.history, lineage or self.unlearning_history())
 
 
@@ -132,7 +136,7 @@ def unlearn(
         **({"verified_checks": checks} if config.stop_when_verified else {}),
         "resumed_from": Path(trainer.resumed_from).name if getattr(trainer, "resumed_from", None) else None,
     }
-    lineage.forget, lineage.dataset, lineage.report = dict(data.fingerprint), dataset, report.to_dict()
+    lineage.forget, lineage.dataset, lineage.report = dict(data.fingerprint), dataset, report
     if trainer is not None:  # one lineage: `trainer.push_to_hub()` records the request and the metrics too
         trainer.lineage = lineage
     return UnlearningResult(unlearned, report, config, history, trainer, lineage)
@@ -230,3 +234,150 @@ def save_unlearned(result: UnlearningResult, image_processor, output_dir: str | 
     setattr(result.model.config, HISTORY_KEY, history)
     card = result.model_card(Path(output_dir).name, history)
     return save_model_folder(output_dir, result.model, image_processor, card, result.report.to_dict())
+
+
+@dataclass
+class NamedRun:
+    """What `unlearn_from_arguments` did: the run's result, the folder it saved (None on every process but the
+    first) and the Hub URL it pushed to (None when not asked)."""
+
+    result: UnlearningResult
+    path: Path | None
+    pushed: str | None
+
+
+def unlearn_from_arguments(
+    run: UnlearnArguments,
+    data_args: DataArguments,
+    forget: ForgetArguments,
+    method: str,
+    fields: dict,
+    scratch: str,
+    say: Callable[..., None] = print,
+) -> NamedRun:
+    """`lotus-hf unlearn` from its parsed arguments: load the model and data set by name (fitting a new head with
+    `--fit-head`), take one seed (the flag's, else the model's recommended one, else lotus-hf's) for the request,
+    the splits, the head and the run, run `method` with `fields` over what the model recommends, then save the
+    folder atomically into `run.output_dir` and push it when asked. The trainer works in `scratch` unless the run
+    keeps checkpoints, which go into the run's own folder, marked unfinished until the model is in. `say` reports
+    progress (the CLI's: the first process prints)."""
+    from accelerate import PartialState
+
+    from .data import class_names_of, load_image_dataset, prepare_unlearning_data
+    from .loading import check_labels, load_model
+    from .methods import default_method, method_config, recommended_fields
+    from .names import hub_id, split_revision
+    from .provenance import check_trained_without
+    from .push import check_push_token, push_folder
+    from .recipe import fit_head
+    from .requests import DEFAULT_SEED
+    from .saving import check_same_run, open_output_dir, start_run_folder
+
+    output_dir = run.output_dir or default_output(f"{Path(split_revision(run.model)[0]).name}-unlearned")
+    unfinished = open_output_dir(output_dir, run.resume)
+    if run.push_to_hub:
+        if not hub_id(run.push_to_hub):
+            raise ArgumentError(f"`--push-to-hub` must be a Hub repo id, ORG/NAME, got {run.push_to_hub!r}.")
+        check_push_token()  # before any work: a run must not end in a push that cannot happen
+    model_name = f"{run.model}@{run.revision}" if run.revision else run.model
+    kind = forget.kind()
+    seed = fields.get("seed", recommended_fields(model_name, method, kind).get("seed", DEFAULT_SEED))
+    model, processor = load_model(run.model, run.revision)
+    base_model = model.config.name_or_path  # `name@revision` when a revision was asked for
+    dataset = load_image_dataset(
+        data_args.dataset, image_column=data_args.image_column, label_column=data_args.label_column
+    )
+    request = forget.request(seed, default_percent=10, limit=len(dataset["train"]) if "train" in dataset else None)
+    class_names = class_names_of(dataset)
+    fitted = None
+    if run.fit_head:
+        from transformers import set_seed
+
+        set_seed(seed)  # the new head's initial weights, so that the fitted original is reproducible
+        model, _ = load_model(run.model, run.revision, new_head=class_names)
+        say(f"fitting a new head for {len(class_names)} classes on the training split ({run.fit_head_epochs} epochs)")
+        seconds = fit_head(model, dataset, processor, epochs=run.fit_head_epochs, seed=seed)
+        say(f"head fitted in {seconds:.0f} s; this fine-tuned model is the original to unlearn from")
+        fitted = (
+            f"The original is {run.model} with a new head for the data set's {len(class_names)} classes, "
+            f"fine-tuned on its training split for {run.fit_head_epochs} epochs (--fit-head) before unlearning."
+        )
+    check_labels(model, class_names)
+    # The config comes after the models: under DeepSpeed ZeRO-3 it turns on `zero.Init`, whose partitioned
+    # weights transformers 5.24 cannot initialise for every model (ResNet); DeepSpeed shards them later.
+    given = {"logging_strategy": "no", "disable_tqdm": run.quiet, **fields, "output_dir": scratch}
+    config = method_config(method, model_name, request, **given)  # its seed is `seed`: the same layers set both
+    say(f"lotus-hf {__version__}: unlearning {request.describe()} of {data_args.dataset} from {run.model}", flush=True)
+    used = {k: getattr(config, k) for k, layer in config.field_sources.items() if layer == "model"}
+    if used:
+        say(
+            f"settings the model's {config.recommended_by} (or the request) gives: "
+            f"{', '.join(f'{k}={v}' for k, v in used.items())} (flags override them)"
+        )
+    say(_method_line(config), flush=True)
+    if run.method is None and method != default_method(kind):  # the model's own default, not lotus-hf's
+        say(
+            f"(no --method: {method} is {run.model}'s default for {kind[:-1]} requests, the method its budgeted "
+            "benchmark verified `forgotten` most often within 10% of a retraining; its unlearning_config.json says "
+            "so. `--method lotus` runs LoTUS.)"
+        )
+    data = prepare_unlearning_data(dataset, request, processor, seed=config.seed)
+    record = {
+        "model": base_model,
+        "dataset": data_args.dataset,
+        "method": method,
+        "request": request.describe(),
+        "sha256": data.fingerprint["sha256"],
+        "seed": config.seed,
+    }
+    checkpoints = run.resume or config.save_strategy != "no"
+    if unfinished is not None:
+        check_same_run(output_dir, unfinished, record)
+    if checkpoints and not config.resumable:
+        raise ArgumentError(
+            f"`--save-steps` and `--resume` are for LoTUS and Belief Relabel runs; drop them for `--method {method}`."
+        )
+    main = PartialState().is_main_process
+    if checkpoints:  # the checkpoints go into the run's own folder, marked unfinished until the model is in
+        config.output_dir = output_dir
+        if unfinished is None and main:
+            start_run_folder(output_dir, record)
+    retrained = None
+    if run.retrained:
+        warning = check_trained_without(run.retrained, data.fingerprint)
+        if warning:
+            say(f"warning: {warning}")
+        retrained = load_model(run.retrained)[0]
+    say(f"forget {len(data.forget)}, retain {len(data.retain)}, unseen {len(data.unseen)}, test {len(data.test)}")
+    try:
+        result = unlearn(
+            model,
+            data,
+            config,
+            base_model=base_model,
+            dataset=data_args.dataset,
+            retrained=retrained,
+            resume_from_checkpoint=run.resume or None,
+        )
+    except KeyboardInterrupt:
+        if checkpoints:
+            message = f"the unfinished run in {output_dir} continues with the same command and --resume"
+            raise KeyboardInterrupt(message) from None
+        raise
+    if fitted:
+        result.report.notes.insert(0, fitted)
+    if not main:  # under `accelerate launch`, one process writes
+        return NamedRun(result, None, None)
+    path = save_unlearned(result, processor, output_dir)
+    pushed = push_folder(path, run.push_to_hub, private=run.private) if run.push_to_hub else None
+    return NamedRun(result, path, pushed)
+
+
+def _method_line(config) -> str:
+    """What runs, in one line: the method's name, the settings that matter, and what stops it."""
+    stops = []
+    if config.budget is not None:
+        stops.append(f"at {config.budget:.0%} of a retraining's cost")
+    if config.stop_when_verified:
+        stops.append("as soon as the verifier's checks say forgotten")
+    return config.summary() + (f"; stops {', or '.join(stops)}" if stops else "")

@@ -147,7 +147,7 @@ class StreamTrainer(UnlearningTrainerBase):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Logits and labels, no loss: the probes run through `Trainer.predict`, in full precision, since their
         decisions depend on rounded accuracies."""
-        inputs = self._prepare_inputs(inputs)
+        inputs = _compat.prepare_inputs(self, inputs)
         # no_grad, not inference_mode: FSDP2 keeps the parameters a forward pass gathered, and ones gathered
         # under inference mode cannot take part in the next training step (torch 2.13).
         with torch.no_grad():

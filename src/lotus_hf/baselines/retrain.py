@@ -19,6 +19,7 @@ class RetrainConfig(BaselineConfig):
     its `training_recipe.json`."""
 
     method = "retrain"
+    recommended_by = "training recipe"
     optim: str = field(default="adamw_torch", metadata={"help": "Optimizer."})
     learning_rate: float = field(default=RECIPE.learning_rate, metadata={"help": "Learning rate."})
     weight_decay: float = field(default=RECIPE.weight_decay, metadata={"help": "Weight decay."})
