@@ -473,7 +473,7 @@ def cost_curves(cells: dict) -> list[str]:
         lines.insert(
             0,
             "Across the budgets each cell is reported at: every method's Avg Gap and share of seeds verified "
-            "`forgotten`, against its cost.\n",
+            "`forgotten` with its utility kept, against its cost.\n",
         )
     return lines
 
