@@ -574,3 +574,21 @@ def test_tuning_picks_per_budget_among_the_settings_within_it(digits_folder, tmp
         ssd_share = results["summary"]["ssd#1"]["cost_share"]["mean"]
         assert ("ssd" in chosen) == (ssd_share <= float(label) / 100), (label, ssd_share)
     assert "ssd" not in picks_of("resnet-first10", {"grid": by_budget["2"]})  # 2% is less than SSD's one pass
+
+
+def test_cost_curves_draw_every_method_of_any_budget_however_many(tmp_path):
+    """A tuning run draws a curve per setting (64 and more), and a method with no row at one budget (no setting
+    kept within it) is still drawn through the others (ResNet tuning ran out of colours after 12 curves)."""
+    from lotus_hf.research.plots import plot_cost_curves
+
+    def budget(methods, cost):
+        row = {"cost_share": {"mean": cost}, "avg_gap": {"mean": 0.1}, "verdicts": {"forgotten": 1}}
+        runs = [
+            {"method": m, "verdict": "forgotten", "utility": "damaged" if i % 2 else "kept"}
+            for i, m in enumerate(methods)
+        ]
+        return {"model": "m", "forget": "f", "summary": {m: row for m in ["original", *methods]}, "runs": runs}
+
+    many = [f"finetune#{i}" for i in range(70)]
+    drawn = plot_cost_curves({"5": budget(many, 0.05), "10": budget([*many, "lotus"], 0.1)}, tmp_path / "c.png")
+    assert drawn == [*many, "lotus"] and (tmp_path / "c.png").stat().st_size > 0

@@ -3,6 +3,7 @@ Pearson r) and the entropy of each method's outputs on the forget set."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -90,10 +91,11 @@ def plot(results: dict, folder: Path) -> None:
     _save(fig, folder / "entropy_histograms.png")
 
 
-def plot_cost_curves(by_budget: dict[str, dict], path: Path) -> None:
+def plot_cost_curves(by_budget: dict[str, dict], path: Path) -> list[str]:
     """Avg Gap and the share of seeds verified `forgotten` with the model's utility kept against cost (share of a
     retraining), one line per method through the budgets it has a row at (a method may lack one: no setting kept
-    within that budget in its tuning): where one method is below another at every cost, and where curves cross."""
+    within that budget in its tuning): where one method is below another at every cost, and where curves cross.
+    Returns the methods drawn."""
     import matplotlib
     import matplotlib.ticker
 
@@ -104,7 +106,8 @@ def plot_cost_curves(by_budget: dict[str, dict], path: Path) -> None:
     methods = [m for results in by_budget.values() for m in results["summary"] if m not in ("original", "retrain")]
     methods = list(dict.fromkeys(methods))  # every budget's methods, in their first order
     fig, (gap_ax, verified_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    others = iter(f"C{i}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9, 0, 1, 2))  # C3 is LoTUS's alone
+    # C3 is LoTUS's alone; the others cycle (a tuning run draws a curve per setting: 64 of them)
+    others = itertools.cycle(f"C{i}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9))
     for method in methods:
         reported = [results for results in by_budget.values() if method in results["summary"]]
         rows = [results["summary"][method] for results in reported]
@@ -138,3 +141,4 @@ def plot_cost_curves(by_budget: dict[str, dict], path: Path) -> None:
         fontsize=9,
     )
     _save(fig, path)
+    return methods
