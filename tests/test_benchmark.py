@@ -578,7 +578,7 @@ def test_tuning_picks_per_budget_among_the_settings_within_it(digits_folder, tmp
 
 def test_cost_curves_draw_every_method_of_any_budget_however_many(tmp_path):
     """A tuning run draws a curve per setting (64 and more), and a method with no row at one budget (no setting
-    kept within it) is still drawn through the others (ResNet tuning ran out of colours after 12 curves)."""
+    kept within it) is still drawn through the others (the digits ViT's tuning ran out of colours after 12)."""
     from lotus_hf.research.plots import plot_cost_curves
 
     def budget(methods, cost):
