@@ -453,3 +453,38 @@ def test_an_auditors_own_heldout_set_catches_a_model_trained_on_the_public_one(p
     assert "receipt confirmed" in capsys.readouterr().out
     assert main(["verify", "--recheck", str(receipt), "--heldout", str(sets["owner"])]) == 2
     assert "is not the held-out set the receipt was verified on" in capsys.readouterr().err
+
+
+def test_a_history_naming_another_base_model_is_not_compared_with(models, digits_parquet, tmp_path, capsys):
+    """A masked class logit with a forged history that names another model as its base: compared with that model,
+    its body would look changed and its utility measured against the wrong model. The history records the weights
+    the run started from, and these are not that model's, so the verdict uses neither and says to pass `--original`;
+    with the original passed, the weight test catches the edit."""
+    from lotus_hf.provenance import HISTORY_KEY, history_step, weights_sha256
+
+    seven = int(FORGOTTEN.split("-")[1])
+    original, _ = lotus_hf.load_model(str(models["original"]))
+    before = weights_sha256(original)
+
+    def forge(model):
+        model.classifier[-1].bias[seven] = -1e4
+        step = history_step(
+            {"kind": "classes"},
+            method="lotus",
+            settings={},
+            base_model=str(models["reference"]),
+            before=before,
+            after=weights_sha256(model),
+            seed=3407,
+            dataset=str(digits_parquet),
+        )
+        setattr(model.config, HISTORY_KEY, [step])
+
+    forged = _edited(models["original"], tmp_path / "forged", forge)
+    _, result = _verify(capsys, forged, digits_parquet, "--forget-classes", FORGOTTEN)
+    assert result["utility"] is None and "body_kept" not in {e["test"] for e in result["evidence"]}
+    assert any("Pass `--original`" in note for note in result["notes"])
+    _, checked = _verify(
+        capsys, forged, digits_parquet, "--forget-classes", FORGOTTEN, "--original", str(models["original"])
+    )
+    assert checked["verdict"] == "not_forgotten" and checked["utility"]["outcome"] == "kept"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .cards import evidence_table
 from .data import (
@@ -216,7 +217,8 @@ def verify(
 
     kind = fingerprint.get("kind")
     classes = sorted(set(np.asarray(forget.labels).tolist())) if kind == "classes" else None
-    before = _original(original, history)  # the model the unlearning started from, for its utility
+    before, note = _original(original, history)  # the model the unlearning started from, for its utility
+    notes += [note] if note else []
     verification = verify_outputs(
         log_probs(network, forget),
         np.asarray(forget.labels),
@@ -279,16 +281,31 @@ def _recorded_seed(history: list[dict], request: ForgetRequest, dataset) -> int:
     return int(seeds[-1]) if seeds else DEFAULT_SEED
 
 
-def _original(name: str | None, history: list[dict]):
-    """The model an unlearning started from: `name`, else the first base model of the model's unlearning history,
-    when it loads here (None otherwise: the verdict then has no utility)."""
-    name = name or (history[0].get("base_model") if history else None)
-    if not name:
-        return None
+def _original(name: str | None, history: list[dict]) -> tuple[torch.nn.Module | None, str | None]:
+    """The model an unlearning started from, and a note when the history's could not be used: `name` (the
+    auditor's), else the first base model of the model's unlearning history, when it loads here and its weights are
+    the ones the history records the unlearning started from. A history says what its writer chose: a base model
+    with other weights (a forged history, or a `--fit-head` run's new head) would make the utility and the
+    `body_kept` test compare with the wrong model, so it is not used. None: the verdict has neither."""
+    if name:
+        try:
+            return load_model(name)[0].eval(), None
+        except (ModelError, OSError, ValueError):
+            return None, None
+    base = history[0].get("base_model") if history else None
+    if not base:
+        return None, None
     try:
-        return load_model(name)[0].eval()
+        model = load_model(base)[0].eval()
     except (ModelError, OSError, ValueError):
-        return None
+        return None, None
+    if weights_sha256(model) != history[0].get("weights_before"):
+        return None, (
+            f"the history's base model {base!r} loads here, but its weights are not the ones the history records "
+            "the unlearning started from: no utility and no `body_kept` test. Pass `--original` (the model as you "
+            "had it before the request) for both."
+        )
+    return model, None
 
 
 def _base_weights(name: str | None) -> str | None:
