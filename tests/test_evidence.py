@@ -164,6 +164,49 @@ def test_a_typical_forget_set_known_less_than_held_out_images_is_over_forgotten_
     assert all(e.outcome == "forgotten" for e in result.evidence if e.test != "over_forgetting")
 
 
+def test_held_out_images_trained_on_are_told_from_the_test_splits_other_half():
+    """An owner who trained on the held-out half the verdict reads makes it a member like the forget set, and every
+    test comparing the two passes. Its twin, the test split's other half, was not trained on: the `heldout_unseen_*`
+    tests tell them apart and the verdict cannot say `forgotten`. Held-out images trained on by no one pass it."""
+    rng = np.random.default_rng(5)
+    forget, labels = _outputs(rng, 600, 1.5)  # members
+    trained_on, trained_labels = _outputs(rng, 2000, 1.5)  # the held-out half, trained on as well
+    twin, twin_labels = _outputs(rng, 2000, 0.0)  # the other half: unseen
+    cheat = verify_outputs(forget, labels, trained_on, trained_labels, kind="first_percent")
+    assert cheat.verdict == "forgotten"  # what the public comparison alone says
+    caught = verify_outputs(
+        forget,
+        labels,
+        trained_on,
+        trained_labels,
+        kind="first_percent",
+        calibration_log_probs=twin,
+        calibration_labels=twin_labels,
+    )
+    unseen = {e.test: e for e in caught.evidence if e.test.startswith("heldout_unseen")}
+    for test, threshold in (("heldout_unseen_gap", 0.0), ("heldout_unseen_auc", 0.5)):
+        found = unseen[test]
+        assert found.outcome == "inconclusive" and found.interval[0] > found.threshold
+        assert found.threshold == pytest.approx(threshold) and (found.n_forget, found.n_heldout) == (2000, 2000)
+    assert caught.verdict == "inconclusive" and "`--heldout`" in caught.advice and "trained on" in caught.advice
+    # the other tests read as before: the new one is decided apart
+    assert [e.outcome for e in caught.evidence[:-2]] == [e.outcome for e in cheat.evidence]
+    honest_held, honest_labels = _outputs(rng, 2000, 0.0)
+    honest = verify_outputs(
+        forget,
+        labels,
+        honest_held,
+        honest_labels,
+        kind="first_percent",
+        calibration_log_probs=twin,
+        calibration_labels=twin_labels,
+    )
+    unseen = {e.test: e for e in honest.evidence if e.test.startswith("heldout_unseen")}
+    assert all(e.outcome == "forgotten" for e in unseen.values())
+    assert abs(unseen["heldout_unseen_auc"].statistic - 0.5) < 0.05
+    assert honest.verdict == "not_forgotten"  # the forget set, members, against truly unseen images
+
+
 def test_class_tests_read_how_often_the_class_is_still_predicted():
     rng = np.random.default_rng(3)
     held, held_labels = _outputs(rng, 2000, 0.0)

@@ -149,6 +149,22 @@ def test_an_inconclusive_verdict_says_why_in_words_the_page_can_act_on(app):
     assert few["verdict"] == "inconclusive"
     sentence, _ = app.verdict_markdown({"verification": few})
     assert "100 forgotten images are too few" in sentence and "Forget more at once" in sentence
+    # held-out images the model trained on, told from the test split's other half: no more forgetting would help
+    forget, forget_labels = outputs(600, 1.5)
+    trained_on, trained_labels = outputs(2000, 1.5)
+    twin, twin_labels = outputs(2000, 0.0)
+    cheat = verify_outputs(
+        forget,
+        forget_labels,
+        trained_on,
+        trained_labels,
+        kind="first_percent",
+        calibration_log_probs=twin,
+        calibration_labels=twin_labels,
+    ).to_dict()
+    sentence, _ = app.verdict_markdown({"verification": cheat})
+    assert cheat["verdict"] == "inconclusive" and "better than the test split's other half" in sentence
+    assert "too few" not in sentence
 
 
 def test_compare_and_push_need_a_run(app):

@@ -16,8 +16,9 @@ from tiny import DIGIT_NAMES, tiny_model, tiny_processor
 import lotus_hf
 from lotus_hf.cli import main
 from lotus_hf.evidence import measurements_agree
+from lotus_hf.images import preprocess
 from lotus_hf.recipe import Recipe
-from lotus_hf.requests import ForgetRequest
+from lotus_hf.requests import DEFAULT_SEED, ForgetRequest, stratified_halves
 from lotus_hf.research.training import train_original
 
 FORGOTTEN = "digit-7"
@@ -398,7 +399,8 @@ def public_and_private(tmp_path_factory):
     """The digits cut three ways: the owner's data set (train: the first 300 images, few enough that a tiny ResNet
     knows them clearly better than unseen ones; test, public: the next 500) and the auditor's own held-out set (the
     other 997, which the owner never gets). The original trains on the owner's train split; the cheat trains on the
-    public test split besides, so that the verifier's public held-out half is training data too."""
+    public test split besides, so that the verifier's public held-out half is training data too; the half-cheat on
+    the half of it that `verify` reads only."""
     import datasets
     from tiny import digits_dataset
 
@@ -420,7 +422,21 @@ def public_and_private(tmp_path_factory):
         {"train": datasets.concatenate_datasets([owner_data["train"], owner_data["test"]]), "test": owner_data["test"]}
     )
     train_original(both, tiny_processor(), _recipe(0, str(config)), root / "cheat", dataset_name="owner")
-    return {"owner": owner, "auditor": auditor, "original": root / "original", "cheat": root / "cheat"}
+    # a cheat that knows the split, as the benchmark's `trained_on_heldout` control: the original fine-tuned on its
+    # training images and the half of the test split that `verify` reads (seed 3407)
+    _, read = stratified_halves(np.asarray(owner_data["test"]["label"]), DEFAULT_SEED)
+    joined = datasets.concatenate_datasets([owner_data["train"], owner_data["test"].select(read)])
+    original, processor = lotus_hf.load_model(str(root / "original"))
+    cheat, _ = _recipe(0, str(config)).train(original, preprocess(joined, processor), root / "work")
+    cheat.save_pretrained(root / "half-cheat")
+    processor.save_pretrained(root / "half-cheat")
+    return {
+        "owner": owner,
+        "auditor": auditor,
+        "original": root / "original",
+        "cheat": root / "cheat",
+        "half-cheat": root / "half-cheat",
+    }
 
 
 def test_an_auditors_own_heldout_set_catches_a_model_trained_on_the_public_one(public_and_private, tmp_path, capsys):
@@ -453,6 +469,31 @@ def test_an_auditors_own_heldout_set_catches_a_model_trained_on_the_public_one(p
     assert "receipt confirmed" in capsys.readouterr().out
     assert main(["verify", "--recheck", str(receipt), "--heldout", str(sets["owner"])]) == 2
     assert "is not the held-out set the receipt was verified on" in capsys.readouterr().err
+
+
+def test_a_model_trained_on_the_half_of_the_test_split_verify_reads_is_told_from_its_other_half(
+    public_and_private, capsys
+):
+    """The default verdict compares the held-out half it reads with the test split's other half: an owner who
+    trained on the first only is caught there (`inconclusive`, with advice to bring held-out images); one who trained
+    on the whole split is not (both halves are members alike: only `--heldout` catches it, above); an honest model
+    passes."""
+    sets = public_and_private
+    request = ["--forget-first-percent", "50"]
+    code, half = _verify(capsys, sets["half-cheat"], sets["owner"], *request)
+    unseen = {e["test"]: e for e in half["evidence"] if e["test"].startswith("heldout_unseen")}
+    assert set(unseen) == {"heldout_unseen_gap", "heldout_unseen_auc"}
+    assert all(e["statistic"] > e["expected"] for e in unseen.values()), unseen  # its half is known better
+    assert any(e["outcome"] == "inconclusive" and e["interval"][0] > e["threshold"] for e in unseen.values()), unseen
+    assert half["verdict"] == "inconclusive" and code == 3 and "`--heldout`" in half["advice"]
+    for honest in ("original", "cheat"):
+        _, found = _verify(capsys, sets[honest], sets["owner"], *request)
+        outcomes = {e["test"]: e["outcome"] for e in found["evidence"] if e["test"].startswith("heldout_unseen")}
+        assert outcomes == {"heldout_unseen_gap": "forgotten", "heldout_unseen_auc": "forgotten"}, honest
+    # on the auditor's own set there is no twin half to compare with, and the test is not run
+    _, private = _verify(capsys, sets["half-cheat"], sets["owner"], *request, "--heldout", str(sets["auditor"]))
+    assert not [e for e in private["evidence"] if e["test"].startswith("heldout_unseen")]
+    assert private["verdict"] == "not_forgotten"
 
 
 def test_a_history_naming_another_base_model_is_not_compared_with(models, digits_parquet, tmp_path, capsys):

@@ -283,17 +283,19 @@ def verification_splits(
     seed: int = DEFAULT_SEED,
     train_split: str = "train",
     test_split: str = "test",
-) -> tuple[PixelDataset, PixelDataset, dict]:
+) -> tuple[PixelDataset, PixelDataset, PixelDataset, dict]:
     """What `lotus-hf verify` reads: the forget set (only those rows of the training split are preprocessed), the
     held-out half of the test split that an unlearning run with this `seed` never calibrated on (its `test`,
-    not its `unseen`), and the request's fingerprint."""
+    not its `unseen`), the other half (its `unseen`, which the `heldout_unseen_*` tests compare the first with), and
+    the request's fingerprint."""
     for split in (train_split, test_split):
         if split not in dataset:
             raise DataError(f"the data set has no {split!r} split (it has {list(dataset)}).")
     class_names = class_names_of(dataset)
     labels = np.asarray(dataset[train_split]["label"])
     indices = request.resolve(labels, class_names)
-    _, test_indices = stratified_halves(np.asarray(dataset[test_split]["label"]), seed)
+    unseen_indices, test_indices = stratified_halves(np.asarray(dataset[test_split]["label"]), seed)
     forget = preprocess(dataset[train_split].select(indices), image_processor)
     heldout = preprocess(dataset[test_split].select(test_indices), image_processor)
-    return forget, heldout, forget_fingerprint(request, indices, labels, class_names)
+    other = preprocess(dataset[test_split].select(unseen_indices), image_processor)
+    return forget, heldout, other, forget_fingerprint(request, indices, labels, class_names)

@@ -9,6 +9,9 @@ retrained model at hand, compare the model with itself (docs/verification.md):
   apart, as an AUC;
 - class requests: how often it still predicts a forgotten class, on the class's training images and on its
   held-out images, and whether a label-free confidence tells the training images from the held-out ones;
+- with the model's outputs on the test split's other half (the one a run calibrates on), whether the held-out
+  half is unseen at all: the two halves are a random split of the same images, so a model trained on neither
+  tells them apart no more than chance (`heldout_unseen_*`; an owner who trained on the held-out half fails it);
 - with reference models (trained without the forget set), a per-example test: each forget sample's
   confidence under the model, beside the references' on the same sample, against the same comparison on
   held-out samples, with Benjamini-Hochberg control of the false-discovery rate.
@@ -345,6 +348,8 @@ def verify_outputs(
     method: str | None = None,
     original_heldout: np.ndarray | None = None,
     body_change: float | None = None,
+    calibration_log_probs: np.ndarray | None = None,
+    calibration_labels: np.ndarray | None = None,
 ) -> Verification:
     """The verdict on a forget set from a model's log-probabilities on it and on held-out data it never trained
     on (nor calibrated on). `kind` is the request's: `"classes"` (then `forgotten_classes`, default the forget
@@ -352,7 +357,9 @@ def verify_outputs(
     reference models trained without the forget set, on the same rows, for the per-example test. `method`
     tailors the advice. `original_heldout`: the original model's log-probabilities on the held-out rows, for the
     verdict's `utility` (`utility`). `body_change`: how far the model's layers before its head moved from the
-    original's (`lotus_hf.provenance.body_change`), for the `body_kept` test, which no output can pass."""
+    original's (`lotus_hf.provenance.body_change`), for the `body_kept` test, which no output can pass.
+    `calibration_log_probs` / `calibration_labels`: the model's outputs on the other half of the test split (the
+    one an unlearning run calibrates on), for the `heldout_unseen_*` tests: were the held-out images trained on?"""
     rng = np.random.default_rng(SEED)
     forget_log_probs, heldout_log_probs = np.asarray(forget_log_probs), np.asarray(heldout_log_probs)
     forget_labels, heldout_labels = np.asarray(forget_labels), np.asarray(heldout_labels)
@@ -406,6 +413,17 @@ def verify_outputs(
         )
     if body_change is not None:
         evidence.append(_body_kept_test(body_change, len(forget_labels), len(held_labels)))
+    if calibration_log_probs is not None:
+        evidence += _heldout_unseen_tests(
+            held_lp,
+            held_labels,
+            np.asarray(calibration_log_probs),
+            np.asarray(calibration_labels),
+            forget_labels,
+            score_labels[0] is None,
+            tests,
+            rng,
+        )
     outcomes = [e.outcome for e in evidence]
     verdict = (
         "not_forgotten"
@@ -561,6 +579,62 @@ def _over_forgetting_test(forget_lp, forget_labels, held_lp, held_labels, ref_fo
     return evidence
 
 
+def _heldout_unseen_tests(
+    held_lp, held_labels, cal_lp, cal_labels, forget_labels, label_free, tests, rng
+) -> list[Evidence]:
+    """Are the held-out images the verdict reads unseen by the model? Every other test takes them for data it never
+    trained on; an owner who trained on them (the `trained_on_heldout` control) makes them members like the forget
+    set, and those tests pass. The test split's other half (the one a run calibrates on) is drawn from the same
+    images by a seeded, stratified split, so a model trained on neither half cannot tell them apart: the sample
+    tests' two statistics, read between the halves (the held-out half in the forget set's place, both weighted to
+    the forget set's classes), show 0 (`heldout_unseen_gap`: accuracy) and 0.5 (`heldout_unseen_auc`: the
+    verdict's membership score, of the true label, or label-free for a class request), with no margin. Shown above
+    that (the lower end of the adjusted 95% interval, as every `not_forgotten`), the held-out half is known better
+    than its twin and cannot stand for unseen data: `inconclusive` (it withholds `forgotten`; being about the
+    held-out data, it never says `not_forgotten`). Otherwise they pass (`forgotten`). An owner who trained on the
+    whole test split passes them too: only an auditor's own held-out set (`--heldout`) catches that. No test when
+    the other half lacks a class of the forget set."""
+    classes = np.unique(forget_labels)
+    rows = np.isin(cal_labels, classes)
+    cal_lp, cal_labels = cal_lp[rows], cal_labels[rows]
+    rows = np.isin(held_labels, classes)
+    held_lp, held_labels = held_lp[rows], held_labels[rows]
+    try:
+        held_w = class_matched_weights(forget_labels, held_labels)
+        cal_w = class_matched_weights(forget_labels, cal_labels)
+    except DataError:
+        return []
+    correct_h = (held_lp.argmax(1) == held_labels).astype(np.float64)
+    correct_c = (cal_lp.argmax(1) == cal_labels).astype(np.float64)
+
+    def gap(wh, wc):
+        wh, wc = wh * held_w, wc * cal_w
+        return (wh @ correct_h) / wh.sum(1) - (wc @ correct_c) / wc.sum(1)
+
+    scores = np.concatenate(
+        [
+            logit_confidence(held_lp, None if label_free else held_labels),
+            logit_confidence(cal_lp, None if label_free else cal_labels),
+        ]
+    )
+    positive = np.r_[np.ones(len(held_labels)), np.zeros(len(cal_labels))]
+
+    def auc(wh, wc):
+        return weighted_auc(scores, positive, np.hstack([wh * held_w, wc * cal_w]))
+
+    compares = "the held-out images read (as `forget`) with the test split's other half (as `held-out`)"
+    # No margin: the halves are exchangeable (a seeded random split of the same images), so for a model trained on
+    # neither the statistics are 0 and 0.5 exactly in expectation, with no shift between distributions to allow for.
+    found = [
+        _decide("heldout_unseen_gap", gap, held_labels, cal_labels, 0.0, 0.0, tests, rng),
+        _decide("heldout_unseen_auc", auc, held_labels, cal_labels, 0.5, 0.0, tests, rng),
+    ]
+    for evidence in found:
+        evidence.outcome = "inconclusive" if evidence.outcome == "not_forgotten" else "forgotten"
+        evidence.heldout_needed, evidence.below, evidence.details = None, False, {"compares": compares}
+    return found
+
+
 def _body_kept_test(change: float, n_forget: int, n_heldout: int) -> Evidence:
     """A weight-level check that outputs cannot fool: the share of the original's layers before the head that the
     model kept (1 - their relative change). Above `1 - BODY_CHANGE_MIN`, the forgetting is an edit of the head alone
@@ -659,6 +733,18 @@ def advice(verdict: str, evidence: list[Evidence], method: str | None = None) ->
             " (gap interval [{:.3f}, {:.3f}]): the deletion itself gives the samples away (the Streisand "
             "effect). Try again from the original with a gentler setting (a lower learning rate, or "
             "`--stop-when-verified`).".format(*over.interval)
+        )
+    unseen = [e for e in evidence if e.test.startswith("heldout_unseen") and e.outcome == "inconclusive"]
+    if verdict == "inconclusive" and unseen:
+        shown = "; ".join(
+            "{}: {:.3f}, 90% interval [{:.3f}, {:.3f}]".format(e.test, e.statistic, *e.equivalence_interval)
+            for e in unseen
+        )
+        return (
+            "Not shown, the held-out images were trained on: the model knows the held-out images this verdict reads "
+            f"better than the test split's other half ({shown}), as it knows training images better than unseen "
+            "ones, so they cannot stand for data it never saw. Verify on held-out images its owner never had "
+            "(`--heldout`)."
         )
     if verdict == "inconclusive":
         needs = [e for e in evidence if e.outcome == "inconclusive"]

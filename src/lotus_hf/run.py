@@ -151,8 +151,9 @@ def verify_probs(
     body_change: float | None = None,
 ):
     """The verdict on `data`'s forget set from a model's softmax outputs on it and on `data.test` (held out, never
-    calibrated on), by split name (`lotus_hf.evidence.verify_outputs`); with the `original` model's outputs, the
-    model's utility against it too; with `body_change` (`lotus_hf.provenance.body_change`), the `body_kept` test."""
+    calibrated on; with its outputs on `data.unseen`, the `heldout_unseen_*` tests too), by split name
+    (`lotus_hf.evidence.verify_outputs`); with the `original` model's outputs, the model's utility against it too;
+    with `body_change` (`lotus_hf.provenance.body_change`), the `body_kept` test."""
     references = reference_probs or {}
     with np.errstate(divide="ignore"):  # a probability that underflowed to 0 is a log-probability of -inf
         return verify_outputs(
@@ -166,6 +167,8 @@ def verify_probs(
             reference_heldout=[np.log(p) for p in references.get("test", [])] or None,
             original_heldout=np.log(original["test"]) if original is not None else None,
             body_change=body_change,
+            calibration_log_probs=np.log(probs["unseen"]) if "unseen" in probs else None,
+            calibration_labels=data.unseen.labels.numpy(),
         )
 
 

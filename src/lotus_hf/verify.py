@@ -196,6 +196,7 @@ def verify(
             )
         seed = data.seed if seed is None else seed
         forget, held, fingerprint, class_names = data.forget, data.test, data.fingerprint, data.class_names
+        other = data.unseen
     else:
         if dataset is None:
             raise ArgumentError("`dataset` must name the data set the request refers to (or pass `data`).")
@@ -204,11 +205,12 @@ def verify(
             seed = _recorded_seed(history, request, loaded)
         if request.kind == "fraction":
             request = ForgetRequest.fraction(request.value[0], seed=seed)
-        forget, held, fingerprint = verification_splits(loaded, request, processor, seed=seed)
+        forget, held, other, fingerprint = verification_splits(loaded, request, processor, seed=seed)
         class_names = class_names_of(loaded)
     private = None
     if heldout is not None:  # the auditor's own held-out images, never the model owner's choice
         held, private = auditor_heldout(heldout, class_names, processor)
+        other = None  # the auditor's set is not half of the test split: no twin to compare it with
     notes = [w for r in reference_models or [] if (w := check_trained_without(r, fingerprint, "reference_models"))]
     references = [load_model(r)[0].eval() for r in reference_models or []]
 
@@ -231,6 +233,8 @@ def verify(
         method=(history[-1].get("method") if history else None),
         original_heldout=log_probs(before, held) if before is not None else None,
         body_change=body_change(network, before) if before is not None else None,
+        calibration_log_probs=log_probs(network, other) if other is not None else None,
+        calibration_labels=np.asarray(other.labels) if other is not None else None,
     )
     weights = weights_sha256(network)
     checks = check_history(history, weights, fingerprint["sha256"], base_weights=_base_weights)

@@ -122,6 +122,8 @@ def adaptive_controls(seed: int, original, data, references: list, recipe, priva
     before = {h: log_probs(original, rows) for h, rows in heldouts.items()}
 
     def verdict(model, heldout: str) -> dict:
+        # the public half has a twin, the half a run calibrates on (the `heldout_unseen_*` tests); a private set none
+        twin = data.unseen if heldout == "public" else None
         found = verify_outputs(
             log_probs(model, data.forget),
             forget_labels,
@@ -133,6 +135,8 @@ def adaptive_controls(seed: int, original, data, references: list, recipe, priva
             reference_heldout=[r[heldout] for r in references] or None,
             original_heldout=before[heldout],
             body_change=body_change(model, original),
+            calibration_log_probs=log_probs(model, twin) if twin is not None else None,
+            calibration_labels=twin.labels.numpy() if twin is not None else None,
         )
         return found.to_dict()
 
