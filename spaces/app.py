@@ -293,9 +293,9 @@ def why_inconclusive(verification: dict) -> str:
     undecided = [e for e in verification["evidence"] if e["outcome"] == "inconclusive"]
     if any(e["test"].startswith("heldout_unseen") for e in undecided):
         return (
-            "The model knows the held-out images better than the test split's other half, as it knows images it "
-            "trained on: they cannot stand for images it never saw. Only held-out images its owner never had "
-            "(`lotus-hf verify --heldout`) can settle it."
+            "The model knows the held-out images better than the test split's other half, as a model trained on "
+            "them would (or, about once in a hundred, by the luck of the split): they cannot stand for images it "
+            "never saw. Held-out images its owner never had (`lotus-hf verify --heldout`) can settle it."
         )
     forget = max((e["n_forget"] for e in undecided), default=0)
     if any(e["heldout_needed"] is None for e in undecided):

@@ -188,7 +188,11 @@ def test_held_out_images_trained_on_are_told_from_the_test_splits_other_half():
         found = unseen[test]
         assert found.outcome == "inconclusive" and found.interval[0] > found.threshold
         assert found.threshold == pytest.approx(threshold) and (found.n_forget, found.n_heldout) == (2000, 2000)
-    assert caught.verdict == "inconclusive" and "`--heldout`" in caught.advice and "trained on" in caught.advice
+    assert (
+        caught.verdict == "inconclusive"
+        and "`--heldout`" in caught.advice
+        and "as a model trained on them would" in caught.advice
+    )
     # the other tests read as before: the new one is decided apart
     assert [e.outcome for e in caught.evidence[:-2]] == [e.outcome for e in cheat.evidence]
     honest_held, honest_labels = _outputs(rng, 2000, 0.0)

@@ -162,9 +162,9 @@ def test_an_inconclusive_verdict_says_why_in_words_the_page_can_act_on(app):
         calibration_log_probs=twin,
         calibration_labels=twin_labels,
     ).to_dict()
-    sentence, _ = app.verdict_markdown({"verification": cheat})
+    sentence, details = app.verdict_markdown({"verification": cheat})
     assert cheat["verdict"] == "inconclusive" and "better than the test split's other half" in sentence
-    assert "too few" not in sentence
+    assert "too few" not in sentence and "`heldout_unseen_*` compare the held-out images read" in details
 
 
 def test_compare_and_push_need_a_run(app):

@@ -158,6 +158,11 @@ def evidence_table(verification: dict) -> str:
             for e in rows
         ],
     )
+    if any(e["test"].startswith("heldout_unseen") for e in rows):
+        table += (
+            "\n\n`heldout_unseen_*` compare the held-out images read (under `forget`) with the test split's other "
+            "half (under `held-out`): a model trained on neither cannot tell them apart."
+        )
     kept = verification.get("utility")
     return table if not kept else f"{table}\n\n{utility_line(kept)}"
 

@@ -741,10 +741,10 @@ def advice(verdict: str, evidence: list[Evidence], method: str | None = None) ->
             for e in unseen
         )
         return (
-            "Not shown, the held-out images were trained on: the model knows the held-out images this verdict reads "
-            f"better than the test split's other half ({shown}), as it knows training images better than unseen "
-            "ones, so they cannot stand for data it never saw. Verify on held-out images its owner never had "
-            "(`--heldout`)."
+            "Not shown: the model knows the held-out images this verdict reads better than the test split's other "
+            f"half ({shown}), as a model trained on them would; one that never saw either half shows this about once "
+            "in a hundred verdicts, by the luck of the split. Either way they cannot stand for data it never saw "
+            "here. Verify on held-out images its owner never had (`--heldout`)."
         )
     if verdict == "inconclusive":
         needs = [e for e in evidence if e.outcome == "inconclusive"]
