@@ -120,8 +120,10 @@ def plot_cost_curves(by_budget: dict[str, dict], path: Path) -> list[str]:
             verified.append(kept / max(len(runs), 1))
         style = {
             "color": "C3" if method.startswith("lotus") else next(others),
+            # the paper's stop told apart also where a method has one budget (a point, no line to dash)
             "linestyle": "--" if method == "lotus/paper" else "-",
-            "marker": "o",
+            "marker": "s" if method == "lotus/paper" else "o",
+            "markerfacecolor": "none" if method == "lotus/paper" else None,
             "label": method,
         }
         gap_ax.plot(costs, gaps, **style)
