@@ -174,15 +174,19 @@ def test_held_out_images_trained_on_are_told_from_the_test_splits_other_half():
     twin, twin_labels = _outputs(rng, 2000, 0.0)  # the other half: unseen
     cheat = verify_outputs(forget, labels, trained_on, trained_labels, kind="first_percent")
     assert cheat.verdict == "forgotten"  # what the public comparison alone says
-    caught = verify_outputs(
-        forget,
-        labels,
-        trained_on,
-        trained_labels,
-        kind="first_percent",
-        calibration_log_probs=twin,
-        calibration_labels=twin_labels,
-    )
+
+    def with_twin(held, held_labels):
+        return verify_outputs(
+            forget,
+            labels,
+            held,
+            held_labels,
+            kind="first_percent",
+            calibration_log_probs=twin,
+            calibration_labels=twin_labels,
+        )
+
+    caught = with_twin(trained_on, trained_labels)
     unseen = {e.test: e for e in caught.evidence if e.test.startswith("heldout_unseen")}
     for test, threshold in (("heldout_unseen_gap", 0.0), ("heldout_unseen_auc", 0.5)):
         found = unseen[test]
@@ -196,15 +200,7 @@ def test_held_out_images_trained_on_are_told_from_the_test_splits_other_half():
     # the other tests read as before: the new one is decided apart
     assert [e.outcome for e in caught.evidence[:-2]] == [e.outcome for e in cheat.evidence]
     honest_held, honest_labels = _outputs(rng, 2000, 0.0)
-    honest = verify_outputs(
-        forget,
-        labels,
-        honest_held,
-        honest_labels,
-        kind="first_percent",
-        calibration_log_probs=twin,
-        calibration_labels=twin_labels,
-    )
+    honest = with_twin(honest_held, honest_labels)
     unseen = {e.test: e for e in honest.evidence if e.test.startswith("heldout_unseen")}
     assert all(e.outcome == "forgotten" for e in unseen.values())
     assert abs(unseen["heldout_unseen_auc"].statistic - 0.5) < 0.05

@@ -168,7 +168,7 @@ def verify_probs(
             original_heldout=np.log(original["test"]) if original is not None else None,
             body_change=body_change,
             calibration_log_probs=np.log(probs["unseen"]) if "unseen" in probs else None,
-            calibration_labels=data.unseen.labels.numpy(),
+            calibration_labels=data.unseen.labels.numpy() if "unseen" in probs else None,
         )
 
 
